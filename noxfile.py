@@ -1,0 +1,107 @@
+"""Brokkr's sessions: what maintainers and CI run. `nox -l` lists them.
+
+Sessions stay thin: they install the locked development environment once (see
+`install`) and call Invoke tasks from tasks.py, whose logic lives in src/brokkr_dev.
+Heavy sessions (images, clusters, releases, benchmarks) are opt-in: a bare `nox`
+runs only `lint` and `unit`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["lint", "unit"]
+nox.options.reuse_venv = "yes"
+nox.options.error_on_missing_interpreters = True
+nox.needs_version = ">=2025.2.9"
+
+PYTHON = "3.11"
+
+
+def install(session: nox.Session) -> None:
+    """Install the locked dev dependency group and the project (editable) into the venv.
+
+    The single place where sessions get their packages, so every session runs the
+    same versions that uv.lock pins.
+    """
+    session.run_install(
+        "uv",
+        "sync",
+        "--locked",
+        "--quiet",
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+    )
+
+
+def invoke(session: nox.Session, *args: str) -> None:
+    """Run an Invoke task from tasks.py inside the session's environment."""
+    session.run("invoke", *args)
+
+
+def refuse_posargs(session: nox.Session) -> None:
+    """Fail clearly when a session that takes no arguments is given some."""
+    if session.posargs:
+        session.error(
+            f"session {session.name!r} takes no arguments, got {session.posargs!r}; "
+            "run `nox -l` to see which sessions take arguments after `--`"
+        )
+
+
+def tools(session: nox.Session, *names: str) -> None:
+    """Make the named pinned CLI tools available in bin/ and on the session's PATH."""
+    invoke(session, "tools.install", "--names", ",".join(names))
+    session.env["PATH"] = f"{ROOT / 'bin'}:{session.env.get('PATH') or ''}".rstrip(":")
+
+
+def files(pattern: str) -> list[str]:
+    """Tracked-or-new files matching a glob, relative to the repository root."""
+    return sorted(str(p.relative_to(ROOT)) for p in ROOT.glob(pattern) if ".nox" not in p.parts)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Static checks: ruff, mypy, yamllint, actionlint, and chart/Dockerfile checks."""
+    refuse_posargs(session)
+    install(session)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+    session.run("yamllint", "--strict", ".")
+    workflows = files(".github/workflows/*.yml")
+    if workflows:
+        tools(session, "actionlint")
+        session.run("actionlint", *workflows)
+
+
+@nox.session(python=PYTHON)
+def unit(session: nox.Session) -> None:
+    """Fast unit tests only (no database, cluster or images); posargs go to pytest."""
+    install(session)
+    session.run("pytest", "tests/unit", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The whole test suite, starting what it needs; posargs go to pytest.
+
+    Installs missing Debian packages (as root or with sudo) and the pinned tools,
+    then runs pytest; fixtures start PostgreSQL, the local Kubernetes cluster and
+    the local registry on demand. Example: `nox -s tests -- -m "not images" -x`.
+    """
+    install(session)
+    invoke(session, "system.install")
+    tools(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(name="tools", python=PYTHON)
+def tools_session(session: nox.Session) -> None:
+    """Install the pinned CLI tools (posargs: tool names) and print their status table."""
+    install(session)
+    names = ",".join(session.posargs)
+    invoke(session, "tools.install", "--names", names)
+    invoke(session, "tools.status", "--names", names)

@@ -1,0 +1,1 @@
+"""The Brokkr agent service."""

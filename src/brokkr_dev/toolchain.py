@@ -1,0 +1,369 @@
+"""Pinned external CLI tools: read the manifest, find or install each one into bin/.
+
+The manifest is `tools.toml` at the repository root; its header explains the fields
+and the order in which installation methods are tried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import tomllib
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from brokkr_dev import paths
+
+VERSION_PATTERN = re.compile(r"v?(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?)")
+
+
+class ToolError(RuntimeError):
+    """A tool could not be found or installed; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Archive:
+    """An official release download and the checksums pinned for it."""
+
+    url: str
+    member: str | None = None
+    sha256: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One entry of the manifest."""
+
+    name: str
+    version: str
+    binary: str
+    version_args: tuple[str, ...]
+    go_module: str | None = None
+    go_ldflags: str = ""
+    go_dir: str | None = None  # a wrapper module in the repo, built with `go build`
+    pip_package: str | None = None
+    archive: Archive | None = None
+
+    def expand(self, template: str) -> str:
+        """Fill {version}, {plain}, {os} and {arch} in a manifest string."""
+        os_name, arch = host_platform()
+        return template.format(
+            version=self.version, plain=self.version.lstrip("v"), os=os_name, arch=arch
+        )
+
+
+@dataclass(frozen=True)
+class ToolStatus:
+    """What `tools.status` reports for one tool."""
+
+    name: str
+    pinned: str
+    found: str | None
+    path: Path | None
+    status: str
+
+
+def host_platform() -> tuple[str, str]:
+    """The Go names of this machine's OS and CPU architecture."""
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        machine, machine
+    )
+    return sys.platform, arch
+
+
+def load_manifest(path: Path = paths.TOOLS_MANIFEST) -> dict[str, Tool]:
+    """Parse tools.toml into Tool records, with a clear error for a malformed entry."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ToolError(f"tool manifest {path} is missing") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ToolError(f"tool manifest {path} is not valid TOML: {exc}") from exc
+    tools = {}
+    for name, entry in raw.items():
+        try:
+            archive = entry.get("archive")
+            tools[name] = Tool(
+                name=name,
+                version=str(entry["version"]),
+                binary=str(entry.get("binary", name)),
+                version_args=tuple(entry.get("version_args", ["--version"])),
+                go_module=entry.get("go_module"),
+                go_ldflags=entry.get("go_ldflags", ""),
+                go_dir=entry.get("go_dir"),
+                pip_package=entry.get("pip_package"),
+                archive=Archive(
+                    url=archive["url"],
+                    member=archive.get("member"),
+                    sha256=dict(archive.get("sha256", {})),
+                )
+                if archive
+                else None,
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ToolError(
+                f"{path}: entry [{name}] is missing or has a wrong field ({exc}); "
+                "every entry needs at least `version`"
+            ) from exc
+    return tools
+
+
+def normalise_version(text: str) -> str | None:
+    """Extract `X.Y.Z[-pre]` from a tool's version output, or None."""
+    match = VERSION_PATTERN.search(text)
+    return match.group(1) if match else None
+
+
+def probe_version(tool: Tool, binary: Path) -> str | None:
+    """Run the binary's version command and return the version it reports."""
+    try:
+        result = subprocess.run(
+            [str(binary), *tool.version_args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return normalise_version(result.stdout + result.stderr)
+
+
+def matches(tool: Tool, found: str | None) -> bool:
+    """True when a found version is the pinned one."""
+    return found is not None and found == tool.version.lstrip("v")
+
+
+def cache_root(tool: Tool) -> Path:
+    """Where builds and downloads of this exact tool version are kept."""
+    return paths.cache_dir() / "tools" / tool.name / tool.version
+
+
+def status(tool: Tool, bin_dir: Path = paths.BIN_DIR) -> ToolStatus:
+    """Report where the tool is and whether its version matches, without installing."""
+    for candidate in _candidates(tool, bin_dir):
+        found = probe_version(tool, candidate)
+        if matches(tool, found):
+            return ToolStatus(tool.name, tool.version, found, candidate, "ok")
+    local = bin_dir / tool.binary
+    if local.exists():
+        found = probe_version(tool, local)
+        return ToolStatus(tool.name, tool.version, found, local, "wrong version")
+    on_path = shutil.which(tool.binary)
+    if on_path:
+        found = probe_version(tool, Path(on_path))
+        return ToolStatus(tool.name, tool.version, found, Path(on_path), "wrong version")
+    return ToolStatus(tool.name, tool.version, None, None, "missing")
+
+
+def _candidates(tool: Tool, bin_dir: Path) -> Iterable[Path]:
+    local = bin_dir / tool.binary
+    if local.exists():
+        yield local
+    on_path = shutil.which(tool.binary, path=_path_without(bin_dir))
+    if on_path:
+        yield Path(on_path)
+
+
+def _path_without(directory: Path) -> str:
+    keep = [p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != directory]
+    return os.pathsep.join(keep)
+
+
+Log = Callable[[str], None]
+
+
+def ensure(
+    tool: Tool,
+    bin_dir: Path = paths.BIN_DIR,
+    log: Log = print,
+    go: str | None = None,
+) -> Path:
+    """Make bin/<binary> the pinned version of the tool and return its path.
+
+    A second call finds the tool in bin/ and does nothing.
+    """
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    link = bin_dir / tool.binary
+    for candidate in _candidates(tool, bin_dir):
+        if matches(tool, probe_version(tool, candidate)):
+            if candidate != link:
+                _link(candidate, link)
+                log(f"{tool.name} {tool.version}: using {candidate}")
+            return link
+
+    cached = _cached_binary(tool)
+    if cached is None:
+        cached = _install(tool, log, go=go if go is not None else shutil.which("go"))
+    found = probe_version(tool, cached)
+    if not matches(tool, found):
+        raise ToolError(
+            f"{tool.name}: installed {cached} reports version {found!r}, "
+            f"expected {tool.version}; delete {cache_root(tool)} and retry"
+        )
+    _link(cached, link)
+    log(f"{tool.name} {tool.version}: installed at {link}")
+    return link
+
+
+def _cached_binary(tool: Tool) -> Path | None:
+    candidate = cache_root(tool) / "bin" / tool.binary
+    return candidate if candidate.exists() else None
+
+
+def _link(target: Path, link: Path) -> None:
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target.resolve())
+
+
+def _install(tool: Tool, log: Log, go: str | None) -> Path:
+    tried = []
+    if go and (tool.go_module or tool.go_dir):
+        return _go_install(tool, go, log)
+    if tool.go_module or tool.go_dir:
+        tried.append("Go (not found: install Go 1.22+ from https://go.dev/dl or `apt-get install golang`)")
+    if tool.pip_package:
+        return _pip_install(tool, log)
+    if tool.archive:
+        return download(tool, log)
+    raise ToolError(
+        f"{tool.name} {tool.version} is not installed and cannot be installed here: "
+        + "; ".join(tried or ["no install method in tools.toml"])
+    )
+
+
+def _go_install(tool: Tool, go: str, log: Log) -> Path:
+    target = cache_root(tool) / "bin"
+    target.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GOBIN": str(target), "GOFLAGS": "-mod=mod -buildvcs=false"}
+    ldflags = tool.expand(tool.go_ldflags)
+    if tool.go_dir:
+        source = paths.REPO_ROOT / tool.go_dir
+        log(f"{tool.name} {tool.version}: go build in {source} (first time only)")
+        command = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(target / tool.binary)]
+        command.append(".")
+        _run(command, tool, cwd=source, env=env)
+    else:
+        module = f"{tool.go_module}@{tool.version}"
+        log(f"{tool.name} {tool.version}: go install {module} (first time only)")
+        _run([go, "install", "-trimpath", "-ldflags", ldflags, module], tool, env=env)
+        built = target / Path(tool.go_module or "").name
+        if built.name != tool.binary and built.exists():
+            built.rename(target / tool.binary)
+    return target / tool.binary
+
+
+def _pip_install(tool: Tool, log: Log) -> Path:
+    target = cache_root(tool)
+    spec = tool.expand(tool.pip_package or "")
+    log(f"{tool.name} {tool.version}: pip install {spec} (first time only)")
+    with tempfile.TemporaryDirectory(dir=target.parent if target.parent.exists() else None) as tmp:
+        _run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", tmp, spec],
+            tool,
+        )
+        found = next((p for p in Path(tmp).rglob(tool.binary) if p.is_file()), None)
+        if found is None:
+            raise ToolError(f"{tool.name}: pip package {spec} has no `{tool.binary}` binary")
+        (target / "bin").mkdir(parents=True, exist_ok=True)
+        final = target / "bin" / tool.binary
+        shutil.copy2(found, final)
+        final.chmod(0o755)
+    return final
+
+
+def download(tool: Tool, log: Log = print, opener: Callable = urllib.request.urlopen) -> Path:
+    """Fetch the official release archive, verify its SHA-256, unpack the binary."""
+    assert tool.archive is not None
+    os_name, arch = host_platform()
+    key = f"{os_name}-{arch}"
+    expected = tool.archive.sha256.get(key)
+    url = tool.expand(tool.archive.url)
+    if not expected:
+        raise ToolError(
+            f"{tool.name} {tool.version}: no SHA-256 is pinned for {key} in tools.toml, "
+            f"so {url} will not be trusted. Add `archive.sha256.{key}` from the project's "
+            "published checksums, or install Go so the tool can be built from source."
+        )
+    log(f"{tool.name} {tool.version}: downloading {url}")
+    try:
+        with opener(url, timeout=120) as response:
+            payload = response.read()
+    except OSError as exc:
+        raise ToolError(
+            f"{tool.name}: cannot download {url} ({exc}). Without network access, "
+            "install Go (so the tool builds from the module proxy) or place the "
+            f"pinned binary on PATH."
+        ) from exc
+    actual = hashlib.sha256(payload).hexdigest()
+    if actual != expected.lower():
+        raise ToolError(
+            f"{tool.name}: checksum mismatch for {url}: expected sha256 {expected}, "
+            f"got {actual}. The download was discarded; do not install it. If the "
+            "pinned checksum is right, the file was tampered with or corrupted."
+        )
+    content = _extract(tool, url, payload)
+    target = cache_root(tool) / "bin"
+    target.mkdir(parents=True, exist_ok=True)
+    final = target / tool.binary
+    final.write_bytes(content)
+    final.chmod(0o755)
+    return final
+
+
+def _extract(tool: Tool, url: str, payload: bytes) -> bytes:
+    member = tool.expand(tool.archive.member) if tool.archive and tool.archive.member else None
+    if url.endswith((".tar.gz", ".tgz")):
+        with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as archive:
+            name = member or tool.binary
+            try:
+                extracted = archive.extractfile(name)
+            except KeyError:
+                extracted = None
+            if extracted is None:
+                raise ToolError(f"{tool.name}: {url} has no member {name}")
+            return extracted.read()
+    if url.endswith(".zip"):
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            return archive.read(member or tool.binary)
+    return payload  # a bare binary
+
+
+def _run(command: list[str], tool: Tool, **kwargs: object) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+        raise ToolError(f"{tool.name}: `{' '.join(command)}` failed:\n{tail}")
+
+
+def select(manifest: dict[str, Tool], names: Iterable[str]) -> list[Tool]:
+    """The named tools (all when none are named), with a clear error for a typo."""
+    wanted = list(names) or list(manifest)
+    unknown = [n for n in wanted if n not in manifest]
+    if unknown:
+        raise ToolError(
+            f"unknown tool(s): {', '.join(unknown)}; known: {', '.join(sorted(manifest))}"
+        )
+    return [manifest[n] for n in wanted]
+
+
+def format_table(rows: list[ToolStatus]) -> str:
+    """A plain-text table: tool, pinned, found, path, status."""
+    header = ("tool", "pinned", "found", "path", "status")
+    body = [(r.name, r.pinned, r.found or "-", str(r.path or "-"), r.status) for r in rows]
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in [header, *body]]
+    return "\n".join(line.rstrip() for line in lines)

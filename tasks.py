@@ -1,0 +1,72 @@
+"""Invoke tasks: the discrete steps that nox sessions and maintainers run.
+
+Every task is a thin wrapper around a function in `src/brokkr_dev`, where the logic
+lives and is unit-tested. `invoke --list` shows them by namespace.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent / "src"))
+
+from invoke.collection import Collection  # noqa: E402
+from invoke.exceptions import Exit  # noqa: E402
+from invoke.tasks import task  # noqa: E402
+
+from brokkr_dev import system, toolchain  # noqa: E402
+
+
+def _fail(exc: Exception) -> Exit:
+    """Turn a known automation error into a clean non-zero exit with its message."""
+    return Exit(f"error: {exc}", code=1)
+
+
+# --- tools: pinned external CLIs --------------------------------------------------
+
+
+@task(help={"names": "comma-separated tool names (default: all in tools.toml)"})
+def tools_install(c, names=""):
+    """Install the pinned CLI tools into bin/ (no-op for tools already there)."""
+    try:
+        for tool in toolchain.select(toolchain.load_manifest(), _split(names)):
+            toolchain.ensure(tool)
+    except toolchain.ToolError as exc:
+        raise _fail(exc) from exc
+
+
+@task(help={"names": "comma-separated tool names (default: all in tools.toml)"})
+def tools_status(c, names=""):
+    """Print a table of each pinned tool: version pinned and found, path, status."""
+    try:
+        selected = toolchain.select(toolchain.load_manifest(), _split(names))
+    except toolchain.ToolError as exc:
+        raise _fail(exc) from exc
+    print(toolchain.format_table([toolchain.status(t) for t in selected]))
+
+
+# --- system: Debian packages ------------------------------------------------------
+
+
+@task(help={"features": f"comma-separated, from: {', '.join(system.FEATURES)} (default: all)"})
+def system_install(c, features=""):
+    """Install the Debian packages that the named features need (root or sudo)."""
+    try:
+        system.ensure(_split(features) or list(system.FEATURES))
+    except system.SystemError as exc:
+        raise _fail(exc) from exc
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+tools = Collection("tools")
+tools.add_task(tools_install, "install")
+tools.add_task(tools_status, "status", default=True)
+
+system_ns = Collection("system")
+system_ns.add_task(system_install, "install", default=True)
+
+namespace = Collection(tools, system_ns)
