@@ -11,11 +11,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent / "src"))
 
-from invoke.collection import Collection  # noqa: E402
-from invoke.exceptions import Exit  # noqa: E402
-from invoke.tasks import task  # noqa: E402
+from invoke.collection import Collection
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
-from brokkr_dev import system, toolchain  # noqa: E402
+from brokkr_dev import system, toolchain
 
 
 def _fail(exc: Exception) -> Exit:
