@@ -273,10 +273,10 @@ def _pip_install(tool: Tool, log: Log) -> Path:
     spec = tool.expand(tool.pip_package or "")
     log(f"{tool.name} {tool.version}: pip install {spec} (first time only)")
     with tempfile.TemporaryDirectory(dir=target.parent if target.parent.exists() else None) as tmp:
-        _run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", tmp, spec],
-            tool,
-        )
+        # uv-made virtual environments have no pip; uv itself is on PATH there.
+        uv = shutil.which("uv")
+        installer = [uv, "pip"] if uv else [sys.executable, "-m", "pip"]
+        _run([*installer, "install", "--quiet", "--no-deps", "--target", tmp, spec], tool)
         found = next((p for p in Path(tmp).rglob(tool.binary) if p.is_file()), None)
         if found is None:
             raise ToolError(f"{tool.name}: pip package {spec} has no `{tool.binary}` binary")
