@@ -98,3 +98,21 @@ def test_kubeconfig_with_token_and_a_missing_context(tmp_path: Path):
     broken.write_text("current-context: nope\ncontexts: []\n")
     with pytest.raises(KubeConfigError, match="no context named 'nope'"):
         from_kubeconfig(broken)
+
+
+def test_request_failures_are_described_in_one_line():
+    import requests
+
+    from brokkr.agent.broker_client import describe
+
+    refused = requests.ConnectionError(
+        "HTTPConnectionPool(host='h', port=1): Max retries exceeded (Caused by "
+        'NewConnectionError("...: Failed to establish a new connection: [Errno 111] Connection refused"))'
+    )
+    assert describe(refused) == "[Errno 111] Connection refused"
+    tls = requests.exceptions.SSLError(
+        "... SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify "
+        "failed: self-signed certificate (_ssl.c:1006)')"
+    )
+    assert describe(tls) == "certificate verify failed: self-signed certificate"
+    assert describe(requests.ReadTimeout()) == "timed out"

@@ -65,5 +65,5 @@ def test_missing_settings_are_named_and_the_pak_never_echoed():
     with pytest.raises(ConfigError) as caught:
         load_settings({"BROKKR__AGENT__PAK": "brokkr_secret_x"})
     text = str(caught.value)
-    assert "BROKKR__AGENT__BROKER_URL: required but not set" in text
+    assert "BROKKR__AGENT__BROKER_URL=<not set>: Field required" in text
     assert "brokkr_secret_x" not in text

@@ -107,5 +107,5 @@ def test_a_missing_key_does_not_echo_its_section():
 
     with pytest.raises(ConfigError) as caught:
         load(AgentSettings, {"BROKKR__AGENT__PAK": "brokkr_secret_value"})
-    assert "BROKKR__AGENT__URL: required but not set" in str(caught.value)
+    assert "BROKKR__AGENT__URL=<not set>: Field required" in str(caught.value)
     assert "brokkr_secret_value" not in str(caught.value)

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import requests
 
 from brokkr import __version__
+
+
+def describe(exc: requests.RequestException) -> str:
+    """A one-line cause for a failed request ('[Errno 111] Connection refused', 'timed out')."""
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    tls = re.search(r"certificate verify failed: [^(')]*|hostname mismatch[^(')]*", str(exc))
+    if tls:
+        return tls.group(0).strip()
+    found = re.search(r"\[Errno -?\d+\][^'\")]*", str(exc))
+    return found.group(0).strip() if found else type(exc).__name__
 
 
 class BrokerError(RuntimeError):
@@ -43,13 +55,12 @@ class BrokerClient:
             response = self.session.request(method, self.api + path, timeout=self.timeout, **kwargs)
         except requests.exceptions.SSLError as exc:
             raise BrokerTlsError(
-                f"TLS verification of the broker at {self.api} failed ({exc}); if the broker uses "
+                f"TLS verification of the broker at {self.api} failed ({describe(exc)}); "
+                "if the broker uses "
                 "a private CA, set BROKKR__AGENT__CA_FILE to its CA bundle"
             ) from None
         except requests.RequestException as exc:
-            raise BrokerError(
-                f"{method} {path}: broker unreachable ({type(exc).__name__}: {exc})"
-            ) from None
+            raise BrokerError(f"{method} {path}: broker unreachable ({describe(exc)})") from None
         if response.status_code >= 400:
             code, message = "", response.text[:300]
             try:

@@ -24,6 +24,7 @@ from typing import Any
 import requests
 import yaml
 
+from brokkr.agent.broker_client import describe
 from brokkr.agent.manifests import FIELD_MANAGER, split_api_version
 
 log = logging.getLogger(__name__)
@@ -264,10 +265,13 @@ class KubeClient:
                 )
             except requests.exceptions.SSLError as exc:
                 raise KubeError(
-                    f"TLS verification of the Kubernetes API at {self.access.server} failed: {exc}"
+                    f"TLS verification of the Kubernetes API at {self.access.server} failed: "
+                    f"{describe(exc)}"
                 ) from None
             except requests.RequestException as exc:
-                error = KubeError(f"{method} {path}: no answer from the Kubernetes API ({exc})")
+                error = KubeError(
+                    f"{method} {path}: no answer from the Kubernetes API ({describe(exc)})"
+                )
                 retry_after = None
             else:
                 if response.status_code < 400:

@@ -135,13 +135,14 @@ class Agent:
                     raise StartupError(self._explain(exc)) from None
                 failures += 1
                 self.state.update(broker_connected=False, broker_error=str(exc))
-                delay = backoff(failures, 1.0, 15.0)
-                if time.monotonic() + delay > deadline:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     raise StartupError(
                         f"broker at {self.settings.broker_url} not available after "
                         f"{self.settings.startup_timeout:.0f} s ({failures} tries); last error: {exc}. "
                         "Check BROKKR__AGENT__BROKER_URL and that the broker is running"
                     ) from None
+                delay = min(remaining, backoff(failures, 1.0, 15.0))
                 log.warning(
                     "waiting for the broker (try %d): %s; next try in %.1f s", failures, exc, delay
                 )

@@ -191,7 +191,7 @@ def _describe(exc: ValidationError, model: type[BaseModel]) -> str:
         loc = tuple(str(p) for p in error["loc"] if not isinstance(p, int))
         if error["type"] == "missing":
             # The input of a missing key is its parent section, which may hold secrets.
-            lines.append(f"{env_name(loc)}: required but not set")
+            lines.append(f"{env_name(loc)}=<not set>: {error['msg']}")
             continue
         shown = "<hidden>" if _is_secret(model, loc) else repr(error.get("input"))
         lines.append(f"{env_name(loc)}={shown}: {error['msg']}")
