@@ -5,7 +5,9 @@ import json
 from pathlib import Path
 
 import pytest
+import requests
 
+from brokkr.agent.broker_client import describe
 from brokkr.agent.kube import KubeConfigError, Resource, from_kubeconfig
 from brokkr.agent.service import backoff
 from brokkr.agent.state import AgentState
@@ -101,10 +103,6 @@ def test_kubeconfig_with_token_and_a_missing_context(tmp_path: Path):
 
 
 def test_request_failures_are_described_in_one_line():
-    import requests
-
-    from brokkr.agent.broker_client import describe
-
     refused = requests.ConnectionError(
         "HTTPConnectionPool(host='h', port=1): Max retries exceeded (Caused by "
         'NewConnectionError("...: Failed to establish a new connection: [Errno 111] Connection refused"))'
