@@ -233,7 +233,7 @@ def up(log: Log = print, where: StackDir | None = None, interval: float = 2.0) -
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("BROKKR__")}
     broker = _start(
         "broker",
-        [sys.executable, "-m", "brokkr.broker.cli"],
+        [sys.executable, "-m", "brokkr.broker.cli", "serve"],
         base_env
         | {
             "BROKKR__DATABASE__URL": database.dsn("brokkr"),

@@ -24,6 +24,10 @@ log = logging.getLogger("brokkr.agent")
 EXIT_OK, EXIT_STARTUP = 0, 1
 
 
+class KubeDown(KubeError):
+    """The reachability probe failed: skip this cycle's Kubernetes work."""
+
+
 class StartupError(RuntimeError):
     """The agent cannot start; the message says why and what to change."""
 
@@ -227,8 +231,9 @@ class Agent:
                 failures += 1
                 metrics.inc("brokkr_agent_polls_total", result="error")
                 metrics.inc("brokkr_agent_errors_total", source="kubernetes")
-                self.state.update(kube_error=str(exc))
-                log.warning("Kubernetes API: %s", exc)
+                if not isinstance(exc, KubeDown):  # the probe already recorded its error
+                    self.state.update(kube_error=str(exc))
+                log.warning("%s", exc)
             except Exception:
                 failures += 1
                 metrics.inc("brokkr_agent_polls_total", result="error")
@@ -256,7 +261,7 @@ class Agent:
             self.state.update(last_successful_poll=time.time())
             return
         if not reachable:
-            raise KubeError(f"Kubernetes API unreachable: {self.state.kube_error}")
+            raise KubeDown(f"Kubernetes API unreachable ({self.state.kube_error}); not reconciling")
         full = self.broker.target_state(self.agent_id, full=True)
         pending = self.broker.target_state(self.agent_id, full=False)
         desired = manifests.newest_per_stack(full)
