@@ -44,15 +44,18 @@ class BrokerClient:
         self.api = base_url.rstrip("/") + "/api/v1"
         self.timeout = timeout
         self.session = requests.Session()
-        # System CAs (certifi/OS bundle via requests) unless a CA bundle is configured.
-        self.session.verify = ca_file or True
+        # System CAs unless a CA bundle is configured. Passed per request, because a
+        # session-level CA file would silently lose to $REQUESTS_CA_BUNDLE.
+        self.verify: bool | str = ca_file or True
         self.session.headers.update(
             {"Authorization": f"Bearer {pak}", "User-Agent": f"brokkr-agent/{__version__}"}
         )
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            response = self.session.request(method, self.api + path, timeout=self.timeout, **kwargs)
+            response = self.session.request(
+                method, self.api + path, timeout=self.timeout, verify=self.verify, **kwargs
+            )
         except requests.exceptions.SSLError as exc:
             raise BrokerTlsError(
                 f"TLS verification of the broker at {self.api} failed ({describe(exc)}); "

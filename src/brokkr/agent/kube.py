@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 import yaml
 
 from brokkr.agent.broker_client import describe
@@ -218,6 +219,13 @@ class KubeClient:
         self._local = threading.local()
         self._discovery: dict[str, list[Resource] | None] = {}
         self._lock = threading.Lock()
+        if access.verify is False:
+            # Said once here instead of a urllib3 warning on every request.
+            log.warning(
+                "TLS verification of the Kubernetes API is off (insecure-skip-tls-verify in %s)",
+                access.source,
+            )
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
     # --- transport -------------------------------------------------------------
 
@@ -225,9 +233,6 @@ class KubeClient:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
-            session.verify = self.access.verify
-            if self.access.cert:
-                session.cert = self.access.cert
             self._local.session = session
         return session
 
@@ -262,6 +267,9 @@ class KubeClient:
                     data=data,
                     headers=headers,
                     timeout=timeout or self.timeout,
+                    # Per request: a session-level CA would lose to $REQUESTS_CA_BUNDLE.
+                    verify=self.access.verify,
+                    cert=self.access.cert,
                 )
             except requests.exceptions.SSLError as exc:
                 raise KubeError(

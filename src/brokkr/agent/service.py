@@ -71,7 +71,8 @@ class Agent:
             signal.Signals(signum).name,
             self.settings.shutdown_timeout,
         )
-        self.state.update(phase="stopping")
+        # No locks here: the handler runs on the main thread, which may hold one.
+        self.state.phase = "stopping"
         self.stop.set()
         # The bound: an API call stuck past its own timeouts cannot delay the exit.
         threading.Thread(target=self._exit_after_grace, name="shutdown-guard", daemon=True).start()
