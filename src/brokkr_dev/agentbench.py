@@ -1,15 +1,16 @@
 """Agent latency and memory benchmark against a running local stack (`nox -s up`).
 
 For each polling interval it starts one extra agent (its own agent record, its own
-generator and stack), then `runs` times posts a new deployment object holding a
-ConfigMap with a new name and measures the time until that ConfigMap exists in the
-cluster. Memory is the agent's resident set size (current and peak) at the end.
+generator and stack), then `runs` times waits a random part of the interval, posts
+a new deployment object holding a ConfigMap with a new name and measures the time
+until that ConfigMap exists in the cluster. Memory is the agent's resident set size (current and peak) at the end.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import statistics
 import subprocess
@@ -92,6 +93,9 @@ def measure(
                 f"data: {{run: '{run}'}}\n"
             )
             path = f"/api/v1/namespaces/{NAMESPACE}/configmaps/{name}"
+            # Post at a random point of the agent's cycle: posting right after the
+            # previous object appeared would lock every run to the same phase.
+            time.sleep(random.uniform(0, interval))  # noqa: S311
             started = time.monotonic()
             admin.call(
                 "POST", f"/stacks/{stack['id']}/deployment-objects", {"yaml_content": yaml_text}

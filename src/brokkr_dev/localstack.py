@@ -125,7 +125,7 @@ def port_or_free(preferred: int) -> int:
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", preferred))
-            return preferred
+            return int(sock.getsockname()[1])  # the kernel's pick when preferred is 0
         except OSError:
             sock.bind(("127.0.0.1", 0))
             return int(sock.getsockname()[1])
