@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -413,3 +416,25 @@ def test_inactive_agent_does_not_apply_and_sigterm_is_prompt(setup: Setup, k8s_n
     assert setup.event(deployment)["status"] == "SUCCESS"
     assert agent.stop(timeout=20) == 0
     assert "stopped" in agent.log()
+
+
+def test_sigterm_exits_zero_within_the_bound_while_a_request_hangs(setup: Setup, tmp_path: Path):
+    # An API server that accepts connections and never answers: every request hangs
+    # until its timeout, so only the shutdown bound can make the agent exit in time.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        real = kubeconfig.load(setup.kubeconfig)
+        hung = kubeconfig.Credentials(
+            f"https://127.0.0.1:{silent.getsockname()[1]}", real.ca_pem, token="x"
+        )
+        path = tmp_path / "hung.kubeconfig"
+        kubeconfig.write(path, kubeconfig.render("hung", "hung", hung))
+        setup.kubeconfig = path
+        agent = setup.run(request_timeout="60", shutdown_timeout="2")
+        poll(lambda: agent.health()["status"] != "starting", 30, "agent past start-up")
+        assert agent.process is not None
+        started = time.monotonic()
+        agent.process.send_signal(signal.SIGTERM)
+        assert agent.wait_exit(timeout=15) == 0
+        assert time.monotonic() - started < 6
