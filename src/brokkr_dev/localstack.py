@@ -27,7 +27,7 @@ from brokkr_dev import paths
 from brokkr_dev.cluster import DEFAULT_NAME, get_provider
 from brokkr_dev.cluster import process as proc
 from brokkr_dev.cluster.api import KubeClient
-from brokkr_dev.postgres import PostgresServer
+from brokkr_dev.postgres import PostgresServer, temporary_server
 
 Log = Callable[[str], None]
 
@@ -102,10 +102,6 @@ class StackDir:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
-
-    @property
-    def postgres(self) -> Path:
-        return self.root / "postgres"
 
     @property
     def admin_pak(self) -> Path:
@@ -189,7 +185,10 @@ class Admin:
 
 def _start_postgres(where: StackDir, log: Log) -> PostgresServer:
     log("starting PostgreSQL ...")
-    database = PostgresServer(root=where.postgres)
+    # Under /tmp, not .local/: the server runs as the `postgres` user, which cannot
+    # enter a clone that lives in a private home directory.
+    database = temporary_server()
+    _remember(where, postgres_root=str(database.root.parent))
     database.start()
     if database.process is None:
         raise StackError(f"PostgreSQL did not start; see {database.log_file}")
@@ -216,8 +215,6 @@ def up(log: Log = print, where: StackDir | None = None, interval: float = 2.0) -
     started = time.monotonic()
     for directory in (where.pids, where.logs):
         directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(where.root, 0o755)  # noqa: S103  # the postgres user must reach its data
-
     database = _start_postgres(where, log)
 
     log("starting the local Kubernetes cluster (first run builds it; cached later) ...")
@@ -384,6 +381,8 @@ def down(log: Log = print, where: StackDir | None = None) -> None:
     for record in records.values():
         if proc.stop(record, where.pids):
             log(f"stopped {record.name}")
+    if known.get("postgres_root"):
+        shutil.rmtree(known["postgres_root"], ignore_errors=True)
     if where.root.exists():
         shutil.rmtree(where.root)
     log("local Brokkr is down")
