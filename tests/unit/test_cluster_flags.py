@@ -63,7 +63,7 @@ def test_controller_manager_runs_the_controllers_tests_rely_on() -> None:
         "serviceaccount-token-controller",
     ):
         assert needed in controllers
-    assert "node-lifecycle-controller" not in controllers
+    assert "node-lifecycle-controller" in controllers  # lifts the not-ready taint
     assert args["use-service-account-credentials"] == "true"
     assert args["secure-port"] == "41004"
 

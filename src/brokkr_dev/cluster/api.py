@@ -37,6 +37,10 @@ class KubeClient:
         self._files = Path(tempfile.mkdtemp(prefix="brokkr-kube-"))
         atexit.register(shutil.rmtree, self._files, ignore_errors=True)
         self.session = requests.Session()
+        # Ignore proxy and CA-bundle environment variables: they would route requests
+        # to a local API server through an HTTP proxy, or override its CA (requests
+        # lets REQUESTS_CA_BUNDLE win over session.verify).
+        self.session.trust_env = False
         ca = self._files / "ca.crt"
         ca.write_bytes(credentials.ca_pem)
         self.session.verify = str(ca)

@@ -67,10 +67,22 @@ def node_ready(node: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+def node_schedulable(node: dict[str, Any]) -> bool:
+    """True when Pods can be placed on the node: Ready, not cordoned, no taint that
+    repels Pods (a new Node carries `not-ready:NoSchedule` until it is lifted)."""
+    spec = node.get("spec", {})
+    taints = spec.get("taints") or []
+    return (
+        node_ready(node)
+        and not spec.get("unschedulable")
+        and not any(t.get("effect") in ("NoSchedule", "NoExecute") for t in taints)
+    )
+
+
 def ready_nodes(client: KubeClient) -> list[str]:
-    """Names of the nodes that report Ready."""
+    """Names of the nodes that report Ready and accept Pods."""
     nodes = client.get("/api/v1/nodes")["items"]
-    return sorted(n["metadata"]["name"] for n in nodes if node_ready(n))
+    return sorted(n["metadata"]["name"] for n in nodes if node_schedulable(n))
 
 
 def server_version(client: KubeClient) -> str | None:

@@ -22,9 +22,11 @@ PORT_NAMES = (
     "kwok",
 )
 # What the controller manager runs: enough for Deployments, namespaces, garbage
-# collection, ServiceAccounts and their tokens, Jobs and aggregated RBAC roles. No
-# node lifecycle controller: kwok's fake nodes must not be tainted or evicted.
+# collection, ServiceAccounts and their tokens, Jobs and aggregated RBAC roles. The
+# node lifecycle controller lifts the `not-ready` taint that every new Node gets at
+# admission once kwok reports the node Ready (kwok keeps its lease fresh).
 CONTROLLERS = (
+    "node-lifecycle-controller",
     "namespace-controller",
     "garbage-collector-controller",
     "deployment-controller",
@@ -101,6 +103,13 @@ def apiserver(binary: Path, cluster: ClusterDir, pki: Pki, ports: dict[str, int]
         # Privileged Pods are allowed by the server, as on kind, so that PodSecurity
         # admission (not this flag) is what rejects them in restricted namespaces.
         "--allow-privileged=true",
+        # Only the kube-scheduler and controller manager read this (to authenticate
+        # requests to their own ports); no front proxy exists, so no name is allowed.
+        f"--requestheader-client-ca-file={pki.ca}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
         # The `kubernetes` Service cannot point at a loopback address; nothing in a
         # fake Pod would use it anyway.
         "--endpoint-reconciler-type=none",
@@ -167,7 +176,6 @@ def kwok(binary: Path, cluster: ClusterDir, pki: Pki, ports: dict[str, int]) -> 
         f"--server-address={HOST}:{ports['kwok']}",
         "--node-lease-duration-seconds=40",
         f"--cidr={KWOK_POD_CIDR}",
-        "--v=1",
     ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from brokkr_dev import toolchain
@@ -24,6 +25,7 @@ from brokkr_dev.cluster.common import (
 from brokkr_dev.cluster.layout import ClusterDir
 
 START_TIMEOUT = 120.0
+NODE_LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
 # Start order; `down` stops in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
@@ -180,13 +182,24 @@ class LocalProvider:
             flags.controller_manager(binaries.kube_controller_manager, d, pki, chosen),
         )
         self._start("kube-scheduler", flags.scheduler(binaries.kube_scheduler, d, chosen))
-        self._start("kwok", flags.kwok(binaries.kwok, d, pki, chosen))
         arch = toolchain.host_platform()[1]
-        for index in range(self.nodes):
-            node = f"kwok-node-{index}"
+        nodes = [f"kwok-node-{index}" for index in range(self.nodes)]
+        for node in nodes:
+            # A lease left by the kwok of the previous start would keep the new kwok
+            # from managing the node until it expires: that kwok is gone, drop it.
+            lease = f"{NODE_LEASES}/{node}"
+            if client.exists(lease):
+                client.delete(lease)
             if not client.exists(f"/api/v1/nodes/{node}"):
                 client.create("/api/v1/nodes", flags.fake_node(node, arch))
-        self._await(lambda: ready_nodes(client), "a Ready node", "kwok")
+        self._start("kwok", flags.kwok(binaries.kwok, d, pki, chosen))
+        for node in nodes:
+            self._await(
+                partial(client.exists, f"{NODE_LEASES}/{node}"), f"kwok to take {node}", "kwok"
+            )
+        self._await(
+            lambda: ready_nodes(client), "a Ready node without taints", "kube-controller-manager"
+        )
         self._await(
             lambda: client.exists("/api/v1/namespaces/default/serviceaccounts/default"),
             "the default ServiceAccount",
