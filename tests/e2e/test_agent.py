@@ -198,6 +198,21 @@ def test_stack_is_applied_updated_and_removed_across_restarts(setup: Setup, k8s_
         managers = {entry["manager"] for entry in obj["metadata"]["managedFields"]}
         assert "brokkr-controller" in managers
 
+    # Controllers copy the Service's labels (our owner label too) onto its EndpointSlices;
+    # those are not ours to prune. Re-deploying the same YAML runs a prune of the stack.
+    slices = f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices"
+    endpoint_slice = poll(
+        lambda: k8s_cluster.client.get(slices, labelSelector="kubernetes.io/service-name=web")[
+            "items"
+        ],
+        60,
+        "the Service's EndpointSlice",
+    )[0]
+    again = setup.admin.deploy(stack_id, stack_v1(ns) + "\n")
+    assert setup.event(again)["status"] == "SUCCESS"
+    survivor = get(k8s_cluster, f"{slices}/{endpoint_slice['metadata']['name']}")
+    assert survivor is not None and survivor["metadata"]["uid"] == endpoint_slice["metadata"]["uid"]
+
     # An object this agent does not own, in the stack's namespace, must survive pruning.
     k8s_cluster.client.create(
         f"/api/v1/namespaces/{ns}/configmaps",

@@ -245,7 +245,7 @@ class Reconciler:
             for meta in items:
                 labels = meta.get("labels") or {}
                 annotations = meta.get("annotations") or {}
-                if labels.get(m.OWNER_LABEL) != self.owner_id:
+                if not _applied_by(self.owner_id, labels, annotations, meta):
                     continue
                 key = m.ObjectKey(
                     resource.group, resource.kind, meta.get("namespace", ""), meta["name"]
@@ -320,6 +320,21 @@ class Reconciler:
                 log.info("pruned %s (stack %s)", item.key, item.stack_id)
                 deleted += 1
         return deleted
+
+
+def _applied_by(
+    owner_id: str, labels: dict[str, str], annotations: dict[str, str], meta: dict[str, Any]
+) -> bool:
+    """Whether this agent applied the object itself.
+
+    Controllers copy labels onto objects they generate (the EndpointSlices of a
+    Service carry the Service's labels), so the owner label alone is not proof:
+    the owner annotation must match too, and an object managed by a controller
+    (a controller ownerReference) belongs to that controller, not to us.
+    """
+    if labels.get(m.OWNER_LABEL) != owner_id or annotations.get(m.OWNER_ANNOTATION) != owner_id:
+        return False
+    return not any(ref.get("controller") for ref in meta.get("ownerReferences") or [])
 
 
 def _resolved(item: _Planned) -> tuple[Resource, m.ObjectKey]:
