@@ -127,3 +127,33 @@ def cluster(session: nox.Session) -> None:
     install(session)
     command, *options = session.posargs
     invoke(session, f"cluster.{command}", *options)
+
+
+@nox.session(python=PYTHON)
+def up(session: nox.Session) -> None:
+    """Bring up a complete local Brokkr and apply a sample stack to it.
+
+    PostgreSQL, the broker, the local Kubernetes cluster (real control plane + kwok)
+    and an ACTIVE agent, as background processes tracked by PID files; prints where
+    the admin PAK is, the URLs and the next commands. `nox -s down` stops it all.
+    """
+    refuse_posargs(session)
+    install(session)
+    invoke(session, "system.install", "--features", "postgres")
+    invoke(session, "stack.up")
+
+
+@nox.session(python=PYTHON)
+def down(session: nox.Session) -> None:
+    """Stop everything `nox -s up` started and remove its state."""
+    refuse_posargs(session)
+    install(session)
+    invoke(session, "stack.down")
+
+
+@nox.session(name="agent-bench", python=PYTHON)
+def agent_bench(session: nox.Session) -> None:
+    """Measure the agent's apply latency and memory against a running `nox -s up` stack."""
+    refuse_posargs(session)
+    install(session)
+    invoke(session, "agent.bench")

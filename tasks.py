@@ -105,6 +105,51 @@ def cluster_pin(c):
     print(f"go/kubernetes/go.mod now builds Kubernetes {version}")
 
 
+# --- stack: a complete local Brokkr; agent: its benchmark (issue 5) ----------------
+
+
+@task(help={"interval": "the agent's polling interval in seconds (default 2)"})
+def stack_up(c, interval=2.0):
+    """Start PostgreSQL, the broker, the local cluster and an ACTIVE agent; apply a sample stack."""
+    from brokkr_dev import localstack  # noqa: PLC0415  # needs the broker's dev modules
+
+    try:
+        info = localstack.up(interval=float(interval))
+    except (localstack.StackError, cluster.ClusterError, toolchain.ToolError, TimeoutError) as exc:
+        raise _fail(exc) from exc
+    except RuntimeError as exc:  # PostgresError: PostgreSQL missing or failed to start
+        raise _fail(exc) from exc
+    print(localstack.summary(info))
+
+
+@task()
+def stack_down(c):
+    """Stop everything `stack.up` started (by PID) and remove its state in .local/stack/."""
+    from brokkr_dev import localstack  # noqa: PLC0415  # needs the broker's dev modules
+
+    try:
+        localstack.down()
+    except cluster.ClusterError as exc:
+        raise _fail(exc) from exc
+
+
+@task(
+    help={
+        "intervals": "comma-separated polling intervals in seconds (default 10,1)",
+        "runs": "deployment objects posted per interval (default 20)",
+    }
+)
+def agent_bench(c, intervals="10,1", runs=20):
+    """Time from posting a deployment object to its objects in the cluster, and agent memory."""
+    from brokkr_dev import agentbench, localstack  # noqa: PLC0415  # needs the broker's dev modules
+
+    try:
+        results = agentbench.run([float(i) for i in _split(intervals)], int(runs))
+    except localstack.StackError as exc:
+        raise _fail(exc) from exc
+    print(agentbench.table(results))
+
+
 def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
@@ -122,4 +167,11 @@ cluster_ns.add_task(cluster_down, "down")
 cluster_ns.add_task(cluster_status, "status", default=True)
 cluster_ns.add_task(cluster_pin, "pin")
 
-namespace = Collection(tools, system_ns, cluster_ns)
+stack_ns = Collection("stack")
+stack_ns.add_task(stack_up, "up")
+stack_ns.add_task(stack_down, "down")
+
+agent_ns = Collection("agent")
+agent_ns.add_task(agent_bench, "bench")
+
+namespace = Collection(tools, system_ns, cluster_ns, stack_ns, agent_ns)

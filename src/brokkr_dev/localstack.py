@@ -205,6 +205,14 @@ def _start_postgres(where: StackDir, log: Log) -> PostgresServer:
 def up(log: Log = print, where: StackDir | None = None, interval: float = 2.0) -> dict[str, Any]:
     """Start everything and apply the sample stack; returns what `summary()` prints."""
     where = where or StackDir.default()
+    try:
+        return _up(log, where, interval)
+    except BaseException:
+        log(f"local Brokkr did not come up; logs are in {where.logs}; `nox -s down` cleans up")
+        raise
+
+
+def _up(log: Log, where: StackDir, interval: float) -> dict[str, Any]:
     if where.info.exists():
         info: dict[str, Any] = json.loads(where.info.read_text())
         if all(proc.alive(r) for r in proc.records(where.pids)) and info.get("ready"):
