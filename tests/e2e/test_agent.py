@@ -432,12 +432,22 @@ def test_inactive_agent_does_not_apply_and_sigterm_is_prompt(setup: Setup, k8s_n
     _, deployment = setup.stack(
         f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: idle, namespace: {k8s_namespace}}}\n"
     )
-    poll(lambda: agent.health()["broker"]["last_successful_poll"], 10, "a poll")
+    # Two complete cycles after the deployment object exists, so one saw it.
+    done = polls(agent)
+    poll(lambda: polls(agent) >= done + 2, 30, "two more cycles")
     assert setup.admin.event_for(setup.agent_id, deployment["id"]) is None
     setup.admin.call("PUT", f"/agents/{setup.agent_id}", {"status": "ACTIVE"})
     assert setup.event(deployment)["status"] == "SUCCESS"
     assert agent.stop(timeout=20) == 0
     assert "stopped" in agent.log()
+
+
+def polls(agent: AgentProcess) -> float:
+    """Completed reconcile cycles, from the agent's own metrics."""
+    for line in agent.get("/metrics").text.splitlines():
+        if line.startswith('brokkr_agent_polls_total{result="success"}'):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def test_sigterm_exits_zero_within_the_bound_while_a_request_hangs(setup: Setup, tmp_path: Path):
