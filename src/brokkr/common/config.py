@@ -37,7 +37,7 @@ class ConfigError(ValueError):
 
 
 def env_name(path: tuple[str, ...]) -> str:
-    """The environment variable that sets a nested key: ('database', 'url') -> BROKKR__DATABASE__URL."""
+    """The variable that sets a nested key: ('database', 'url') -> BROKKR__DATABASE__URL."""
     return ENV_PREFIX + "__".join(part.upper() for part in path)
 
 
@@ -99,7 +99,9 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         if not all(parts):
-            raise ConfigError(f"{name}: empty segment in the variable name; use BROKKR__SECTION__KEY")
+            raise ConfigError(
+                f"{name}: empty segment in the variable name; use BROKKR__SECTION__KEY"
+            )
         cursor = nested
         for part in parts[:-1]:
             child = cursor.setdefault(part, {})

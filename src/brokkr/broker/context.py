@@ -1,0 +1,42 @@
+"""Per-request database access: a pooled connection, one transaction, 503 when down."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import PoolTimeout
+from starlette.requests import Request
+
+from brokkr.broker.auth import Identity, authenticate
+from brokkr.broker.errors import unavailable
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def db(request: Request) -> AsyncIterator[AsyncConnection[dict]]:
+    """A connection whose work commits when the block ends and rolls back on error.
+
+    A pool timeout or a broken connection becomes 503: the pool drops broken
+    connections and reconnects in the background, so the broker recovers by
+    itself when PostgreSQL returns.
+    """
+    try:
+        async with request.app.state.pool.connection() as conn:
+            yield conn
+    except PoolTimeout:
+        raise unavailable("no database connection available in time; retry later") from None
+    except psycopg.OperationalError as exc:
+        log.warning("database error: %s", exc.__class__.__name__)
+        raise unavailable() from None
+
+
+@asynccontextmanager
+async def authed(request: Request) -> AsyncIterator[tuple[AsyncConnection[dict], Identity]]:
+    """A connection plus the authenticated caller (401 before any other work)."""
+    async with db(request) as conn:
+        yield conn, await authenticate(conn, request)
