@@ -34,9 +34,7 @@ class Settings(BaseModel):
 def test_defaults_then_file_then_environment(tmp_path: Path):
     config = tmp_path / "brokkr.toml"
     config.write_text("[broker]\nport = 4000\n[database]\nport = 6000\n")
-    settings = load(
-        Settings, {"BROKKR_CONFIG_FILE": str(config), "BROKKR__DATABASE__PORT": "7000"}
-    )
+    settings = load(Settings, {"BROKKR_CONFIG_FILE": str(config), "BROKKR__DATABASE__PORT": "7000"})
     assert settings.broker.port == 4000
     assert settings.database.port == 7000
 
