@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 @asynccontextmanager
 async def db(request: Request) -> AsyncIterator[AsyncConnection[dict]]:
-    """A connection whose work commits when the block ends and rolls back on error.
+    """A pooled connection in autocommit mode; wrap multi-row writes in a transaction.
 
     A pool timeout or a broken connection becomes 503: the pool drops broken
     connections and reconnects in the background, so the broker recovers by

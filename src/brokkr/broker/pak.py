@@ -46,6 +46,15 @@ def long_part(pak: str) -> str:
     return parts[2]
 
 
+def looks_like_pak(value: str) -> bool:
+    """Whether `value` has the brokkr_<short>_<long> shape."""
+    try:
+        long_part(value)
+    except InvalidPak:
+        return False
+    return True
+
+
 def hash_pak(pak: str) -> str:
     """The stored form of a PAK: lowercase hex SHA-256 of its long part."""
     return hashlib.sha256(long_part(pak).encode()).hexdigest()

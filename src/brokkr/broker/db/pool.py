@@ -25,6 +25,9 @@ def make_pool(settings: DatabaseSettings) -> AsyncConnectionPool[AsyncConnection
         name="brokkr",
         kwargs={
             "row_factory": dict_row,
+            # Each statement commits by itself (no COMMIT round trip per request);
+            # handlers that write several rows open an explicit transaction.
+            "autocommit": True,
             "connect_timeout": settings.connect_timeout,
             "options": options,
             "application_name": "brokkr-broker",

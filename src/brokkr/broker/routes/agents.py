@@ -8,9 +8,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from brokkr.broker import pak
-from brokkr.broker.auth import require_admin, require_admin_or_agent
-from brokkr.broker.context import authed
-from brokkr.broker.errors import bad_request, conflict, forbidden, not_found
+from brokkr.broker.auth import authenticate, presented_pak, require_admin, require_admin_or_agent
+from brokkr.broker.context import authed, db
+from brokkr.broker.errors import ApiError, bad_request, conflict, forbidden, not_found
 from brokkr.broker.http import (
     api_route,
     json_response,
@@ -74,23 +74,24 @@ async def create_agent(request: Request) -> Response:
                     {"generator_ids": sorted(map(str, missing))},
                 )
         new = pak.generate()
-        try:
-            agent = await one(
-                conn,
-                f"INSERT INTO agents (name, cluster_name, pak_hash) VALUES (%s, %s, %s)"
-                f" RETURNING {AGENT}",
-                (body.name, body.cluster_name, new.hash),
-            )
-        except errors.UniqueViolation:
-            raise conflict("agent_name_taken", _TAKEN) from None
-        if agent is None:
-            raise RuntimeError("INSERT ... RETURNING gave no row")
-        for generator_id in wanted:
-            await conn.execute(
-                "INSERT INTO agent_generator_registrations (agent_id, generator_id)"
-                " VALUES (%s, %s)",
-                (agent["id"], generator_id),
-            )
+        async with conn.transaction():
+            try:
+                agent = await one(
+                    conn,
+                    f"INSERT INTO agents (name, cluster_name, pak_hash) VALUES (%s, %s, %s)"
+                    f" RETURNING {AGENT}",
+                    (body.name, body.cluster_name, new.hash),
+                )
+            except errors.UniqueViolation:
+                raise conflict("agent_name_taken", _TAKEN) from None
+            if agent is None:
+                raise RuntimeError("INSERT ... RETURNING gave no row")
+            for generator_id in wanted:
+                await conn.execute(
+                    "INSERT INTO agent_generator_registrations (agent_id, generator_id)"
+                    " VALUES (%s, %s)",
+                    (agent["id"], generator_id),
+                )
     return json_response({"agent": agent, "initial_pak": new.pak}, 201)
 
 
@@ -159,25 +160,46 @@ async def delete_agent(request: Request) -> Response:
     return no_content()
 
 
+_BEAT = (
+    "UPDATE agents SET last_heartbeat = now() WHERE id = %s AND pak_hash = %s"
+    " AND deleted_at IS NULL RETURNING pak_hash"
+)
+_BEAT_K8S = (
+    "UPDATE agents SET last_heartbeat = now(), k8s_reachable = %s, k8s_api_latency_ms = %s,"
+    " k8s_reported_at = now() WHERE id = %s AND pak_hash = %s AND deleted_at IS NULL"
+    " RETURNING pak_hash"
+)
+
+
 async def heartbeat(request: Request) -> Response:
-    """Record that the agent is alive, with optional Kubernetes reachability."""
+    """Record that the agent is alive, with optional Kubernetes reachability.
+
+    The hot path authenticates and updates in one statement (the row only
+    matches the agent's own PAK hash); anything else falls back to the normal
+    authentication to answer 401 or 403.
+    """
     agent_id = path_uuid(request)
     raw = await read_body(request)
-    async with authed(request) as (conn, who):
-        if not who.is_agent(agent_id):
-            raise forbidden("only the agent itself may send its heartbeat")
+    presented = presented_pak(request)
+    digest = pak.hash_pak(presented) if pak.looks_like_pak(presented) else ""
+    try:
         report = validate(HeartbeatReport, parse_json(raw, allow_empty=True) or {})
+    except ApiError as invalid:
+        async with authed(request) as (_, who):
+            if not who.is_agent(agent_id):
+                raise forbidden("only the agent itself may send its heartbeat") from None
+        raise invalid from None
+    async with db(request) as conn:
         if report.k8s_reachable is None:
-            await conn.execute(
-                "UPDATE agents SET last_heartbeat = now() WHERE id = %s", (agent_id,), prepare=True
-            )
+            row = await one(conn, _BEAT, (agent_id, digest))
         else:
-            await conn.execute(
-                "UPDATE agents SET last_heartbeat = now(), k8s_reachable = %s,"
-                " k8s_api_latency_ms = %s, k8s_reported_at = now() WHERE id = %s",
-                (report.k8s_reachable, report.k8s_api_latency_ms, agent_id),
-                prepare=True,
-            )
+            params = (report.k8s_reachable, report.k8s_api_latency_ms, agent_id, digest)
+            row = await one(conn, _BEAT_K8S, params)
+        if row is None or not pak.matches(presented, row["pak_hash"]):
+            who = await authenticate(conn, request)
+            if not who.is_agent(agent_id):
+                raise forbidden("only the agent itself may send its heartbeat")
+            raise not_found("agent", agent_id)
     return no_content()
 
 

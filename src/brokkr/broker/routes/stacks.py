@@ -110,10 +110,12 @@ async def delete_stack(request: Request) -> Response:
     stack_id = path_uuid(request)
     async with authed(request) as (conn, who):
         await owned_stack(conn, who, stack_id)
-        await insert_deployment_object(conn, stack_id, "", deletion_marker=True)
-        await conn.execute(
-            "UPDATE stacks SET deleted_at = now(), updated_at = now() WHERE id = %s", (stack_id,)
-        )
+        async with conn.transaction():
+            await insert_deployment_object(conn, stack_id, "", deletion_marker=True)
+            await conn.execute(
+                "UPDATE stacks SET deleted_at = now(), updated_at = now() WHERE id = %s",
+                (stack_id,),
+            )
     return no_content()
 
 
