@@ -105,3 +105,15 @@ def tools_session(session: nox.Session) -> None:
     names = ",".join(session.posargs)
     invoke(session, "tools.install", "--names", names)
     invoke(session, "tools.status", "--names", names)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Opt-in broker benchmark: simulated agents against a real broker and PostgreSQL.
+
+    Posargs go to `invoke broker.bench`, e.g. `nox -s bench -- --concurrency 64`.
+    Prints requests/s and p50/p90/p99 latency; results are recorded in docs/broker.md.
+    """
+    install(session)
+    invoke(session, "system.install", "--features", "postgres")
+    invoke(session, "broker.bench", *session.posargs)

@@ -15,7 +15,7 @@ from invoke.collection import Collection  # noqa: E402
 from invoke.exceptions import Exit  # noqa: E402
 from invoke.tasks import task  # noqa: E402
 
-from brokkr_dev import system, toolchain  # noqa: E402
+from brokkr_dev import bench, system, toolchain  # noqa: E402
 
 
 def _fail(exc: Exception) -> Exit:
@@ -58,6 +58,29 @@ def system_install(c, features=""):
         raise _fail(exc) from exc
 
 
+# --- broker: benchmark -----------------------------------------------------------
+
+
+@task(
+    help={
+        "agents": "registered agents in the database (default 10000)",
+        "concurrency": "simulated agents polling at once (default 32)",
+        "duration": "seconds of measurement after a 3 s warm-up (default 20)",
+        "pool_size": "broker database pool size per worker (default 10)",
+        "workers": "broker worker processes (default 1)",
+    }
+)
+def broker_bench(c, agents=10_000, concurrency=32, duration=20.0, pool_size=10, workers=1):
+    """Benchmark agent traffic (heartbeat + target-state) on a throw-away PostgreSQL."""
+    bench.run(
+        registered=int(agents),
+        concurrency=int(concurrency),
+        duration=float(duration),
+        pool_size=int(pool_size),
+        workers=int(workers),
+    )
+
+
 def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
@@ -69,4 +92,7 @@ tools.add_task(tools_status, "status", default=True)
 system_ns = Collection("system")
 system_ns.add_task(system_install, "install", default=True)
 
-namespace = Collection(tools, system_ns)
+broker_ns = Collection("broker")
+broker_ns.add_task(broker_bench, "bench")
+
+namespace = Collection(tools, system_ns, broker_ns)

@@ -70,7 +70,8 @@ def seed(dsn: str, registered: int, simulated: int, stacks: int) -> list[tuple[s
         ).fetchone()[0]  # type: ignore[index]
         conn.execute(
             "INSERT INTO agents (name, cluster_name, status, pak_hash)"
-            " SELECT 'agent-' || n, 'cluster-' || (n %% 50), 'ACTIVE', md5(n::text) || md5('x' || n)"
+            " SELECT 'agent-' || n, 'cluster-' || (n %% 50), 'ACTIVE',"
+            " md5(n::text) || md5('x' || n)"
             " FROM generate_series(1, %s) AS n",
             (registered - simulated,),
         )
@@ -167,11 +168,13 @@ async def load(port: int, agents: list[tuple[str, str]], duration: float) -> Res
 
 
 def run(
+    *,
     registered: int = 10_000,
     concurrency: int = 32,
     duration: float = 20.0,
     stacks: int = 100,
     pool_size: int = 10,
+    workers: int = 1,
 ) -> dict[str, float]:
     """The whole benchmark: database, seed, broker process, warm-up, measurement."""
     server = temporary_server()
@@ -193,6 +196,7 @@ def run(
             BROKKR__BROKER__PORT=str(port),
             BROKKR__BROKER__PAK_HASH=pak.generate().hash,
             BROKKR__LOG__LEVEL="warning",
+            BROKKR__BROKER__WORKERS=str(workers),
         )
         log = Path(server.root.parent) / "broker.log"
         with open(log, "wb") as out:
@@ -205,7 +209,14 @@ def run(
         _wait_for(port, broker, log)
         asyncio.run(load(port, agents, 3.0))  # warm-up: connections, prepared statements
         result = asyncio.run(load(port, agents, duration))
-        summary = {"registered_agents": registered, "concurrency": concurrency, **result.summary()}
+        summary = {
+            "registered_agents": registered,
+            "concurrency": concurrency,
+            "workers": workers,
+            "cpus": os.cpu_count() or 0,
+            "load_average_1m": round(os.getloadavg()[0], 1),
+            **result.summary(),
+        }
         print(json.dumps(summary, indent=2))
         return summary
     finally:

@@ -38,6 +38,8 @@ def _settings() -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
     warnings = server.prepare_database(settings)
+    if settings.broker.workers > 1:
+        return server.run_workers(settings, warnings, uvloop.run)
     started = uvloop.run(server.serve(settings, warnings))
     return 0 if started else 3
 

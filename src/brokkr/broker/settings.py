@@ -113,6 +113,8 @@ class BrokerSettings(BaseModel):
     readiness_cache_seconds: float = Field(default=2.0, ge=0, le=2.0)
     readiness_timeout: float = Field(default=1.0, gt=0, le=1.0)
     migrate_on_start: bool = True
+    # Server processes sharing the port (each with its own pool); 1 = no fork.
+    workers: int = Field(default=1, ge=1, le=64)
     tls: TlsSettings = TlsSettings()
 
 
