@@ -11,11 +11,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent / "src"))
 
-from invoke.collection import Collection  # noqa: E402
-from invoke.exceptions import Exit  # noqa: E402
-from invoke.tasks import task  # noqa: E402
+from invoke.collection import Collection
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
-from brokkr_dev import bench, system, toolchain  # noqa: E402
+from brokkr_dev import bench, system, toolchain
 
 
 def _fail(exc: Exception) -> Exit:
@@ -70,7 +70,7 @@ def system_install(c, features=""):
         "workers": "broker worker processes (default 1)",
     }
 )
-def broker_bench(c, agents=10_000, concurrency=32, duration=20.0, pool_size=10, workers=1):
+def broker_bench(c, agents=10_000, concurrency=32, duration=20.0, pool_size=10, workers=1):  # noqa: PLR0917
     """Benchmark agent traffic (heartbeat + target-state) on a throw-away PostgreSQL."""
     bench.run(
         registered=int(agents),
