@@ -236,3 +236,23 @@ def remove(server: PostgresServer) -> None:
     """Stop the server and delete its directory (made by `temporary_server`)."""
     server.stop()
     shutil.rmtree(server.root.parent, ignore_errors=True)
+
+
+def main() -> int:
+    """`python -m brokkr_dev.postgres`: run a throw-away server until Ctrl-C."""
+    server = temporary_server()
+    server.start()
+    server.psql("CREATE DATABASE brokkr")
+    pid = server.process.pid if server.process else "?"
+    print(f"PostgreSQL {server.bindir.parent.name} running as pid {pid}; Ctrl-C stops it")
+    print(f"export BROKKR__DATABASE__URL={server.dsn('brokkr')}", flush=True)
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        remove(server)
+    return 0
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    raise SystemExit(main())

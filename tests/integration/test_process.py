@@ -179,3 +179,19 @@ def test_no_admin_hash_and_no_pak_file_is_a_clear_error(database_url: str, tmp_p
     assert broker.process is not None
     assert broker.process.wait(30) == 1
     assert "BROKKR__BROKER__ADMIN_PAK_FILE" in broker.log()
+
+
+def test_workers_share_the_port_and_stop_together(database_url: str, tmp_path: Path):
+    admin = pak.generate()
+    broker = BrokerProcess(
+        env_for(database_url, BROKKR__BROKER__PAK_HASH=admin.hash, BROKKR__BROKER__WORKERS="2")
+    )
+    broker.start(tmp_path / "broker.log")
+    try:
+        for _ in range(10):
+            reply = httpx.get(broker.url + "/api/v1/agents", headers={"Authorization": admin.pak})
+            assert reply.status_code == 200
+        assert "started 2 workers" in broker.log()
+        assert broker.terminate() == 0
+    finally:
+        broker.kill()

@@ -152,5 +152,15 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, record_status)
         finally:
-            route = scope.get("brokkr.route") or scope.get("brokkr.plain_route") or "unmatched"
-            self.metrics.observe(scope["method"], route, status, time.perf_counter() - start)
+            route = scope.get("brokkr.route") or "unmatched"
+            seconds = time.perf_counter() - start
+            self.metrics.observe(scope["method"], route, status, seconds)
+            if status >= 500 or log.isEnabledFor(logging.DEBUG):
+                log.log(
+                    logging.WARNING if status >= 500 else logging.DEBUG,
+                    "%s %s -> %d",
+                    scope["method"],
+                    route,
+                    status,
+                    extra={"status": status, "duration_ms": round(seconds * 1000, 2)},
+                )

@@ -24,7 +24,11 @@ _SECRET_PATTERNS = (
     (re.compile(r"(?i)(password=)\S+"), r"\1<redacted>"),
 )
 # LogRecord attributes that are not user-supplied `extra` fields.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn duplicates the message with ANSI colours
+}
 
 
 class LogSettings(BaseModel):
