@@ -82,6 +82,8 @@ def test_full_flow(api: Api):
     state = api.get(f"/agents/{agent_id}/target-state", pak=agent_pak)
     assert state.status_code == 200
     assert [d["id"] for d in state.json()] == [first["id"]]
+    # PostgreSQL renders the target state; it must match the Python rendering exactly.
+    assert state.json()[0] == api.get(f"/deployment-objects/{first['id']}").json() == first
 
     assert api.post(f"/agents/{agent_id}/heartbeat", pak=agent_pak).status_code == 204
     beat = api.post(

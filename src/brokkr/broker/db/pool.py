@@ -15,7 +15,8 @@ def make_pool(settings: DatabaseSettings) -> AsyncConnectionPool[AsyncConnection
     The pool keeps trying to (re)connect in the background, so the broker starts
     and recovers without a restart when PostgreSQL is down and comes back.
     """
-    options = f"-c statement_timeout={settings.statement_timeout_ms}"
+    # UTC sessions: timestamps leave PostgreSQL and Python in the same form.
+    options = f"-c statement_timeout={settings.statement_timeout_ms} -c TimeZone=UTC"
     return AsyncConnectionPool(
         settings.conninfo(),
         min_size=settings.pool_min_size,
