@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -168,6 +169,8 @@ def test_first_start_mints_admin_pak_into_a_private_file_and_never_logs_it(
         assert who.status_code == 200 and who.json()["admin"] is True
         assert str(pak_file) in broker.log()
         assert minted not in broker.log()
+        lines = broker.log().splitlines()
+        assert lines and all(json.loads(line)["level"] for line in lines)
         assert pak.long_part(minted) not in broker.log()
     finally:
         broker.kill()
