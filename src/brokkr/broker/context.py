@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,7 +33,21 @@ async def db(request: Request) -> AsyncIterator[AsyncConnection[dict]]:
         raise unavailable("no database connection available in time; retry later") from None
     except psycopg.OperationalError as exc:
         log.warning("database error: %s", exc.__class__.__name__)
+        _check_pool_soon(request)
         raise unavailable() from None
+
+
+_checks: set[asyncio.Task[None]] = set()
+
+
+def _check_pool_soon(request: Request) -> None:
+    """Test every idle connection once, so connections that died with a database
+    restart are replaced now instead of each failing one more request."""
+    if _checks:
+        return
+    task = asyncio.get_running_loop().create_task(request.app.state.pool.check())
+    _checks.add(task)
+    task.add_done_callback(_checks.discard)
 
 
 @asynccontextmanager
