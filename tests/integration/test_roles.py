@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from tests.integration.broker import in_process
@@ -39,7 +41,7 @@ def world(postgres_server):
             "generator": g_pak,
             "other_generator": h_pak,
         }
-        yield api, paks, {"g": g, "a": a, "s": s, "d": d, "e": e}
+        yield api, paks, {"g": g, "a": a, "s": s, "d": d, "e": e, "missing": uuid.uuid4()}
     postgres_server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
@@ -78,6 +80,17 @@ MATRIX = [
     ("GET", "/stacks/{s}/deployment-objects", {"admin", "generator"}),
     ("POST", "/stacks/{s}/deployment-objects", {"admin", "generator"}),
     ("GET", "/deployment-objects/{d}", {"admin", "generator", "agent"}),
+    # Deletes and rotation aim at ids or names that do not exist, so the shared
+    # world stays intact: allowed roles get 404, the others still 403.
+    ("DELETE", "/generators/{missing}", {"admin"}),
+    ("DELETE", "/agents/{missing}", {"admin"}),
+    ("POST", "/agents/{missing}/rotate-pak", {"admin"}),
+    ("DELETE", "/agents/{a}/labels/nope", {"admin"}),
+    ("DELETE", "/agents/{a}/annotations/nope", {"admin"}),
+    ("DELETE", "/agents/{a}/targets/{missing}", {"admin", "generator", "other_generator"}),
+    ("DELETE", "/stacks/{missing}", {"admin", "generator", "other_generator"}),
+    ("DELETE", "/stacks/{s}/labels/nope", {"admin", "generator"}),
+    ("DELETE", "/stacks/{s}/annotations/nope", {"admin", "generator"}),
 ]
 
 
@@ -93,6 +106,8 @@ def test_role_matrix(world, method: str, template: str, allowed: set[str]):
         response = api.call(method, path, pak=paks[role], json=body)
         if role in allowed:
             assert response.status_code not in (401, 403), (role, response.text)
+            if method == "DELETE" or "{missing}" in template:
+                assert response.status_code == 404, (role, response.text)
         else:
             assert response.status_code == 403, (role, response.status_code, response.text)
             assert response.json()["code"]
