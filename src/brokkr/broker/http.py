@@ -21,7 +21,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
     if isinstance(value, UUID):
         return str(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
