@@ -15,7 +15,7 @@ from invoke.collection import Collection
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from brokkr_dev import cluster, system, toolchain
+from brokkr_dev import agentbench, bench, cluster, localstack, postgres, system, toolchain
 from brokkr_dev.cluster import pin
 
 
@@ -57,6 +57,29 @@ def system_install(c, features=""):
         system.ensure(_split(features) or list(system.FEATURES))
     except system.SystemError as exc:
         raise _fail(exc) from exc
+
+
+# --- broker: benchmark -----------------------------------------------------------
+
+
+@task(
+    help={
+        "agents": "registered agents in the database (default 10000)",
+        "concurrency": "simulated agents polling at once (default 32)",
+        "duration": "seconds of measurement after a 3 s warm-up (default 20)",
+        "pool_size": "broker database pool size per worker (default 10)",
+        "workers": "broker worker processes (default 1)",
+    }
+)
+def broker_bench(c, agents=10_000, concurrency=32, duration=20.0, pool_size=10, workers=1):  # noqa: PLR0917
+    """Benchmark agent traffic (heartbeat + target-state) on a throw-away PostgreSQL."""
+    bench.run(
+        registered=int(agents),
+        concurrency=int(concurrency),
+        duration=float(duration),
+        pool_size=int(pool_size),
+        workers=int(workers),
+    )
 
 
 # --- cluster: Kubernetes for tests and development (docs/kubernetes.md) -------------
@@ -111,13 +134,15 @@ def cluster_pin(c):
 @task(help={"interval": "the agent's polling interval in seconds (default 2)"})
 def stack_up(c, interval=2.0):
     """Start PostgreSQL, the broker, the local cluster and an ACTIVE agent; apply a sample stack."""
-    from brokkr_dev import localstack  # noqa: PLC0415  # needs the broker's dev modules
-
     try:
         info = localstack.up(interval=float(interval))
-    except (localstack.StackError, cluster.ClusterError, toolchain.ToolError, TimeoutError) as exc:
-        raise _fail(exc) from exc
-    except RuntimeError as exc:  # PostgresError: PostgreSQL missing or failed to start
+    except (
+        localstack.StackError,
+        cluster.ClusterError,
+        postgres.PostgresError,
+        toolchain.ToolError,
+        TimeoutError,
+    ) as exc:
         raise _fail(exc) from exc
     print(localstack.summary(info))
 
@@ -125,8 +150,6 @@ def stack_up(c, interval=2.0):
 @task()
 def stack_down(c):
     """Stop everything `stack.up` started (by PID) and remove its state in .local/stack/."""
-    from brokkr_dev import localstack  # noqa: PLC0415  # needs the broker's dev modules
-
     try:
         localstack.down()
     except cluster.ClusterError as exc:
@@ -141,8 +164,6 @@ def stack_down(c):
 )
 def agent_bench(c, intervals="10,1", runs=20):
     """Time from posting a deployment object to its objects in the cluster, and agent memory."""
-    from brokkr_dev import agentbench, localstack  # noqa: PLC0415  # needs the broker's dev modules
-
     try:
         results = agentbench.run([float(i) for i in _split(intervals)], int(runs))
     except localstack.StackError as exc:
@@ -161,6 +182,9 @@ tools.add_task(tools_status, "status", default=True)
 system_ns = Collection("system")
 system_ns.add_task(system_install, "install", default=True)
 
+broker_ns = Collection("broker")
+broker_ns.add_task(broker_bench, "bench")
+
 cluster_ns = Collection("cluster")
 cluster_ns.add_task(cluster_up, "up")
 cluster_ns.add_task(cluster_down, "down")
@@ -174,4 +198,4 @@ stack_ns.add_task(stack_down, "down")
 agent_ns = Collection("agent")
 agent_ns.add_task(agent_bench, "bench")
 
-namespace = Collection(tools, system_ns, cluster_ns, stack_ns, agent_ns)
+namespace = Collection(tools, system_ns, cluster_ns, broker_ns, stack_ns, agent_ns)

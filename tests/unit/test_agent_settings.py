@@ -23,7 +23,7 @@ def test_defaults_follow_the_contract():
     assert agent.health_port == 8080
     assert agent.watch_namespace == ""
     assert agent.generator_ids == []
-    assert settings.log.level == "INFO"
+    assert settings.log.level == "info"
 
 
 def test_pak_from_a_file_and_generator_ids_from_a_list(tmp_path: Path):
@@ -36,13 +36,13 @@ def test_pak_from_a_file_and_generator_ids_from_a_list(tmp_path: Path):
         "66666666-7777-8888-9999-000000000000",
         "BROKKR__AGENT__WATCH_NAMESPACE": "team-a",
         "BROKKR__LOG__LEVEL": "debug",
-        "BROKKR__LOG__FORMAT": "JSON",
+        "BROKKR__LOG__FORMAT": "text",
     }
     settings = load_settings(env)
     assert settings.agent.pak.get_secret_value() == "brokkr_from_file"
     assert len(settings.agent.generator_ids) == 2
     assert settings.agent.watch_namespace == "team-a"
-    assert (settings.log.level, settings.log.format) == ("DEBUG", "json")
+    assert (settings.log.level, settings.log.format) == ("debug", "text")
 
 
 @pytest.mark.parametrize(

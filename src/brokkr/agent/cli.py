@@ -7,7 +7,7 @@ import sys
 from brokkr.agent.service import Agent
 from brokkr.agent.settings import load_settings
 from brokkr.common.config import ConfigError
-from brokkr.common.log import configure
+from brokkr.common.logging import configure
 
 EXIT_CONFIG = 2
 
