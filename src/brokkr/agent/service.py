@@ -256,9 +256,14 @@ class Agent:
         self.broker.heartbeat(self.agent_id, reachable, latency)
         self.state.update(broker_connected=True, broker_error=None, last_heartbeat=time.time())
         agent = self.broker.get_agent(self.agent_id)
+        changed = agent.get("status") != self.state.agent.get("status")
         self.state.update(agent=agent)
         if agent.get("status") != "ACTIVE":
-            log.info("agent status is %s, not ACTIVE: not reconciling", agent.get("status"))
+            log.log(
+                logging.INFO if changed else logging.DEBUG,
+                "agent status is %s, not ACTIVE: not reconciling",
+                agent.get("status"),
+            )
             self.state.update(last_successful_poll=time.time())
             return
         if not reachable:
