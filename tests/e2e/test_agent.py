@@ -20,6 +20,7 @@ import pytest
 
 from brokkr_dev.cluster import kubeconfig
 from tests.fixtures.agent import AgentProcess, BrokerAdmin, BrokerProcess, free_port, poll
+from tests.integration.test_tls import issue, make_ca
 
 pytestmark = [pytest.mark.postgres, pytest.mark.k8s, pytest.mark.slow]
 
@@ -470,3 +471,23 @@ def test_sigterm_exits_zero_within_the_bound_while_a_request_hangs(setup: Setup,
         agent.process.send_signal(signal.SIGTERM)
         assert agent.wait_exit(timeout=15) == 0
         assert time.monotonic() - started < 6
+
+
+def test_https_to_the_broker_is_verified(setup: Setup, broker_database_url: str, tmp_path: Path):
+    ca_cert, ca_key = make_ca(tmp_path)
+    cert, key = issue(tmp_path, (ca_cert, ca_key), "broker")
+    tls_broker = BrokerProcess(
+        broker_database_url, tmp_path, tls=(cert, key, ca_cert), mints_admin_pak=False
+    )
+    tls_broker.start()
+    try:
+        untrusted = run_to_exit(setup.env(broker_url=tls_broker.url))
+        assert untrusted.returncode == 1
+        assert "TLS verification of the broker" in untrusted.stderr
+        assert "certificate verify failed" in untrusted.stderr
+        assert "BROKKR__AGENT__CA_FILE" in untrusted.stderr
+        agent = setup.run(broker_url=tls_broker.url, ca_file=str(ca_cert))
+        agent.wait_running()
+        assert agent.health()["broker"]["connected"] is True
+    finally:
+        tls_broker.stop()
