@@ -75,6 +75,9 @@ def lint(session: nox.Session) -> None:
     if workflows:
         tools(session, "actionlint")
         session.run("actionlint", *workflows)
+    if files("charts/*/Chart.yaml"):
+        tools(session, "helm", "helm4", "kubeconform")
+        invoke(session, "charts.check")
 
 
 @nox.session(python=PYTHON)

@@ -15,7 +15,7 @@ from invoke.collection import Collection  # noqa: E402
 from invoke.exceptions import Exit  # noqa: E402
 from invoke.tasks import task  # noqa: E402
 
-from brokkr_dev import system, toolchain  # noqa: E402
+from brokkr_dev import charts, system, toolchain  # noqa: E402
 
 
 def _fail(exc: Exception) -> Exit:
@@ -58,6 +58,29 @@ def system_install(c, features=""):
         raise _fail(exc) from exc
 
 
+# --- charts: Helm charts ---------------------------------------------------------
+
+
+@task
+def charts_generate(c):
+    """Regenerate each chart's values.schema.json and README values table from values.yaml."""
+    try:
+        for chart in charts.find_charts():
+            for path in charts.generate(chart):
+                print(f"updated {path.relative_to(charts.CHARTS_DIR.parent)}")
+    except charts.ChartError as exc:
+        raise _fail(exc) from exc
+
+
+@task
+def charts_check(c):
+    """The chart gate: generated files, dead values, helm 3/4 lint, kubeconform, bad values."""
+    try:
+        charts.check_all()
+    except charts.ChartError as exc:
+        raise _fail(exc) from exc
+
+
 def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
@@ -69,4 +92,8 @@ tools.add_task(tools_status, "status", default=True)
 system_ns = Collection("system")
 system_ns.add_task(system_install, "install", default=True)
 
-namespace = Collection(tools, system_ns)
+charts_ns = Collection("charts")
+charts_ns.add_task(charts_generate, "generate")
+charts_ns.add_task(charts_check, "check", default=True)
+
+namespace = Collection(tools, system_ns, charts_ns)
