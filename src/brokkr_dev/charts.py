@@ -147,7 +147,7 @@ def schema_for(value: Any, path: Path_, notes: dict[Path_, Annotation]) -> dict[
     if isinstance(value, dict) and not _is_free_form(value, note):
         if not value and path:
             raise ChartError(
-                f"{where}: an empty map needs `# @schema {{\"additionalProperties\": ...}}` "
+                f'{where}: an empty map needs `# @schema {{"additionalProperties": ...}}` '
                 "saying which keys users may put in it"
             )
         node["type"] = "object"
@@ -157,7 +157,7 @@ def schema_for(value: Any, path: Path_, notes: dict[Path_, Annotation]) -> dict[
         node["type"] = _scalar_type(value, where)
         if isinstance(value, list) and "items" not in note.schema:
             if not value:
-                raise ChartError(f"{where}: an empty list needs `# @schema {{\"items\": ...}}`")
+                raise ChartError(f'{where}: an empty list needs `# @schema {{"items": ...}}`')
             node["items"] = {"type": _scalar_type(value[0], where)}
     node.update(note.schema)
     return node
@@ -180,7 +180,11 @@ def render_schema(values_text: str) -> str:
 
 def leaves(values: Any, notes: dict[Path_, Annotation], path: Path_ = ()) -> Iterator[Path_]:
     """Paths of the values a user sets as a whole: scalars, lists and free-form maps."""
-    if isinstance(values, dict) and values and not _is_free_form(values, notes.get(path, Annotation())):
+    if (
+        isinstance(values, dict)
+        and values
+        and not _is_free_form(values, notes.get(path, Annotation()))
+    ):
         for key, child in values.items():
             yield from leaves(child, notes, (*path, key))
     elif path:
@@ -417,7 +421,8 @@ def kubeconform_schemas(version: str) -> Path:
             f"kubernetes-validate {package_version} has no schemas for Kubernetes {version}; "
             "pick a version it ships or update the pinned package"
         )
-    tmp = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=target.parent.parent.parent))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
     try:
         staging = tmp / name
         staging.mkdir()
@@ -426,12 +431,13 @@ def kubeconform_schemas(version: str) -> Path:
                 continue
             text = item.read_text()
             text = text.replace('"/api/_definitions.json#', '"_definitions.json#')
-            text = text.replace('"https://kubernetes.io/api/_definitions.json#', '"_definitions.json#')
+            text = text.replace(
+                '"https://kubernetes.io/api/_definitions.json#', '"_definitions.json#'
+            )
             document = json.loads(text)
             document.pop("$id", None)
             (staging / item.name).write_text(json.dumps(document))
         (staging / ".complete").write_text("")
-        target.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     finally:
@@ -526,7 +532,9 @@ def check_all(helms: Sequence[str] = ("helm", "helm4"), log: Any = print) -> Non
                 continue
             for version in KUBE_VERSIONS:
                 failure = kubeconform(manifests, version)
-                log(f"{chart.name}: kubeconform {scenario} on {version}: {'FAIL' if failure else 'ok'}")
+                log(
+                    f"{chart.name}: kubeconform {scenario} on {version}: {'FAIL' if failure else 'ok'}"
+                )
                 if failure:
                     problems.append(f"{chart.name} {scenario} (kubeconform {version}):\n{failure}")
     for case in bad_values():
