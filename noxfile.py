@@ -8,11 +8,15 @@ runs only `lint` and `unit`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).parent
+BIN = ROOT / "bin"
+# Pinned tools live in bin/ (see tools.toml); nox looks programs up on this PATH.
+os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["lint", "unit"]
 nox.options.reuse_venv = "yes"
@@ -54,7 +58,6 @@ def refuse_posargs(session: nox.Session) -> None:
 def tools(session: nox.Session, *names: str) -> None:
     """Make the named pinned CLI tools available in bin/ and on the session's PATH."""
     invoke(session, "tools.install", "--names", ",".join(names))
-    session.env["PATH"] = f"{ROOT / 'bin'}:{session.env.get('PATH') or ''}".rstrip(":")
 
 
 def files(pattern: str) -> list[str]:
@@ -74,7 +77,7 @@ def lint(session: nox.Session) -> None:
     workflows = files(".github/workflows/*.yml")
     if workflows:
         tools(session, "actionlint")
-        session.run("actionlint", *workflows)
+        session.run("actionlint", *workflows, external=True)
     if files("charts/*/Chart.yaml"):
         tools(session, "helm", "helm4", "kubeconform")
         invoke(session, "charts.check")

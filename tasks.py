@@ -11,11 +11,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent / "src"))
 
-from invoke.collection import Collection  # noqa: E402
-from invoke.exceptions import Exit  # noqa: E402
-from invoke.tasks import task  # noqa: E402
+from invoke.collection import Collection
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
-from brokkr_dev import charts, system, toolchain  # noqa: E402
+from brokkr_dev import charts, system, toolchain
 
 
 def _fail(exc: Exception) -> Exit:
@@ -61,7 +61,7 @@ def system_install(c, features=""):
 # --- charts: Helm charts ---------------------------------------------------------
 
 
-@task
+@task()
 def charts_generate(c):
     """Regenerate each chart's values.schema.json and README values table from values.yaml."""
     try:
@@ -72,7 +72,7 @@ def charts_generate(c):
         raise _fail(exc) from exc
 
 
-@task
+@task()
 def charts_check(c):
     """The chart gate: generated files, dead values, helm 3/4 lint, kubeconform, bad values."""
     try:
