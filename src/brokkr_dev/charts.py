@@ -373,6 +373,7 @@ def render(
     chart: Chart,
     values_files: Sequence[Path] = (),
     sets: Sequence[str] = (),
+    *,
     helm: str = "helm",
     release: str = "brokkr",
     namespace: str = "brokkr",

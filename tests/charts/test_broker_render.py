@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 
@@ -67,8 +68,6 @@ def test_probes_hit_the_contract_paths_and_are_tunable():
 
 
 def test_minted_admin_pak_has_the_format_and_only_its_hash_reaches_the_broker():
-    import base64
-
     manifests = render(BROKER)
     secret = manifests.one("Secret", "-admin")
     pak = base64.b64decode(secret["data"]["pak"]).decode()
