@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata, resources
@@ -331,9 +332,27 @@ def generate(chart: Chart) -> list[Path]:
     return changed
 
 
+def check_versions(chart: Chart, project_version: str) -> list[str]:
+    """Problems: chart version or appVersion not in lockstep with the project's version."""
+    meta = yaml.safe_load((chart.path / "Chart.yaml").read_text())
+    found = (str(meta.get("version")), str(meta.get("appVersion")))
+    if found != (project_version, project_version):
+        return [
+            f"{chart.name}: Chart.yaml version/appVersion are {found[0]}/{found[1]}, but the "
+            f"project (pyproject.toml) is {project_version}; set both to {project_version}"
+        ]
+    return []
+
+
+def project_version() -> str:
+    """The version in pyproject.toml, which the charts follow."""
+    with (paths.REPO_ROOT / "pyproject.toml").open("rb") as handle:
+        return str(tomllib.load(handle)["project"]["version"])
+
+
 def check_generated(chart: Chart) -> list[str]:
-    """Problems: generated files out of date with values.yaml, dead or unknown values."""
-    problems = []
+    """Problems: generated files out of date, dead or unknown values, version skew."""
+    problems = check_versions(chart, project_version())
     schema_file = chart.path / "values.schema.json"
     if not schema_file.exists() or schema_file.read_text() != render_schema(chart.values_text):
         problems.append(

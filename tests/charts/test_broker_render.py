@@ -358,3 +358,15 @@ def test_bundled_postgresql_is_reachable_only_from_the_broker_when_policies_are_
     )
     peer = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
     assert peer["app.kubernetes.io/component"] == "broker"
+
+
+def test_storage_class_dash_asks_for_no_class():
+    sts = render(BROKER, {"postgresql": {"persistence": {"storageClass": "-"}}}).one("StatefulSet")
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == ""
+    default = render(BROKER).one("StatefulSet")["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert "storageClassName" not in default
+
+
+def test_no_service_links_in_any_pod():
+    for name, spec in render(BROKER).pod_specs():
+        assert spec["enableServiceLinks"] is False, name

@@ -134,3 +134,11 @@ def test_bad_values_cases_each_name_the_expected_message():
     cases = charts.bad_values()
     assert {c.chart for c in cases} == {"brokkr-broker", "brokkr-agent"}
     assert all(c.expect.get("helm") for c in cases)
+
+
+def test_chart_versions_must_follow_the_project(tmp_path):
+    (tmp_path / "Chart.yaml").write_text('version: 0.1.0\nappVersion: "0.1.0"\n')
+    chart = charts.Chart(tmp_path)
+    assert charts.check_versions(chart, "0.1.0") == []
+    (problem,) = charts.check_versions(chart, "0.2.0")
+    assert "set both to 0.2.0" in problem
