@@ -268,6 +268,15 @@ def dead_values(values_text: str, templates_text: str) -> list[str]:
     return dead
 
 
+def undocumented(values_text: str) -> list[str]:
+    """Leaf values without a `# --` description (the README table would show a blank)."""
+    values = yaml.safe_load(values_text) or {}
+    notes = parse_annotations(values_text)
+    return [
+        ".".join(p) for p in leaves(values, notes) if not notes.get(p, Annotation()).description
+    ]
+
+
 def unknown_refs(values_text: str, templates_text: str) -> list[str]:
     """Paths the templates read that values.yaml does not define (typos in templates)."""
     values = yaml.safe_load(values_text) or {}
@@ -367,6 +376,8 @@ def check_generated(chart: Chart) -> list[str]:
         )
     for key in dead_values(chart.values_text, chart.templates_text):
         problems.append(f"{chart.name}: value {key!r} is used by no template; use it or remove it")
+    for key in undocumented(chart.values_text):
+        problems.append(f"{chart.name}: value {key!r} has no `# --` description; add one")
     for ref in unknown_refs(chart.values_text, chart.templates_text):
         problems.append(f"{chart.name}: templates read .Values.{ref}, which values.yaml lacks")
     return problems

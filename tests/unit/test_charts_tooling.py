@@ -142,3 +142,7 @@ def test_chart_versions_must_follow_the_project(tmp_path):
     assert charts.check_versions(chart, "0.1.0") == []
     (problem,) = charts.check_versions(chart, "0.2.0")
     assert "set both to 0.2.0" in problem
+
+
+def test_undocumented_leaves_are_reported():
+    assert charts.undocumented(VALUES) == ["replicas"]
