@@ -73,7 +73,7 @@ global.imageRegistry replaces the registry; a digest pins the image and wins ove
 
 {{- define "brokkr-broker.imagePullSecrets" -}}
 {{- $names := concat .Values.imagePullSecrets .Values.global.imagePullSecrets | uniq }}
-{{- if $names }}
+{{- if $names -}}
 imagePullSecrets:
 {{- range $names }}
   - name: {{ . | quote }}
