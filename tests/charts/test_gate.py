@@ -24,3 +24,12 @@ def test_kubeconform_accepts_the_chart_and_rejects_an_unknown_field_offline():
     )
     failure = charts.kubeconform(broken, charts.KUBE_VERSIONS[0])
     assert failure is not None and "additional properties 'bogusField' not allowed" in failure
+
+
+@pytest.mark.parametrize("scenario", charts.SCENARIOS)
+@pytest.mark.parametrize("chart", charts.find_charts(), ids=lambda c: c.name)
+def test_rendered_scenarios_are_tidy(chart, scenario):
+    """No blank or trailing-space lines: a sign of a template's whitespace going astray."""
+    manifests = charts.render(chart, [chart.scenario(scenario)])
+    untidy = [line for line in manifests.splitlines() if line != line.rstrip()]
+    assert untidy == []
