@@ -168,6 +168,10 @@ def generate_schema(values_text: str) -> dict[str, Any]:
     """The strict values.schema.json document for a chart's values.yaml text."""
     values = yaml.safe_load(values_text) or {}
     schema = schema_for(values, (), parse_annotations(values_text))
+    shared = schema.get("properties", {}).get("global")
+    if shared:
+        # An umbrella chart passes its own globals down: ours are typed, others allowed.
+        shared["additionalProperties"] = True
     return {"$schema": SCHEMA_DRAFT, "title": "Values", **schema}
 
 

@@ -146,3 +146,9 @@ def test_chart_versions_must_follow_the_project(tmp_path):
 
 def test_undocumented_leaves_are_reported():
     assert charts.undocumented(VALUES) == ["replicas"]
+
+
+def test_global_accepts_an_umbrella_charts_other_globals():
+    schema = charts.generate_schema("global:\n  # -- r\n  imageRegistry: \"\"\n")
+    assert schema["properties"]["global"]["additionalProperties"] is True
+    assert schema["properties"]["global"]["properties"]["imageRegistry"]["type"] == "string"
