@@ -15,7 +15,8 @@ from invoke.collection import Collection
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from brokkr_dev import charts, system, toolchain
+from brokkr_dev import bench, charts, cluster, system, toolchain
+from brokkr_dev.cluster import pin
 
 
 def _fail(exc: Exception) -> Exit:
@@ -58,7 +59,76 @@ def system_install(c, features=""):
         raise _fail(exc) from exc
 
 
-# --- charts: Helm charts ---------------------------------------------------------
+# --- broker: benchmark -----------------------------------------------------------
+
+
+@task(
+    help={
+        "agents": "registered agents in the database (default 10000)",
+        "concurrency": "simulated agents polling at once (default 32)",
+        "duration": "seconds of measurement after a 3 s warm-up (default 20)",
+        "pool_size": "broker database pool size per worker (default 10)",
+        "workers": "broker worker processes (default 1)",
+    }
+)
+def broker_bench(c, agents=10_000, concurrency=32, duration=20.0, pool_size=10, workers=1):  # noqa: PLR0917
+    """Benchmark agent traffic (heartbeat + target-state) on a throw-away PostgreSQL."""
+    bench.run(
+        registered=int(agents),
+        concurrency=int(concurrency),
+        duration=float(duration),
+        pool_size=int(pool_size),
+        workers=int(workers),
+    )
+
+
+# --- cluster: Kubernetes for tests and development (docs/kubernetes.md) -------------
+
+_CLUSTER_HELP = {
+    "provider": "local (real control plane + kwok, no container engine) or kind",
+    "name": "cluster name; its files are in .local/clusters/<name>/ (default: dev)",
+}
+
+
+@task(help=_CLUSTER_HELP)
+def cluster_up(c, provider="local", name=cluster.DEFAULT_NAME):
+    """Start a cluster and wait for a Ready node; prints its kubeconfig path (no-op if up)."""
+    try:
+        cluster.get_provider(provider, name).up()
+    except (cluster.ClusterError, TimeoutError) as exc:
+        raise _fail(exc) from exc
+
+
+@task(help=_CLUSTER_HELP)
+def cluster_down(c, provider="local", name=cluster.DEFAULT_NAME):
+    """Stop every process of a cluster (by PID); its data stays for the next `up`."""
+    try:
+        cluster.get_provider(provider, name).down()
+    except cluster.ClusterError as exc:
+        raise _fail(exc) from exc
+
+
+@task(help=_CLUSTER_HELP)
+def cluster_status(c, provider="local", name=cluster.DEFAULT_NAME):
+    """Print whether a cluster runs: processes, memory, API version, Ready nodes."""
+    try:
+        print(cluster.get_provider(provider, name).status().render())
+    except cluster.ClusterError as exc:
+        raise _fail(exc) from exc
+
+
+@task()
+def cluster_pin(c):
+    """Regenerate go/kubernetes/go.mod for the Kubernetes version in tools.toml."""
+    try:
+        version = toolchain.load_manifest()["kubernetes"].version
+        pin.pin(version)
+    except (toolchain.ToolError, pin.PinError) as exc:
+        raise _fail(exc) from exc
+    print(f"go/kubernetes/go.mod now builds Kubernetes {version}")
+
+
+# --- charts: Helm charts (docs/charts.md) ------------------------------------------
 
 
 @task()
@@ -92,8 +162,17 @@ tools.add_task(tools_status, "status", default=True)
 system_ns = Collection("system")
 system_ns.add_task(system_install, "install", default=True)
 
+broker_ns = Collection("broker")
+broker_ns.add_task(broker_bench, "bench")
+
+cluster_ns = Collection("cluster")
+cluster_ns.add_task(cluster_up, "up")
+cluster_ns.add_task(cluster_down, "down")
+cluster_ns.add_task(cluster_status, "status", default=True)
+cluster_ns.add_task(cluster_pin, "pin")
+
 charts_ns = Collection("charts")
 charts_ns.add_task(charts_generate, "generate")
 charts_ns.add_task(charts_check, "check", default=True)
 
-namespace = Collection(tools, system_ns, charts_ns)
+namespace = Collection(tools, system_ns, cluster_ns, broker_ns, charts_ns)
