@@ -130,3 +130,15 @@ def cluster(session: nox.Session) -> None:
     install(session)
     command, *options = session.posargs
     invoke(session, f"cluster.{command}", *options)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Opt-in broker benchmark: simulated agents against a real broker and PostgreSQL.
+
+    Posargs go to `invoke broker.bench`, e.g. `nox -s bench -- --concurrency 64`.
+    Prints requests/s and p50/p90/p99 latency; results are recorded in docs/broker.md.
+    """
+    install(session)
+    invoke(session, "system.install", "--features", "postgres")
+    invoke(session, "broker.bench", *session.posargs)
