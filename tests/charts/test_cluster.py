@@ -104,20 +104,33 @@ def test_an_existing_admin_secret_with_the_public_pak_is_refused(k8s_cluster, k8
 
 
 def _pods_of(manifests: str) -> list[dict[str, Any]]:
-    """A Pod object for every pod template in the rendered manifests."""
+    """A Pod object for every pod template in the rendered manifests.
+
+    A StatefulSet's claim templates become PVC volumes, as its controller does.
+    """
     pods = []
     for doc in yaml.safe_load_all(manifests):
         if doc and doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            name = doc["metadata"]["name"]
             template = doc["spec"]["template"]
+            spec = dict(template["spec"])
+            claims = doc["spec"].get("volumeClaimTemplates", [])
+            spec["volumes"] = [
+                *spec.get("volumes", []),
+                *(
+                    {
+                        "name": c["metadata"]["name"],
+                        "persistentVolumeClaim": {"claimName": f"{c['metadata']['name']}-{name}-0"},
+                    }
+                    for c in claims
+                ),
+            ]
             pods.append(
                 {
                     "apiVersion": "v1",
                     "kind": "Pod",
-                    "metadata": {
-                        "name": doc["metadata"]["name"],
-                        "labels": template["metadata"]["labels"],
-                    },
-                    "spec": template["spec"],
+                    "metadata": {"name": name, "labels": template["metadata"]["labels"]},
+                    "spec": spec,
                 }
             )
     return pods
@@ -162,7 +175,7 @@ def test_podsecurity_admission_is_enforcing(k8s_cluster, restricted_namespace):
     }
     response = _dry_run_pod(k8s_cluster, restricted_namespace, pod)
     assert response.status_code == 403, response.text
-    assert 'violates PodSecurity "restricted:latest"' in response.text
+    assert 'violates PodSecurity "restricted:latest"' in response.json()["message"]
 
 
 @pytest.mark.parametrize("scenario", charts.SCENARIOS)
