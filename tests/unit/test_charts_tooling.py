@@ -149,6 +149,6 @@ def test_undocumented_leaves_are_reported():
 
 
 def test_global_accepts_an_umbrella_charts_other_globals():
-    schema = charts.generate_schema("global:\n  # -- r\n  imageRegistry: \"\"\n")
+    schema = charts.generate_schema('global:\n  # -- r\n  imageRegistry: ""\n')
     assert schema["properties"]["global"]["additionalProperties"] is True
     assert schema["properties"]["global"]["properties"]["imageRegistry"]["type"] == "string"
