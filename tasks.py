@@ -16,7 +16,7 @@ from invoke.exceptions import Exit  # noqa: E402
 from invoke.tasks import task  # noqa: E402
 
 from brokkr_dev import cluster, system, toolchain  # noqa: E402
-from brokkr_dev.cluster import pin  # noqa: E402
+from brokkr_dev.cluster import bench, pin  # noqa: E402
 
 
 def _fail(exc: Exception) -> Exit:
@@ -94,6 +94,20 @@ def cluster_status(c, provider="local", name=cluster.DEFAULT_NAME):
         raise _fail(exc) from exc
 
 
+@task(
+    help={
+        "runs": "clusters started (and restarts) to measure",
+        "settle": "seconds before memory is read",
+    }
+)
+def cluster_bench(c, runs=3, settle=30.0):
+    """Measure a local cluster: seconds to a Ready node (new and restarted), memory."""
+    try:
+        print(bench.run(int(runs), float(settle)).render())
+    except (cluster.ClusterError, TimeoutError) as exc:
+        raise _fail(exc) from exc
+
+
 @task()
 def cluster_pin(c):
     """Regenerate go/kubernetes/go.mod for the Kubernetes version in tools.toml."""
@@ -121,5 +135,6 @@ cluster_ns.add_task(cluster_up, "up")
 cluster_ns.add_task(cluster_down, "down")
 cluster_ns.add_task(cluster_status, "status", default=True)
 cluster_ns.add_task(cluster_pin, "pin")
+cluster_ns.add_task(cluster_bench, "bench")
 
 namespace = Collection(tools, system_ns, cluster_ns)

@@ -78,15 +78,23 @@ class LocalProvider:
         binaries = ensure_binaries(self.log)
         self.dir.create()
         self.dir.provider_file.write_text(self.provider + "\n")
-        chosen = ports.allocate(flags.PORT_NAMES)
-        ports.save(self.dir.ports_file, chosen)
         pki = certs.ensure_pki(self.dir.certs)
-        self._write_configs(pki, chosen)
-        try:
-            self._start_all(binaries, pki, chosen)
-        except BaseException:
-            self.down()
-            raise
+        for attempt in (1, 2):
+            chosen = ports.allocate(flags.PORT_NAMES)
+            ports.save(self.dir.ports_file, chosen)
+            self._write_configs(pki, chosen)
+            try:
+                self._start_all(binaries, pki, chosen)
+                break
+            except ClusterError as exc:
+                self.down()
+                # Another program may take a port between choosing and binding it.
+                if attempt == 2 or "address already in use" not in str(exc):
+                    raise
+                self.log(f"a port was taken meanwhile ({exc}); retrying with new ports")
+            except BaseException:
+                self.down()
+                raise
         elapsed = time.monotonic() - started
         self.log(f"cluster {self.name} is up in {elapsed:.1f} s")
         self.log(f"kubeconfig: {self.kubeconfig}")
