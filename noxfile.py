@@ -8,11 +8,15 @@ runs only `lint` and `unit`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).parent
+BIN = ROOT / "bin"
+# Pinned tools live in bin/ (see tools.toml); nox looks programs up on this PATH.
+os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["lint", "unit"]
 nox.options.reuse_venv = "yes"
@@ -54,7 +58,6 @@ def refuse_posargs(session: nox.Session) -> None:
 def tools(session: nox.Session, *names: str) -> None:
     """Make the named pinned CLI tools available in bin/ and on the session's PATH."""
     invoke(session, "tools.install", "--names", ",".join(names))
-    session.env["PATH"] = f"{ROOT / 'bin'}:{session.env.get('PATH') or ''}".rstrip(":")
 
 
 def files(pattern: str) -> list[str]:
@@ -74,7 +77,7 @@ def lint(session: nox.Session) -> None:
     workflows = files(".github/workflows/*.yml")
     if workflows:
         tools(session, "actionlint")
-        session.run("actionlint", *workflows)
+        session.run("actionlint", *workflows, external=True)
 
 
 @nox.session(python=PYTHON)
@@ -124,3 +127,15 @@ def cluster(session: nox.Session) -> None:
     install(session)
     command, *options = session.posargs
     invoke(session, f"cluster.{command}", *options)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Opt-in broker benchmark: simulated agents against a real broker and PostgreSQL.
+
+    Posargs go to `invoke broker.bench`, e.g. `nox -s bench -- --concurrency 64`.
+    Prints requests/s and p50/p90/p99 latency; results are recorded in docs/broker.md.
+    """
+    install(session)
+    invoke(session, "system.install", "--features", "postgres")
+    invoke(session, "broker.bench", *session.posargs)

@@ -11,12 +11,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent / "src"))
 
-from invoke.collection import Collection  # noqa: E402
-from invoke.exceptions import Exit  # noqa: E402
-from invoke.tasks import task  # noqa: E402
+from invoke.collection import Collection
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
-from brokkr_dev import cluster, system, toolchain  # noqa: E402
-from brokkr_dev.cluster import bench, pin  # noqa: E402
+from brokkr_dev import bench, cluster, system, toolchain
+from brokkr_dev.cluster import bench as cluster_benchmark
+from brokkr_dev.cluster import pin
 
 
 def _fail(exc: Exception) -> Exit:
@@ -57,6 +58,29 @@ def system_install(c, features=""):
         system.ensure(_split(features) or list(system.FEATURES))
     except system.SystemError as exc:
         raise _fail(exc) from exc
+
+
+# --- broker: benchmark -----------------------------------------------------------
+
+
+@task(
+    help={
+        "agents": "registered agents in the database (default 10000)",
+        "concurrency": "simulated agents polling at once (default 32)",
+        "duration": "seconds of measurement after a 3 s warm-up (default 20)",
+        "pool_size": "broker database pool size per worker (default 10)",
+        "workers": "broker worker processes (default 1)",
+    }
+)
+def broker_bench(c, agents=10_000, concurrency=32, duration=20.0, pool_size=10, workers=1):  # noqa: PLR0917
+    """Benchmark agent traffic (heartbeat + target-state) on a throw-away PostgreSQL."""
+    bench.run(
+        registered=int(agents),
+        concurrency=int(concurrency),
+        duration=float(duration),
+        pool_size=int(pool_size),
+        workers=int(workers),
+    )
 
 
 # --- cluster: Kubernetes for tests and development (docs/kubernetes.md) -------------
@@ -103,7 +127,7 @@ def cluster_status(c, provider="local", name=cluster.DEFAULT_NAME):
 def cluster_bench(c, runs=3, settle=30.0):
     """Measure a local cluster: seconds to a Ready node (new and restarted), memory."""
     try:
-        print(bench.run(int(runs), float(settle)).render())
+        print(cluster_benchmark.run(int(runs), float(settle)).render())
     except (cluster.ClusterError, TimeoutError) as exc:
         raise _fail(exc) from exc
 
@@ -130,6 +154,9 @@ tools.add_task(tools_status, "status", default=True)
 system_ns = Collection("system")
 system_ns.add_task(system_install, "install", default=True)
 
+broker_ns = Collection("broker")
+broker_ns.add_task(broker_bench, "bench")
+
 cluster_ns = Collection("cluster")
 cluster_ns.add_task(cluster_up, "up")
 cluster_ns.add_task(cluster_down, "down")
@@ -137,4 +164,4 @@ cluster_ns.add_task(cluster_status, "status", default=True)
 cluster_ns.add_task(cluster_pin, "pin")
 cluster_ns.add_task(cluster_bench, "bench")
 
-namespace = Collection(tools, system_ns, cluster_ns)
+namespace = Collection(tools, system_ns, cluster_ns, broker_ns)

@@ -16,8 +16,9 @@ from collections.abc import Iterable
 FEATURES: dict[str, tuple[str, ...]] = {
     # python3-venv: the bootstrap venv; git: version stamps and release notes.
     "base": ("git", "python3-venv", "ca-certificates"),
-    # A real PostgreSQL for the broker's integration tests and `nox -s up`.
-    "postgres": ("postgresql", "postgresql-contrib"),
+    # A real PostgreSQL for the broker's integration tests and `nox -s up`;
+    # openssl makes the certificate authority of the broker's TLS tests.
+    "postgres": ("postgresql", "postgresql-contrib", "openssl"),
     # Container builds without a Docker engine, foreign architectures by emulation,
     # local base images, and a local OCI registry for release tests.
     "containers": (
@@ -34,7 +35,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
 }
 
 
-class SystemError(RuntimeError):  # noqa: A001 - module-scoped name, clear in context
+class SystemError(RuntimeError):
     """A system package could not be installed; the message says how to fix it."""
 
 
@@ -43,9 +44,7 @@ def packages_for(features: Iterable[str]) -> list[str]:
     wanted: list[str] = []
     for feature in features:
         if feature not in FEATURES:
-            raise SystemError(
-                f"unknown feature {feature!r}; choose from: {', '.join(FEATURES)}"
-            )
+            raise SystemError(f"unknown feature {feature!r}; choose from: {', '.join(FEATURES)}")
         wanted.extend(p for p in FEATURES[feature] if p not in wanted)
     return wanted
 
@@ -70,8 +69,7 @@ def ensure(features: Iterable[str]) -> list[str]:
     wanted = packages_for(features)
     if not shutil.which("dpkg-query"):
         raise SystemError(
-            "this is not a Debian/Ubuntu system; install the equivalents of: "
-            + " ".join(wanted)
+            "this is not a Debian/Ubuntu system; install the equivalents of: " + " ".join(wanted)
         )
     todo = missing(wanted)
     if not todo:
@@ -82,7 +80,8 @@ def ensure(features: Iterable[str]) -> list[str]:
             raise SystemError(
                 "these packages are missing and this user is not root: "
                 + " ".join(todo)
-                + "\nrun: sudo apt-get install -y " + " ".join(todo)
+                + "\nrun: sudo apt-get install -y "
+                + " ".join(todo)
             )
         prefix = ["sudo"]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -99,7 +98,9 @@ def ensure(features: Iterable[str]) -> list[str]:
 def main(argv: list[str]) -> int:
     """`python3 -m brokkr_dev.system FEATURE... | all`."""
     if not argv or argv[0] in {"-h", "--help"}:
-        print(f"usage: python3 -m brokkr_dev.system all | FEATURE...\nfeatures: {', '.join(FEATURES)}")
+        print(
+            f"usage: python3 -m brokkr_dev.system all | FEATURE...\nfeatures: {', '.join(FEATURES)}"
+        )
         return 0 if argv else 2
     features = list(FEATURES) if argv == ["all"] else argv
     try:

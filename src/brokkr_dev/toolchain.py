@@ -266,7 +266,9 @@ def _install(tool: Tool, log: Log, go: str | None) -> Path:
     if go and (tool.go_module or tool.go_dir):
         return _go_install(tool, go, log)
     if tool.go_module or tool.go_dir:
-        tried.append("Go (not found: install Go 1.22+ from https://go.dev/dl or `apt-get install golang`)")
+        tried.append(
+            "Go (not found: install Go 1.22+ from https://go.dev/dl or `apt-get install golang`)"
+        )
     if tool.pip_package:
         return _pip_install(tool, log)
     if tool.archive:
@@ -308,10 +310,10 @@ def _pip_install(tool: Tool, log: Log) -> Path:
     spec = tool.expand(tool.pip_package or "")
     log(f"{tool.name} {tool.version}: pip install {spec} (first time only)")
     with tempfile.TemporaryDirectory(dir=target.parent if target.parent.exists() else None) as tmp:
-        _run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", tmp, spec],
-            tool,
-        )
+        # uv-made virtual environments have no pip; uv itself is on PATH there.
+        uv = shutil.which("uv")
+        installer = [uv, "pip"] if uv else [sys.executable, "-m", "pip"]
+        _run([*installer, "install", "--quiet", "--no-deps", "--target", tmp, spec], tool)
         found = next((p for p in Path(tmp).rglob(tool.binary) if p.is_file()), None)
         if found is None:
             raise ToolError(f"{tool.name}: pip package {spec} has no `{tool.binary}` binary")
@@ -324,7 +326,8 @@ def _pip_install(tool: Tool, log: Log) -> Path:
 
 def download(tool: Tool, log: Log = print, opener: Callable = urllib.request.urlopen) -> Path:
     """Fetch the official release archive, verify its SHA-256, unpack the binary."""
-    assert tool.archive is not None
+    if tool.archive is None:
+        raise ToolError(f"{tool.name}: tools.toml has no `archive` entry to download")
     os_name, arch = host_platform()
     key = f"{os_name}-{arch}"
     expected = tool.archive.sha256.get(key)
@@ -402,5 +405,7 @@ def format_table(rows: list[ToolStatus]) -> str:
     header = ("tool", "pinned", "found", "path", "status")
     body = [(r.name, r.pinned, r.found or "-", str(r.path or "-"), r.status) for r in rows]
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in [header, *body]]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in [header, *body]
+    ]
     return "\n".join(line.rstrip() for line in lines)

@@ -1,10 +1,7 @@
-"""The console scripts exist and answer."""
+"""The packages import and carry a version."""
 
-import subprocess
-import sys
+import brokkr
 
 
 def test_packages_import_with_a_version():
-    import brokkr
-
     assert brokkr.__version__
