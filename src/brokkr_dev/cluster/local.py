@@ -240,7 +240,16 @@ def ensure_binaries(log: Log = print) -> flags.Binaries:
     """Build or find the pinned binaries (cached per version; instant the second time)."""
     manifest = toolchain.load_manifest()
     try:
-        apiserver = toolchain.ensure(manifest["kubernetes"], log=log)
+        kubernetes = manifest["kubernetes"]
+        if (
+            toolchain.status(kubernetes).status != "ok"
+            and not toolchain.cache_root(kubernetes).exists()
+        ):
+            log(
+                f"building Kubernetes {kubernetes.version} from source: about 10 CPU-minutes "
+                "(7-8 min on two idle cores), once per machine; see docs/kubernetes.md"
+            )
+        apiserver = toolchain.ensure(kubernetes, log=log)
         etcd = toolchain.ensure(manifest["etcd"], log=log)
         kwok = toolchain.ensure(manifest["kwok"], log=log)
     except KeyError as exc:
