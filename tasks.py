@@ -16,6 +16,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from brokkr_dev import bench, charts, cluster, system, toolchain
+from brokkr_dev.cluster import bench as cluster_benchmark
 from brokkr_dev.cluster import pin
 
 
@@ -117,6 +118,20 @@ def cluster_status(c, provider="local", name=cluster.DEFAULT_NAME):
         raise _fail(exc) from exc
 
 
+@task(
+    help={
+        "runs": "clusters started (and restarts) to measure",
+        "settle": "seconds before memory is read",
+    }
+)
+def cluster_bench(c, runs=3, settle=30.0):
+    """Measure a local cluster: seconds to a Ready node (new and restarted), memory."""
+    try:
+        print(cluster_benchmark.run(int(runs), float(settle)).render())
+    except (cluster.ClusterError, TimeoutError) as exc:
+        raise _fail(exc) from exc
+
+
 @task()
 def cluster_pin(c):
     """Regenerate go/kubernetes/go.mod for the Kubernetes version in tools.toml."""
@@ -170,6 +185,7 @@ cluster_ns.add_task(cluster_up, "up")
 cluster_ns.add_task(cluster_down, "down")
 cluster_ns.add_task(cluster_status, "status", default=True)
 cluster_ns.add_task(cluster_pin, "pin")
+cluster_ns.add_task(cluster_bench, "bench")
 
 charts_ns = Collection("charts")
 charts_ns.add_task(charts_generate, "generate")
