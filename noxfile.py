@@ -78,6 +78,9 @@ def lint(session: nox.Session) -> None:
     if workflows:
         tools(session, "actionlint")
         session.run("actionlint", *workflows, external=True)
+    if files("charts/*/Chart.yaml"):
+        tools(session, "helm", "helm4", "kubeconform")
+        invoke(session, "charts.check")
 
 
 @nox.session(python=PYTHON)
@@ -112,13 +115,14 @@ def tools_session(session: nox.Session) -> None:
 
 # --- cluster: Kubernetes for tests and development (docs/kubernetes.md) -------------
 
-CLUSTER_COMMANDS = ("up", "down", "status")
+CLUSTER_COMMANDS = ("up", "down", "status", "bench")
 
 
 @nox.session(python=PYTHON)
 def cluster(session: nox.Session) -> None:
-    """Start, stop or inspect a local Kubernetes cluster: `nox -s cluster -- up|down|status
-    [--name NAME] [--provider local|kind]`. Builds the pinned binaries the first time."""
+    """Start, stop, inspect or measure a local Kubernetes cluster: `nox -s cluster --
+    up|down|status|bench [--name NAME] [--provider local|kind]`. Builds the pinned
+    binaries the first time."""
     if not session.posargs or session.posargs[0] not in CLUSTER_COMMANDS:
         session.error(
             f"say what to do: `nox -s cluster -- {'|'.join(CLUSTER_COMMANDS)} "

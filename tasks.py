@@ -15,7 +15,17 @@ from invoke.collection import Collection
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from brokkr_dev import agentbench, bench, cluster, localstack, postgres, system, toolchain
+from brokkr_dev import (
+    agentbench,
+    bench,
+    charts,
+    cluster,
+    localstack,
+    postgres,
+    system,
+    toolchain,
+)
+from brokkr_dev.cluster import bench as cluster_benchmark
 from brokkr_dev.cluster import pin
 
 
@@ -117,6 +127,20 @@ def cluster_status(c, provider="local", name=cluster.DEFAULT_NAME):
         raise _fail(exc) from exc
 
 
+@task(
+    help={
+        "runs": "clusters started (and restarts) to measure",
+        "settle": "seconds before memory is read",
+    }
+)
+def cluster_bench(c, runs=3, settle=30.0):
+    """Measure a local cluster: seconds to a Ready node (new and restarted), memory."""
+    try:
+        print(cluster_benchmark.run(int(runs), float(settle)).render())
+    except (cluster.ClusterError, TimeoutError) as exc:
+        raise _fail(exc) from exc
+
+
 @task()
 def cluster_pin(c):
     """Regenerate go/kubernetes/go.mod for the Kubernetes version in tools.toml."""
@@ -126,6 +150,29 @@ def cluster_pin(c):
     except (toolchain.ToolError, pin.PinError) as exc:
         raise _fail(exc) from exc
     print(f"go/kubernetes/go.mod now builds Kubernetes {version}")
+
+
+# --- charts: Helm charts (docs/charts.md) ------------------------------------------
+
+
+@task()
+def charts_generate(c):
+    """Regenerate each chart's values.schema.json and README values table from values.yaml."""
+    try:
+        for chart in charts.find_charts():
+            for path in charts.generate(chart):
+                print(f"updated {path.relative_to(charts.CHARTS_DIR.parent)}")
+    except charts.ChartError as exc:
+        raise _fail(exc) from exc
+
+
+@task()
+def charts_check(c):
+    """The chart gate: generated files, dead values, helm 3/4 lint, kubeconform, bad values."""
+    try:
+        charts.check_all()
+    except charts.ChartError as exc:
+        raise _fail(exc) from exc
 
 
 # --- stack: a complete local Brokkr; agent: its benchmark (issue 5) ----------------
@@ -190,6 +237,11 @@ cluster_ns.add_task(cluster_up, "up")
 cluster_ns.add_task(cluster_down, "down")
 cluster_ns.add_task(cluster_status, "status", default=True)
 cluster_ns.add_task(cluster_pin, "pin")
+cluster_ns.add_task(cluster_bench, "bench")
+
+charts_ns = Collection("charts")
+charts_ns.add_task(charts_generate, "generate")
+charts_ns.add_task(charts_check, "check", default=True)
 
 stack_ns = Collection("stack")
 stack_ns.add_task(stack_up, "up")
@@ -198,4 +250,4 @@ stack_ns.add_task(stack_down, "down")
 agent_ns = Collection("agent")
 agent_ns.add_task(agent_bench, "bench")
 
-namespace = Collection(tools, system_ns, cluster_ns, broker_ns, stack_ns, agent_ns)
+namespace = Collection(tools, system_ns, cluster_ns, broker_ns, charts_ns, stack_ns, agent_ns)
