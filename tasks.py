@@ -182,7 +182,7 @@ def charts_check(c):
 def stack_up(c, interval=2.0):
     """Start PostgreSQL, the broker, the local cluster and an ACTIVE agent; apply a sample stack."""
     try:
-        info = localstack.up(interval=float(interval))
+        info = localstack.up(options=localstack.Options(interval=float(interval)))
     except (
         localstack.StackError,
         cluster.ClusterError,

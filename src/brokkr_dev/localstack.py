@@ -202,17 +202,37 @@ def _start_postgres(where: StackDir, log: Log) -> PostgresServer:
     return database
 
 
-def up(log: Log = print, where: StackDir | None = None, interval: float = 2.0) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Options:
+    """What `up` may vary: tests use their own cluster and free ports."""
+
+    interval: float = 2.0
+    cluster_name: str = DEFAULT_NAME
+    cluster_base: str | None = None  # default: .local/clusters/
+    broker_port: int = 3000  # taken only when free; 0 = any free port
+    health_port: int = 8080
+
+
+def _provider(name: str, base: str | None, log: Log) -> Any:
+    options: dict[str, Any] = {"log": log}
+    if base:
+        options["base"] = Path(base)
+    return get_provider("local", name, **options)
+
+
+def up(
+    log: Log = print, where: StackDir | None = None, options: Options | None = None
+) -> dict[str, Any]:
     """Start everything and apply the sample stack; returns what `summary()` prints."""
     where = where or StackDir.default()
     try:
-        return _up(log, where, interval)
+        return _up(log, where, options or Options())
     except BaseException:
         log(f"local Brokkr did not come up; logs are in {where.logs}; `nox -s down` cleans up")
         raise
 
 
-def _up(log: Log, where: StackDir, interval: float) -> dict[str, Any]:
+def _up(log: Log, where: StackDir, options: Options) -> dict[str, Any]:
     if where.info.exists():
         info: dict[str, Any] = json.loads(where.info.read_text())
         if all(proc.alive(r) for r in proc.records(where.pids)) and info.get("ready"):
@@ -226,13 +246,18 @@ def _up(log: Log, where: StackDir, interval: float) -> dict[str, Any]:
     database = _start_postgres(where, log)
 
     log("starting the local Kubernetes cluster (first run builds it; cached later) ...")
-    provider = get_provider("local", DEFAULT_NAME, log=log)
+    provider = _provider(options.cluster_name, options.cluster_base, log)
     # A cluster that was already running is left running by `down`.
-    _remember(where, cluster_started=not provider.status().running)
+    _remember(
+        where,
+        cluster_started=not provider.status().running,
+        cluster_name=options.cluster_name,
+        cluster_base=options.cluster_base,
+    )
     provider.up()
     kubeconfig = provider.kubeconfig
 
-    broker_port = port_or_free(3000)
+    broker_port = port_or_free(options.broker_port)
     broker_url = f"http://127.0.0.1:{broker_port}"
     log(f"starting the broker on {broker_url} ...")
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("BROKKR__")}
@@ -267,7 +292,7 @@ def _up(log: Log, where: StackDir, interval: float) -> dict[str, Any]:
     where.agent_pak.write_text(created["initial_pak"] + "\n")
     admin.call("PUT", f"/agents/{agent_id}", {"status": "ACTIVE"})
 
-    health_port = port_or_free(8080)
+    health_port = port_or_free(options.health_port)
     log(f"starting the agent (health on :{health_port}) ...")
     agent = _start(
         "agent",
@@ -280,7 +305,7 @@ def _up(log: Log, where: StackDir, interval: float) -> dict[str, Any]:
             "BROKKR__AGENT__CLUSTER_NAME": CLUSTER_NAME,
             "BROKKR__AGENT__KUBECONFIG": str(kubeconfig),
             "BROKKR__AGENT__GENERATOR_IDS": generator["id"],
-            "BROKKR__AGENT__POLLING_INTERVAL": str(interval),
+            "BROKKR__AGENT__POLLING_INTERVAL": str(options.interval),
             "BROKKR__AGENT__HEALTH_PORT": str(health_port),
             "BROKKR__AGENT__HEALTH_BIND": "127.0.0.1",
             "BROKKR__LOG__FORMAT": "text",
@@ -383,9 +408,10 @@ def down(log: Log = print, where: StackDir | None = None) -> None:
             log(f"stopped the {name}")
     known = json.loads(where.info.read_text()) if where.info.exists() else {}
     if known.get("cluster_started", True):
-        get_provider("local", DEFAULT_NAME, log=log).down()
+        name = known.get("cluster_name", DEFAULT_NAME)
+        _provider(name, known.get("cluster_base"), log).down()
     else:
-        log(f"leaving cluster {DEFAULT_NAME} running: it was running before `up`")
+        log(f"leaving cluster {known.get('cluster_name')} running: it was running before `up`")
     for record in records.values():
         if proc.stop(record, where.pids):
             log(f"stopped {record.name}")
