@@ -479,8 +479,8 @@ def test_https_to_the_broker_is_verified(setup: Setup, broker_database_url: str,
     tls_broker = BrokerProcess(
         broker_database_url, tmp_path, tls=(cert, key, ca_cert), mints_admin_pak=False
     )
-    tls_broker.start()
     try:
+        tls_broker.start()
         untrusted = run_to_exit(setup.env(broker_url=tls_broker.url))
         assert untrusted.returncode == 1
         assert "TLS verification of the broker" in untrusted.stderr
