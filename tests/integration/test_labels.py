@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
+import httpx2
 import pytest
 
 from tests.integration.broker import Api, in_process
@@ -21,7 +21,7 @@ def api(database_url: str):
         yield client
 
 
-def error(response: httpx.Response, status: int, code: str, message: str) -> None:
+def error(response: httpx2.Response, status: int, code: str, message: str) -> None:
     """The answer is exactly this error body (key order included)."""
     assert (response.status_code, response.text) == (
         status,
@@ -29,7 +29,7 @@ def error(response: httpx.Response, status: int, code: str, message: str) -> Non
     )
 
 
-def created(response: httpx.Response, **fields: str) -> None:
+def created(response: httpx2.Response, **fields: str) -> None:
     """201 with exactly these fields after the row id, in this order."""
     assert response.status_code == 201, response.text
     body = response.json()
