@@ -24,7 +24,8 @@ from brokkr.broker.errors import conflict, not_found
 from brokkr.broker.http import Handler, api_route, json_response, no_content, path_uuid, read_body
 from brokkr.broker.queries import many, one
 
-Check = Callable[[AsyncConnection[dict], Identity, UUID], Awaitable[None]]
+# Raises 403/404 when the caller may not act on this owner; the result is ignored.
+Check = Callable[[AsyncConnection[dict], Identity, UUID], Awaitable[Any]]
 # Parses a POST body for the owner in the path: the label, or (key, value).
 LabelBody = Callable[[bytes, UUID], str]
 AnnotationBody = Callable[[bytes, UUID], tuple[str, str]]

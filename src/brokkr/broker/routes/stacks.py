@@ -144,15 +144,11 @@ def _annotation_body(raw: bytes, stack_id: UUID) -> tuple[str, str]:
     return body.key, body.value
 
 
-async def _owned(conn: AsyncConnection[dict], who: Identity, stack_id: UUID) -> None:
-    await owned_stack(conn, who, stack_id)
-
-
 # The owning generator (or the admin) writes; agents may also read.
 STACK_TAGS = labels.Owner(
     kind="stack",
     may_read=_readable_stack,
-    may_write=_owned,
+    may_write=owned_stack,
     label_body=_label_body,
     annotation_body=_annotation_body,
 )
