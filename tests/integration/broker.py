@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 from starlette.testclient import TestClient
 
 from brokkr.broker import bootstrap, pak
@@ -29,28 +30,32 @@ def settings_for(database_url: str, admin_hash: str, **broker: Any) -> Settings:
 
 
 class Api:
-    """A TestClient with PAK helpers: `api.get(path, pak=...)`."""
+    """A TestClient with PAK helpers: `api.get(path, pak=...)`.
+
+    The TestClient answers with httpx2 responses (Starlette's preferred client);
+    calls to a broker process below use plain httpx.
+    """
 
     def __init__(self, client: TestClient, admin: str) -> None:
         self.client = client
         self.admin = admin
 
-    def call(self, method: str, path: str, pak: str | None = "admin", **kw: Any) -> httpx.Response:
+    def call(self, method: str, path: str, pak: str | None = "admin", **kw: Any) -> httpx2.Response:
         headers = dict(kw.pop("headers", {}))
         if pak is not None:
             headers["Authorization"] = f"Bearer {self.admin if pak == 'admin' else pak}"
         return self.client.request(method, "/api/v1" + path, headers=headers, **kw)
 
-    def get(self, path: str, **kw: Any) -> httpx.Response:
+    def get(self, path: str, **kw: Any) -> httpx2.Response:
         return self.call("GET", path, **kw)
 
-    def post(self, path: str, **kw: Any) -> httpx.Response:
+    def post(self, path: str, **kw: Any) -> httpx2.Response:
         return self.call("POST", path, **kw)
 
-    def put(self, path: str, **kw: Any) -> httpx.Response:
+    def put(self, path: str, **kw: Any) -> httpx2.Response:
         return self.call("PUT", path, **kw)
 
-    def delete(self, path: str, **kw: Any) -> httpx.Response:
+    def delete(self, path: str, **kw: Any) -> httpx2.Response:
         return self.call("DELETE", path, **kw)
 
 

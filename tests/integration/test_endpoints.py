@@ -179,3 +179,20 @@ def test_health_trio_metrics_and_openapi(api: Api):
     assert "/agents/{id}/target-state" in document["paths"]
     routes = {(r.path) for r in client.app.routes}  # type: ignore[attr-defined]
     assert "/healthz" in routes
+
+
+def test_missing_rows_answer_404_naming_the_kind(api: Api):
+    missing = "00000000-0000-0000-0000-000000000001"
+    for path, kind in [
+        ("/agents/", "agent"),
+        ("/generators/", "generator"),
+        ("/stacks/", "stack"),
+        ("/deployment-objects/", "deployment_object"),
+        ("/agent-events/", "agent_event"),
+    ]:
+        answer = api.get(path + missing)
+        message = f"{kind.replace('_', ' ')} {missing} not found"
+        assert (answer.status_code, answer.text) == (
+            404,
+            f'{{"code":"{kind}_not_found","message":"{message}"}}',
+        ), path

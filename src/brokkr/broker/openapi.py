@@ -27,6 +27,30 @@ def _obj(required: list[str], **props: Any) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": props}
 
 
+def _row(required: list[str], **props: Any) -> dict[str, Any]:
+    """A table row: the id and timestamps every table has, then its own columns."""
+    return _obj(
+        ["id", "created_at", "updated_at", *required],
+        id=_UUID,
+        created_at=_TS,
+        updated_at=_TS,
+        deleted_at=_TS_NULL,
+        **props,
+    )
+
+
+def _label_rows(kind: str) -> dict[str, dict[str, Any]]:
+    """`<Kind>Label` and `<Kind>Annotation`, the rows served by routes/labels.py."""
+    owner = {f"{kind}_id": _UUID}
+    text = {"type": "string"}
+    return {
+        f"{kind.title()}Label": _obj(["id", *owner, "label"], id=_UUID, **owner, label=text),
+        f"{kind.title()}Annotation": _obj(
+            ["id", *owner, "key", "value"], id=_UUID, **owner, key=text, value=text
+        ),
+    }
+
+
 RESPONSES: dict[str, dict[str, Any]] = {
     "ErrorResponse": _obj(
         ["code", "message"],
@@ -41,12 +65,8 @@ RESPONSES: dict[str, dict[str, Any]] = {
         generator={"type": "string", "nullable": True},
         readonly={"type": "boolean"},
     ),
-    "Generator": _obj(
-        ["id", "created_at", "updated_at", "name", "is_active", "is_system"],
-        id=_UUID,
-        created_at=_TS,
-        updated_at=_TS,
-        deleted_at=_TS_NULL,
+    "Generator": _row(
+        ["name", "is_active", "is_system"],
         name={"type": "string"},
         description={"type": "string", "nullable": True},
         is_active={"type": "boolean"},
@@ -58,12 +78,8 @@ RESPONSES: dict[str, dict[str, Any]] = {
         generator={"$ref": "#/components/schemas/Generator"},
         pak={"type": "string"},
     ),
-    "Agent": _obj(
-        ["id", "created_at", "updated_at", "name", "cluster_name", "status"],
-        id=_UUID,
-        created_at=_TS,
-        updated_at=_TS,
-        deleted_at=_TS_NULL,
+    "Agent": _row(
+        ["name", "cluster_name", "status"],
         name={"type": "string"},
         cluster_name={"type": "string"},
         status={"type": "string"},
@@ -88,41 +104,16 @@ RESPONSES: dict[str, dict[str, Any]] = {
         registered_at=_TS,
     ),
     "AgentTarget": _obj(["id", "agent_id", "stack_id"], id=_UUID, agent_id=_UUID, stack_id=_UUID),
-    "AgentLabel": _obj(
-        ["id", "agent_id", "label"], id=_UUID, agent_id=_UUID, label={"type": "string"}
-    ),
-    "AgentAnnotation": _obj(
-        ["id", "agent_id", "key", "value"],
-        id=_UUID,
-        agent_id=_UUID,
-        key={"type": "string"},
-        value={"type": "string"},
-    ),
-    "Stack": _obj(
-        ["id", "created_at", "updated_at", "name", "generator_id"],
-        id=_UUID,
-        created_at=_TS,
-        updated_at=_TS,
-        deleted_at=_TS_NULL,
+    **_label_rows("agent"),
+    "Stack": _row(
+        ["name", "generator_id"],
         name={"type": "string"},
         description={"type": "string", "nullable": True},
         generator_id=_UUID,
     ),
-    "StackLabel": _obj(
-        ["id", "stack_id", "label"], id=_UUID, stack_id=_UUID, label={"type": "string"}
-    ),
-    "StackAnnotation": _obj(
-        ["id", "stack_id", "key", "value"],
-        id=_UUID,
-        stack_id=_UUID,
-        key={"type": "string"},
-        value={"type": "string"},
-    ),
-    "DeploymentObject": _obj(
+    **_label_rows("stack"),
+    "DeploymentObject": _row(
         [
-            "id",
-            "created_at",
-            "updated_at",
             "sequence_id",
             "stack_id",
             "yaml_content",
@@ -130,10 +121,6 @@ RESPONSES: dict[str, dict[str, Any]] = {
             "submitted_at",
             "is_deletion_marker",
         ],
-        id=_UUID,
-        created_at=_TS,
-        updated_at=_TS,
-        deleted_at=_TS_NULL,
         sequence_id={"type": "integer", "format": "int64"},
         stack_id=_UUID,
         yaml_content={"type": "string"},
@@ -141,20 +128,8 @@ RESPONSES: dict[str, dict[str, Any]] = {
         submitted_at=_TS,
         is_deletion_marker={"type": "boolean"},
     ),
-    "AgentEvent": _obj(
-        [
-            "id",
-            "created_at",
-            "updated_at",
-            "agent_id",
-            "deployment_object_id",
-            "event_type",
-            "status",
-        ],
-        id=_UUID,
-        created_at=_TS,
-        updated_at=_TS,
-        deleted_at=_TS_NULL,
+    "AgentEvent": _row(
+        ["agent_id", "deployment_object_id", "event_type", "status"],
         agent_id=_UUID,
         deployment_object_id=_UUID,
         event_type={"type": "string"},
@@ -165,6 +140,38 @@ RESPONSES: dict[str, dict[str, Any]] = {
 
 # (method, path) -> (summary, roles, request model, success status, response schema)
 Op = tuple[str, tuple[str, ...], type[BaseModel] | str | None, int, str | None]
+
+
+def _label_operations(
+    kind: str,
+    readers: tuple[str, ...],
+    writers: tuple[str, ...],
+    label_body: type[BaseModel] | str,
+    annotation_body: type[BaseModel],
+    *,
+    label_note: str = "",
+) -> dict[tuple[str, str], Op]:
+    """List, add and remove labels and annotations of one kind (routes/labels.py)."""
+    a = "an" if kind[0] in "aeiou" else "a"
+    base = f"/{kind}s/{{id}}"
+    operations: dict[tuple[str, str], Op] = {}
+    for item, key, body in (("label", "label", label_body), ("annotation", "key", annotation_body)):
+        row = f"{kind.title()}{item.title()}"
+        note = label_note if item == "label" else ""
+        operations |= {
+            ("GET", f"{base}/{item}s"): (f"List {kind} {item}s", readers, None, 200, f"[{row}"),
+            ("POST", f"{base}/{item}s"): (f"Add {a} {kind} {item}{note}", writers, body, 201, row),
+            ("DELETE", f"{base}/{item}s/{{{key}}}"): (
+                f"Remove {a} {kind} {item}",
+                writers,
+                None,
+                204,
+                None,
+            ),
+        }
+    return operations
+
+
 OPERATIONS: dict[tuple[str, str], Op] = {
     ("POST", "/auth/pak"): (
         "Report the role of the presented PAK",
@@ -275,47 +282,8 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         204,
         None,
     ),
-    ("GET", "/agents/{id}/labels"): (
-        "List agent labels",
-        ("admin", "agent"),
-        None,
-        200,
-        "[AgentLabel",
-    ),
-    ("POST", "/agents/{id}/labels"): (
-        "Add an agent label",
-        ("admin",),
-        schemas.NewAgentLabel,
-        201,
-        "AgentLabel",
-    ),
-    ("DELETE", "/agents/{id}/labels/{label}"): (
-        "Remove an agent label",
-        ("admin",),
-        None,
-        204,
-        None,
-    ),
-    ("GET", "/agents/{id}/annotations"): (
-        "List agent annotations",
-        ("admin", "agent"),
-        None,
-        200,
-        "[AgentAnnotation",
-    ),
-    ("POST", "/agents/{id}/annotations"): (
-        "Add an agent annotation",
-        ("admin",),
-        schemas.NewAgentAnnotation,
-        201,
-        "AgentAnnotation",
-    ),
-    ("DELETE", "/agents/{id}/annotations/{key}"): (
-        "Remove an agent annotation",
-        ("admin",),
-        None,
-        204,
-        None,
+    **_label_operations(
+        "agent", ("admin", "agent"), ("admin",), schemas.NewAgentLabel, schemas.NewAgentAnnotation
     ),
     ("GET", "/agents/{id}/events"): (
         "List the agent's events",
@@ -356,47 +324,13 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         204,
         None,
     ),
-    ("GET", "/stacks/{id}/labels"): (
-        "List stack labels",
+    **_label_operations(
+        "stack",
         ("admin", "generator", "agent"),
-        None,
-        200,
-        "[StackLabel",
-    ),
-    ("POST", "/stacks/{id}/labels"): (
-        "Add a stack label (body: a JSON string)",
         ("admin", "generator"),
         "string",
-        201,
-        "StackLabel",
-    ),
-    ("DELETE", "/stacks/{id}/labels/{label}"): (
-        "Remove a stack label",
-        ("admin", "generator"),
-        None,
-        204,
-        None,
-    ),
-    ("GET", "/stacks/{id}/annotations"): (
-        "List stack annotations",
-        ("admin", "generator", "agent"),
-        None,
-        200,
-        "[StackAnnotation",
-    ),
-    ("POST", "/stacks/{id}/annotations"): (
-        "Add a stack annotation",
-        ("admin", "generator"),
         schemas.NewStackAnnotation,
-        201,
-        "StackAnnotation",
-    ),
-    ("DELETE", "/stacks/{id}/annotations/{key}"): (
-        "Remove a stack annotation",
-        ("admin", "generator"),
-        None,
-        204,
-        None,
+        label_note=" (body: a JSON string)",
     ),
     ("GET", "/stacks/{id}/deployment-objects"): (
         "List a stack's deployment objects",

@@ -59,33 +59,28 @@ async def many(conn: AsyncConnection[dict], sql: str, params: Any = None) -> lis
     return await cursor.fetchall()
 
 
-async def live_agent(conn: AsyncConnection[dict], agent_id: UUID) -> dict[str, Any]:
-    """A non-deleted agent; 404 otherwise."""
+async def live(
+    conn: AsyncConnection[dict], kind: str, columns: str, row_id: UUID
+) -> dict[str, Any]:
+    """A non-deleted row of table `<kind>s`; 404 `<kind>_not_found` otherwise."""
     row = await one(
-        conn, f"SELECT {AGENT} FROM agents WHERE id = %s AND deleted_at IS NULL", (agent_id,)
+        conn, f"SELECT {columns} FROM {kind}s WHERE id = %s AND deleted_at IS NULL", (row_id,)
     )
     if row is None:
-        raise not_found("agent", agent_id)
+        raise not_found(kind, row_id)
     return row
+
+
+async def live_agent(conn: AsyncConnection[dict], agent_id: UUID) -> dict[str, Any]:
+    """A non-deleted agent; 404 otherwise."""
+    return await live(conn, "agent", AGENT, agent_id)
 
 
 async def live_generator(conn: AsyncConnection[dict], generator_id: UUID) -> dict[str, Any]:
     """A non-deleted generator; 404 otherwise."""
-    row = await one(
-        conn,
-        f"SELECT {GENERATOR} FROM generators WHERE id = %s AND deleted_at IS NULL",
-        (generator_id,),
-    )
-    if row is None:
-        raise not_found("generator", generator_id)
-    return row
+    return await live(conn, "generator", GENERATOR, generator_id)
 
 
 async def live_stack(conn: AsyncConnection[dict], stack_id: UUID) -> dict[str, Any]:
     """A non-deleted stack; 404 otherwise."""
-    row = await one(
-        conn, f"SELECT {STACK} FROM stacks WHERE id = %s AND deleted_at IS NULL", (stack_id,)
-    )
-    if row is None:
-        raise not_found("stack", stack_id)
-    return row
+    return await live(conn, "stack", STACK, stack_id)

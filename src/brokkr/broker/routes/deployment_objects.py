@@ -14,9 +14,9 @@ from starlette.routing import Route
 
 from brokkr.broker.access import owned_stack
 from brokkr.broker.context import authed
-from brokkr.broker.errors import ApiError, bad_request, forbidden, not_found
+from brokkr.broker.errors import ApiError, bad_request, forbidden
 from brokkr.broker.http import api_route, json_response, parse, path_uuid, read_body
-from brokkr.broker.queries import ASSOCIATED_STACK_IDS, DEPLOYMENT_OBJECT, many, one
+from brokkr.broker.queries import ASSOCIATED_STACK_IDS, DEPLOYMENT_OBJECT, live, many, one
 from brokkr.broker.schemas import CreateDeploymentObjectRequest
 
 _YAML_TYPES = ("yaml", "text/plain")
@@ -123,14 +123,7 @@ async def get_one(request: Request) -> Response:
     """Admin, the generator owning the stack, or an agent the stack is meant for."""
     object_id = path_uuid(request)
     async with authed(request) as (conn, who):
-        row = await one(
-            conn,
-            f"SELECT {DEPLOYMENT_OBJECT} FROM deployment_objects WHERE id = %s"
-            " AND deleted_at IS NULL",
-            (object_id,),
-        )
-        if row is None:
-            raise not_found("deployment_object", object_id)
+        row = await live(conn, "deployment_object", DEPLOYMENT_OBJECT, object_id)
         if who.generator:
             owner = await one(
                 conn, "SELECT generator_id FROM stacks WHERE id = %s", (row["stack_id"],)

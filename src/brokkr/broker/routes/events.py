@@ -13,7 +13,7 @@ from brokkr.broker.auth import require_admin, require_admin_or_agent
 from brokkr.broker.context import authed
 from brokkr.broker.errors import bad_request, not_found
 from brokkr.broker.http import api_route, json_response, parse, path_uuid, read_body
-from brokkr.broker.queries import EVENT, live_agent, many, one
+from brokkr.broker.queries import EVENT, live, live_agent, many, one
 from brokkr.broker.schemas import NewAgentEvent
 
 
@@ -83,13 +83,7 @@ async def get_one(request: Request) -> Response:
     event_id = path_uuid(request)
     async with authed(request) as (conn, who):
         require_admin(who)
-        row = await one(
-            conn,
-            f"SELECT {EVENT} FROM agent_events WHERE id = %s AND deleted_at IS NULL",
-            (event_id,),
-        )
-        if row is None:
-            raise not_found("agent_event", event_id)
+        row = await live(conn, "agent_event", EVENT, event_id)
     return json_response(row)
 
 

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from brokkr.broker.access import owned_stack, require_admin_or_generator
 from brokkr.broker.auth import Identity
 from brokkr.broker.context import authed
-from brokkr.broker.errors import bad_request, conflict, forbidden, not_found
+from brokkr.broker.errors import bad_request, conflict, forbidden
 from brokkr.broker.http import (
     api_route,
     json_response,
@@ -24,6 +24,7 @@ from brokkr.broker.http import (
     validate,
 )
 from brokkr.broker.queries import STACK, live_generator, live_stack, many, one
+from brokkr.broker.routes import labels
 from brokkr.broker.routes.deployment_objects import insert_deployment_object
 from brokkr.broker.schemas import NewStack, NewStackAnnotation, NewStackLabel, UpdateStack
 
@@ -126,101 +127,31 @@ async def _readable_stack(conn: AsyncConnection[dict], who: Identity, stack_id: 
         await owned_stack(conn, who, stack_id)
 
 
-async def list_labels(request: Request) -> Response:
-    stack_id = path_uuid(request)
-    async with authed(request) as (conn, who):
-        await _readable_stack(conn, who, stack_id)
-        rows = await many(
-            conn,
-            "SELECT id, stack_id, label FROM stack_labels WHERE stack_id = %s ORDER BY label",
-            (stack_id,),
-        )
-    return json_response(rows)
-
-
-async def add_label(request: Request) -> Response:
+def _label_body(raw: bytes, stack_id: UUID) -> str:
     """The body is a bare JSON string, for example "production"."""
-    stack_id = path_uuid(request)
-    raw = await read_body(request)
-    async with authed(request) as (conn, who):
-        await owned_stack(conn, who, stack_id)
-        label = parse_json(raw)
-        if isinstance(label, dict):
-            label = label.get("label")
-        body = validate(NewStackLabel, {"label": label})
-        try:
-            row = await one(
-                conn,
-                "INSERT INTO stack_labels (stack_id, label) VALUES (%s, %s)"
-                " RETURNING id, stack_id, label",
-                (stack_id, body.label),
-            )
-        except errors.UniqueViolation:
-            raise conflict("label_exists", f"the stack already has label {body.label!r}") from None
-    return json_response(row, 201)
+    label = parse_json(raw)
+    if isinstance(label, dict):
+        label = label.get("label")
+    return validate(NewStackLabel, {"label": label}).label
 
 
-async def remove_label(request: Request) -> Response:
-    stack_id = path_uuid(request)
-    label = request.path_params["label"]
-    async with authed(request) as (conn, who):
-        await owned_stack(conn, who, stack_id)
-        cursor = await conn.execute(
-            "DELETE FROM stack_labels WHERE stack_id = %s AND label = %s", (stack_id, label)
+def _annotation_body(raw: bytes, stack_id: UUID) -> tuple[str, str]:
+    body = parse(raw, NewStackAnnotation)
+    if body.stack_id != stack_id:
+        raise bad_request(
+            "stack_id_mismatch", f"body stack_id {body.stack_id} differs from the path's"
         )
-        if cursor.rowcount == 0:
-            raise not_found("stack_label", repr(label))
-    return no_content()
+    return body.key, body.value
 
 
-async def list_annotations(request: Request) -> Response:
-    stack_id = path_uuid(request)
-    async with authed(request) as (conn, who):
-        await _readable_stack(conn, who, stack_id)
-        rows = await many(
-            conn,
-            "SELECT id, stack_id, key, value FROM stack_annotations WHERE stack_id = %s"
-            " ORDER BY key",
-            (stack_id,),
-        )
-    return json_response(rows)
-
-
-async def add_annotation(request: Request) -> Response:
-    stack_id = path_uuid(request)
-    raw = await read_body(request)
-    async with authed(request) as (conn, who):
-        await owned_stack(conn, who, stack_id)
-        body = parse(raw, NewStackAnnotation)
-        if body.stack_id != stack_id:
-            raise bad_request(
-                "stack_id_mismatch", f"body stack_id {body.stack_id} differs from the path's"
-            )
-        try:
-            row = await one(
-                conn,
-                "INSERT INTO stack_annotations (stack_id, key, value) VALUES (%s, %s, %s)"
-                " RETURNING id, stack_id, key, value",
-                (stack_id, body.key, body.value),
-            )
-        except errors.UniqueViolation:
-            raise conflict(
-                "annotation_exists", f"the stack already has annotation {body.key!r}"
-            ) from None
-    return json_response(row, 201)
-
-
-async def remove_annotation(request: Request) -> Response:
-    stack_id = path_uuid(request)
-    key = request.path_params["key"]
-    async with authed(request) as (conn, who):
-        await owned_stack(conn, who, stack_id)
-        cursor = await conn.execute(
-            "DELETE FROM stack_annotations WHERE stack_id = %s AND key = %s", (stack_id, key)
-        )
-        if cursor.rowcount == 0:
-            raise not_found("stack_annotation", repr(key))
-    return no_content()
+# The owning generator (or the admin) writes; agents may also read.
+STACK_TAGS = labels.Owner(
+    kind="stack",
+    may_read=_readable_stack,
+    may_write=owned_stack,
+    label_body=_label_body,
+    annotation_body=_annotation_body,
+)
 
 
 def routes() -> list[Route]:
@@ -230,10 +161,5 @@ def routes() -> list[Route]:
         api_route("/stacks/{id}", get_stack, ["GET"]),
         api_route("/stacks/{id}", update_stack, ["PUT"]),
         api_route("/stacks/{id}", delete_stack, ["DELETE"]),
-        api_route("/stacks/{id}/labels", list_labels, ["GET"]),
-        api_route("/stacks/{id}/labels", add_label, ["POST"]),
-        api_route("/stacks/{id}/labels/{label:path}", remove_label, ["DELETE"]),
-        api_route("/stacks/{id}/annotations", list_annotations, ["GET"]),
-        api_route("/stacks/{id}/annotations", add_annotation, ["POST"]),
-        api_route("/stacks/{id}/annotations/{key:path}", remove_annotation, ["DELETE"]),
+        *labels.routes(STACK_TAGS),
     ]

@@ -14,6 +14,7 @@ from brokkr.broker.context import authed
 from brokkr.broker.errors import bad_request, conflict, forbidden, not_found
 from brokkr.broker.http import api_route, json_response, no_content, parse, path_uuid, read_body
 from brokkr.broker.queries import live_agent, live_stack, many, one
+from brokkr.broker.routes import labels
 from brokkr.broker.schemas import NewAgentAnnotation, NewAgentLabel, NewAgentTarget
 
 
@@ -94,97 +95,35 @@ async def remove_target(request: Request) -> Response:
     return no_content()
 
 
-async def list_labels(request: Request) -> Response:
-    agent_id = path_uuid(request)
-    async with authed(request) as (conn, who):
-        require_admin_or_agent(who, agent_id)
-        rows = await many(
-            conn,
-            "SELECT id, agent_id, label FROM agent_labels WHERE agent_id = %s ORDER BY label",
-            (agent_id,),
-        )
-    return json_response(rows)
+async def _admin_only(conn: AsyncConnection[dict], who: Identity, agent_id: UUID) -> None:
+    require_admin(who)
 
 
-async def add_label(request: Request) -> Response:
-    agent_id = path_uuid(request)
-    raw = await read_body(request)
-    async with authed(request) as (conn, who):
-        require_admin(who)
-        body = parse(raw, NewAgentLabel)
-        _same_agent(agent_id, body.agent_id)
-        await live_agent(conn, agent_id)
-        try:
-            row = await one(
-                conn,
-                "INSERT INTO agent_labels (agent_id, label) VALUES (%s, %s)"
-                " RETURNING id, agent_id, label",
-                (agent_id, body.label),
-            )
-        except errors.UniqueViolation:
-            raise conflict("label_exists", f"the agent already has label {body.label!r}") from None
-    return json_response(row, 201)
+async def _admin_or_agent(conn: AsyncConnection[dict], who: Identity, agent_id: UUID) -> None:
+    require_admin_or_agent(who, agent_id)
 
 
-async def remove_label(request: Request) -> Response:
-    agent_id = path_uuid(request)
-    label = request.path_params["label"]
-    async with authed(request) as (conn, who):
-        require_admin(who)
-        cursor = await conn.execute(
-            "DELETE FROM agent_labels WHERE agent_id = %s AND label = %s", (agent_id, label)
-        )
-        if cursor.rowcount == 0:
-            raise not_found("agent_label", repr(label))
-    return no_content()
+def _label_body(raw: bytes, agent_id: UUID) -> str:
+    body = parse(raw, NewAgentLabel)
+    _same_agent(agent_id, body.agent_id)
+    return body.label
 
 
-async def list_annotations(request: Request) -> Response:
-    agent_id = path_uuid(request)
-    async with authed(request) as (conn, who):
-        require_admin_or_agent(who, agent_id)
-        rows = await many(
-            conn,
-            "SELECT id, agent_id, key, value FROM agent_annotations WHERE agent_id = %s"
-            " ORDER BY key",
-            (agent_id,),
-        )
-    return json_response(rows)
+def _annotation_body(raw: bytes, agent_id: UUID) -> tuple[str, str]:
+    body = parse(raw, NewAgentAnnotation)
+    _same_agent(agent_id, body.agent_id)
+    return body.key, body.value
 
 
-async def add_annotation(request: Request) -> Response:
-    agent_id = path_uuid(request)
-    raw = await read_body(request)
-    async with authed(request) as (conn, who):
-        require_admin(who)
-        body = parse(raw, NewAgentAnnotation)
-        _same_agent(agent_id, body.agent_id)
-        await live_agent(conn, agent_id)
-        try:
-            row = await one(
-                conn,
-                "INSERT INTO agent_annotations (agent_id, key, value) VALUES (%s, %s, %s)"
-                " RETURNING id, agent_id, key, value",
-                (agent_id, body.key, body.value),
-            )
-        except errors.UniqueViolation:
-            raise conflict(
-                "annotation_exists", f"the agent already has annotation {body.key!r}"
-            ) from None
-    return json_response(row, 201)
-
-
-async def remove_annotation(request: Request) -> Response:
-    agent_id = path_uuid(request)
-    key = request.path_params["key"]
-    async with authed(request) as (conn, who):
-        require_admin(who)
-        cursor = await conn.execute(
-            "DELETE FROM agent_annotations WHERE agent_id = %s AND key = %s", (agent_id, key)
-        )
-        if cursor.rowcount == 0:
-            raise not_found("agent_annotation", repr(key))
-    return no_content()
+# Only the admin writes agent labels and annotations; the agent reads its own.
+AGENT_TAGS = labels.Owner(
+    kind="agent",
+    may_read=_admin_or_agent,
+    may_write=_admin_only,
+    label_body=_label_body,
+    annotation_body=_annotation_body,
+    before_insert=live_agent,
+)
 
 
 def routes() -> list[Route]:
@@ -192,10 +131,5 @@ def routes() -> list[Route]:
         api_route("/agents/{id}/targets", list_targets, ["GET"]),
         api_route("/agents/{id}/targets", add_target, ["POST"]),
         api_route("/agents/{id}/targets/{stack_id}", remove_target, ["DELETE"]),
-        api_route("/agents/{id}/labels", list_labels, ["GET"]),
-        api_route("/agents/{id}/labels", add_label, ["POST"]),
-        api_route("/agents/{id}/labels/{label:path}", remove_label, ["DELETE"]),
-        api_route("/agents/{id}/annotations", list_annotations, ["GET"]),
-        api_route("/agents/{id}/annotations", add_annotation, ["POST"]),
-        api_route("/agents/{id}/annotations/{key:path}", remove_annotation, ["DELETE"]),
+        *labels.routes(AGENT_TAGS),
     ]
