@@ -1,3 +1,3 @@
 """Shared pytest configuration; fixtures for real services live in tests/fixtures."""
 
-pytest_plugins = ["tests.fixtures.registry"]
+pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.release"]

@@ -9,8 +9,8 @@ from brokkr_dev.release import ReleaseError
 from brokkr_dev.release.version import Version, parse_released
 
 
-def git(root: Path, *args: str, check: bool = True) -> str:
-    """Run git in `root` and return its stdout (stripped)."""
+def git(root: Path, *args: str, check: bool = True, strip: bool = True) -> str:
+    """Run git in `root` and return its stdout (stripped unless strip=False)."""
     try:
         result = subprocess.run(
             ["git", "-C", str(root), *args],
@@ -23,7 +23,7 @@ def git(root: Path, *args: str, check: bool = True) -> str:
         raise ReleaseError("git is not installed; run `invoke system.install`") from exc
     if check and result.returncode != 0:
         raise ReleaseError(f"`git {' '.join(args)}` failed in {root}: {result.stderr.strip()}")
-    return result.stdout.strip()
+    return result.stdout.strip() if strip else result.stdout
 
 
 def head(root: Path) -> str:
@@ -38,7 +38,7 @@ def branch(root: Path) -> str | None:
 
 def dirty_paths(root: Path) -> list[str]:
     """Modified, staged and untracked (not ignored) paths."""
-    return [line[3:] for line in git(root, "status", "--porcelain").splitlines() if line]
+    return [line[3:] for line in git(root, "status", "--porcelain", strip=False).splitlines() if line]
 
 
 def tag_commit(root: Path, tag: str) -> str | None:

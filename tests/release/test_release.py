@@ -1,0 +1,180 @@
+"""The release pipeline end to end against a real local OCI registry: images (two
+platforms), charts, tag fan-out, signatures, refusals and resuming."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import requests
+
+from brokkr_dev.release import ReleaseError
+from brokkr_dev.release.registry import Registry
+from tests.fixtures.release import commit, run
+
+pytestmark = [pytest.mark.release, pytest.mark.slow]
+IMAGES = ("brokkr/brokkr-broker", "brokkr/brokkr-agent")
+
+
+def tag_digests(registry: Registry, repo: str) -> dict[str, str]:
+    """Every human tag of a repository and the digest it points at (no .sig/.att)."""
+    return {
+        tag: registry.digest(repo, tag) or ""
+        for tag in registry.tags(repo)
+        if not tag.startswith("sha256-")
+    }
+
+
+def changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
+    return {tag for tag, digest in after.items() if before.get(tag) != digest}
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(do_release, oci_registry, brokkr_repo):
+    head = run("git", "rev-parse", "HEAD", cwd=brokkr_repo)
+    log: list[str] = []
+    assert do_release("v1.0.0", log=log, dry_run=True) is None
+    plan = "\n".join(log)
+    host = oci_registry.host
+    for expected in (
+        "Release plan for v1.0.0 -- DRY RUN",
+        "pyproject.toml: [project] version 0.1.0 -> 1.0.0",
+        "charts/brokkr-broker/Chart.yaml: appVersion 0.1.0 -> 1.0.0",
+        f"{host}/brokkr/brokkr-agent:v1.0.0: build, push manifest list",
+        "tag latest: create",
+        f"oci://{host}/brokkr/charts/brokkr-broker:1.0.0 (appVersion 1.0.0)",
+        "git tag v1.0.0",
+        "dry run: preflight passed; nothing was changed",
+    ):
+        assert expected in plan
+    assert run("git", "rev-parse", "HEAD", cwd=brokkr_repo) == head
+    assert run("git", "status", "--porcelain", cwd=brokkr_repo) == ""
+    assert requests.get(f"http://{host}/v2/_catalog", timeout=5).json()["repositories"] == []
+
+
+def test_release_sequence_moves_exactly_the_right_tags(
+    do_release, oci_registry, brokkr_repo, cosign_keys, release_tools, tiny_images
+):
+    registry = Registry(oci_registry.host)
+    expected = {
+        "v1.0.0": {"v1.0.0", "v1.0", "v1", "latest"},
+        "v1.0.1": {"v1.0.1", "v1.0", "v1", "latest"},
+        "v1.1.0-rc.1": {"v1.1.0-rc.1"},
+        "v1.1.0": {"v1.1.0", "v1.1", "v1", "latest"},
+        "v1.0.2": {"v1.0.2", "v1.0"},
+    }
+    for version, tags in expected.items():
+        commit(brokkr_repo, f"fix: change before {version}")
+        before = {repo: tag_digests(registry, repo) for repo in IMAGES}
+        outcome = do_release(version)
+        assert outcome is not None
+        for repo in IMAGES:
+            after = tag_digests(registry, repo)
+            assert changed(before[repo], after) == tags, (version, repo)
+            # every tag written points at this release's manifest list
+            assert {after[t] for t in tags} == {outcome.images[repo.split("/")[1]]}
+        for name in ("brokkr-broker", "brokkr-agent"):
+            assert registry.digest(f"brokkr/charts/{name}", version[1:]) == outcome.charts[name]
+        assert run("git", "tag", "--points-at", "HEAD", cwd=brokkr_repo) == version
+
+    # the final state, read back from the registry
+    broker = tag_digests(registry, "brokkr/brokkr-broker")
+    assert broker["latest"] == broker["v1"] == broker["v1.1"] == broker["v1.1.0"]
+    assert broker["v1.0"] == broker["v1.0.2"] != broker["v1.0.1"]
+    assert len(set(broker.values())) == 5  # five distinct releases
+
+
+def test_manifest_list_has_both_platforms_and_signatures_verify(
+    do_release, oci_registry, cosign_keys, release_tools
+):
+    outcome = do_release("v1.0.0")
+    assert outcome is not None
+    registry = Registry(oci_registry.host)
+    index = registry.manifest("brokkr/brokkr-broker", "v1.0.0")
+    assert index is not None
+    platforms = {
+        f"{m['platform']['os']}/{m['platform']['architecture']}"
+        for m in json.loads(index.body)["manifests"]
+    }
+    assert platforms == {"linux/amd64", "linux/arm64"}
+    public = cosign_keys.with_suffix(".pub")
+    refs = [f"{oci_registry.host}/brokkr/brokkr-broker@{outcome.images['brokkr-broker']}"]
+    refs.append(f"{oci_registry.host}/brokkr/charts/brokkr-agent@{outcome.charts['brokkr-agent']}")
+    flags = ["--allow-http-registry", "--allow-insecure-registry", "--insecure-ignore-tlog=true"]
+    for ref in refs:
+        verified = subprocess.run(
+            [str(release_tools["cosign"]), "verify", "--key", str(public), *flags, ref],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert verified.returncode == 0, verified.stderr
+    # a signature by another key does not verify
+    other = cosign_keys.parent / "other"
+    other.mkdir()
+    subprocess.run(
+        [str(release_tools["cosign"]), "generate-key-pair"],
+        cwd=other,
+        env={"COSIGN_PASSWORD": "", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    rejected = subprocess.run(
+        [str(release_tools["cosign"]), "verify", "--key", str(other / "cosign.pub"), *flags, refs[0]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert rejected.returncode != 0
+
+
+def test_rereleasing_a_version_is_refused(do_release, brokkr_repo):
+    do_release("v1.0.0", sbom=False)
+    with pytest.raises(ReleaseError, match=r"v1\.0\.0 is already released"):
+        do_release("v1.0.0", sbom=False)
+    commit(brokkr_repo, "feat: something new")
+    with pytest.raises(ReleaseError, match=r"git tag v1\.0\.0 points at"):
+        do_release("v1.0.0", sbom=False)
+
+
+def test_dirty_tree_is_refused(do_release, brokkr_repo, oci_registry):
+    (brokkr_repo / "pyproject.toml").write_text(
+        (brokkr_repo / "pyproject.toml").read_text() + "# local edit\n"
+    )
+    (brokkr_repo / "scratch.txt").write_text("untracked\n")
+    with pytest.raises(ReleaseError, match="uncommitted changes") as info:
+        do_release("v1.0.0")
+    assert "pyproject.toml" in str(info.value)
+    assert "scratch.txt" in str(info.value)
+    assert requests.get(f"http://{oci_registry.host}/v2/_catalog", timeout=5).json()[
+        "repositories"
+    ] == []
+
+
+def test_interrupted_release_completes_on_rerun(do_release, oci_registry, tiny_images, brokkr_repo):
+    def drop_registry(step: str) -> None:
+        if step == "images":
+            oci_registry.stop()  # the registry goes away right after the image push
+
+    with pytest.raises(ReleaseError, match="re-run"):
+        do_release("v1.0.0", after_step=drop_registry, sign=False, sbom=False)
+    assert tiny_images.builds == 2
+    assert run("git", "tag", "--list", cwd=brokkr_repo) == ""
+    oci_registry.start()
+    registry = Registry(oci_registry.host)
+    pushed = registry.digest("brokkr/brokkr-broker", "v1.0.0")
+    assert pushed is not None
+    assert registry.tags("brokkr/charts/brokkr-broker") == set()
+
+    log: list[str] = []
+    outcome = do_release("v1.0.0", log=log, sign=False, sbom=False)
+    assert outcome is not None
+    assert tiny_images.builds == 2  # nothing rebuilt or re-pushed
+    assert outcome.images["brokkr-broker"] == pushed
+    assert any("already published" in line for line in log)
+    assert registry.digest("brokkr/charts/brokkr-broker", "1.0.0") == outcome.charts["brokkr-broker"]
+    assert set(tag_digests(registry, "brokkr/brokkr-broker")) == {"v1.0.0", "v1.0", "v1", "latest"}
+    assert run("git", "tag", "--list", cwd=brokkr_repo) == "v1.0.0"
