@@ -11,6 +11,7 @@ import requests
 
 from brokkr_dev.release import ReleaseError
 from brokkr_dev.release.registry import Registry
+from brokkr_dev.release.run import chart_patch, release_chart
 from tests.fixtures.release import commit, run
 
 pytestmark = [pytest.mark.release, pytest.mark.slow]
@@ -182,3 +183,31 @@ def test_interrupted_release_completes_on_rerun(do_release, oci_registry, tiny_i
     assert registry.digest("brokkr/charts/brokkr-broker", "1.0.0") == outcome.charts["brokkr-broker"]
     assert set(tag_digests(registry, "brokkr/brokkr-broker")) == {"v1.0.0", "v1.0", "v1", "latest"}
     assert run("git", "tag", "--list", cwd=brokkr_repo) == "v1.0.0"
+
+
+def test_chart_only_fix_keeps_app_version_and_never_overwrites(
+    do_release, oci_registry, brokkr_repo, cosign_keys, test_env
+):
+    do_release("v1.0.0", sbom=False)
+    registry = Registry(oci_registry.host)
+    chart_patch(brokkr_repo, "brokkr-broker", log=lambda _m: None)
+    run("git", "commit", "-qam", "fix(chart): probe timeout", cwd=brokkr_repo)
+    settings = {
+        "root": brokkr_repo,
+        "cosign_key": str(cosign_keys),
+        "env": test_env,
+        "log": lambda _m: None,
+    }
+    outcome = release_chart("brokkr-broker", f"{oci_registry.host}/brokkr", **settings)
+    metadata = registry.chart_metadata("brokkr/charts/brokkr-broker", "1.0.1")
+    assert metadata is not None
+    assert (metadata["version"], metadata["appVersion"]) == ("1.0.1", "1.0.0")
+    assert registry.digest("brokkr/charts/brokkr-broker", "1.0.1") == outcome.charts["brokkr-broker"]
+    # the 1.0.0 chart is untouched, and 1.0.1 is never pushed again
+    assert registry.chart_metadata("brokkr/charts/brokkr-broker", "1.0.0")["appVersion"] == "1.0.0"
+    with pytest.raises(ReleaseError, match="already published and is never overwritten"):
+        release_chart("brokkr-broker", f"{oci_registry.host}/brokkr", **settings)
+    # an app release v1.0.1 would need chart 1.0.1 again: refused, with the way out
+    with pytest.raises(ReleaseError, match=r"brokkr-broker 1\.0\.1 is already published"):
+        do_release("v1.0.1", sbom=False)
+    assert do_release("v1.0.2", sbom=False) is not None

@@ -38,7 +38,9 @@ def branch(root: Path) -> str | None:
 
 def dirty_paths(root: Path) -> list[str]:
     """Modified, staged and untracked (not ignored) paths."""
-    return [line[3:] for line in git(root, "status", "--porcelain", strip=False).splitlines() if line]
+    return [
+        line[3:] for line in git(root, "status", "--porcelain", strip=False).splitlines() if line
+    ]
 
 
 def tag_commit(root: Path, tag: str) -> str | None:

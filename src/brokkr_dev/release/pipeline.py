@@ -97,8 +97,8 @@ class Pipeline:
         self.after_step = after_step
         self.outcome = Outcome()
 
-    def run(self) -> Outcome:
-        for step in STEPS:
+    def run(self, steps: Sequence[str] = STEPS) -> Outcome:
+        for step in steps:
             getattr(self, "step_" + step.replace("-", "_"))()
             if self.after_step:
                 self.after_step(step)
@@ -241,10 +241,12 @@ class Pipeline:
             (image.name, change.tag) for image in self.plan.images for change in image.tags
         }
         found = re.findall(r"^\s*-?\s*image:\s*[\"']?([^\"'\s]+)", rendered, re.MULTILINE)
+        prefix = self.options.registry.split("/", 1)[1]
         for reference in found:
             name_part, _, tag = reference.rpartition(":")
             name = name_part.rsplit("/", 1)[-1]
-            if (name, tag) not in published:
+            # this release's tags, or (chart-only release) a tag already in the registry
+            if (name, tag) not in published and not self.registry.digest(f"{prefix}/{name}", tag):
                 raise ReleaseError(
                     f"chart {package.name} deploys image {reference} by default, which this "
                     f"release does not publish (it publishes {sorted(published)}); make the "

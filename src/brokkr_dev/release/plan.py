@@ -74,6 +74,7 @@ class ChartPlan:
     app_version: str
     repository: str  # host/path/charts/<name>
     published_digest: str | None = None
+    published_app_version: str | None = None  # appVersion of the chart already pushed
 
     @property
     def reference(self) -> str:
@@ -177,13 +178,15 @@ def build_plan(options: Options, registry: Registry, previous_tag: str | None) -
         chart_version = stamped.get("version", current.get("version", version.plain))
         app_version = stamped.get("appVersion", current.get("appVersion", version.plain))
         repo = options.repo_path(f"charts/{name}")
+        metadata = registry.chart_metadata(repo, chart_version)
         charts.append(
             ChartPlan(
                 name=name,
                 version=chart_version,
                 app_version=app_version,
                 repository=f"{options.host}/{repo}",
-                published_digest=registry.digest(repo, chart_version),
+                published_digest=registry.digest(repo, chart_version) if metadata else None,
+                published_app_version=metadata.get("appVersion") if metadata else None,
             )
         )
     return Plan(options, changes, images, charts, previous_tag=previous_tag)

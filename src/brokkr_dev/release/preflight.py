@@ -111,11 +111,11 @@ def check_not_released(options: Options, plan: Plan) -> list[str]:
             f"`nox -s release -- {version.tag}` locally to stamp and tag, and push both"
         )
     for chart in plan.charts:
-        if chart.published_digest and chart.app_version != version.plain:
+        if chart.published_digest and chart.published_app_version != chart.app_version:
             problems.append(
-                f"chart {chart.name} {chart.version} is already published and is never "
-                "overwritten; bump the chart version (invoke release.chart-patch) or "
-                "release a new version"
+                f"chart {chart.name} {chart.version} is already published (appVersion "
+                f"{chart.published_app_version}, not {chart.app_version}) and a published chart "
+                "is never overwritten; release the next version instead"
             )
     complete = all(i.published_digest for i in plan.images) and all(
         c.published_digest for c in plan.charts

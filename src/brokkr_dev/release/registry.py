@@ -9,6 +9,7 @@ plain HTTP; every other one over HTTPS, with the Bearer token flow that ghcr.io 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 import requests
@@ -24,6 +25,7 @@ MANIFEST_TYPES = ", ".join(
     )
 )
 TIMEOUT = 30
+HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
 _LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
 
@@ -182,6 +184,22 @@ class Registry:
         if found is None:
             raise ReleaseError(f"cannot tag {repo}:{tag}: {repo}@{source} does not exist")
         return self.put_manifest(repo, tag, found)
+
+    def blob(self, repo: str, digest: str) -> bytes:
+        """A blob's content (registries may redirect to storage; requests follows)."""
+        response = self._request("GET", repo, f"blobs/{digest}")
+        self._check(response, f"read blob {repo}@{digest}")
+        return response.content
+
+    def chart_metadata(self, repo: str, reference: str) -> dict[str, str] | None:
+        """A pushed Helm chart's Chart.yaml fields (from its config blob), or None."""
+        found = self.manifest(repo, reference)
+        if found is None:
+            return None
+        config = json.loads(found.body).get("config", {})
+        if config.get("mediaType") != HELM_CONFIG:
+            raise ReleaseError(f"{self.host}/{repo}:{reference} is not a Helm chart")
+        return dict(json.loads(self.blob(repo, config["digest"])))
 
     def _check(self, response: requests.Response, what: str) -> None:
         if response.status_code >= 300:

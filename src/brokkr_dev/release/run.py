@@ -18,11 +18,12 @@ from brokkr_dev.release.pipeline import (
     default_podman,
     images_builder,
 )
-from brokkr_dev.release.plan import IMAGE_NAMES, Options, Plan, build_plan
+from brokkr_dev.release.plan import IMAGE_NAMES, ChartPlan, Options, Plan, build_plan
 from brokkr_dev.release.registry import Registry, is_loopback, split_reference
 from brokkr_dev.release.signing import Signer
-from brokkr_dev.release.stamp import stamp_all
+from brokkr_dev.release.stamp import CHART_NAMES, bump_chart_patch, read_chart, stamp_all
 from brokkr_dev.release.tags import dev_tags
+from brokkr_dev.release.version import parse
 
 Log = Callable[[str], None]
 
@@ -66,6 +67,25 @@ def login(
             raise ReleaseError(f"`{' '.join(command[:3])}` failed: {result.stderr.strip()[-300:]}")
 
 
+def make_signer(
+    options: Options, env: Mapping[str, str], cosign: str | None, bin_dir: Path
+) -> Signer | None:
+    """cosign with a key, or keyless with the identity of this repository's release workflow."""
+    if not options.sign or not cosign:
+        return None
+    identity = None
+    if not options.cosign_key:
+        server = env.get("GITHUB_SERVER_URL", "https://github.com")
+        ref = env.get("GITHUB_REF", f"refs/tags/{options.version.tag}")
+        identity = f"{server}/{options.github_repo}/.github/workflows/release.yml@{ref}"
+    return Signer(
+        cosign=cosign,
+        syft=preflight.find_tool("syft", bin_dir),
+        key=options.cosign_key,
+        identity=identity,
+    )
+
+
 def release(
     options: Options,
     *,
@@ -100,21 +120,7 @@ def release(
     cosign = preflight.find_tool("cosign", bin_dir) if options.sign else None
     podman_cmd = list(podman) if podman is not None else default_podman()
     login(options, environment, podman_cmd, helm, cosign)
-    signer = None
-    if options.sign and cosign:
-        identity = None
-        if not options.cosign_key:
-            server = environment.get("GITHUB_SERVER_URL", "https://github.com")
-            identity = (
-                f"{server}/{options.github_repo}/.github/workflows/release.yml@refs/tags/"
-                + options.version.tag
-            )
-        signer = Signer(
-            cosign=cosign,
-            syft=preflight.find_tool("syft", bin_dir),
-            key=options.cosign_key,
-            identity=identity,
-        )
+    signer = make_signer(options, environment, cosign, bin_dir)
     github = None
     if options.github_release:
         github = GitHub(
@@ -202,8 +208,71 @@ def publish_dev(
     return digests
 
 
+def chart_patch(root: Path, chart: str, log: Log = print) -> None:
+    """Bump one chart's patch version for a chart-only fix (appVersion unchanged)."""
+    if chart not in CHART_NAMES:
+        raise ReleaseError(f"unknown chart {chart!r}; choose from {', '.join(CHART_NAMES)}")
+    for change in bump_chart_patch(root / "charts" / chart, write=True):
+        log(f"{change.describe(root)}; commit it, then run `invoke release.chart --chart {chart}`")
+
+
+def release_chart(
+    chart: str,
+    registry_ref: str,
+    *,
+    root: Path = paths.REPO_ROOT,
+    cosign_key: str | None = None,
+    sign: bool = True,
+    env: Mapping[str, str] | None = None,
+    log: Log = print,
+    bin_dir: Path = paths.BIN_DIR,
+) -> Outcome:
+    """Publish one chart at its current version (a chart-only fix) and sign it.
+
+    The chart's appVersion must be an already released version whose images exist;
+    a chart version that is already published is refused, never overwritten.
+    """
+    environment = dict(os.environ if env is None else env)
+    if chart not in CHART_NAMES:
+        raise ReleaseError(f"unknown chart {chart!r}; choose from {', '.join(CHART_NAMES)}")
+    fields = read_chart(root / "charts" / chart / "Chart.yaml")
+    options = Options(
+        version=parse("v" + fields.get("appVersion", "")),
+        registry=registry_ref,
+        root=root,
+        cosign_key=cosign_key,
+        sign=sign,
+        sbom=False,
+        github_release=False,
+        git_tag=False,
+    )
+    registry = registry_for(options, environment)
+    registry.ping()
+    repo = options.repo_path(f"charts/{chart}")
+    target = ChartPlan(chart, fields["version"], fields["appVersion"], f"{options.host}/{repo}")
+    problems = preflight.check_tree(options) + preflight.check_tools(
+        replace(options, sbom=False), bin_dir
+    )
+    if options.sign:
+        problems += preflight.check_credentials(options, environment)
+    if registry.digest(repo, target.version):
+        problems.append(
+            f"chart {chart} {target.version} is already published and is never overwritten; "
+            f"bump it with `invoke release.chart-patch --chart {chart}` and commit"
+        )
+    if problems:
+        raise ReleaseError(
+            f"refusing to publish chart {chart} {target.version}:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
+    cosign = preflight.find_tool("cosign", bin_dir) if options.sign else None
+    helm = preflight.find_tool("helm", bin_dir) or "helm"
+    login(options, environment, default_podman(), helm, cosign)
+    signer = make_signer(options, environment, cosign, bin_dir)
+    plan = Plan(options, [], [], [target])
+    return Pipeline(plan, registry, helm=helm, signer=signer, log=log).run(("charts", "sign"))
+
+
 def options_from(version: str, **kwargs: object) -> Options:
     """Options from CLI values (the version string is validated here)."""
-    from brokkr_dev.release.version import parse  # noqa: PLC0415 - keep import cheap
-
     return replace(Options(version=parse(version)), **kwargs)  # type: ignore[arg-type]
