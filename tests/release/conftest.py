@@ -68,9 +68,11 @@ def do_release(
     tiny_images: TinyImages,
     cosign_keys: Path,
     test_env: dict[str, str],
-    release_tools,
 ) -> ReleaseFn:
-    """Release a version of the test repository to the local registry."""
+    """Release a version of the test repository to the local registry.
+
+    cosign_keys depends on release_tools, so helm, cosign and syft are in bin/.
+    """
 
     def run(version: str, log: list[str] | None = None, **overrides: object) -> Outcome | None:
         settings: dict[str, object] = {

@@ -53,9 +53,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(do_release, oci_registry, b
     assert requests.get(f"http://{host}/v2/_catalog", timeout=5).json()["repositories"] == []
 
 
-def test_release_sequence_moves_exactly_the_right_tags(
-    do_release, oci_registry, brokkr_repo, cosign_keys, release_tools, tiny_images
-):
+def test_release_sequence_moves_exactly_the_right_tags(do_release, oci_registry, brokkr_repo):
     registry = Registry(oci_registry.host)
     expected = {
         "v1.0.0": {"v1.0.0", "v1.0", "v1", "latest"},
@@ -127,7 +125,14 @@ def test_manifest_list_has_both_platforms_and_signatures_verify(
         timeout=60,
     )
     rejected = subprocess.run(
-        [str(release_tools["cosign"]), "verify", "--key", str(other / "cosign.pub"), *flags, refs[0]],
+        [
+            str(release_tools["cosign"]),
+            "verify",
+            "--key",
+            str(other / "cosign.pub"),
+            *flags,
+            refs[0],
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -154,9 +159,10 @@ def test_dirty_tree_is_refused(do_release, brokkr_repo, oci_registry):
         do_release("v1.0.0")
     assert "pyproject.toml" in str(info.value)
     assert "scratch.txt" in str(info.value)
-    assert requests.get(f"http://{oci_registry.host}/v2/_catalog", timeout=5).json()[
-        "repositories"
-    ] == []
+    assert (
+        requests.get(f"http://{oci_registry.host}/v2/_catalog", timeout=5).json()["repositories"]
+        == []
+    )
 
 
 def test_interrupted_release_completes_on_rerun(do_release, oci_registry, tiny_images, brokkr_repo):
@@ -180,7 +186,9 @@ def test_interrupted_release_completes_on_rerun(do_release, oci_registry, tiny_i
     assert tiny_images.builds == 2  # nothing rebuilt or re-pushed
     assert outcome.images["brokkr-broker"] == pushed
     assert any("already published" in line for line in log)
-    assert registry.digest("brokkr/charts/brokkr-broker", "1.0.0") == outcome.charts["brokkr-broker"]
+    assert (
+        registry.digest("brokkr/charts/brokkr-broker", "1.0.0") == outcome.charts["brokkr-broker"]
+    )
     assert set(tag_digests(registry, "brokkr/brokkr-broker")) == {"v1.0.0", "v1.0", "v1", "latest"}
     assert run("git", "tag", "--list", cwd=brokkr_repo) == "v1.0.0"
 
@@ -202,7 +210,9 @@ def test_chart_only_fix_keeps_app_version_and_never_overwrites(
     metadata = registry.chart_metadata("brokkr/charts/brokkr-broker", "1.0.1")
     assert metadata is not None
     assert (metadata["version"], metadata["appVersion"]) == ("1.0.1", "1.0.0")
-    assert registry.digest("brokkr/charts/brokkr-broker", "1.0.1") == outcome.charts["brokkr-broker"]
+    assert (
+        registry.digest("brokkr/charts/brokkr-broker", "1.0.1") == outcome.charts["brokkr-broker"]
+    )
     # the 1.0.0 chart is untouched, and 1.0.1 is never pushed again
     assert registry.chart_metadata("brokkr/charts/brokkr-broker", "1.0.0")["appVersion"] == "1.0.0"
     with pytest.raises(ReleaseError, match="already published and is never overwritten"):
