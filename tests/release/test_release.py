@@ -221,3 +221,23 @@ def test_chart_only_fix_keeps_app_version_and_never_overwrites(
     with pytest.raises(ReleaseError, match=r"brokkr-broker 1\.0\.1 is already published"):
         do_release("v1.0.1", sbom=False)
     assert do_release("v1.0.2", sbom=False) is not None
+
+
+def test_chart_whose_default_image_tag_is_not_published_is_refused_before_any_push(
+    do_release, oci_registry, brokkr_repo
+):
+    deployment = brokkr_repo / "charts" / "brokkr-agent" / "templates" / "deployment.yaml"
+    # the common mistake: the bare appVersion as tag, while releases publish v-tags
+    deployment.write_text(
+        deployment.read_text().replace('(printf "v%s" .Chart.AppVersion)', ".Chart.AppVersion")
+    )
+    run("git", "commit", "-qam", "chore: untagged default", cwd=brokkr_repo)
+    with pytest.raises(ReleaseError) as info:
+        do_release("v1.0.0", sbom=False)
+    message = str(info.value)
+    assert "chart brokkr-agent: it deploys" in message
+    assert "brokkr-agent:1.0.0 by default, but tag '1.0.0' is not published" in message
+    assert (
+        requests.get(f"http://{oci_registry.host}/v2/_catalog", timeout=5).json()["repositories"]
+        == []
+    )

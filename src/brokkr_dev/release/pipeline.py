@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from brokkr_dev.release import ReleaseError, git, notes
+from brokkr_dev.release import ReleaseError, chart_images, git, notes
 from brokkr_dev.release.github import GitHub
 from brokkr_dev.release.plan import ChartPlan, ImagePlan, Options, Plan
 from brokkr_dev.release.registry import Registry, is_loopback
@@ -223,7 +222,7 @@ class Pipeline:
             f"helm package {source}",
         )
         package = Path(out.strip().rsplit(":", 1)[-1].strip())
-        self.check_chart_images(package)
+        self.check_chart_images(source)
         plain = ["--plain-http"] if is_loopback(self.options.host) else []
         target = "oci://" + chart.repository.rsplit("/", 1)[0]
         self._run([self.helm, "push", str(package), target, *plain], f"helm push {chart.reference}")
@@ -232,26 +231,17 @@ class Pipeline:
             raise ReleaseError(f"helm push reported success but {chart.reference} is not there")
         return digest
 
-    def check_chart_images(self, package: Path) -> None:
-        """The chart's default image references must be tags that this release publishes."""
-        rendered = self._run(
-            [self.helm, "template", "release-check", str(package)], f"helm template {package}"
-        )
-        published = {
-            (image.name, change.tag) for image in self.plan.images for change in image.tags
-        }
-        found = re.findall(r"^\s*-?\s*image:\s*[\"']?([^\"'\s]+)", rendered, re.MULTILINE)
+    def check_chart_images(self, chart_dir: Path) -> None:
+        """Refuse to push a chart whose default Brokkr images are not published."""
+        published = {(i.name, c.tag) for i in self.plan.images for c in i.tags}
         prefix = self.options.registry.split("/", 1)[1]
-        for reference in found:
-            name_part, _, tag = reference.rpartition(":")
-            name = name_part.rsplit("/", 1)[-1]
-            # this release's tags, or (chart-only release) a tag already in the registry
-            if (name, tag) not in published and not self.registry.digest(f"{prefix}/{name}", tag):
-                raise ReleaseError(
-                    f"chart {package.name} deploys image {reference} by default, which this "
-                    f"release does not publish (it publishes {sorted(published)}); make the "
-                    "chart's default tag `v` + .Chart.AppVersion"
-                )
+        problems = chart_images.unpublished(
+            chart_images.render(self.helm, chart_dir),
+            published,
+            lambda name, tag: self.registry.digest(f"{prefix}/{name}", tag) is not None,
+        )
+        if problems:
+            raise ReleaseError(f"chart {chart_dir.name}: " + "; ".join(problems))
 
     def _signables(self) -> list[tuple[str, str]]:
         """(repo path, digest) of every image manifest list and chart."""

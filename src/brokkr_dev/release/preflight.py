@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from brokkr_dev import paths
-from brokkr_dev.release import ReleaseError, git
+from brokkr_dev.release import ReleaseError, chart_images, git
 from brokkr_dev.release.plan import Options, Plan
-from brokkr_dev.release.registry import is_loopback
+from brokkr_dev.release.registry import Registry, is_loopback
 from brokkr_dev.release.stamp import read_chart, read_project_version
 
 
@@ -129,11 +129,35 @@ def check_not_released(options: Options, plan: Plan) -> list[str]:
     return problems
 
 
+def check_chart_images(
+    options: Options, plan: Plan, registry: Registry, helm: str | None
+) -> list[str]:
+    """Each chart's default Brokkr image tag must be one that is published."""
+    if helm is None:
+        return []  # reported by check_tools
+    published = {(i.name, c.tag) for i in plan.images for c in i.tags}
+    prefix = options.registry.split("/", 1)[1]
+    problems = []
+    for chart in plan.charts:
+        try:
+            problems += chart_images.check_stamped(
+                helm,
+                options.charts / chart.name,
+                options.version,
+                published,
+                lambda name, tag: registry.digest(f"{prefix}/{name}", tag) is not None,
+            )
+        except ReleaseError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def run(
     options: Options,
     plan: Plan,
     env: Mapping[str, str] | None = None,
     bin_dir: Path = paths.BIN_DIR,
+    registry: Registry | None = None,
 ) -> list[str]:
     """Every problem that stops this release (an empty list means go)."""
     environment = os.environ if env is None else env
@@ -143,4 +167,9 @@ def run(
         *check_tree(options),
         *check_versions(options),
         *check_not_released(options, plan),
+        *(
+            check_chart_images(options, plan, registry, find_tool("helm", bin_dir))
+            if registry
+            else []
+        ),
     ]

@@ -105,7 +105,7 @@ def release(
     registry.ping()
     plan = make_plan(options, registry)
     log(plan.render())
-    problems = preflight.run(options, plan, environment, bin_dir=bin_dir)
+    problems = preflight.run(options, plan, environment, bin_dir=bin_dir, registry=registry)
     if problems:
         raise ReleaseError(
             "refusing to release "
