@@ -207,3 +207,18 @@ class Registry:
                 f"registry {self.host}: {what} failed: HTTP {response.status_code} "
                 f"{response.text[:300]}"
             )
+
+
+class UnreachableRegistry(Registry):
+    """Stands for a registry a dry run cannot reach: it holds nothing, so the plan
+    shows a first publication, and the reason is reported with the plan."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(host)
+        self.reason = reason
+
+    def tags(self, repo: str) -> set[str]:
+        return set()
+
+    def manifest(self, repo: str, reference: str) -> Manifest | None:
+        return None

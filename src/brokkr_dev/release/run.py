@@ -19,7 +19,12 @@ from brokkr_dev.release.pipeline import (
     images_builder,
 )
 from brokkr_dev.release.plan import IMAGE_NAMES, ChartPlan, Options, Plan, build_plan
-from brokkr_dev.release.registry import Registry, is_loopback, split_reference
+from brokkr_dev.release.registry import (
+    Registry,
+    UnreachableRegistry,
+    is_loopback,
+    split_reference,
+)
 from brokkr_dev.release.signing import Signer
 from brokkr_dev.release.stamp import CHART_NAMES, bump_chart_patch, read_chart, stamp_all
 from brokkr_dev.release.tags import dev_tags
@@ -102,10 +107,21 @@ def release(
     """
     environment = dict(os.environ if env is None else env)
     registry = registry_for(options, environment)
-    registry.ping()
+    unreachable = None
+    try:
+        registry.ping()
+    except ReleaseError as exc:
+        if not options.dry_run:
+            raise
+        unreachable = str(exc)
+        registry = UnreachableRegistry(options.host, unreachable)
     plan = make_plan(options, registry)
+    if unreachable:
+        plan.notes.append(f"{unreachable}: this plan assumes nothing is published yet")
     log(plan.render())
     problems = preflight.run(options, plan, environment, bin_dir=bin_dir, registry=registry)
+    if unreachable:
+        problems.append(unreachable)
     if problems:
         raise ReleaseError(
             "refusing to release "
