@@ -63,7 +63,7 @@ def verify_commands(item: Published, cosign_key: str | None, identity: str) -> l
         who = f"--key {cosign_key}"
     else:
         who = (
-            f"--certificate-identity-regexp '^{re.escape(identity)}' "
+            f"--certificate-identity {identity} "
             "--certificate-oidc-issuer https://token.actions.githubusercontent.com"
         )
     commands = [f"cosign verify {who} {ref}"]
