@@ -1,3 +1,7 @@
 """Shared pytest configuration; fixtures for real services live in tests/fixtures."""
 
-pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.release"]
+pytest_plugins = [
+    "tests.fixtures.kube",
+    "tests.fixtures.registry",
+    "tests.fixtures.release",
+]
