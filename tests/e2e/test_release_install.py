@@ -67,6 +67,9 @@ def test_released_chart_installs_and_runs_the_released_image(
             f"image.registry={host}",
             "--set",
             "image.repository=brokkr/brokkr-broker",
+            # the local cluster has no storage provisioner: the bundled database uses emptyDir
+            "--set",
+            "postgresql.persistence.enabled=false",
             "--wait",
             "--timeout",
             "180s",
