@@ -241,3 +241,30 @@ def test_chart_whose_default_image_tag_is_not_published_is_refused_before_any_pu
         requests.get(f"http://{oci_registry.host}/v2/_catalog", timeout=5).json()["repositories"]
         == []
     )
+
+
+def test_crash_after_signing_resumes_without_signing_twice(do_release, oci_registry, brokkr_repo):
+    class Crash(Exception):
+        pass
+
+    def crash(step: str) -> None:
+        if step == "sign":
+            raise Crash(step)
+
+    with pytest.raises(Crash):
+        do_release("v1.0.0", sbom=False, after_step=crash)
+    registry = Registry(oci_registry.host)
+    digest = registry.digest("brokkr/brokkr-agent", "v1.0.0")
+    assert digest is not None
+    signature = digest.replace(":", "-") + ".sig"
+    # cosign adds a layer to the .sig manifest for every signature: its digest shows re-signing
+    signed_once = registry.digest("brokkr/brokkr-agent", signature)
+    assert signed_once is not None
+    log: list[str] = []
+    outcome = do_release("v1.0.0", log=log, sbom=False)
+    assert outcome is not None
+    assert registry.digest("brokkr/brokkr-agent", signature) == signed_once
+    assert any("already signed" in line for line in log)
+    notes = outcome.notes_path.read_text()
+    assert f"`{oci_registry.host}/brokkr/brokkr-agent:v1.0.0` `{digest}`" in notes
+    assert "cosign verify --key" in notes
