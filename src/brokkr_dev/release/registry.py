@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 
 import requests
@@ -27,6 +28,7 @@ MANIFEST_TYPES = ", ".join(
 TIMEOUT = 30
 HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
 _LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+_CHALLENGE_FIELD = re.compile(r'(\w+)="([^"]*)"')
 
 
 @dataclass(frozen=True)
@@ -89,9 +91,9 @@ class Registry:
                 response = self._session.request(
                     method, url, headers=headers, data=data, timeout=TIMEOUT
                 )
-                if response.status_code != 401 or attempt or repo in self._tokens:
+                if response.status_code != 401 or attempt:
                     return response
-                self._tokens[repo] = self._token(response, repo)
+                self._tokens[repo] = self._token(response, repo)  # new or expired token
         except requests.RequestException as exc:
             raise ReleaseError(
                 f"registry {self.host} did not answer {method} {path} for {repo} ({exc}); "
@@ -103,10 +105,13 @@ class Registry:
         header = challenge.headers.get("WWW-Authenticate", "")
         if not header.lower().startswith("bearer "):
             raise ReleaseError(f"registry {self.host} refused access to {repo} (401): {header}")
-        fields = dict(part.split("=", 1) for part in header[7:].split(",") if "=" in part)
-        params = {k: v.strip('"') for k, v in fields.items() if k in {"service", "scope"}}
-        params.setdefault("scope", f"repository:{repo}:pull,push")
-        realm = fields.get("realm", "").strip('"')
+        # Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a:pull,push"
+        fields = dict(_CHALLENGE_FIELD.findall(header))
+        params = {k: v for k, v in fields.items() if k in {"service", "scope"}}
+        if self._auth or "scope" not in params:
+            # one token for the whole release: reading tags, then writing manifests
+            params["scope"] = f"repository:{repo}:pull,push"
+        realm = fields.get("realm", "")
         response = self._session.get(realm, params=params, auth=self._auth, timeout=TIMEOUT)
         if response.status_code != 200:
             raise ReleaseError(
