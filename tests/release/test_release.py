@@ -11,7 +11,7 @@ import requests
 
 from brokkr_dev.release import ReleaseError
 from brokkr_dev.release.registry import Registry
-from brokkr_dev.release.run import chart_patch, release_chart
+from brokkr_dev.release.run import chart_patch, options_from, prepare, release_chart
 from tests.fixtures.release import commit, run
 
 pytestmark = [pytest.mark.release, pytest.mark.slow]
@@ -268,3 +268,27 @@ def test_crash_after_signing_resumes_without_signing_twice(do_release, oci_regis
     notes = outcome.notes_path.read_text()
     assert f"`{oci_registry.host}/brokkr/brokkr-agent:v1.0.0` `{digest}`" in notes
     assert "cosign verify --key" in notes
+
+
+def test_prepare_then_ci_publishes_the_tagged_commit(do_release, oci_registry, brokkr_repo):
+    options = options_from("v1.0.0", root=brokkr_repo, registry=f"{oci_registry.host}/brokkr")
+    prepare(options, log=lambda _m: None)
+    assert run("git", "tag", "--points-at", "HEAD", cwd=brokkr_repo) == "v1.0.0"
+    assert run("git", "log", "-1", "--format=%s", cwd=brokkr_repo) == "chore(release): v1.0.0"
+    assert 'version = "1.0.0"' in (brokkr_repo / "pyproject.toml").read_text()
+    with pytest.raises(ReleaseError, match="git tag v1.0.0 already exists"):
+        prepare(options, log=lambda _m: None)
+    # what the tag-triggered workflow runs: HEAD is the tag, nothing left to stamp
+    head = run("git", "rev-parse", "HEAD", cwd=brokkr_repo)
+    assert do_release("v1.0.0", sbom=False) is not None
+    assert run("git", "rev-parse", "HEAD", cwd=brokkr_repo) == head
+    with pytest.raises(ReleaseError, match=r"v1\.0\.0 is already released"):
+        do_release("v1.0.0", sbom=False)
+
+
+def test_tag_on_an_unstamped_commit_is_refused(do_release, brokkr_repo):
+    run("git", "tag", "-a", "v2.0.0", "-m", "made by hand", cwd=brokkr_repo)
+    with pytest.raises(
+        ReleaseError, match=r"HEAD is tagged v2\.0\.0 but its files do not carry 2\.0\.0"
+    ):
+        do_release("v2.0.0", sbom=False)
