@@ -49,7 +49,11 @@ def group(commits: list[tuple[str, str]]) -> dict[str, list[str]]:
             kind = match["type"].lower()
             if kind == "chore" and (match["scope"] or "") == "release":
                 continue
-            key = "breaking" if match["bang"] else (kind if kind in _KNOWN else "other")
+            if kind not in _KNOWN and not match["bang"]:
+                # not a conventional type (e.g. an area prefix like "images:"): keep it whole
+                grouped.setdefault("other", []).append(f"{subject} ({sha})")
+                continue
+            key = "breaking" if match["bang"] else kind
             scope = f"**{match['scope']}**: " if match["scope"] else ""
             text = scope + match["subject"]
         grouped.setdefault(key, []).append(f"{text} ({sha})")

@@ -22,7 +22,7 @@ def test_group_by_type():
     assert grouped["feat"] == ["**broker**: stacks API (a1)"]
     assert grouped["fix"] == ["agent reconnects after broker restart (a2)"]
     assert grouped["breaking"] == ["drop v0 wire format (a3)"]
-    assert grouped["other"] == ["Merge the thing (a5)", "**x**: unknown type (a7)"]
+    assert grouped["other"] == ["Merge the thing (a5)", "wip(x): unknown type (a7)"]
     assert grouped["chore"] == ["bump deps (a8)"]
     assert all("v1.0.0" not in entry for entries in grouped.values() for entry in entries)
 
