@@ -78,6 +78,9 @@ def lint(session: nox.Session) -> None:
     if workflows:
         tools(session, "actionlint")
         session.run("actionlint", *workflows, external=True)
+    if files("charts/*/Chart.yaml"):
+        tools(session, "helm", "helm4", "kubeconform")
+        invoke(session, "charts.check")
 
 
 @nox.session(python=PYTHON)
@@ -161,13 +164,14 @@ def publish_dev(session: nox.Session) -> None:
 
 # --- cluster: Kubernetes for tests and development (docs/kubernetes.md) -------------
 
-CLUSTER_COMMANDS = ("up", "down", "status")
+CLUSTER_COMMANDS = ("up", "down", "status", "bench")
 
 
 @nox.session(python=PYTHON)
 def cluster(session: nox.Session) -> None:
-    """Start, stop or inspect a local Kubernetes cluster: `nox -s cluster -- up|down|status
-    [--name NAME] [--provider local|kind]`. Builds the pinned binaries the first time."""
+    """Start, stop, inspect or measure a local Kubernetes cluster: `nox -s cluster --
+    up|down|status|bench [--name NAME] [--provider local|kind]`. Builds the pinned
+    binaries the first time."""
     if not session.posargs or session.posargs[0] not in CLUSTER_COMMANDS:
         session.error(
             f"say what to do: `nox -s cluster -- {'|'.join(CLUSTER_COMMANDS)} "
@@ -176,3 +180,15 @@ def cluster(session: nox.Session) -> None:
     install(session)
     command, *options = session.posargs
     invoke(session, f"cluster.{command}", *options)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Opt-in broker benchmark: simulated agents against a real broker and PostgreSQL.
+
+    Posargs go to `invoke broker.bench`, e.g. `nox -s bench -- --concurrency 64`.
+    Prints requests/s and p50/p90/p99 latency; results are recorded in docs/broker.md.
+    """
+    install(session)
+    invoke(session, "system.install", "--features", "postgres")
+    invoke(session, "broker.bench", *session.posargs)

@@ -15,7 +15,8 @@ from invoke.collection import Collection
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from brokkr_dev import cluster, paths, system, toolchain
+from brokkr_dev import bench, charts, cluster, paths, system, toolchain
+from brokkr_dev.cluster import bench as cluster_benchmark
 from brokkr_dev.cluster import pin
 from brokkr_dev.release import ReleaseError
 from brokkr_dev.release import run as release
@@ -61,6 +62,29 @@ def system_install(c, features=""):
         raise _fail(exc) from exc
 
 
+# --- broker: benchmark -----------------------------------------------------------
+
+
+@task(
+    help={
+        "agents": "registered agents in the database (default 10000)",
+        "concurrency": "simulated agents polling at once (default 32)",
+        "duration": "seconds of measurement after a 3 s warm-up (default 20)",
+        "pool_size": "broker database pool size per worker (default 10)",
+        "workers": "broker worker processes (default 1)",
+    }
+)
+def broker_bench(c, agents=10_000, concurrency=32, duration=20.0, pool_size=10, workers=1):  # noqa: PLR0917
+    """Benchmark agent traffic (heartbeat + target-state) on a throw-away PostgreSQL."""
+    bench.run(
+        registered=int(agents),
+        concurrency=int(concurrency),
+        duration=float(duration),
+        pool_size=int(pool_size),
+        workers=int(workers),
+    )
+
+
 # --- cluster: Kubernetes for tests and development (docs/kubernetes.md) -------------
 
 _CLUSTER_HELP = {
@@ -96,6 +120,20 @@ def cluster_status(c, provider="local", name=cluster.DEFAULT_NAME):
         raise _fail(exc) from exc
 
 
+@task(
+    help={
+        "runs": "clusters started (and restarts) to measure",
+        "settle": "seconds before memory is read",
+    }
+)
+def cluster_bench(c, runs=3, settle=30.0):
+    """Measure a local cluster: seconds to a Ready node (new and restarted), memory."""
+    try:
+        print(cluster_benchmark.run(int(runs), float(settle)).render())
+    except (cluster.ClusterError, TimeoutError) as exc:
+        raise _fail(exc) from exc
+
+
 @task()
 def cluster_pin(c):
     """Regenerate go/kubernetes/go.mod for the Kubernetes version in tools.toml."""
@@ -105,6 +143,29 @@ def cluster_pin(c):
     except (toolchain.ToolError, pin.PinError) as exc:
         raise _fail(exc) from exc
     print(f"go/kubernetes/go.mod now builds Kubernetes {version}")
+
+
+# --- charts: Helm charts (docs/charts.md) ------------------------------------------
+
+
+@task()
+def charts_generate(c):
+    """Regenerate each chart's values.schema.json and README values table from values.yaml."""
+    try:
+        for chart in charts.find_charts():
+            for path in charts.generate(chart):
+                print(f"updated {path.relative_to(charts.CHARTS_DIR.parent)}")
+    except charts.ChartError as exc:
+        raise _fail(exc) from exc
+
+
+@task()
+def charts_check(c):
+    """The chart gate: generated files, dead values, helm 3/4 lint, kubeconform, bad values."""
+    try:
+        charts.check_all()
+    except charts.ChartError as exc:
+        raise _fail(exc) from exc
 
 
 def _split(value: str) -> list[str]:
@@ -209,10 +270,18 @@ release_ns.add_task(release_dev, "dev")
 release_ns.add_task(release_chart_patch, "chart-patch")
 release_ns.add_task(release_chart, "chart")
 
+broker_ns = Collection("broker")
+broker_ns.add_task(broker_bench, "bench")
+
 cluster_ns = Collection("cluster")
 cluster_ns.add_task(cluster_up, "up")
 cluster_ns.add_task(cluster_down, "down")
 cluster_ns.add_task(cluster_status, "status", default=True)
 cluster_ns.add_task(cluster_pin, "pin")
+cluster_ns.add_task(cluster_bench, "bench")
 
-namespace = Collection(tools, system_ns, cluster_ns, release_ns)
+charts_ns = Collection("charts")
+charts_ns.add_task(charts_generate, "generate")
+charts_ns.add_task(charts_check, "check", default=True)
+
+namespace = Collection(tools, system_ns, cluster_ns, broker_ns, charts_ns, release_ns)

@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.kube",
+    "tests.fixtures.postgres",
     "tests.fixtures.registry",
     "tests.fixtures.release",
 ]

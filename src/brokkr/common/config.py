@@ -37,7 +37,7 @@ class ConfigError(ValueError):
 
 
 def env_name(path: tuple[str, ...]) -> str:
-    """The environment variable that sets a nested key: ('database', 'url') -> BROKKR__DATABASE__URL."""
+    """The variable that sets a nested key: ('database', 'url') -> BROKKR__DATABASE__URL."""
     return ENV_PREFIX + "__".join(part.upper() for part in path)
 
 
