@@ -55,10 +55,11 @@ def test_released_chart_installs_and_runs_the_released_image(
     assert outcome is not None
     host = oci_registry.host
     chart = f"oci://{host}/brokkr/charts/brokkr-broker"
-    expected_image = f"{host}/brokkr/brokkr-broker:v1.0.0"
-    assert (
-        Registry(host).digest("brokkr/brokkr-broker", "v1.0.0") == outcome.images["brokkr-broker"]
-    )
+    # the chart's default tag is its appVersion; the release publishes it as 1.0.0 too
+    expected_image = f"{host}/brokkr/brokkr-broker:1.0.0"
+    registry = Registry(host)
+    assert registry.digest("brokkr/brokkr-broker", "1.0.0") == outcome.images["brokkr-broker"]
+    assert registry.digest("brokkr/brokkr-broker", "v1.0.0") == outcome.images["brokkr-broker"]
     installed = subprocess.run(
         [
             str(release_tools["helm"]),

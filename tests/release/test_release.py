@@ -69,7 +69,8 @@ def test_release_sequence_moves_exactly_the_right_tags(do_release, oci_registry,
         assert outcome is not None
         for repo in IMAGES:
             after = tag_digests(registry, repo)
-            assert changed(before[repo], after) == tags, (version, repo)
+            # plus the plain alias X.Y.Z, the charts' default image tag
+            assert changed(before[repo], after) == tags | {version[1:]}, (version, repo)
             # every tag written points at this release's manifest list
             assert {after[t] for t in tags} == {outcome.images[repo.split("/")[1]]}
         for name in ("brokkr-broker", "brokkr-agent"):
@@ -80,6 +81,7 @@ def test_release_sequence_moves_exactly_the_right_tags(do_release, oci_registry,
     broker = tag_digests(registry, "brokkr/brokkr-broker")
     assert broker["latest"] == broker["v1"] == broker["v1.1"] == broker["v1.1.0"]
     assert broker["v1.0"] == broker["v1.0.2"] != broker["v1.0.1"]
+    assert broker["1.1.0"] == broker["v1.1.0"]
     assert len(set(broker.values())) == 5  # five distinct releases
 
 
@@ -189,7 +191,13 @@ def test_interrupted_release_completes_on_rerun(do_release, oci_registry, tiny_i
     assert (
         registry.digest("brokkr/charts/brokkr-broker", "1.0.0") == outcome.charts["brokkr-broker"]
     )
-    assert set(tag_digests(registry, "brokkr/brokkr-broker")) == {"v1.0.0", "v1.0", "v1", "latest"}
+    assert set(tag_digests(registry, "brokkr/brokkr-broker")) == {
+        "v1.0.0",
+        "1.0.0",
+        "v1.0",
+        "v1",
+        "latest",
+    }
     assert run("git", "tag", "--list", cwd=brokkr_repo) == "v1.0.0"
 
 
@@ -227,16 +235,16 @@ def test_chart_whose_default_image_tag_is_not_published_is_refused_before_any_pu
     do_release, oci_registry, brokkr_repo
 ):
     deployment = brokkr_repo / "charts" / "brokkr-agent" / "templates" / "deployment.yaml"
-    # the common mistake: the bare appVersion as tag, while releases publish v-tags
+    # a default tag that no release publishes
     deployment.write_text(
-        deployment.read_text().replace('(printf "v%s" .Chart.AppVersion)', ".Chart.AppVersion")
+        deployment.read_text().replace('(printf "v%s" .Chart.AppVersion)', '"edge"')
     )
     run("git", "commit", "-qam", "chore: untagged default", cwd=brokkr_repo)
     with pytest.raises(ReleaseError) as info:
         do_release("v1.0.0", sbom=False)
     message = str(info.value)
     assert "chart brokkr-agent: it deploys" in message
-    assert "brokkr-agent:1.0.0 by default, but tag '1.0.0' is not published" in message
+    assert "brokkr-agent:edge by default, but tag 'edge' is not published" in message
     assert (
         requests.get(f"http://{oci_registry.host}/v2/_catalog", timeout=5).json()["repositories"]
         == []

@@ -1,7 +1,7 @@
 """Check that a chart's default image references are tags that are published.
 
-A chart that deploys `brokkr-broker:1.0.0` while the release publishes `v1.0.0` would
-install and then fail to pull: this catches it before anything is pushed.
+A chart whose default image tag is one no release publishes would install and then
+fail to pull: this catches it before anything is pushed.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def unpublished(
         if (name, tag) not in published and not exists(name, tag):
             problems.append(
                 f"it deploys {reference} by default, but tag {tag!r} is not published "
-                f"(this release publishes {tags}); the chart's default image tag must be "
-                "`v` + .Chart.AppVersion"
+                f"(this release publishes {tags}); make the chart's default image tag "
+                ".Chart.AppVersion"
             )
     return problems
 

@@ -1,10 +1,11 @@
 """The tag fan-out rules, as pure functions.
 
-A stable release vX.Y.Z is published as `vX.Y.Z` and may also move the floating tags
+A stable release vX.Y.Z is published as `vX.Y.Z` (and `X.Y.Z`, the form the charts'
+appVersion uses as their default image tag) and may also move the floating tags
 `vX.Y`, `vX` and `latest`. A floating tag moves only when this release is the highest
 stable version that the tag covers, so releasing a fix for an older line (v1.0.5 after
 v1.1.0) moves `v1.0` but leaves `v1` and `latest` on v1.1.0. A prerelease gets only
-its exact tag. Development builds get `sha-<7 hex>` and the sanitised branch name.
+its exact tags. Development builds get `sha-<7 hex>` and the sanitised branch name.
 """
 
 from __future__ import annotations
@@ -59,11 +60,14 @@ def release_tags(version: Version, released: Iterable[Version]) -> list[TagChang
     itself, so the result is the same and the exact tag is reported as kept.
     """
     previous = set(released)
-    exact = TagChange(version.tag, Action.KEEP if version in previous else Action.CREATE)
+    action = Action.KEEP if version in previous else Action.CREATE
+    # The exact version twice: `v1.2.3` (the release tag) and `1.2.3`, the chart's
+    # appVersion, which is the Helm charts' default image tag.
+    exact = [TagChange(version.tag, action), TagChange(version.plain, action)]
     if version.is_prerelease:
-        return [exact]
+        return exact
     stable = [v for v in previous if not v.is_prerelease and v != version]
-    changes = [exact]
+    changes = list(exact)
     for floating in (f"v{version.major}.{version.minor}", f"v{version.major}", "latest"):
         others = [v for v in stable if _covered(v, floating)]
         highest = max(others, default=None)

@@ -10,8 +10,20 @@ from brokkr_dev.release.version import parse
 
 
 def fan_out(version: str, *released: str) -> dict[str, str]:
+    """Tag -> action; the plain alias (`1.2.3` next to `v1.2.3`) is checked and left out."""
     changes = release_tags(parse(version), {parse(v) for v in released})
-    return {c.tag: c.action.value for c in changes}
+    found = {c.tag: c.action.value for c in changes}
+    assert found.pop(version[1:]) == found[version]
+    return found
+
+
+def test_exact_version_is_published_with_and_without_v():
+    changes = release_tags(parse("v1.2.3"), set())
+    assert [c.tag for c in changes[:2]] == ["v1.2.3", "1.2.3"]
+    assert [c.tag for c in release_tags(parse("v1.3.0-rc.1"), set())] == [
+        "v1.3.0-rc.1",
+        "1.3.0-rc.1",
+    ]
 
 
 def test_first_release_creates_every_tag():
@@ -127,7 +139,7 @@ def test_the_issue_sequence():
 def test_describe_reads_as_a_plan_line():
     changes = release_tags(parse("v1.0.1"), {parse("v1.0.0")})
     assert changes[0].describe() == "v1.0.1: create"
-    assert changes[1].describe() == "v1.0: move (from v1.0.0)"
+    assert changes[2].describe() == "v1.0: move (from v1.0.0)"
 
 
 @pytest.mark.parametrize(
