@@ -113,6 +113,55 @@ def tools_session(session: nox.Session) -> None:
     invoke(session, "tools.status", "--names", names)
 
 
+# --- release ------------------------------------------------------------------------
+
+
+def release_args(posargs: list[str]) -> list[str]:
+    """`v1.2.3 --dry-run ...` -> `--version v1.2.3 --dry-run ...` for `invoke release`."""
+    # values of options that take one (--registry X, --cosign-key K, --github-repo R)
+    valued = {"--registry", "--cosign-key", "--github-repo"}
+    args: list[str] = []
+    rest = list(posargs)
+    while rest:
+        item = rest.pop(0)
+        if item in valued and rest:
+            args += [item, rest.pop(0)]
+        elif item.startswith("-"):
+            args.append(item)
+        else:
+            args += ["--version", item]
+    return args
+
+
+@nox.session(python=PYTHON)
+def release(session: nox.Session) -> None:
+    """Cut a release: `nox -s release -- v1.2.3 [--dry-run] [--prepare] [options]`.
+
+    Options: --registry HOST/PATH (default ghcr.io/colliery-io), --skip-github-release,
+    --cosign-key FILE (default keyless in GitHub Actions), --no-sign, --no-sbom,
+    --github-repo OWNER/NAME. See docs/releasing.md.
+    """
+    if not [a for a in session.posargs if not a.startswith("-")]:
+        session.error("give the version: nox -s release -- v1.2.3 [--dry-run]")
+    install(session)
+    args = release_args(list(session.posargs))
+    needed = ["helm"]
+    if "--no-sign" not in args and "--dry-run" not in args and "--prepare" not in args:
+        needed += ["cosign", "syft"]
+    if "--dry-run" not in args and "--prepare" not in args:
+        invoke(session, "system.install", "--features", "base,containers")
+    tools(session, *needed)
+    invoke(session, "release", *args)
+
+
+@nox.session(name="publish-dev", python=PYTHON)
+def publish_dev(session: nox.Session) -> None:
+    """Push a development build: `nox -s publish-dev -- [--registry HOST/PATH]`."""
+    install(session)
+    invoke(session, "system.install", "--features", "base,containers")
+    invoke(session, "release.dev", *session.posargs)
+
+
 # --- cluster: Kubernetes for tests and development (docs/kubernetes.md) -------------
 
 CLUSTER_COMMANDS = ("up", "down", "status", "bench")

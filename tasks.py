@@ -21,12 +21,15 @@ from brokkr_dev import (
     charts,
     cluster,
     localstack,
+    paths,
     postgres,
     system,
     toolchain,
 )
 from brokkr_dev.cluster import bench as cluster_benchmark
 from brokkr_dev.cluster import pin
+from brokkr_dev.release import ReleaseError
+from brokkr_dev.release import run as release
 
 
 def _fail(exc: Exception) -> Exit:
@@ -229,6 +232,97 @@ tools.add_task(tools_status, "status", default=True)
 system_ns = Collection("system")
 system_ns.add_task(system_install, "install", default=True)
 
+
+# --- release: tags, images, charts, signatures (src/brokkr_dev/release) -----------
+
+
+@task(
+    help={
+        "version": "the release version, vX.Y.Z or vX.Y.Z-PRERELEASE",
+        "dry_run": "print the whole plan and the preflight result; change nothing",
+        "prepare": "only stamp the versions, commit and tag (push the tag to release in CI)",
+        "registry": "image registry and path (default ghcr.io/colliery-io); charts go to <registry>/charts",
+        "skip_github_release": "do not create the GitHub release",
+        "cosign_key": "sign with this cosign key file (default: keyless OIDC in GitHub Actions)",
+        "sign": "sign and verify images and charts (--no-sign for a scratch registry)",
+        "sbom": "attach syft SBOM attestations to the images",
+        "github_repo": "owner/name of the GitHub repository",
+    }
+)
+def release_run(  # noqa: PLR0917 - one keyword option per CLI flag
+    c,
+    version="",
+    dry_run=False,
+    prepare=False,
+    registry="ghcr.io/colliery-io",
+    skip_github_release=False,
+    cosign_key="",
+    sign=True,
+    sbom=True,
+    github_repo="colliery-io/brokkr",
+):
+    """Release a version: stamp, build and push images and charts, sign, notes, GitHub release."""
+    if not version:
+        raise Exit("error: give the version, e.g. `invoke release --version v1.2.3`", code=2)
+    try:
+        options = release.options_from(
+            version,
+            registry=registry,
+            dry_run=dry_run,
+            github_release=not skip_github_release,
+            cosign_key=cosign_key or None,
+            sign=sign,
+            sbom=sbom and sign,
+            github_repo=github_repo,
+        )
+        if prepare:
+            release.prepare(options)
+        else:
+            release.release(options)
+    except ReleaseError as exc:
+        raise _fail(exc) from exc
+
+
+@task(help={"registry": "image registry and path, e.g. ghcr.io/colliery-io"})
+def release_dev(c, registry="ghcr.io/colliery-io"):
+    """Push a development build of both images as `sha-<7 hex>` and the branch name."""
+    try:
+        release.publish_dev(registry)
+    except ReleaseError as exc:
+        raise _fail(exc) from exc
+
+
+@task(help={"chart": "brokkr-broker or brokkr-agent"})
+def release_chart_patch(c, chart=""):
+    """Bump one chart's patch version for a chart-only fix, keeping its appVersion."""
+    try:
+        release.chart_patch(paths.REPO_ROOT, chart)
+    except ReleaseError as exc:
+        raise _fail(exc) from exc
+
+
+@task(
+    help={
+        "chart": "brokkr-broker or brokkr-agent",
+        "registry": "registry and path; the chart goes to <registry>/charts",
+        "cosign_key": "sign with this key file (default keyless in GitHub Actions)",
+        "sign": "sign and verify the chart",
+    }
+)
+def release_chart(c, chart="", registry="ghcr.io/colliery-io", cosign_key="", sign=True):
+    """Publish one chart at its current version (a chart-only fix); never overwrites."""
+    try:
+        release.release_chart(chart, registry, cosign_key=cosign_key or None, sign=sign)
+    except ReleaseError as exc:
+        raise _fail(exc) from exc
+
+
+release_ns = Collection("release")
+release_ns.add_task(release_run, "run", default=True)
+release_ns.add_task(release_dev, "dev")
+release_ns.add_task(release_chart_patch, "chart-patch")
+release_ns.add_task(release_chart, "chart")
+
 broker_ns = Collection("broker")
 broker_ns.add_task(broker_bench, "bench")
 
@@ -250,4 +344,6 @@ stack_ns.add_task(stack_down, "down")
 agent_ns = Collection("agent")
 agent_ns.add_task(agent_bench, "bench")
 
-namespace = Collection(tools, system_ns, cluster_ns, broker_ns, charts_ns, stack_ns, agent_ns)
+namespace = Collection(
+    tools, system_ns, cluster_ns, broker_ns, charts_ns, stack_ns, agent_ns, release_ns
+)

@@ -1,3 +1,8 @@
 """Shared pytest configuration; fixtures for real services live in tests/fixtures."""
 
-pytest_plugins = ["tests.fixtures.kube", "tests.fixtures.postgres"]
+pytest_plugins = [
+    "tests.fixtures.kube",
+    "tests.fixtures.postgres",
+    "tests.fixtures.registry",
+    "tests.fixtures.release",
+]
