@@ -346,15 +346,28 @@ def generate(chart: Chart) -> list[Path]:
 
 
 def check_versions(chart: Chart, project_version: str) -> list[str]:
-    """Problems: chart version or appVersion not in lockstep with the project's version."""
+    """Problems: appVersion differs from the project's version, or the chart version is
+    neither that version nor a later patch of it (a chart-only fix, see docs/releasing.md)."""
     meta = yaml.safe_load((chart.path / "Chart.yaml").read_text())
-    found = (str(meta.get("version")), str(meta.get("appVersion")))
-    if found != (project_version, project_version):
-        return [
-            f"{chart.name}: Chart.yaml version/appVersion are {found[0]}/{found[1]}, but the "
-            f"project (pyproject.toml) is {project_version}; set both to {project_version}"
-        ]
-    return []
+    version, app_version = str(meta.get("version")), str(meta.get("appVersion"))
+    if app_version == project_version and _is_same_or_later_patch(version, project_version):
+        return []
+    return [
+        f"{chart.name}: Chart.yaml version/appVersion are {version}/{app_version}, but the "
+        f"project (pyproject.toml) is {project_version}; set appVersion to {project_version} "
+        f"and version to {project_version} (or a later patch for a chart-only fix)"
+    ]
+
+
+def _is_same_or_later_patch(chart_version: str, project_version: str) -> bool:
+    if chart_version == project_version:
+        return True
+    chart_parts, project_parts = chart_version.split("."), project_version.split(".")
+    if len(chart_parts) != 3 or len(project_parts) != 3 or chart_parts[:2] != project_parts[:2]:
+        return False
+    if not (chart_parts[2].isdigit() and project_parts[2].split("-")[0].isdigit()):
+        return False
+    return int(chart_parts[2]) > int(project_parts[2].split("-")[0])
 
 
 def project_version() -> str:

@@ -141,7 +141,16 @@ def test_chart_versions_must_follow_the_project(tmp_path):
     chart = charts.Chart(tmp_path)
     assert charts.check_versions(chart, "0.1.0") == []
     (problem,) = charts.check_versions(chart, "0.2.0")
-    assert "set both to 0.2.0" in problem
+    assert "set appVersion to 0.2.0 and version to 0.2.0" in problem
+
+
+@pytest.mark.parametrize(
+    ("chart_version", "ok"),
+    [("0.1.1", True), ("0.1.7", True), ("0.1.0-rc.1", False), ("0.2.0", False), ("0.0.9", False)],
+)
+def test_a_chart_only_fix_may_bump_the_chart_patch_but_not_more(tmp_path, chart_version, ok):
+    (tmp_path / "Chart.yaml").write_text(f'version: {chart_version}\nappVersion: "0.1.0"\n')
+    assert (charts.check_versions(charts.Chart(tmp_path), "0.1.0") == []) is ok
 
 
 def test_undocumented_leaves_are_reported():
