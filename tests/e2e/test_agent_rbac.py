@@ -45,12 +45,10 @@ NOT_GRANTED = ("get", "watch", "update", "deletecollection")
 class ChartIdentity:
     """The chart's ServiceAccount and RBAC objects applied to the cluster, and a kubeconfig for it."""
 
-    def __init__(self, k8s_cluster: Any, namespace: str, scope: str) -> None:
+    def __init__(self, k8s_cluster: Any, namespace: str, rbac: dict[str, Any]) -> None:
         self.cluster, self.namespace = k8s_cluster, namespace
         release = f"rbac-{secrets.token_hex(3)}"
-        self.manifests: Manifests = agent(
-            {"rbac": {"scope": scope}}, release=release, namespace=namespace
-        )
+        self.manifests: Manifests = agent({"rbac": rbac}, release=release, namespace=namespace)
         self.created: list[str] = []
         self.account = self.manifests.one("ServiceAccount")["metadata"]["name"]
 
@@ -184,7 +182,7 @@ def assert_only_the_needed_verbs(identity: ChartIdentity, namespace: str) -> Non
     assert not identity.allowed("create", "namespaces")
 
 
-@pytest.mark.parametrize("identity", ["cluster"], indirect=True)
+@pytest.mark.parametrize("identity", [{"scope": "cluster"}], indirect=True)
 def test_cluster_scope_chart_rbac_is_enough_and_no_more(
     setup: Setup,  # noqa: F811  # the fixture imported above
     identity: ChartIdentity,
@@ -198,7 +196,7 @@ def test_cluster_scope_chart_rbac_is_enough_and_no_more(
     assert_only_the_needed_verbs(identity, target_namespace)
 
 
-@pytest.mark.parametrize("identity", ["namespace"], indirect=True)
+@pytest.mark.parametrize("identity", [{"scope": "namespace"}], indirect=True)
 def test_namespace_scope_chart_rbac_is_enough_and_no_more(
     setup: Setup,  # noqa: F811  # the fixture imported above
     identity: ChartIdentity,
@@ -223,3 +221,27 @@ def test_namespace_scope_chart_rbac_is_enough_and_no_more(
     # The Role really ends at the namespace, not just the agent's own check.
     assert not identity.allowed("create", "configmaps", namespace=target_namespace)
     assert agent_process.health()["status"] == "healthy"
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [{"scope": "cluster", "managedVerbs": ["create", "patch", "list"]}],
+    indirect=True,
+)
+def test_without_delete_pruning_fails_with_a_failure_event(
+    setup: Setup,  # noqa: F811  # the fixture imported above
+    identity: ChartIdentity,
+    k8s_cluster: Any,
+    target_namespace: str,
+):
+    # One of the four verbs taken away: the agent says so instead of stalling unreported.
+    setup.kubeconfig = identity.kubeconfig(setup.tmp / "chart-rbac.kubeconfig")
+    setup.run().wait_running()
+    stack_id, first = setup.stack(stack(target_namespace, 1))
+    assert setup.event(first)["status"] == "SUCCESS"
+    second = setup.admin.deploy(stack_id, stack(target_namespace, 2))
+    event = setup.event(second)
+    assert event["status"] == "FAILURE", event
+    assert "removing objects no longer in the stack failed: 403 Forbidden" in event["message"]
+    extra = get(k8s_cluster, f"/api/v1/namespaces/{target_namespace}/configmaps/extra")
+    assert extra is not None
