@@ -42,14 +42,21 @@ class Manifests(list[dict[str, Any]]):
 
 
 def render(
-    chart: charts.Chart, values: dict[str, Any] | None = None, scenario: str = ""
+    chart: charts.Chart,
+    values: dict[str, Any] | None = None,
+    scenario: str = "",
+    *,
+    release: str = "brokkr",
+    namespace: str = "brokkr",
 ) -> Manifests:
     """Objects rendered from the chart with an optional scenario file and values on top."""
     files: list[Path] = [chart.scenario(scenario)] if scenario else []
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
         yaml.safe_dump(values or {}, handle)
         handle.flush()
-        text = charts.render(chart, [*files, Path(handle.name)])
+        text = charts.render(
+            chart, [*files, Path(handle.name)], release=release, namespace=namespace
+        )
     return Manifests(d for d in yaml.safe_load_all(text) if d)
 
 
@@ -62,10 +69,13 @@ def render_error(chart: charts.Chart, values: dict[str, Any]) -> str:
     raise AssertionError("rendering succeeded but must fail")
 
 
-def agent(values: dict[str, Any] | None = None, scenario: str = "") -> Manifests:
-    """The agent chart rendered with its required values plus the given ones."""
+def agent(values: dict[str, Any] | None = None, scenario: str = "", **where: str) -> Manifests:
+    """The agent chart rendered with its required values plus the given ones.
+
+    `where` may name the `release` and `namespace` (both default to brokkr).
+    """
     merged = merge(AGENT_REQUIRED, values or {}) if not scenario else (values or {})
-    return render(AGENT, merged, scenario)
+    return render(AGENT, merged, scenario, **where)
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

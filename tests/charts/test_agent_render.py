@@ -106,8 +106,11 @@ def test_cluster_scope_binds_a_bounded_clusterrole():
             and "*" not in rule["apiGroups"]
         )
     managed = {r for rule in rules for r in rule["resources"]}
-    assert {"deployments", "configmaps", "events"} <= managed
-    assert "secrets" not in managed
+    assert {"deployments", "configmaps", "services"} <= managed
+    # Nothing the agent does not use: no Secrets, no Events, no CRD reads without CRDs.
+    assert not {"secrets", "events", "customresourcedefinitions"} & managed
+    # Server-side apply and its dry run (create, patch), prune (list, delete); no get/watch/update.
+    assert {tuple(rule["verbs"]) for rule in rules} == {("create", "patch", "list", "delete")}
     discovery = manifests.one("ClusterRole", "-discovery")["rules"]
     assert discovery == [
         {"nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/version"], "verbs": ["get"]}
@@ -125,6 +128,27 @@ def test_namespace_scope_binds_a_role_in_the_watched_namespace():
         "brokkr-brokkr-agent-discovery"
     ]
     assert manifests.one("ConfigMap")["data"]["BROKKR__AGENT__WATCH_NAMESPACE"] == "apps"
+    assert {tuple(rule["verbs"]) for rule in role["rules"]} == {
+        ("create", "patch", "list", "delete")
+    }
+
+
+CRDS = {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"]}
+
+
+def test_managing_crds_adds_get_on_crds_in_cluster_scope():
+    rules = _rules(agent({"rbac": {"managedResources": [CRDS]}}), "ClusterRole")
+    # The agent reads a CRD it applied until the CRD is Established.
+    assert rules == [
+        {**CRDS, "verbs": ["create", "patch", "list", "delete"]},
+        {**CRDS, "verbs": ["get"]},
+    ]
+
+
+def test_no_crd_get_in_namespace_scope():
+    # CRDs are cluster-scoped; a namespace-scoped agent refuses them before any request.
+    manifests = agent({"rbac": {"scope": "namespace", "managedResources": [CRDS]}})
+    assert all("get" not in rule["verbs"] for rule in _rules(manifests, "Role"))
 
 
 def test_managed_kinds_and_verbs_are_configurable():
@@ -133,7 +157,6 @@ def test_managed_kinds_and_verbs_are_configurable():
             "rbac": {
                 "managedResources": [{"apiGroups": [""], "resources": ["secrets"]}],
                 "managedVerbs": ["get", "patch"],
-                "events": False,
             }
         }
     )
@@ -155,7 +178,7 @@ def test_wildcards_need_the_explicit_value(rbac):
 
 
 def test_wildcard_access_when_asked_for():
-    rules = _rules(agent({"rbac": {"allowWildcardAccess": True, "events": False}}), "ClusterRole")
+    rules = _rules(agent({"rbac": {"allowWildcardAccess": True}}), "ClusterRole")
     assert rules == [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
 
 

@@ -81,7 +81,12 @@ class Reconciler:
         """Make the cluster match one deployment object; transient KubeErrors propagate."""
         stack_id = deployment_object["stack_id"]
         if deployment_object.get("is_deletion_marker"):
-            deleted = self.prune({stack_id: deployment_object}, only_stack=stack_id)
+            try:
+                deleted = self.prune({stack_id: deployment_object}, only_stack=stack_id)
+            except KubeError as exc:
+                if exc.transient:
+                    raise
+                return Outcome(FAILURE, f"deletion marker: removing the stack failed: {exc}")
             return Outcome(
                 SUCCESS,
                 f"deletion marker: removed {deleted} object(s) of the stack",
@@ -95,7 +100,16 @@ class Reconciler:
             applied = self._apply_objects(objects, deployment_object)
         except _Rejected as exc:
             return Outcome(FAILURE, exc.message)
-        deleted = self.prune({stack_id: deployment_object}, only_stack=stack_id)
+        try:
+            deleted = self.prune({stack_id: deployment_object}, only_stack=stack_id)
+        except KubeError as exc:
+            if exc.transient:
+                raise
+            # E.g. 403 on delete: report it, instead of retrying the cycle forever unreported.
+            return Outcome(
+                FAILURE,
+                f"applied {applied} object(s), but removing objects no longer in the stack failed: {exc}",
+            )
         message = f"applied {applied} object(s)"
         if deleted:
             message += f", removed {deleted} object(s) no longer in the stack"
