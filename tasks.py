@@ -26,6 +26,7 @@ from brokkr_dev import (
     system,
     toolchain,
 )
+from brokkr_dev.broker_admin import BrokerCallError
 from brokkr_dev.cluster import bench as cluster_benchmark
 from brokkr_dev.cluster import pin
 from brokkr_dev.release import ReleaseError
@@ -188,6 +189,7 @@ def stack_up(c, interval=2.0):
         info = localstack.up(options=localstack.Options(interval=float(interval)))
     except (
         localstack.StackError,
+        BrokerCallError,
         cluster.ClusterError,
         postgres.PostgresError,
         toolchain.ToolError,
@@ -216,7 +218,7 @@ def agent_bench(c, intervals="10,1", runs=20):
     """Time from posting a deployment object to its objects in the cluster, and agent memory."""
     try:
         results = agentbench.run([float(i) for i in _split(intervals)], int(runs))
-    except localstack.StackError as exc:
+    except (localstack.StackError, BrokerCallError) as exc:
         raise _fail(exc) from exc
     print(agentbench.table(results))
 

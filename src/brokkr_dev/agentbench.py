@@ -21,9 +21,10 @@ from typing import Any
 
 import requests
 
+from brokkr_dev.broker_admin import BrokerAdmin
 from brokkr_dev.cluster import process as proc
 from brokkr_dev.cluster.api import KubeClient
-from brokkr_dev.localstack import Admin, Log, StackDir, StackError, port_or_free, wait_until
+from brokkr_dev.localstack import Log, StackDir, StackError, port_or_free, wait_until
 
 NAMESPACE = "brokkr-bench"
 
@@ -41,16 +42,14 @@ def _rss_kib(pid: int) -> tuple[int, int]:
 def measure(
     info: dict[str, Any], interval: float, runs: int, where: StackDir, log: Log
 ) -> dict[str, Any]:
-    admin = Admin(info["broker_url"], Path(info["admin_pak_file"]).read_text().strip())
+    admin = BrokerAdmin(info["broker_url"], Path(info["admin_pak_file"]).read_text().strip())
     suffix = secrets.token_hex(3)
-    generator = admin.call("POST", "/generators", {"name": f"bench-{suffix}"})["generator"]
-    created = admin.call("POST", "/agents", {"name": f"bench-{suffix}", "cluster_name": "bench"})
-    agent_id = created["agent"]["id"]
-    admin.call("PUT", f"/agents/{agent_id}", {"status": "ACTIVE"})
-    admin.call("POST", f"/generators/{generator['id']}/register", {"agent_id": agent_id})
+    generator_id = admin.generator(f"bench-{suffix}")
+    agent_id, agent_pak = admin.agent(f"bench-{suffix}", "bench")
+    admin.register(generator_id, agent_id)
     pak_file = where.root / f"bench-{suffix}.pak"
     pak_file.touch(mode=0o600)
-    pak_file.write_text(created["initial_pak"])
+    pak_file.write_text(agent_pak)
     health_port = port_or_free(0)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BROKKR__")} | {
         "BROKKR__AGENT__BROKER_URL": info["broker_url"],
@@ -78,12 +77,8 @@ def measure(
             60,
             f"bench agent healthy ({log_path})",
         )
-        stack = admin.call(
-            "POST", "/stacks", {"name": f"bench-{suffix}", "generator_id": generator["id"]}
-        )
-        admin.call(
-            "POST", f"/agents/{agent_id}/targets", {"agent_id": agent_id, "stack_id": stack["id"]}
-        )
+        stack_id = admin.stack(f"bench-{suffix}", generator_id)
+        admin.target(agent_id, stack_id)
         samples = []
         for run in range(runs):
             name = f"bench-{suffix}-{run}"
@@ -97,9 +92,7 @@ def measure(
             # previous object appeared would lock every run to the same phase.
             time.sleep(random.uniform(0, interval))  # noqa: S311
             started = time.monotonic()
-            admin.call(
-                "POST", f"/stacks/{stack['id']}/deployment-objects", {"yaml_content": yaml_text}
-            )
+            admin.deploy(stack_id, yaml_text)
             deadline = started + interval * 3 + 60
             while not kube.exists(path):
                 if time.monotonic() > deadline:
@@ -108,11 +101,7 @@ def measure(
             samples.append(time.monotonic() - started)
             log(f"  interval {interval:g} s, run {run + 1}/{runs}: {samples[-1]:.2f} s")
         rss, peak = _rss_kib(agent.pid)
-        admin.call(
-            "POST",
-            f"/stacks/{stack['id']}/deployment-objects",
-            {"yaml_content": "", "is_deletion_marker": True},
-        )
+        admin.deploy(stack_id, "", deletion=True)
     finally:
         kube.close()
         agent.terminate()

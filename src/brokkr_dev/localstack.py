@@ -24,6 +24,7 @@ from typing import Any
 import requests
 
 from brokkr_dev import paths
+from brokkr_dev.broker_admin import BrokerAdmin
 from brokkr_dev.cluster import DEFAULT_NAME, get_provider
 from brokkr_dev.cluster import process as proc
 from brokkr_dev.cluster.api import KubeClient
@@ -166,23 +167,6 @@ def _alive_or_fail(record: proc.ProcessRecord, where: StackDir) -> bool:
     return True
 
 
-class Admin:
-    """The broker's API with the admin PAK (only what `up` needs)."""
-
-    def __init__(self, url: str, pak: str) -> None:
-        self.api = url + "/api/v1"
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {pak}"
-
-    def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
-        response = self.session.request(
-            method, self.api + path, json=body, params=params or None, timeout=10
-        )
-        if response.status_code >= 400:
-            raise StackError(f"broker: {method} {path}: {response.status_code} {response.text}")
-        return response.json() if response.content else None
-
-
 def _start_postgres(where: StackDir, log: Log) -> PostgresServer:
     log("starting PostgreSQL ...")
     # Under /tmp, not .local/: the server runs as the `postgres` user, which cannot
@@ -283,14 +267,12 @@ def _up(log: Log, where: StackDir, options: Options) -> dict[str, Any]:
         60,
         f"the broker at {broker_url} (log {where.logs}/broker.log)",
     )
-    admin = Admin(broker_url, where.admin_pak.read_text().strip())
+    admin = BrokerAdmin(broker_url, where.admin_pak.read_text().strip())
 
-    generator = admin.call("POST", "/generators", {"name": "local"})["generator"]
-    created = admin.call("POST", "/agents", {"name": AGENT_NAME, "cluster_name": CLUSTER_NAME})
-    agent_id = created["agent"]["id"]
+    generator_id = admin.generator("local")
+    agent_id, agent_pak = admin.agent(AGENT_NAME, CLUSTER_NAME)
     where.agent_pak.touch(mode=0o600)
-    where.agent_pak.write_text(created["initial_pak"] + "\n")
-    admin.call("PUT", f"/agents/{agent_id}", {"status": "ACTIVE"})
+    where.agent_pak.write_text(agent_pak + "\n")
 
     health_port = port_or_free(options.health_port)
     log(f"starting the agent (health on :{health_port}) ...")
@@ -304,7 +286,7 @@ def _up(log: Log, where: StackDir, options: Options) -> dict[str, Any]:
             "BROKKR__AGENT__AGENT_NAME": AGENT_NAME,
             "BROKKR__AGENT__CLUSTER_NAME": CLUSTER_NAME,
             "BROKKR__AGENT__KUBECONFIG": str(kubeconfig),
-            "BROKKR__AGENT__GENERATOR_IDS": generator["id"],
+            "BROKKR__AGENT__GENERATOR_IDS": generator_id,
             "BROKKR__AGENT__POLLING_INTERVAL": str(options.interval),
             "BROKKR__AGENT__HEALTH_PORT": str(health_port),
             "BROKKR__AGENT__HEALTH_BIND": "127.0.0.1",
@@ -323,13 +305,9 @@ def _up(log: Log, where: StackDir, options: Options) -> dict[str, Any]:
     )
 
     log("applying the sample stack ...")
-    stack = admin.call("POST", "/stacks", {"name": "sample", "generator_id": generator["id"]})
-    deployment = admin.call(
-        "POST", f"/stacks/{stack['id']}/deployment-objects", {"yaml_content": SAMPLE_STACK}
-    )
-    admin.call(
-        "POST", f"/agents/{agent_id}/targets", {"agent_id": agent_id, "stack_id": stack["id"]}
-    )
+    stack_id = admin.stack("sample", generator_id)
+    deployment = admin.deploy(stack_id, SAMPLE_STACK)
+    admin.target(agent_id, stack_id)
     kube = KubeClient.from_kubeconfig(kubeconfig)
     wait_until(
         lambda: all(kube.exists(path) for path in SAMPLE_OBJECTS),
@@ -337,14 +315,7 @@ def _up(log: Log, where: StackDir, options: Options) -> dict[str, Any]:
         f"the sample stack in namespace {SAMPLE_NAMESPACE} (agent log {where.logs}/agent.log)",
     )
     event = wait_until(
-        lambda: next(
-            (
-                e
-                for e in admin.call("GET", f"/agents/{agent_id}/events")
-                if e["deployment_object_id"] == deployment["id"]
-            ),
-            None,
-        ),
+        lambda: admin.event_for(agent_id, deployment["id"]),
         30,
         "the agent's DEPLOY event",
     )
@@ -357,7 +328,7 @@ def _up(log: Log, where: StackDir, options: Options) -> dict[str, Any]:
         "agent_id": agent_id,
         "agent_health": health_url,
         "kubeconfig": str(kubeconfig),
-        "stack_id": stack["id"],
+        "stack_id": stack_id,
         "event": f"{event['event_type']} {event['status']}: {event.get('message')}",
         "logs": str(where.logs),
     }

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from brokkr_dev.broker_admin import BrokerAdmin
 from brokkr_dev.cluster import kubeconfig
-from tests.fixtures.agent import AgentProcess, BrokerAdmin, BrokerProcess, free_port, poll
+from tests.fixtures.agent import AgentProcess, BrokerProcess, free_port, poll
 from tests.integration.test_tls import issue, make_ca
 
 pytestmark = [pytest.mark.postgres, pytest.mark.k8s, pytest.mark.slow]
