@@ -81,8 +81,22 @@ def ensure(image: BaseImage, log: Log = print) -> str:
     if not tarball.exists():
         build_rootfs(image, tarball, log)
     log(f"importing {tarball.name} as {image.tag}")
-    changes = [arg for line in (*IMAGE_CONFIG, f"LABEL {KEY_LABEL}={image.key}") for arg in ("--change", line)]
-    command = podman("import", "--quiet", "--os", "linux", "--arch", image.arch, *changes, str(tarball), image.tag)
+    changes = [
+        arg
+        for line in (*IMAGE_CONFIG, f"LABEL {KEY_LABEL}={image.key}")
+        for arg in ("--change", line)
+    ]
+    command = podman(
+        "import",
+        "--quiet",
+        "--os",
+        "linux",
+        "--arch",
+        image.arch,
+        *changes,
+        str(tarball),
+        image.tag,
+    )
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise ContainerError(f"podman import of {tarball} failed: {result.stderr.strip()}")

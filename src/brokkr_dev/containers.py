@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # Flags that make podman work without systemd, overlayfs or crun on these hosts.
-PODMAN_GLOBAL_FLAGS = ("--storage-driver", "vfs", "--runtime", "runc", "--cgroup-manager", "cgroupfs")
+PODMAN_GLOBAL_FLAGS = (
+    "--storage-driver",
+    "vfs",
+    "--runtime",
+    "runc",
+    "--cgroup-manager",
+    "cgroupfs",
+)
 CONTAINERS_CONF = Path("/etc/containers/containers.conf")
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 # Go architecture name -> binfmt handler that runs its binaries on a foreign host.
@@ -97,8 +104,11 @@ def with_default_ulimits_disabled(text: str) -> str:
         if section == "containers":
             out.append("default_ulimits = []")
         else:
-            out.extend(["", "[containers]", "default_ulimits = []"] if out else
-                       ["[containers]", "default_ulimits = []"])
+            out.extend(
+                ["", "[containers]", "default_ulimits = []"]
+                if out
+                else ["[containers]", "default_ulimits = []"]
+            )
     return "\n".join(out) + "\n"
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import re
 import shutil
@@ -195,8 +196,6 @@ def _git(root: Path, *args: str) -> str:
 
 
 def _utc_env() -> dict[str, str]:
-    import os
-
     return {**os.environ, "TZ": "UTC"}
 
 
@@ -390,7 +389,10 @@ def ensure_wheelhouse(
     Downloads go to ~/.cache/brokkr/wheelhouse/<digest of the requirements>, so a
     second run (or a fresh clone on this machine) copies instead of downloading.
     """
-    requirement_files = [root / "docker" / "requirements.txt", root / "docker" / "build-requirements.txt"]
+    requirement_files = [
+        root / "docker" / "requirements.txt",
+        root / "docker" / "build-requirements.txt",
+    ]
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in requirement_files)).hexdigest()[:12]
     arches = sorted(set(arches))
     cache = paths.cache_dir() / "wheelhouse" / f"{digest}-{'-'.join(arches)}"
@@ -444,6 +446,7 @@ class BuildResult:
 
 
 def build(
+    *,
     targets: Sequence[str] = TARGETS,
     arches: Sequence[str] = ARCHES,
     engine: str = "auto",
@@ -488,7 +491,11 @@ def build(
             for arch in arches
         ]
         for request in requests:
-            command = podman_build_command(request) if engine == "podman" else buildx_build_command(request)
+            command = (
+                podman_build_command(request)
+                if engine == "podman"
+                else buildx_build_command(request)
+            )
             log(f"building {request.references[0]} (base {request.base_image})")
             started = time.monotonic()
             _run(command, stream=True)
@@ -505,7 +512,9 @@ def build(
     return result
 
 
-def podman_manifests(requests: Sequence[BuildRequest], push: bool = False, log: Log = print) -> list[str]:
+def podman_manifests(
+    requests: Sequence[BuildRequest], push: bool = False, log: Log = print
+) -> list[str]:
     """Create (replace) a manifest list per multi-arch tag from the per-arch images."""
     first = requests[0]
     name = image_name(first.target, first.registry)
@@ -515,7 +524,11 @@ def podman_manifests(requests: Sequence[BuildRequest], push: bool = False, log: 
         _remove_reference(reference)
         _run(podman("manifest", "create", reference))
         for request in requests:
-            _run(podman("manifest", "add", reference, f"containers-storage:{name}:{tag}-{request.arch}"))
+            _run(
+                podman(
+                    "manifest", "add", reference, f"containers-storage:{name}:{tag}-{request.arch}"
+                )
+            )
         if push:
             _run(podman("manifest", "push", "--all", reference, f"docker://{reference}"))
         log(f"manifest list {reference}: {', '.join(r.arch for r in requests)}")
@@ -577,7 +590,9 @@ def _layer_sizes(reference: str, compress: bool) -> list[int]:
 
 
 def _inspect(reference: str) -> dict:
-    result = subprocess.run(podman("image", "inspect", reference), capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        podman("image", "inspect", reference), capture_output=True, text=True, check=False
+    )
     if result.returncode != 0:
         raise ContainerError(f"no image {reference}: {result.stderr.strip()}")
     return json.loads(result.stdout)[0]
@@ -593,3 +608,32 @@ def _run(command: list[str], stream: bool = False) -> None:
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-20:])
         raise ContainerError(f"`{' '.join(command)}` failed:\n{tail}")
+
+
+def measure_all(info: BuildInfo, arches: Sequence[str] = ARCHES) -> list[ImageSize]:
+    """Sizes of every target's per-arch image of this revision, against its local base."""
+    sizes = []
+    for target in TARGETS:
+        for arch in arches:
+            reference = f"{image_name(target)}:{info.arch_tags(arch)[0]}"
+            sizes.append(measure(reference, baseimages.for_arch(arch).tag))
+    return sizes
+
+
+def format_sizes(sizes: Sequence[ImageSize]) -> str:
+    """A Markdown table of image sizes in MB (10^6 bytes)."""
+    rows = [
+        "| image | uncompressed | compressed | added uncompressed | added compressed |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for size in sizes:
+        values = (
+            size.uncompressed,
+            size.compressed,
+            size.added_uncompressed,
+            size.added_compressed,
+        )
+        rows.append(
+            f"| {size.reference} | " + " | ".join(f"{v / 1e6:.1f} MB" for v in values) + " |"
+        )
+    return "\n".join(rows)
