@@ -115,6 +115,25 @@ def tools_session(session: nox.Session) -> None:
     invoke(session, "tools.status", "--names", names)
 
 
+# --- cluster: Kubernetes for tests and development (docs/kubernetes.md) -------------
+
+CLUSTER_COMMANDS = ("up", "down", "status")
+
+
+@nox.session(python=PYTHON)
+def cluster(session: nox.Session) -> None:
+    """Start, stop or inspect a local Kubernetes cluster: `nox -s cluster -- up|down|status
+    [--name NAME] [--provider local|kind]`. Builds the pinned binaries the first time."""
+    if not session.posargs or session.posargs[0] not in CLUSTER_COMMANDS:
+        session.error(
+            f"say what to do: `nox -s cluster -- {'|'.join(CLUSTER_COMMANDS)} "
+            "[--name NAME] [--provider local|kind]`"
+        )
+    install(session)
+    command, *options = session.posargs
+    invoke(session, f"cluster.{command}", *options)
+
+
 @nox.session(python=PYTHON)
 def images(session: nox.Session) -> None:
     """Build the broker and agent images for linux/amd64 and linux/arm64 (heavy, opt-in).

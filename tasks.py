@@ -15,7 +15,8 @@ from invoke.collection import Collection
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from brokkr_dev import baseimages, containers, images, system, toolchain
+from brokkr_dev import baseimages, cluster, containers, images, system, toolchain
+from brokkr_dev.cluster import pin
 
 
 def _fail(exc: Exception) -> Exit:
@@ -56,6 +57,52 @@ def system_install(c, features=""):
         system.ensure(_split(features) or list(system.FEATURES))
     except system.SystemError as exc:
         raise _fail(exc) from exc
+
+
+# --- cluster: Kubernetes for tests and development (docs/kubernetes.md) -------------
+
+_CLUSTER_HELP = {
+    "provider": "local (real control plane + kwok, no container engine) or kind",
+    "name": "cluster name; its files are in .local/clusters/<name>/ (default: dev)",
+}
+
+
+@task(help=_CLUSTER_HELP)
+def cluster_up(c, provider="local", name=cluster.DEFAULT_NAME):
+    """Start a cluster and wait for a Ready node; prints its kubeconfig path (no-op if up)."""
+    try:
+        cluster.get_provider(provider, name).up()
+    except (cluster.ClusterError, TimeoutError) as exc:
+        raise _fail(exc) from exc
+
+
+@task(help=_CLUSTER_HELP)
+def cluster_down(c, provider="local", name=cluster.DEFAULT_NAME):
+    """Stop every process of a cluster (by PID); its data stays for the next `up`."""
+    try:
+        cluster.get_provider(provider, name).down()
+    except cluster.ClusterError as exc:
+        raise _fail(exc) from exc
+
+
+@task(help=_CLUSTER_HELP)
+def cluster_status(c, provider="local", name=cluster.DEFAULT_NAME):
+    """Print whether a cluster runs: processes, memory, API version, Ready nodes."""
+    try:
+        print(cluster.get_provider(provider, name).status().render())
+    except cluster.ClusterError as exc:
+        raise _fail(exc) from exc
+
+
+@task()
+def cluster_pin(c):
+    """Regenerate go/kubernetes/go.mod for the Kubernetes version in tools.toml."""
+    try:
+        version = toolchain.load_manifest()["kubernetes"].version
+        pin.pin(version)
+    except (toolchain.ToolError, pin.PinError) as exc:
+        raise _fail(exc) from exc
+    print(f"go/kubernetes/go.mod now builds Kubernetes {version}")
 
 
 # --- images: broker and agent container images ------------------------------------
@@ -185,6 +232,13 @@ tools.add_task(tools_status, "status", default=True)
 system_ns = Collection("system")
 system_ns.add_task(system_install, "install", default=True)
 
+cluster_ns = Collection("cluster")
+cluster_ns.add_task(cluster_up, "up")
+cluster_ns.add_task(cluster_down, "down")
+cluster_ns.add_task(cluster_status, "status", default=True)
+cluster_ns.add_task(cluster_pin, "pin")
+
+
 images_ns = Collection("images")
 images_ns.add_task(images_build, "build", default=True)
 images_ns.add_task(images_setup, "setup")
@@ -193,4 +247,4 @@ images_ns.add_task(images_requirements, "requirements")
 images_ns.add_task(images_wheelhouse, "wheelhouse")
 images_ns.add_task(images_measure, "measure")
 
-namespace = Collection(tools, system_ns, images_ns)
+namespace = Collection(tools, system_ns, cluster_ns, images_ns)

@@ -52,15 +52,31 @@ class Tool:
     go_module: str | None = None
     go_ldflags: str = ""
     go_dir: str | None = None  # a wrapper module in the repo, built with `go build`
+    # With go_dir: the main packages to build there (default "."). Each one yields a
+    # binary named after its last path element; all of them share the tool's version.
+    go_packages: tuple[str, ...] = ()
     pip_package: str | None = None
     archive: Archive | None = None
 
     def expand(self, template: str) -> str:
-        """Fill {version}, {plain}, {os} and {arch} in a manifest string."""
+        """Fill {version}, {plain}, {major}, {minor}, {os} and {arch} in a manifest string."""
         os_name, arch = host_platform()
+        plain = self.version.lstrip("v")
+        major, minor = ([*plain.split("."), "", ""])[:2]
         return template.format(
-            version=self.version, plain=self.version.lstrip("v"), os=os_name, arch=arch
+            version=self.version,
+            plain=plain,
+            major=major,
+            minor=minor,
+            os=os_name,
+            arch=arch,
         )
+
+    @property
+    def companions(self) -> tuple[str, ...]:
+        """Binaries built with the main one from go_packages (linked into bin/ too)."""
+        names = (package.rstrip("/").rsplit("/", 1)[-1] for package in self.go_packages)
+        return tuple(name for name in names if name != self.binary)
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,7 @@ def load_manifest(path: Path = paths.TOOLS_MANIFEST) -> dict[str, Tool]:
                 go_module=entry.get("go_module"),
                 go_ldflags=entry.get("go_ldflags", ""),
                 go_dir=entry.get("go_dir"),
+                go_packages=tuple(entry.get("go_packages", ())),
                 pip_package=entry.get("pip_package"),
                 archive=Archive(
                     url=archive["url"],
@@ -198,10 +215,11 @@ def ensure(
     bin_dir.mkdir(parents=True, exist_ok=True)
     link = bin_dir / tool.binary
     for candidate in _candidates(tool, bin_dir):
-        if matches(tool, probe_version(tool, candidate)):
+        if _has_companions(tool, candidate) and matches(tool, probe_version(tool, candidate)):
             if candidate != link:
                 _link(candidate, link)
                 log(f"{tool.name} {tool.version}: using {candidate}")
+            _link_companions(tool, candidate, bin_dir)
             return link
 
     cached = _cached_binary(tool)
@@ -214,13 +232,27 @@ def ensure(
             f"expected {tool.version}; delete {cache_root(tool)} and retry"
         )
     _link(cached, link)
+    _link_companions(tool, cached, bin_dir)
     log(f"{tool.name} {tool.version}: installed at {link}")
     return link
 
 
+def _has_companions(tool: Tool, binary: Path) -> bool:
+    directory = binary.resolve().parent
+    return all((directory / name).exists() for name in tool.companions)
+
+
+def _link_companions(tool: Tool, binary: Path, bin_dir: Path) -> None:
+    directory = binary.resolve().parent
+    for name in tool.companions:
+        link = bin_dir / name
+        if not (link.exists() and link.resolve() == (directory / name).resolve()):
+            _link(directory / name, link)
+
+
 def _cached_binary(tool: Tool) -> Path | None:
     candidate = cache_root(tool) / "bin" / tool.binary
-    return candidate if candidate.exists() else None
+    return candidate if candidate.exists() and _has_companions(tool, candidate) else None
 
 
 def _link(target: Path, link: Path) -> None:
@@ -255,8 +287,13 @@ def _go_install(tool: Tool, go: str, log: Log) -> Path:
     if tool.go_dir:
         source = paths.REPO_ROOT / tool.go_dir
         log(f"{tool.name} {tool.version}: go build in {source} (first time only)")
-        command = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(target / tool.binary)]
-        command.append(".")
+        if tool.go_packages:
+            # `-o DIR/` with several main packages writes one binary per package.
+            command = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", f"{target}/"]
+            command.extend(tool.go_packages)
+        else:
+            output = str(target / tool.binary)
+            command = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", output, "."]
         _run(command, tool, cwd=source, env=env)
     else:
         module = f"{tool.go_module}@{tool.version}"
@@ -273,10 +310,10 @@ def _pip_install(tool: Tool, log: Log) -> Path:
     spec = tool.expand(tool.pip_package or "")
     log(f"{tool.name} {tool.version}: pip install {spec} (first time only)")
     with tempfile.TemporaryDirectory(dir=target.parent if target.parent.exists() else None) as tmp:
-        _run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", tmp, spec],
-            tool,
-        )
+        # uv-made virtual environments have no pip; uv itself is on PATH there.
+        uv = shutil.which("uv")
+        installer = [uv, "pip"] if uv else [sys.executable, "-m", "pip"]
+        _run([*installer, "install", "--quiet", "--no-deps", "--target", tmp, spec], tool)
         found = next((p for p in Path(tmp).rglob(tool.binary) if p.is_file()), None)
         if found is None:
             raise ToolError(f"{tool.name}: pip package {spec} has no `{tool.binary}` binary")

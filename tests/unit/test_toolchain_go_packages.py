@@ -1,0 +1,61 @@
+"""A manifest entry that builds several binaries from one wrapper module (go_packages)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from brokkr_dev import toolchain
+
+TOOL = toolchain.Tool(
+    name="kube",
+    version="v1.36.3",
+    binary="kube-apiserver",
+    version_args=("--version",),
+    go_dir="go/kubernetes",
+    go_packages=("k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl"),
+    go_ldflags="-X v.gitVersion={version} -X v.gitMajor={major} -X v.gitMinor={minor}",
+)
+
+
+def fake_binary(path: Path, version: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\necho 'Kubernetes {version}'\n")
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("BROKKR_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "tools" / "kube" / "v1.36.3" / "bin"
+
+
+def test_companions_are_named_after_their_packages() -> None:
+    assert TOOL.companions == ("kubectl",)
+
+
+def test_major_and_minor_expand_from_the_version() -> None:
+    assert TOOL.expand(TOOL.go_ldflags) == (
+        "-X v.gitVersion=v1.36.3 -X v.gitMajor=1 -X v.gitMinor=36"
+    )
+
+
+def test_cached_build_links_every_binary_without_building(tmp_path, cache) -> None:
+    fake_binary(cache / "kube-apiserver", "v1.36.3")
+    fake_binary(cache / "kubectl", "v1.36.3")
+    bin_dir = tmp_path / "bin"
+    link = toolchain.ensure(TOOL, bin_dir=bin_dir, log=lambda _: None, go="/nonexistent/go")
+    assert link.resolve() == (cache / "kube-apiserver").resolve()
+    assert (bin_dir / "kubectl").resolve() == (cache / "kubectl").resolve()
+
+
+def test_a_cache_missing_a_companion_is_rebuilt(tmp_path, cache) -> None:
+    fake_binary(cache / "kube-apiserver", "v1.36.3")  # kubectl missing
+    # /bin/false stands in for go: the attempted command shows one build of both packages.
+    pattern = (
+        r"false build .* -o \S+/bin/ "
+        r"k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl`"
+    )
+    with pytest.raises(toolchain.ToolError, match=pattern):
+        toolchain.ensure(TOOL, bin_dir=tmp_path / "bin", log=lambda _: None, go="/bin/false")
