@@ -1,3 +1,3 @@
 """Shared pytest configuration; fixtures for real services live in tests/fixtures."""
 
-pytest_plugins = ["tests.fixtures.kube"]
+pytest_plugins = ["tests.fixtures.kube", "tests.fixtures.images"]
