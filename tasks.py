@@ -211,12 +211,17 @@ def images_build(  # noqa: PLR0917 - Invoke maps each command-line option to a p
         print(f"{target:7} manifest list: {', '.join(refs)}")
 
 
-@task(help={"platforms": "comma-separated (default: amd64 and arm64)"})
-def images_measure(c, platforms=""):
+@task(
+    help={
+        "platforms": "comma-separated (default: amd64 and arm64)",
+        "tag": "multi-arch tag to measure, e.g. sha-abc1234 or main (default: this commit)",
+    }
+)
+def images_measure(c, platforms="", tag=""):
     """Print each built image's size, compressed and uncompressed, total and over its base."""
     try:
         info = images.read_build_info()
-        print(images.format_sizes(images.measure_all(info, _arches(platforms))))
+        print(images.format_sizes(images.measure_all(info, _arches(platforms), tag)))
     except containers.ContainerError as exc:
         raise _fail(exc) from exc
 

@@ -562,7 +562,7 @@ def measure(reference: str, base_reference: str) -> ImageSize:
     """Uncompressed and gzip-compressed sizes, total and added over the base image.
 
     Compressed sizes are what a registry stores: the layers gzip-compressed by
-    `podman save --format oci-dir --compress`.
+    `podman save --format docker-dir --compress`.
     """
     base_layers = len(_inspect(base_reference)["RootFS"]["Layers"])
     plain = _layer_sizes(reference, compress=False)
@@ -578,14 +578,12 @@ def measure(reference: str, base_reference: str) -> ImageSize:
 
 def _layer_sizes(reference: str, compress: bool) -> list[int]:
     with tempfile.TemporaryDirectory(prefix="brokkr-measure-") as tmp:
-        out = Path(tmp) / "oci"
-        command = podman("save", "--quiet", "--format", "oci-dir", "--output", str(out))
+        out = Path(tmp) / "image"
+        command = podman("save", "--quiet", "--format", "docker-dir", "--output", str(out))
         if compress:
             command.append("--compress")
         _run([*command, reference])
-        index = json.loads((out / "index.json").read_text())
-        digest = index["manifests"][0]["digest"].split(":", 1)[1]
-        manifest = json.loads((out / "blobs" / "sha256" / digest).read_text())
+        manifest = json.loads((out / "manifest.json").read_text())
         return [int(layer["size"]) for layer in manifest["layers"]]
 
 
@@ -610,12 +608,12 @@ def _run(command: list[str], stream: bool = False) -> None:
         raise ContainerError(f"`{' '.join(command)}` failed:\n{tail}")
 
 
-def measure_all(info: BuildInfo, arches: Sequence[str] = ARCHES) -> list[ImageSize]:
-    """Sizes of every target's per-arch image of this revision, against its local base."""
+def measure_all(info: BuildInfo, arches: Sequence[str] = ARCHES, tag: str = "") -> list[ImageSize]:
+    """Sizes of every target's per-arch image (of `tag`, default this revision) over its base."""
     sizes = []
     for target in TARGETS:
         for arch in arches:
-            reference = f"{image_name(target)}:{info.arch_tags(arch)[0]}"
+            reference = f"{image_name(target)}:{tag or info.tags[0]}-{arch}"
             sizes.append(measure(reference, baseimages.for_arch(arch).tag))
     return sizes
 
