@@ -52,7 +52,8 @@ def test_metadata_user_ports_signal_entrypoint_and_labels(built_images: BuiltIma
     assert config["Config"]["StopSignal"] in {"SIGTERM", "15"}
     assert config["Config"]["Entrypoint"] == [f"/opt/brokkr/bin/brokkr-{target}"]
     assert list(config["Config"]["ExposedPorts"]) == [PORTS[target]]
-    health = config["Config"]["Healthcheck"]["Test"]
+    # podman reports the docker-format HEALTHCHECK at the top level, Docker under Config.
+    health = (config.get("Healthcheck") or config["Config"]["Healthcheck"])["Test"]
     assert health[:4] == ["CMD", "python", "-m", "brokkr.common.healthcheck"]
     assert health[4].endswith(f":{PORTS[target].split('/')[0]}/healthz")
     labels = config["Labels"]
