@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -19,8 +20,6 @@ pytestmark = [pytest.mark.images, pytest.mark.slow]
 
 STARTUP_TIMEOUT = 120.0  # seconds; Python under arm64 emulation starts slowly
 DRAIN_TIMEOUT = 5.0  # the broker's BROKKR__BROKER__DRAIN_TIMEOUT in these tests
-# Where nothing listens: the broker's database and the agent's broker in "down" tests.
-UNREACHABLE_DATABASE = "postgresql://brokkr:unused@127.0.0.1:9/brokkr?connect_timeout=1"
 
 
 def require_service(module: str) -> None:
@@ -41,18 +40,36 @@ def wait_answering(url: str) -> tuple[int, bytes]:
     return poll(lambda: http_get(url), STARTUP_TIMEOUT, f"{url} to answer")
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("arch", images.ARCHES)
-def test_broker_health_without_database_then_sigterm(
-    built_images: BuiltImages, containers: Containers, arch
+def test_broker_readiness_follows_the_database_and_sigterm_exits_0(
+    built_images: BuiltImages, containers: Containers, request: pytest.FixtureRequest, arch
 ):
     require_service("brokkr.broker.server")
+    # The broker refuses to start without PostgreSQL (it migrates first), so "without
+    # a database" is tested by dropping the database under the running broker.
+    server = request.getfixturevalue("postgres_server")
+    database_url = request.getfixturevalue("database_url")
     port = free_port()
     container = containers.start(
-        built_images.ref("broker", arch), env=broker_env(port, UNREACHABLE_DATABASE)
+        built_images.ref("broker", arch), env=broker_env(port, database_url)
     )
     base = f"http://127.0.0.1:{port}"
     status, _ = wait_answering(f"{base}/healthz")
     assert status == 200, containers.logs(container)
+    poll(
+        lambda: (r := http_get(f"{base}/readyz")) and r[0] == 200 and r,
+        STARTUP_TIMEOUT,
+        "/readyz 200 with the database",
+    )
+    status, body = http_get(f"{base}/health") or (0, b"")
+    assert status == 200
+    assert json.loads(body)["status"] == "ok"
+    # The image's HEALTHCHECK (stdlib probe of /healthz) passes.
+    podman_run("healthcheck", "run", container)
+
+    name = urlparse(database_url).path.lstrip("/")
+    server.psql(f'DROP DATABASE "{name}" WITH (FORCE)')
     status, body = poll(
         lambda: (r := http_get(f"{base}/readyz")) and r[0] != 200 and r,
         30,
@@ -61,35 +78,10 @@ def test_broker_health_without_database_then_sigterm(
     assert status == 503
     assert b"database" in body
     status, body = http_get(f"{base}/health") or (0, b"")
-    document = json.loads(body)
     assert status == 503
-    assert document["status"] == "unavailable"
-    # The image's HEALTHCHECK (stdlib probe of /healthz) passes while the broker lives.
-    podman_run("healthcheck", "run", container)
-    assert containers.terminate(container, timeout=DRAIN_TIMEOUT + 20) == 0
-
-
-@pytest.mark.postgres
-@pytest.mark.parametrize("arch", images.ARCHES)
-def test_broker_ready_with_the_local_postgresql(
-    built_images: BuiltImages, containers: Containers, request: pytest.FixtureRequest, arch
-):
-    require_service("brokkr.broker.server")
-    database_url = request.getfixturevalue("database_url")
-    port = free_port()
-    container = containers.start(
-        built_images.ref("broker", arch), env=broker_env(port, database_url)
-    )
-    base = f"http://127.0.0.1:{port}"
-    status, _ = poll(
-        lambda: (r := http_get(f"{base}/readyz")) and r[0] == 200 and r,
-        STARTUP_TIMEOUT,
-        "/readyz 200 with the database",
-    )
-    assert status == 200, containers.logs(container)
-    status, body = http_get(f"{base}/health") or (0, b"")
-    assert status == 200
-    assert json.loads(body)["status"] == "ok"
+    assert json.loads(body)["status"] == "unavailable"
+    status, _ = http_get(f"{base}/healthz") or (0, b"")
+    assert status == 200  # liveness does not depend on the database
     assert containers.terminate(container, timeout=DRAIN_TIMEOUT + 20) == 0
 
 
