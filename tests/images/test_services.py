@@ -6,12 +6,15 @@ the tests are skipped with that reason, never passed.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
+import os
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+import yaml
 
 from brokkr_dev import images
 from tests.fixtures.images import BuiltImages, Containers, free_port, http_get, podman_run, poll
@@ -85,8 +88,8 @@ def test_broker_readiness_follows_the_database_and_sigterm_exits_0(
     assert containers.terminate(container, timeout=DRAIN_TIMEOUT + 20) == 0
 
 
-def agent_env(port: int, kubeconfig: Path | None) -> dict[str, str]:
-    env = {
+def agent_env(port: int) -> dict[str, str]:
+    return {
         # Nothing listens there: the agent keeps waiting for its broker, which is
         # what these tests want (health server up, no reconcile loop).
         "BROKKR__AGENT__BROKER_URL": f"http://127.0.0.1:{free_port()}",
@@ -95,36 +98,66 @@ def agent_env(port: int, kubeconfig: Path | None) -> dict[str, str]:
         "BROKKR__AGENT__CLUSTER_NAME": "image-test",
         "BROKKR__AGENT__HEALTH_PORT": str(port),
         "BROKKR__AGENT__STARTUP_TIMEOUT": "600",
+        "BROKKR__AGENT__KUBECONFIG": "/kube/config",
     }
-    if kubeconfig is not None:
-        env["BROKKR__AGENT__KUBECONFIG"] = str(kubeconfig)
-    return env
+
+
+def mountable_kubeconfig(config: dict, directory: Path) -> str:
+    """Write a kubeconfig the image's user (10001) can read; returns the volume spec.
+
+    A pod gets its kubeconfig from a Secret volume; here a directory with a copy
+    owned by 10001, mode 0400, mounted read-only at /kube.
+    """
+    directory.mkdir()
+    directory.chmod(0o755)
+    path = directory / "config"
+    path.write_text(yaml.safe_dump(config))
+    os.chown(path, 10001, 10001)
+    path.chmod(0o400)
+    return f"{directory}:/kube:ro"
+
+
+def self_contained(kubeconfig: Path) -> dict:
+    """The kubeconfig with its certificate files inlined as *-data fields."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    for section, keys in (
+        ("clusters", ("certificate-authority",)),
+        ("users", ("client-certificate", "client-key")),
+    ):
+        for entry in config.get(section) or []:
+            body = entry[section[:-1]]
+            for key in keys:
+                if key in body:
+                    file = Path(body.pop(key))
+                    file = file if file.is_absolute() else kubeconfig.parent / file
+                    body[f"{key}-data"] = base64.b64encode(file.read_bytes()).decode()
+    return config
 
 
 @pytest.mark.k8s
 @pytest.mark.parametrize("arch", images.ARCHES)
 def test_agent_ready_with_a_mounted_kubeconfig(
-    built_images: BuiltImages, containers: Containers, request: pytest.FixtureRequest, arch
+    built_images: BuiltImages,
+    containers: Containers,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    arch,
 ):
     require_service("brokkr.agent.service")
     cluster = request.getfixturevalue("k8s_cluster")
-    kubeconfig = Path(cluster.kubeconfig)
+    volume = mountable_kubeconfig(self_contained(Path(cluster.kubeconfig)), tmp_path / "kube")
     port = free_port()
-    # The kubeconfig names its certificate files by path: mount the directory as is.
     container = containers.start(
-        built_images.ref("agent", arch),
-        env=agent_env(port, kubeconfig),
-        volumes=[f"{kubeconfig.parent}:{kubeconfig.parent}:ro"],
+        built_images.ref("agent", arch), env=agent_env(port), volumes=[volume]
     )
     base = f"http://127.0.0.1:{port}"
     status, _ = wait_answering(f"{base}/healthz")
     assert status == 200, containers.logs(container)
-    status, _ = poll(
+    poll(
         lambda: (r := http_get(f"{base}/readyz")) and r[0] == 200 and r,
         60,
         "/readyz 200 against the local Kubernetes API",
     )
-    assert status == 200
     status, body = http_get(f"{base}/health") or (0, b"")
     assert status in {200, 503}
     assert isinstance(json.loads(body), dict)
@@ -133,15 +166,39 @@ def test_agent_ready_with_a_mounted_kubeconfig(
 
 
 @pytest.mark.parametrize("arch", images.ARCHES)
-def test_agent_not_ready_without_kubernetes(
-    built_images: BuiltImages, containers: Containers, arch
+def test_agent_not_ready_when_kubernetes_is_unreachable(
+    built_images: BuiltImages, containers: Containers, tmp_path: Path, arch
 ):
     require_service("brokkr.agent.service")
+    # A valid kubeconfig whose API server does not exist (a free port, nothing on it).
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "gone",
+                "cluster": {
+                    "server": f"https://127.0.0.1:{free_port()}",
+                    "insecure-skip-tls-verify": True,
+                },
+            }
+        ],
+        "users": [{"name": "gone", "user": {"token": "not-a-real-token"}}],
+        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "gone"}}],
+        "current-context": "gone",
+    }
+    volume = mountable_kubeconfig(config, tmp_path / "kube")
     port = free_port()
-    container = containers.start(built_images.ref("agent", arch), env=agent_env(port, None))
+    container = containers.start(
+        built_images.ref("agent", arch), env=agent_env(port), volumes=[volume]
+    )
     base = f"http://127.0.0.1:{port}"
     status, _ = wait_answering(f"{base}/healthz")
     assert status == 200, containers.logs(container)
-    status, _ = http_get(f"{base}/readyz") or (0, b"")
+    status, _ = poll(
+        lambda: (r := http_get(f"{base}/readyz")) and r,
+        30,
+        "/readyz to answer",
+    )
     assert status == 503
     assert containers.terminate(container, timeout=60) == 0
