@@ -56,7 +56,7 @@ def test_metadata_user_ports_signal_entrypoint_and_labels(built_images: BuiltIma
     # podman reports the docker-format HEALTHCHECK at the top level, Docker under Config.
     health = (config.get("Healthcheck") or config["Config"]["Healthcheck"])["Test"]
     assert health[:4] == ["CMD", "python", "-m", "brokkr.common.healthcheck"]
-    assert health[4].endswith(f":{PORTS[target].split('/')[0]}/healthz")
+    assert health[4].endswith(f":{PORTS[target].split('/')[0]}}}/healthz")
     labels = config["Labels"]
     for key, value in built_images.info.labels(target).items():
         assert labels.get(key) == value, key

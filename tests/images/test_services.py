@@ -36,6 +36,8 @@ def broker_env(port: int, database_url: str) -> dict[str, str]:
         "BROKKR__DATABASE__URL": database_url,
         "BROKKR__BROKER__PORT": str(port),
         "BROKKR__BROKER__DRAIN_TIMEOUT": str(DRAIN_TIMEOUT),
+        # The broker mints the admin PAK on first start; /tmp is the writable tmpfs.
+        "BROKKR__BROKER__ADMIN_PAK_FILE": "/tmp/admin-pak",
     }
 
 

@@ -50,3 +50,17 @@ def test_refused_connection_is_unhealthy(capsys):
 def test_bad_arguments_fail_with_usage(argv, capsys):
     assert healthcheck.main(argv) in {1, 2}
     assert capsys.readouterr().err
+
+
+def test_placeholders_follow_the_environment_with_defaults():
+    url = "http://127.0.0.1:{BROKKR__BROKER__PORT:3000}/healthz"
+    assert healthcheck.expand(url, {}) == "http://127.0.0.1:3000/healthz"
+    assert healthcheck.expand(url, {"BROKKR__BROKER__PORT": "4000"}) == (
+        "http://127.0.0.1:4000/healthz"
+    )
+
+
+def test_configured_port_is_probed(server, monkeypatch):
+    port = server.rsplit(":", 1)[1]
+    monkeypatch.setenv("BROKKR_TEST_PORT", port)
+    assert healthcheck.main(["http://127.0.0.1:{BROKKR_TEST_PORT:1}/healthz"]) == 0

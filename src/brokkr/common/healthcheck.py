@@ -2,17 +2,28 @@
 
 The images' HEALTHCHECK runs this instead of curl, so the runtime image carries no
 extra tools. Exit status 0 when URL answers 2xx within TIMEOUT seconds (default 3),
-1 otherwise, with the reason on stderr.
+1 otherwise, with the reason on stderr. `{NAME:default}` in URL is replaced by the
+environment variable NAME (or the default), so the probe follows a configured
+port: `http://127.0.0.1:{BROKKR__BROKER__PORT:3000}/healthz`.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 import urllib.error
 import urllib.request
 
 DEFAULT_TIMEOUT = 3.0
 USAGE = "usage: python -m brokkr.common.healthcheck URL [TIMEOUT_SECONDS]"
+_PLACEHOLDER = re.compile(r"\{([A-Z_][A-Z0-9_]*):([^{}]*)\}")
+
+
+def expand(url: str, environ: dict[str, str] | None = None) -> str:
+    """Replace each `{NAME:default}` with the environment variable NAME, else default."""
+    env = os.environ if environ is None else environ
+    return _PLACEHOLDER.sub(lambda m: env.get(m.group(1)) or m.group(2), url)
 
 
 def probe(url: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[bool, str]:
@@ -45,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             print(f"TIMEOUT must be a number of seconds, got {args[1]!r}\n{USAGE}", file=sys.stderr)
             return 2
-    healthy, reason = probe(args[0], timeout)
+    healthy, reason = probe(expand(args[0]), timeout)
     print(reason, file=sys.stderr)
     return 0 if healthy else 1
 
