@@ -83,6 +83,9 @@ def lint(session: nox.Session) -> None:
     if workflows:
         tools(session, "actionlint")
         session.run("actionlint", *workflows, external=True)
+    if files("charts/*/Chart.yaml"):
+        tools(session, "helm", "helm4", "kubeconform")
+        invoke(session, "charts.check")
 
 
 @nox.session(python=PYTHON)
@@ -115,15 +118,65 @@ def tools_session(session: nox.Session) -> None:
     invoke(session, "tools.status", "--names", names)
 
 
+# --- release ------------------------------------------------------------------------
+
+
+def release_args(posargs: list[str]) -> list[str]:
+    """`v1.2.3 --dry-run ...` -> `--version v1.2.3 --dry-run ...` for `invoke release`."""
+    # values of options that take one (--registry X, --cosign-key K, --github-repo R)
+    valued = {"--registry", "--cosign-key", "--github-repo"}
+    args: list[str] = []
+    rest = list(posargs)
+    while rest:
+        item = rest.pop(0)
+        if item in valued and rest:
+            args += [item, rest.pop(0)]
+        elif item.startswith("-"):
+            args.append(item)
+        else:
+            args += ["--version", item]
+    return args
+
+
+@nox.session(python=PYTHON)
+def release(session: nox.Session) -> None:
+    """Cut a release: `nox -s release -- v1.2.3 [--dry-run] [--prepare] [options]`.
+
+    Options: --registry HOST/PATH (default ghcr.io/colliery-io), --skip-github-release,
+    --cosign-key FILE (default keyless in GitHub Actions), --no-sign, --no-sbom,
+    --github-repo OWNER/NAME. See docs/releasing.md.
+    """
+    if not [a for a in session.posargs if not a.startswith("-")]:
+        session.error("give the version: nox -s release -- v1.2.3 [--dry-run]")
+    install(session)
+    args = release_args(list(session.posargs))
+    needed = ["helm"]
+    if "--no-sign" not in args and "--dry-run" not in args and "--prepare" not in args:
+        needed += ["cosign", "syft"]
+    if "--dry-run" not in args and "--prepare" not in args:
+        invoke(session, "system.install", "--features", "base,containers")
+    tools(session, *needed)
+    invoke(session, "release", *args)
+
+
+@nox.session(name="publish-dev", python=PYTHON)
+def publish_dev(session: nox.Session) -> None:
+    """Push a development build: `nox -s publish-dev -- [--registry HOST/PATH]`."""
+    install(session)
+    invoke(session, "system.install", "--features", "base,containers")
+    invoke(session, "release.dev", *session.posargs)
+
+
 # --- cluster: Kubernetes for tests and development (docs/kubernetes.md) -------------
 
-CLUSTER_COMMANDS = ("up", "down", "status")
+CLUSTER_COMMANDS = ("up", "down", "status", "bench")
 
 
 @nox.session(python=PYTHON)
 def cluster(session: nox.Session) -> None:
-    """Start, stop or inspect a local Kubernetes cluster: `nox -s cluster -- up|down|status
-    [--name NAME] [--provider local|kind]`. Builds the pinned binaries the first time."""
+    """Start, stop, inspect or measure a local Kubernetes cluster: `nox -s cluster --
+    up|down|status|bench [--name NAME] [--provider local|kind]`. Builds the pinned
+    binaries the first time."""
     if not session.posargs or session.posargs[0] not in CLUSTER_COMMANDS:
         session.error(
             f"say what to do: `nox -s cluster -- {'|'.join(CLUSTER_COMMANDS)} "
@@ -132,6 +185,48 @@ def cluster(session: nox.Session) -> None:
     install(session)
     command, *options = session.posargs
     invoke(session, f"cluster.{command}", *options)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Opt-in broker benchmark: simulated agents against a real broker and PostgreSQL.
+
+    Posargs go to `invoke broker.bench`, e.g. `nox -s bench -- --concurrency 64`.
+    Prints requests/s and p50/p90/p99 latency; results are recorded in docs/broker.md.
+    """
+    install(session)
+    invoke(session, "system.install", "--features", "postgres")
+    invoke(session, "broker.bench", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def up(session: nox.Session) -> None:
+    """Bring up a complete local Brokkr and apply a sample stack to it.
+
+    PostgreSQL, the broker, the local Kubernetes cluster (real control plane + kwok)
+    and an ACTIVE agent, as background processes tracked by PID files; prints where
+    the admin PAK is, the URLs and the next commands. `nox -s down` stops it all.
+    """
+    refuse_posargs(session)
+    install(session)
+    invoke(session, "system.install", "--features", "postgres")
+    invoke(session, "stack.up")
+
+
+@nox.session(python=PYTHON)
+def down(session: nox.Session) -> None:
+    """Stop everything `nox -s up` started and remove its state."""
+    refuse_posargs(session)
+    install(session)
+    invoke(session, "stack.down")
+
+
+@nox.session(name="agent-bench", python=PYTHON)
+def agent_bench(session: nox.Session) -> None:
+    """Measure the agent's apply latency and memory against a running `nox -s up` stack."""
+    refuse_posargs(session)
+    install(session)
+    invoke(session, "agent.bench")
 
 
 @nox.session(python=PYTHON)

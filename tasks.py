@@ -15,8 +15,24 @@ from invoke.collection import Collection
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from brokkr_dev import baseimages, cluster, containers, images, system, toolchain
+from brokkr_dev import (
+    agentbench,
+    baseimages,
+    bench,
+    charts,
+    cluster,
+    containers,
+    images,
+    localstack,
+    paths,
+    postgres,
+    system,
+    toolchain,
+)
+from brokkr_dev.cluster import bench as cluster_benchmark
 from brokkr_dev.cluster import pin
+from brokkr_dev.release import ReleaseError
+from brokkr_dev.release import run as release
 
 
 def _fail(exc: Exception) -> Exit:
@@ -59,6 +75,29 @@ def system_install(c, features=""):
         raise _fail(exc) from exc
 
 
+# --- broker: benchmark -----------------------------------------------------------
+
+
+@task(
+    help={
+        "agents": "registered agents in the database (default 10000)",
+        "concurrency": "simulated agents polling at once (default 32)",
+        "duration": "seconds of measurement after a 3 s warm-up (default 20)",
+        "pool_size": "broker database pool size per worker (default 10)",
+        "workers": "broker worker processes (default 1)",
+    }
+)
+def broker_bench(c, agents=10_000, concurrency=32, duration=20.0, pool_size=10, workers=1):  # noqa: PLR0917
+    """Benchmark agent traffic (heartbeat + target-state) on a throw-away PostgreSQL."""
+    bench.run(
+        registered=int(agents),
+        concurrency=int(concurrency),
+        duration=float(duration),
+        pool_size=int(pool_size),
+        workers=int(workers),
+    )
+
+
 # --- cluster: Kubernetes for tests and development (docs/kubernetes.md) -------------
 
 _CLUSTER_HELP = {
@@ -94,6 +133,20 @@ def cluster_status(c, provider="local", name=cluster.DEFAULT_NAME):
         raise _fail(exc) from exc
 
 
+@task(
+    help={
+        "runs": "clusters started (and restarts) to measure",
+        "settle": "seconds before memory is read",
+    }
+)
+def cluster_bench(c, runs=3, settle=30.0):
+    """Measure a local cluster: seconds to a Ready node (new and restarted), memory."""
+    try:
+        print(cluster_benchmark.run(int(runs), float(settle)).render())
+    except (cluster.ClusterError, TimeoutError) as exc:
+        raise _fail(exc) from exc
+
+
 @task()
 def cluster_pin(c):
     """Regenerate go/kubernetes/go.mod for the Kubernetes version in tools.toml."""
@@ -103,6 +156,72 @@ def cluster_pin(c):
     except (toolchain.ToolError, pin.PinError) as exc:
         raise _fail(exc) from exc
     print(f"go/kubernetes/go.mod now builds Kubernetes {version}")
+
+
+# --- charts: Helm charts (docs/charts.md) ------------------------------------------
+
+
+@task()
+def charts_generate(c):
+    """Regenerate each chart's values.schema.json and README values table from values.yaml."""
+    try:
+        for chart in charts.find_charts():
+            for path in charts.generate(chart):
+                print(f"updated {path.relative_to(charts.CHARTS_DIR.parent)}")
+    except charts.ChartError as exc:
+        raise _fail(exc) from exc
+
+
+@task()
+def charts_check(c):
+    """The chart gate: generated files, dead values, helm 3/4 lint, kubeconform, bad values."""
+    try:
+        charts.check_all()
+    except charts.ChartError as exc:
+        raise _fail(exc) from exc
+
+
+# --- stack: a complete local Brokkr; agent: its benchmark (issue 5) ----------------
+
+
+@task(help={"interval": "the agent's polling interval in seconds (default 2)"})
+def stack_up(c, interval=2.0):
+    """Start PostgreSQL, the broker, the local cluster and an ACTIVE agent; apply a sample stack."""
+    try:
+        info = localstack.up(options=localstack.Options(interval=float(interval)))
+    except (
+        localstack.StackError,
+        cluster.ClusterError,
+        postgres.PostgresError,
+        toolchain.ToolError,
+        TimeoutError,
+    ) as exc:
+        raise _fail(exc) from exc
+    print(localstack.summary(info))
+
+
+@task()
+def stack_down(c):
+    """Stop everything `stack.up` started (by PID) and remove its state in .local/stack/."""
+    try:
+        localstack.down()
+    except cluster.ClusterError as exc:
+        raise _fail(exc) from exc
+
+
+@task(
+    help={
+        "intervals": "comma-separated polling intervals in seconds (default 10,1)",
+        "runs": "deployment objects posted per interval (default 20)",
+    }
+)
+def agent_bench(c, intervals="10,1", runs=20):
+    """Time from posting a deployment object to its objects in the cluster, and agent memory."""
+    try:
+        results = agentbench.run([float(i) for i in _split(intervals)], int(runs))
+    except localstack.StackError as exc:
+        raise _fail(exc) from exc
+    print(agentbench.table(results))
 
 
 # --- images: broker and agent container images ------------------------------------
@@ -237,12 +356,117 @@ tools.add_task(tools_status, "status", default=True)
 system_ns = Collection("system")
 system_ns.add_task(system_install, "install", default=True)
 
+
+# --- release: tags, images, charts, signatures (src/brokkr_dev/release) -----------
+
+
+@task(
+    help={
+        "version": "the release version, vX.Y.Z or vX.Y.Z-PRERELEASE",
+        "dry_run": "print the whole plan and the preflight result; change nothing",
+        "prepare": "only stamp the versions, commit and tag (push the tag to release in CI)",
+        "registry": "image registry and path (default ghcr.io/colliery-io); charts go to <registry>/charts",
+        "skip_github_release": "do not create the GitHub release",
+        "cosign_key": "sign with this cosign key file (default: keyless OIDC in GitHub Actions)",
+        "sign": "sign and verify images and charts (--no-sign for a scratch registry)",
+        "sbom": "attach syft SBOM attestations to the images",
+        "github_repo": "owner/name of the GitHub repository",
+    }
+)
+def release_run(  # noqa: PLR0917 - one keyword option per CLI flag
+    c,
+    version="",
+    dry_run=False,
+    prepare=False,
+    registry="ghcr.io/colliery-io",
+    skip_github_release=False,
+    cosign_key="",
+    sign=True,
+    sbom=True,
+    github_repo="colliery-io/brokkr",
+):
+    """Release a version: stamp, build and push images and charts, sign, notes, GitHub release."""
+    if not version:
+        raise Exit("error: give the version, e.g. `invoke release --version v1.2.3`", code=2)
+    try:
+        options = release.options_from(
+            version,
+            registry=registry,
+            dry_run=dry_run,
+            github_release=not skip_github_release,
+            cosign_key=cosign_key or None,
+            sign=sign,
+            sbom=sbom and sign,
+            github_repo=github_repo,
+        )
+        if prepare:
+            release.prepare(options)
+        else:
+            release.release(options)
+    except ReleaseError as exc:
+        raise _fail(exc) from exc
+
+
+@task(help={"registry": "image registry and path, e.g. ghcr.io/colliery-io"})
+def release_dev(c, registry="ghcr.io/colliery-io"):
+    """Push a development build of both images as `sha-<7 hex>` and the branch name."""
+    try:
+        release.publish_dev(registry)
+    except ReleaseError as exc:
+        raise _fail(exc) from exc
+
+
+@task(help={"chart": "brokkr-broker or brokkr-agent"})
+def release_chart_patch(c, chart=""):
+    """Bump one chart's patch version for a chart-only fix, keeping its appVersion."""
+    try:
+        release.chart_patch(paths.REPO_ROOT, chart)
+    except ReleaseError as exc:
+        raise _fail(exc) from exc
+
+
+@task(
+    help={
+        "chart": "brokkr-broker or brokkr-agent",
+        "registry": "registry and path; the chart goes to <registry>/charts",
+        "cosign_key": "sign with this key file (default keyless in GitHub Actions)",
+        "sign": "sign and verify the chart",
+    }
+)
+def release_chart(c, chart="", registry="ghcr.io/colliery-io", cosign_key="", sign=True):
+    """Publish one chart at its current version (a chart-only fix); never overwrites."""
+    try:
+        release.release_chart(chart, registry, cosign_key=cosign_key or None, sign=sign)
+    except ReleaseError as exc:
+        raise _fail(exc) from exc
+
+
+release_ns = Collection("release")
+release_ns.add_task(release_run, "run", default=True)
+release_ns.add_task(release_dev, "dev")
+release_ns.add_task(release_chart_patch, "chart-patch")
+release_ns.add_task(release_chart, "chart")
+
+broker_ns = Collection("broker")
+broker_ns.add_task(broker_bench, "bench")
+
 cluster_ns = Collection("cluster")
 cluster_ns.add_task(cluster_up, "up")
 cluster_ns.add_task(cluster_down, "down")
 cluster_ns.add_task(cluster_status, "status", default=True)
 cluster_ns.add_task(cluster_pin, "pin")
+cluster_ns.add_task(cluster_bench, "bench")
 
+charts_ns = Collection("charts")
+charts_ns.add_task(charts_generate, "generate")
+charts_ns.add_task(charts_check, "check", default=True)
+
+stack_ns = Collection("stack")
+stack_ns.add_task(stack_up, "up")
+stack_ns.add_task(stack_down, "down")
+
+agent_ns = Collection("agent")
+agent_ns.add_task(agent_bench, "bench")
 
 images_ns = Collection("images")
 images_ns.add_task(images_build, "build", default=True)
@@ -252,4 +476,6 @@ images_ns.add_task(images_requirements, "requirements")
 images_ns.add_task(images_wheelhouse, "wheelhouse")
 images_ns.add_task(images_measure, "measure")
 
-namespace = Collection(tools, system_ns, cluster_ns, images_ns)
+namespace = Collection(
+    tools, system_ns, cluster_ns, broker_ns, charts_ns, stack_ns, agent_ns, release_ns, images_ns
+)

@@ -1,3 +1,9 @@
 """Shared pytest configuration; fixtures for real services live in tests/fixtures."""
 
-pytest_plugins = ["tests.fixtures.kube", "tests.fixtures.images"]
+pytest_plugins = [
+    "tests.fixtures.images",
+    "tests.fixtures.kube",
+    "tests.fixtures.postgres",
+    "tests.fixtures.registry",
+    "tests.fixtures.release",
+]

@@ -16,8 +16,9 @@ from collections.abc import Iterable
 FEATURES: dict[str, tuple[str, ...]] = {
     # python3-venv: the bootstrap venv; git: version stamps and release notes.
     "base": ("git", "python3-venv", "ca-certificates"),
-    # A real PostgreSQL for the broker's integration tests and `nox -s up`.
-    "postgres": ("postgresql", "postgresql-contrib"),
+    # A real PostgreSQL for the broker's integration tests and `nox -s up`;
+    # openssl makes the certificate authority of the broker's TLS tests.
+    "postgres": ("postgresql", "postgresql-contrib", "openssl"),
     # Container builds without a Docker engine, foreign architectures by emulation,
     # local base images, and a local OCI registry for release tests.
     "containers": (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev import paths, toolchain
+from brokkr_dev import toolchain
 from tests.fixtures.kube import KubeCluster
 from tests.k8s.conftest import condition
 
@@ -30,21 +30,13 @@ def test_api_server_reports_the_pinned_release(
     assert (version["major"], version["minor"]) == tuple(pinned.lstrip("v").split(".")[:2])
 
 
-def test_kubectl_lists_a_ready_node(
-    k8s_cluster: KubeCluster, manifest: dict[str, toolchain.Tool]
-) -> None:
-    toolchain.ensure(manifest["kubernetes"], log=lambda _: None)
-    kubectl = paths.BIN_DIR / "kubectl"
-    result = subprocess.run(
-        [str(kubectl), "get", "nodes", "--no-headers"],
-        env=k8s_cluster.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+def test_kubectl_lists_a_ready_node(k8s_cluster: KubeCluster) -> None:
+    result = k8s_cluster.kubectl("get", "nodes", "--no-headers")
     rows = [line.split() for line in result.stdout.splitlines()]
     assert any(row[1] == "Ready" for row in rows), result.stdout
+    version = k8s_cluster.kubectl("version", "--client", "-o", "json").stdout
+    pinned = toolchain.load_manifest()["kubernetes"].version
+    assert f'"gitVersion": "{pinned}"' in version
 
 
 def test_helm_install_wait_succeeds(

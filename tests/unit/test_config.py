@@ -94,3 +94,18 @@ def test_broken_config_file_is_a_clear_error(tmp_path: Path):
     config.write_text("[broker\n")
     with pytest.raises(ConfigError, match="not valid TOML/YAML"):
         load(Settings, {"BROKKR_CONFIG_FILE": str(config)})
+
+
+def test_a_missing_key_does_not_echo_its_section():
+    class Agent(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        url: str
+        pak: SecretStr
+
+    class AgentSettings(BaseModel):
+        agent: Agent
+
+    with pytest.raises(ConfigError) as caught:
+        load(AgentSettings, {"BROKKR__AGENT__PAK": "brokkr_secret_value"})
+    assert "BROKKR__AGENT__URL=<not set>: Field required" in str(caught.value)
+    assert "brokkr_secret_value" not in str(caught.value)

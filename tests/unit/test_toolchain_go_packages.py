@@ -28,6 +28,8 @@ def fake_binary(path: Path, version: str) -> None:
 @pytest.fixture
 def cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("BROKKR_CACHE_DIR", str(tmp_path / "cache"))
+    # Keep installed tools (bin/ is on PATH inside nox sessions) out of the lookup.
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
     return tmp_path / "cache" / "tools" / "kube" / "v1.36.3" / "bin"
 
 

@@ -37,7 +37,7 @@ class ConfigError(ValueError):
 
 
 def env_name(path: tuple[str, ...]) -> str:
-    """The environment variable that sets a nested key: ('database', 'url') -> BROKKR__DATABASE__URL."""
+    """The variable that sets a nested key: ('database', 'url') -> BROKKR__DATABASE__URL."""
     return ENV_PREFIX + "__".join(part.upper() for part in path)
 
 
@@ -189,6 +189,10 @@ def _describe(exc: ValidationError, model: type[BaseModel]) -> str:
     lines = []
     for error in exc.errors():
         loc = tuple(str(p) for p in error["loc"] if not isinstance(p, int))
+        if error["type"] == "missing":
+            # The input of a missing key is its parent section, which may hold secrets.
+            lines.append(f"{env_name(loc)}=<not set>: {error['msg']}")
+            continue
         shown = "<hidden>" if _is_secret(model, loc) else repr(error.get("input"))
         lines.append(f"{env_name(loc)}={shown}: {error['msg']}")
     return "invalid configuration:\n  " + "\n  ".join(lines)

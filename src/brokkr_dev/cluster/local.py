@@ -78,15 +78,23 @@ class LocalProvider:
         binaries = ensure_binaries(self.log)
         self.dir.create()
         self.dir.provider_file.write_text(self.provider + "\n")
-        chosen = ports.allocate(flags.PORT_NAMES)
-        ports.save(self.dir.ports_file, chosen)
         pki = certs.ensure_pki(self.dir.certs)
-        self._write_configs(pki, chosen)
-        try:
-            self._start_all(binaries, pki, chosen)
-        except BaseException:
-            self.down()
-            raise
+        for attempt in (1, 2):
+            chosen = ports.allocate(flags.PORT_NAMES)
+            ports.save(self.dir.ports_file, chosen)
+            self._write_configs(pki, chosen)
+            try:
+                self._start_all(binaries, pki, chosen)
+                break
+            except ClusterError as exc:
+                self.down()
+                # Another program may take a port between choosing and binding it.
+                if attempt == 2 or "address already in use" not in str(exc):
+                    raise
+                self.log(f"a port was taken meanwhile ({exc}); retrying with new ports")
+            except BaseException:
+                self.down()
+                raise
         elapsed = time.monotonic() - started
         self.log(f"cluster {self.name} is up in {elapsed:.1f} s")
         self.log(f"kubeconfig: {self.kubeconfig}")
@@ -232,7 +240,16 @@ def ensure_binaries(log: Log = print) -> flags.Binaries:
     """Build or find the pinned binaries (cached per version; instant the second time)."""
     manifest = toolchain.load_manifest()
     try:
-        apiserver = toolchain.ensure(manifest["kubernetes"], log=log)
+        kubernetes = manifest["kubernetes"]
+        if (
+            toolchain.status(kubernetes).status != "ok"
+            and not toolchain.cache_root(kubernetes).exists()
+        ):
+            log(
+                f"building Kubernetes {kubernetes.version} from source: about 10 CPU-minutes "
+                "(7-8 min on two idle cores), once per machine; see docs/kubernetes.md"
+            )
+        apiserver = toolchain.ensure(kubernetes, log=log)
         etcd = toolchain.ensure(manifest["etcd"], log=log)
         kwok = toolchain.ensure(manifest["kwok"], log=log)
     except KeyError as exc:

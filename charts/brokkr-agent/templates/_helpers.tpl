@@ -1,0 +1,103 @@
+{{/* Names, labels and shared fragments of the brokkr-agent chart. */}}
+
+{{- define "brokkr-agent.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "brokkr-agent.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "brokkr-agent.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "brokkr-agent.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: brokkr
+{{- end }}
+
+{{- define "brokkr-agent.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "brokkr-agent.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: agent
+{{- end }}
+
+{{- define "brokkr-agent.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "brokkr-agent.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+An image reference. Call with (dict "image" .Values.image "global" .Values.global "default" .Chart.AppVersion).
+global.imageRegistry replaces the registry; a digest pins the image and wins over the tag.
+*/}}
+{{- define "brokkr-agent.image" -}}
+{{- $registry := .global.imageRegistry | default .image.registry }}
+{{- $repo := .image.repository }}
+{{- if $registry }}{{ $repo = printf "%s/%s" $registry $repo }}{{ end }}
+{{- if .image.digest }}
+{{- printf "%s@%s" $repo .image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo (.image.tag | default .default | toString) }}
+{{- end }}
+{{- end }}
+
+{{- define "brokkr-agent.imagePullSecrets" -}}
+{{- $names := concat .Values.imagePullSecrets .Values.global.imagePullSecrets | uniq }}
+{{- if $names -}}
+imagePullSecrets:
+{{- range $names }}
+  - name: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "brokkr-agent.pakSecretName" -}}
+{{- .Values.pak.existingSecret | default (printf "%s-pak" (include "brokkr-agent.fullname" .)) }}
+{{- end }}
+
+{{/* The namespace the agent manages in namespace scope. */}}
+{{- define "brokkr-agent.watchNamespace" -}}
+{{- .Values.rbac.watchNamespace | default .Release.Namespace }}
+{{- end }}
+
+{{/* Required values and unsafe combinations fail rendering with the fix. */}}
+{{- define "brokkr-agent.validate" -}}
+{{- if not .Values.broker.url }}
+{{- fail "broker.url is required: the broker's URL, e.g. --set broker.url=https://brokkr.example.com" }}
+{{- end }}
+{{- if not .Values.agent.name }}
+{{- fail "agent.name is required: the agent's name as registered at the broker, e.g. --set agent.name=prod-eu-1" }}
+{{- end }}
+{{- if not .Values.agent.clusterName }}
+{{- fail "agent.clusterName is required: the name of this cluster, e.g. --set agent.clusterName=prod-eu" }}
+{{- end }}
+{{- if and (not .Values.pak.value) (not .Values.pak.existingSecret) }}
+{{- fail "a PAK source is required: set pak.existingSecret (a Secret with key pak.key holding the agent's PAK) or pak.value" }}
+{{- end }}
+{{- if eq .Values.pak.value "brokkr_BR3rVsDa_GK3QN7CDUzYc6iKgMkJ98M2WSimM5t6U8" }}
+{{- fail "pak.value is the publicly known test PAK; create an agent at the broker and use the PAK it returns" }}
+{{- end }}
+{{- if not .Values.rbac.allowWildcardAccess }}
+{{- range .Values.rbac.managedResources }}
+{{- if or (has "*" .resources) (has "*" .apiGroups) }}
+{{- fail "rbac.managedResources contains \"*\"; list the kinds explicitly, or set rbac.allowWildcardAccess=true if you really want the agent to manage everything" }}
+{{- end }}
+{{- end }}
+{{- if has "*" .Values.rbac.managedVerbs }}
+{{- fail "rbac.managedVerbs contains \"*\"; list the verbs explicitly, or set rbac.allowWildcardAccess=true" }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,175 @@
+{{/* Names, labels and shared fragments of the brokkr-broker chart. */}}
+
+{{- define "brokkr-broker.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "brokkr-broker.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "brokkr-broker.postgresql.fullname" -}}
+{{- printf "%s-postgresql" (include "brokkr-broker.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "brokkr-broker.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "brokkr-broker.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: brokkr
+{{- end }}
+
+{{- define "brokkr-broker.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "brokkr-broker.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: broker
+{{- end }}
+
+{{- define "brokkr-broker.postgresql.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "brokkr-broker.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: postgresql
+{{- end }}
+
+{{- define "brokkr-broker.postgresql.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "brokkr-broker.postgresql.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: brokkr
+{{- end }}
+
+{{- define "brokkr-broker.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "brokkr-broker.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+An image reference. Call with (dict "image" .Values.image "global" .Values.global "default" .Chart.AppVersion).
+global.imageRegistry replaces the registry; a digest pins the image and wins over the tag.
+*/}}
+{{- define "brokkr-broker.image" -}}
+{{- $registry := .global.imageRegistry | default .image.registry }}
+{{- $repo := .image.repository }}
+{{- if $registry }}{{ $repo = printf "%s/%s" $registry $repo }}{{ end }}
+{{- if .image.digest }}
+{{- printf "%s@%s" $repo .image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo (.image.tag | default .default | toString) }}
+{{- end }}
+{{- end }}
+
+{{- define "brokkr-broker.imagePullSecrets" -}}
+{{- $names := concat .Values.imagePullSecrets .Values.global.imagePullSecrets | uniq }}
+{{- if $names -}}
+imagePullSecrets:
+{{- range $names }}
+  - name: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The public test-vector admin PAK's hash: never accepted as the result of an install. */}}
+{{- define "brokkr-broker.publicPakHash" -}}
+4c697273df3d764cba950bb5c04368097685f09259f5bd880d892cf1ff9f4cdd
+{{- end }}
+
+{{- define "brokkr-broker.adminSecretName" -}}
+{{- .Values.admin.pak.existingSecret | default (printf "%s-admin" (include "brokkr-broker.fullname" .)) }}
+{{- end }}
+
+{{/*
+The admin PAK and its hash, as a dict {pak, hash}: reused from the Secret of an
+earlier install (lookup), or minted now. Format brokkr_<8 base62>_<24 base62>; the
+hash is lowercase hex SHA-256 of the long part.
+*/}}
+{{- define "brokkr-broker.adminPak" -}}
+{{- $name := printf "%s-admin" (include "brokkr-broker.fullname" .) }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace $name }}
+{{- $pak := "" }}
+{{- if and $existing $existing.data (hasKey $existing.data "pak") }}
+{{- $pak = index $existing.data "pak" | b64dec }}
+{{- else }}
+{{- $pak = printf "brokkr_%s_%s" (randAlphaNum 8) (randAlphaNum 24) }}
+{{- end }}
+{{- $hash := splitList "_" $pak | last | sha256sum }}
+{{- if eq $hash (include "brokkr-broker.publicPakHash" .) }}
+{{- fail "the admin PAK is the publicly known test PAK; delete the Secret <release>-brokkr-broker-admin so that the chart mints a new one" }}
+{{- end }}
+{{- dict "pak" $pak "hash" $hash | toJson }}
+{{- end }}
+
+{{/* Name of the Secret with the bundled PostgreSQL password. */}}
+{{- define "brokkr-broker.postgresql.secretName" -}}
+{{- .Values.postgresql.auth.existingSecret | default (include "brokkr-broker.postgresql.fullname" .) }}
+{{- end }}
+
+{{/* The bundled PostgreSQL password: reused from an earlier install, or random. */}}
+{{- define "brokkr-broker.postgresql.password" -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "brokkr-broker.postgresql.fullname" .) }}
+{{- if and $existing $existing.data (hasKey $existing.data "password") }}
+{{- index $existing.data "password" | b64dec }}
+{{- else }}
+{{- randAlphaNum 32 }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret and key that hold the database password or URL, as "name key". */}}
+{{- define "brokkr-broker.database.secretRef" -}}
+{{- $db := .Values.database }}
+{{- if eq $db.mode "bundled" }}
+{{- printf "%s %s" (include "brokkr-broker.postgresql.secretName" .) .Values.postgresql.auth.passwordKey }}
+{{- else if eq $db.mode "external" }}
+{{- if $db.external.existingSecret }}
+{{- printf "%s %s" $db.external.existingSecret $db.external.passwordKey }}
+{{- else }}
+{{- printf "%s-database password" (include "brokkr-broker.fullname" .) }}
+{{- end }}
+{{- else }}
+{{- printf "%s %s" $db.url.existingSecret $db.url.key }}
+{{- end }}
+{{- end }}
+
+{{/* Fail early, with the fix, on value combinations the schema cannot express. */}}
+{{- define "brokkr-broker.validate" -}}
+{{- $db := .Values.database }}
+{{- if and (eq $db.mode "external") (not $db.external.host) }}
+{{- fail "database.mode=external needs database.external.host (and a password or database.external.existingSecret)" }}
+{{- end }}
+{{- if and (eq $db.mode "external") (not $db.external.password) (not $db.external.existingSecret) }}
+{{- fail "database.mode=external needs database.external.existingSecret (preferred) or database.external.password" }}
+{{- end }}
+{{- if and (eq $db.mode "url") (not $db.url.existingSecret) }}
+{{- fail "database.mode=url needs database.url.existingSecret: a Secret whose key database.url.key holds the PostgreSQL URL" }}
+{{- end }}
+{{- if and .Values.tls.enabled (not .Values.tls.existingSecret) (not .Values.tls.certManager.enabled) }}
+{{- fail "tls.enabled needs tls.existingSecret (a kubernetes.io/tls Secret) or tls.certManager.enabled=true" }}
+{{- end }}
+{{- if and .Values.tls.certManager.enabled (not .Values.tls.certManager.issuerRef.name) }}
+{{- fail "tls.certManager.enabled needs tls.certManager.issuerRef.name" }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
+{{- fail "autoscaling.maxReplicas must be >= autoscaling.minReplicas" }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the Secret with the TLS certificate served by the broker. */}}
+{{- define "brokkr-broker.tlsSecretName" -}}
+{{- if .Values.tls.certManager.enabled }}
+{{- printf "%s-tls" (include "brokkr-broker.fullname" .) }}
+{{- else }}
+{{- .Values.tls.existingSecret }}
+{{- end }}
+{{- end }}

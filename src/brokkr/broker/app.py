@@ -1,0 +1,91 @@
+"""The ASGI application: routes, error bodies, metrics, health and the pool lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+
+from brokkr.broker.db.pool import make_pool
+from brokkr.broker.errors import ApiError
+from brokkr.broker.health import HealthState, health, healthz, readyz
+from brokkr.broker.http import API_PREFIX, api_route, error_response, json_response
+from brokkr.broker.metrics import Metrics, MetricsMiddleware, metrics_endpoint
+from brokkr.broker.openapi import openapi_endpoint
+from brokkr.broker.routes import api_routes
+from brokkr.broker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, ApiError):  # pragma: no cover - registered for ApiError only
+        raise exc
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, HTTPException):  # pragma: no cover - registered for HTTPException
+        raise exc
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    message = {
+        404: f"no such endpoint: {request.url.path}",
+        405: f"method {request.method} is not allowed on {request.url.path}",
+    }.get(exc.status_code, str(exc.detail))
+    return json_response(
+        {"code": codes.get(exc.status_code, "http_error"), "message": message}, exc.status_code
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return json_response({"code": "internal_error", "message": "internal server error"}, 500)
+
+
+def create_app(settings: Settings, warnings: list[str] | None = None) -> Starlette:
+    """Build the broker app; the database must already be migrated and bootstrapped."""
+    pool = make_pool(settings.database)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await pool.open(wait=False)
+        log.info("database pool opened for %s", settings.database.describe())
+        try:
+            yield
+        finally:
+            await pool.close()
+            log.info("database pool closed")
+
+    plain = [
+        api_route("/healthz", healthz, ["GET"], prefix=""),
+        api_route("/readyz", readyz, ["GET"], prefix=""),
+        api_route("/health", health, ["GET"], prefix=""),
+        api_route("/metrics", metrics_endpoint, ["GET"], prefix=""),
+        api_route("/docs/openapi.json", openapi_endpoint, ["GET"], prefix=""),
+    ]
+    app = Starlette(
+        routes=[*plain, Mount(API_PREFIX, routes=api_routes())],
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.pool = pool
+    app.state.metrics = metrics
+    app.state.max_body_bytes = settings.broker.max_body_bytes
+    app.state.health = HealthState(
+        settings.broker.readiness_timeout, settings.broker.readiness_cache_seconds
+    )
+    app.state.health.warnings.extend(warnings or [])
+    return app

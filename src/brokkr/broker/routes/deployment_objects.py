@@ -1,0 +1,149 @@
+"""Deployment objects: immutable, versioned snapshots of a stack's multi-document YAML."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+from uuid import UUID
+
+import yaml
+from psycopg import AsyncConnection
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from brokkr.broker.access import owned_stack
+from brokkr.broker.context import authed
+from brokkr.broker.errors import ApiError, bad_request, forbidden
+from brokkr.broker.http import api_route, json_response, parse, path_uuid, read_body
+from brokkr.broker.queries import ASSOCIATED_STACK_IDS, DEPLOYMENT_OBJECT, live, many, one
+from brokkr.broker.schemas import CreateDeploymentObjectRequest
+
+_YAML_TYPES = ("yaml", "text/plain")
+
+
+def check_yaml(content: str, *, deletion_marker: bool) -> None:
+    """400 unless `content` is YAML of Kubernetes objects (may be empty for a marker)."""
+    try:
+        documents = [d for d in yaml.safe_load_all(content) if d is not None]
+    except yaml.YAMLError as exc:
+        raise bad_request("invalid_yaml", f"yaml_content is not valid YAML: {exc}") from None
+    if not documents:
+        if deletion_marker:
+            return
+        raise bad_request(
+            "empty_yaml",
+            "yaml_content holds no Kubernetes object; send at least one document "
+            "(or set is_deletion_marker to remove the stack's objects)",
+        )
+    for index, document in enumerate(documents):
+        if (
+            not isinstance(document, dict)
+            or not isinstance(document.get("apiVersion"), str)
+            or (not isinstance(document.get("kind"), str))
+        ):
+            raise bad_request(
+                "invalid_yaml",
+                f"document {index + 1} of yaml_content is not a Kubernetes object "
+                "(a mapping with string apiVersion and kind)",
+                {"document": index + 1},
+            )
+
+
+async def insert_deployment_object(
+    conn: AsyncConnection[dict], stack_id: UUID, content: str, *, deletion_marker: bool
+) -> dict[str, Any]:
+    """Append a new snapshot with its SHA-256 checksum and the next global sequence."""
+    checksum = hashlib.sha256(content.encode()).hexdigest()
+    row = await one(
+        conn,
+        "INSERT INTO deployment_objects (stack_id, yaml_content, yaml_checksum,"
+        f" is_deletion_marker) VALUES (%s, %s, %s, %s) RETURNING {DEPLOYMENT_OBJECT}",
+        (stack_id, content, checksum, deletion_marker),
+    )
+    if row is None:
+        raise RuntimeError("INSERT ... RETURNING gave no row")
+    return row
+
+
+def _flag(raw: str | None) -> bool:
+    if raw is None:
+        return False
+    lowered = raw.lower()
+    if lowered in {"true", "1", "yes"}:
+        return True
+    if lowered in {"false", "0", "no", ""}:
+        return False
+    raise bad_request("invalid_query", f"deletion_marker must be true or false, got {raw!r}")
+
+
+async def create(request: Request) -> Response:
+    """Accept JSON {yaml_content, is_deletion_marker} or a raw YAML body."""
+    stack_id = path_uuid(request)
+    raw = await read_body(request)
+    content_type = request.headers.get("content-type", "").lower()
+    async with authed(request) as (conn, who):
+        await owned_stack(conn, who, stack_id)
+        as_json = "json" in content_type or (not content_type and raw.lstrip()[:1] == b"{")
+        if as_json:
+            body = parse(raw, CreateDeploymentObjectRequest)
+            content, marker = body.yaml_content, body.is_deletion_marker
+        elif any(kind in content_type for kind in _YAML_TYPES) or not content_type:
+            try:
+                content = raw.decode()
+            except UnicodeDecodeError:
+                raise bad_request("invalid_yaml", "the YAML body is not UTF-8 text") from None
+            marker = _flag(request.query_params.get("deletion_marker"))
+        else:
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"Content-Type {content_type!r} is not supported; "
+                "send application/json or application/yaml",
+            )
+        check_yaml(content, deletion_marker=marker)
+        row = await insert_deployment_object(conn, stack_id, content, deletion_marker=marker)
+    return json_response(row, 201)
+
+
+async def list_for_stack(request: Request) -> Response:
+    stack_id = path_uuid(request)
+    async with authed(request) as (conn, who):
+        await owned_stack(conn, who, stack_id)
+        rows = await many(
+            conn,
+            f"SELECT {DEPLOYMENT_OBJECT} FROM deployment_objects"
+            " WHERE stack_id = %s AND deleted_at IS NULL ORDER BY sequence_id",
+            (stack_id,),
+        )
+    return json_response(rows)
+
+
+async def get_one(request: Request) -> Response:
+    """Admin, the generator owning the stack, or an agent the stack is meant for."""
+    object_id = path_uuid(request)
+    async with authed(request) as (conn, who):
+        row = await live(conn, "deployment_object", DEPLOYMENT_OBJECT, object_id)
+        if who.generator:
+            owner = await one(
+                conn, "SELECT generator_id FROM stacks WHERE id = %s", (row["stack_id"],)
+            )
+            if owner is None or owner["generator_id"] != who.generator:
+                raise forbidden("this deployment object belongs to another generator's stack")
+        elif who.agent:
+            allowed = await one(
+                conn,
+                f"SELECT 1 AS ok WHERE %(stack)s IN ({ASSOCIATED_STACK_IDS})",
+                {"stack": row["stack_id"], "agent": who.agent},
+            )
+            if allowed is None:
+                raise forbidden("this deployment object's stack is not targeted at this agent")
+    return json_response(row)
+
+
+def routes() -> list[Route]:
+    return [
+        api_route("/stacks/{id}/deployment-objects", list_for_stack, ["GET"]),
+        api_route("/stacks/{id}/deployment-objects", create, ["POST"]),
+        api_route("/deployment-objects/{id}", get_one, ["GET"]),
+    ]

@@ -1,0 +1,21 @@
+"""Release automation: one version tag gives signed multi-arch images and OCI charts.
+
+Modules, each a small step with a clear interface:
+
+- `version`: parse and validate `vX.Y.Z[-pre]`;
+- `tags`: the pure tag fan-out rules (which registry tags a release creates or moves);
+- `stamp`: write the version into pyproject.toml and the charts;
+- `registry`: the OCI distribution HTTP API (list tags, read and copy manifests);
+- `plan`: what a release will do, printed in full by `--dry-run`;
+- `preflight`: refuse a release that cannot or must not run, with the reason;
+- `notes`: release notes from git history;
+- `signing`: cosign signatures and syft SBOMs;
+- `github`: the GitHub release through the REST API;
+- `pipeline`: the resumable steps that publish everything.
+"""
+
+from __future__ import annotations
+
+
+class ReleaseError(RuntimeError):
+    """A release cannot go on; the message names the problem and the fix."""

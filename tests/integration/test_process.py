@@ -1,0 +1,200 @@
+"""The broker as a real process: SIGTERM drain, database outage, admin bootstrap."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+from pathlib import Path
+
+import httpx
+import pytest
+
+from brokkr.broker import pak
+from brokkr_dev.postgres import PostgresServer, remove, temporary_server
+from tests.integration.broker import BrokerProcess
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+def env_for(database_url: str, **extra: str) -> dict[str, str]:
+    return {"BROKKR__DATABASE__URL": database_url, "BROKKR__LOG__FORMAT": "json", **extra}
+
+
+def test_sigterm_marks_not_ready_finishes_in_flight_request_and_exits_zero(
+    database_url: str, tmp_path: Path
+):
+    admin = pak.generate()
+    broker = BrokerProcess(
+        env_for(
+            database_url,
+            BROKKR__BROKER__PAK_HASH=admin.hash,
+            BROKKR__BROKER__SHUTDOWN_DELAY="3",
+            BROKKR__BROKER__DRAIN_TIMEOUT="20",
+        )
+    )
+    broker.start(tmp_path / "broker.log")
+    try:
+        assert httpx.get(broker.url + "/readyz").status_code == 200
+        body = b'{"name": "in-flight"}'
+        request = (
+            f"POST /api/v1/generators HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: {admin.pak}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", broker.port), timeout=30) as sock:
+            sock.sendall(request + body[:5])  # the request is now in flight
+            assert broker.process is not None
+            broker.process.send_signal(15)
+            broker.wait_until(
+                lambda: httpx.get(broker.url + "/readyz").status_code == 503,
+                5,
+                "/readyz to turn 503 after SIGTERM",
+            )
+            sock.sendall(body[5:])
+            reply = sock.recv(65536).decode()
+        assert reply.startswith("HTTP/1.1 201"), reply
+        assert broker.process.wait(30) == 0
+        assert "shutdown complete" in broker.log()
+    finally:
+        broker.kill()
+
+
+@pytest.fixture
+def own_postgres() -> PostgresServer:
+    server = temporary_server()
+    server.start()
+    server.psql("CREATE DATABASE brokkr")
+    yield server
+    remove(server)
+
+
+def test_database_outage_is_503_and_recovers_without_restart(
+    own_postgres: PostgresServer, tmp_path: Path
+):
+    admin = pak.generate()
+    broker = BrokerProcess(
+        env_for(
+            own_postgres.dsn("brokkr"),
+            BROKKR__BROKER__PAK_HASH=admin.hash,
+            BROKKR__DATABASE__POOL_TIMEOUT="1",
+        )
+    )
+    broker.start(tmp_path / "broker.log")
+    headers = {"Authorization": admin.pak}
+    try:
+        assert httpx.get(broker.url + "/api/v1/agents", headers=headers).status_code == 200
+        own_postgres.stop()
+
+        assert httpx.get(broker.url + "/healthz", timeout=2).status_code == 200
+        broker.wait_until(
+            lambda: httpx.get(broker.url + "/readyz", timeout=5).status_code == 503,
+            5,
+            "/readyz to report the outage",
+        )
+        ready = httpx.get(broker.url + "/readyz", timeout=5)
+        assert "database unreachable" in ready.json()["reason"]
+        api = httpx.get(broker.url + "/api/v1/agents", headers=headers, timeout=5)
+        assert api.status_code == 503
+        assert api.json()["code"] == "service_unavailable"
+        assert httpx.get(broker.url + "/health", timeout=5).json()["database"]["status"] == (
+            "unreachable"
+        )
+
+        own_postgres.start()
+        broker.wait_until(
+            lambda: httpx.get(broker.url + "/readyz", timeout=5).status_code == 200,
+            30,
+            "/readyz to recover",
+        )
+        broker.wait_until(
+            lambda: (
+                httpx.get(broker.url + "/api/v1/agents", headers=headers, timeout=5).status_code
+                == 200
+            ),
+            30,
+            "the API to recover",
+        )
+        assert broker.process is not None and broker.process.poll() is None
+    finally:
+        broker.kill()
+
+
+def test_public_default_admin_hash_is_refused(database_url: str, tmp_path: Path):
+    broker = BrokerProcess(env_for(database_url, BROKKR__BROKER__PAK_HASH=pak.PUBLIC_DEFAULT_HASH))
+    broker.start(tmp_path / "broker.log", wait=False)
+    assert broker.process is not None
+    assert broker.process.wait(30) == 1
+    assert "publicly known default" in broker.log()
+    assert "ALLOW_INSECURE_DEFAULT_PAK" in broker.log()
+
+
+def test_public_default_admin_hash_allowed_for_development_warns(database_url: str, tmp_path: Path):
+    broker = BrokerProcess(
+        env_for(
+            database_url,
+            BROKKR__BROKER__PAK_HASH=pak.PUBLIC_DEFAULT_HASH,
+            BROKKR__BROKER__ALLOW_INSECURE_DEFAULT_PAK="true",
+        )
+    )
+    broker.start(tmp_path / "broker.log")
+    try:
+        health = httpx.get(broker.url + "/health").json()
+        assert health["status"] == "degraded"
+        assert any("publicly known default" in w for w in health["warnings"])
+        assert "publicly known default" in broker.log()
+        who = httpx.post(
+            broker.url + "/api/v1/auth/pak", headers={"Authorization": pak.PUBLIC_DEFAULT_PAK}
+        )
+        assert who.json()["admin"] is True
+    finally:
+        broker.kill()
+
+
+def test_first_start_mints_admin_pak_into_a_private_file_and_never_logs_it(
+    database_url: str, tmp_path: Path
+):
+    pak_file = tmp_path / "secrets" / "admin.pak"
+    broker = BrokerProcess(
+        env_for(
+            database_url, BROKKR__BROKER__ADMIN_PAK_FILE=str(pak_file), BROKKR__LOG__LEVEL="debug"
+        )
+    )
+    broker.start(tmp_path / "broker.log")
+    try:
+        assert stat.S_IMODE(os.stat(pak_file).st_mode) == 0o600
+        minted = pak_file.read_text().strip()
+        who = httpx.post(broker.url + "/api/v1/auth/pak", headers={"Authorization": minted})
+        assert who.status_code == 200 and who.json()["admin"] is True
+        assert str(pak_file) in broker.log()
+        assert minted not in broker.log()
+        lines = broker.log().splitlines()
+        assert lines and all(json.loads(line)["level"] for line in lines)
+        assert pak.long_part(minted) not in broker.log()
+    finally:
+        broker.kill()
+
+
+def test_no_admin_hash_and_no_pak_file_is_a_clear_error(database_url: str, tmp_path: Path):
+    broker = BrokerProcess(env_for(database_url))
+    broker.start(tmp_path / "broker.log", wait=False)
+    assert broker.process is not None
+    assert broker.process.wait(30) == 1
+    assert "BROKKR__BROKER__ADMIN_PAK_FILE" in broker.log()
+
+
+def test_workers_share_the_port_and_stop_together(database_url: str, tmp_path: Path):
+    admin = pak.generate()
+    broker = BrokerProcess(
+        env_for(database_url, BROKKR__BROKER__PAK_HASH=admin.hash, BROKKR__BROKER__WORKERS="2")
+    )
+    broker.start(tmp_path / "broker.log")
+    try:
+        for _ in range(10):
+            reply = httpx.get(broker.url + "/api/v1/agents", headers={"Authorization": admin.pak})
+            assert reply.status_code == 200
+        assert "started 2 workers" in broker.log()
+        assert broker.terminate() == 0
+    finally:
+        broker.kill()

@@ -1,0 +1,116 @@
+"""Backoff, metrics text, /health document and kubeconfig reading (no services needed)."""
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+import requests
+
+from brokkr.agent.broker_client import describe
+from brokkr.agent.kube import KubeConfigError, Resource, from_kubeconfig
+from brokkr.agent.service import backoff
+from brokkr.agent.state import AgentState
+
+
+def test_backoff_grows_with_jitter_and_stays_under_the_cap():
+    for failures in range(1, 12):
+        delay = backoff(failures, 10.0, 300.0)
+        ceiling = min(300.0, 10.0 * 2 ** (failures - 1))
+        assert ceiling / 2 <= delay <= ceiling
+    assert len({backoff(3, 10.0, 300.0) for _ in range(20)}) > 1
+
+
+def test_metrics_render_counters_and_summaries():
+    state = AgentState()
+    state.metrics.inc("brokkr_agent_polls_total", result="success")
+    state.metrics.inc("brokkr_agent_polls_total", result="success")
+    state.metrics.observe("brokkr_agent_poll_duration_seconds", 0.5)
+    text = state.metrics_text()
+    assert 'brokkr_agent_polls_total{result="success"} 2' in text
+    assert "brokkr_agent_poll_duration_seconds_count 1" in text
+    assert "# TYPE brokkr_agent_uptime_seconds gauge" in text
+
+
+def test_health_document_shape_and_status():
+    state = AgentState()
+    assert state.snapshot()["status"] == "starting"
+    state.update(
+        phase="running", kube_connected=True, broker_connected=True, agent={"status": "ACTIVE"}
+    )
+    doc = json.loads(json.dumps(state.snapshot()))
+    assert doc["status"] == "healthy"
+    assert set(doc) >= {"status", "version", "uptime_seconds", "timestamp", "kubernetes", "broker"}
+    assert set(doc["broker"]) == {"connected", "last_heartbeat", "last_successful_poll", "error"}
+    state.update(broker_connected=False)
+    assert state.snapshot()["status"] == "degraded"
+
+
+def test_resource_paths():
+    cm = Resource("", "v1", "configmaps", "ConfigMap", True)
+    crd = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CRD", False)
+    assert cm.path("demo", "c") == "/api/v1/namespaces/demo/configmaps/c"
+    assert cm.path() == "/api/v1/configmaps"
+    assert crd.path("", "x") == "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/x"
+
+
+def _kubeconfig(tmp_path: Path, user: dict) -> Path:
+    path = tmp_path / "config"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "local",
+                "contexts": [{"name": "local", "context": {"cluster": "c", "user": "u"}}],
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {
+                            "server": "https://127.0.0.1:6443/",
+                            "certificate-authority-data": base64.b64encode(b"CA").decode(),
+                        },
+                    }
+                ],
+                "users": [{"name": "u", "user": user}],
+            }
+        )
+    )
+    return path
+
+
+def test_kubeconfig_with_inline_client_certificate(tmp_path: Path):
+    data = {
+        "client-certificate-data": base64.b64encode(b"CERT").decode(),
+        "client-key-data": base64.b64encode(b"KEY").decode(),
+    }
+    access = from_kubeconfig(_kubeconfig(tmp_path, data))
+    assert access.server == "https://127.0.0.1:6443"
+    assert isinstance(access.verify, str) and Path(access.verify).read_bytes() == b"CA"
+    assert access.cert is not None
+    assert Path(access.cert[1]).read_bytes() == b"KEY"
+    assert Path(access.cert[1]).stat().st_mode & 0o077 == 0
+    assert access.token() is None
+
+
+def test_kubeconfig_with_token_and_a_missing_context(tmp_path: Path):
+    access = from_kubeconfig(_kubeconfig(tmp_path, {"token": "t0k"}))
+    assert access.token() == "t0k"
+    broken = tmp_path / "broken"
+    broken.write_text("current-context: nope\ncontexts: []\n")
+    with pytest.raises(KubeConfigError, match="no context named 'nope'"):
+        from_kubeconfig(broken)
+
+
+def test_request_failures_are_described_in_one_line():
+    refused = requests.ConnectionError(
+        "HTTPConnectionPool(host='h', port=1): Max retries exceeded (Caused by "
+        'NewConnectionError("...: Failed to establish a new connection: [Errno 111] Connection refused"))'
+    )
+    assert describe(refused) == "[Errno 111] Connection refused"
+    tls = requests.exceptions.SSLError(
+        "... SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify "
+        "failed: self-signed certificate (_ssl.c:1006)')"
+    )
+    assert describe(tls) == "certificate verify failed: self-signed certificate"
+    assert describe(requests.ReadTimeout()) == "timed out"

@@ -1,0 +1,43 @@
+"""The local stack's pure parts: port choice, sample stack, summary text."""
+
+import socket
+
+import yaml
+
+from brokkr_dev import localstack
+
+
+def test_preferred_port_unless_taken():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        assert localstack.port_or_free(taken) != taken
+    free = localstack.port_or_free(0)
+    assert localstack.port_or_free(free) == free
+
+
+def test_sample_stack_has_the_objects_up_waits_for():
+    documents = list(yaml.safe_load_all(localstack.SAMPLE_STACK))
+    kinds = {d["kind"] for d in documents}
+    assert kinds == {"Namespace", "ConfigMap", "Deployment", "Service"}
+    assert len(localstack.SAMPLE_OBJECTS) == 3
+
+
+def test_summary_names_the_pak_file_urls_and_next_commands():
+    text = localstack.summary(
+        {
+            "seconds": 12.3,
+            "broker_url": "http://127.0.0.1:3000",
+            "admin_pak_file": "/x/.local/stack/admin.pak",
+            "agent_id": "a1",
+            "agent_health": "http://127.0.0.1:8080/health",
+            "kubeconfig": "/x/kubeconfig",
+            "event": "DEPLOY SUCCESS: applied 4 object(s)",
+            "logs": "/x/logs",
+        }
+    )
+    assert "/x/.local/stack/admin.pak" in text
+    assert "http://127.0.0.1:3000/api/v1" in text
+    assert "nox -s down" in text
+    assert "12.3 s" in text
