@@ -74,6 +74,11 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
     session.run("yamllint", "--strict", ".")
+    dockerfiles = files("**/Dockerfile") + files("**/*.Dockerfile")
+    if dockerfiles:
+        tools(session, "hadolint")
+        session.run("hadolint", *dockerfiles, external=True)
+        invoke(session, "images.requirements", "--check")
     workflows = files(".github/workflows/*.yml")
     if workflows:
         tools(session, "actionlint")
@@ -222,3 +227,17 @@ def agent_bench(session: nox.Session) -> None:
     refuse_posargs(session)
     install(session)
     invoke(session, "agent.bench")
+
+
+@nox.session(python=PYTHON)
+def images(session: nox.Session) -> None:
+    """Build the broker and agent images for linux/amd64 and linux/arm64 (heavy, opt-in).
+
+    Uses Docker Buildx when a Docker engine answers, else podman with qemu emulation
+    and local debootstrap base images; posargs go to `invoke images.build`, e.g.
+    `nox -s images -- --platforms linux/amd64 --targets broker`.
+    """
+    install(session)
+    invoke(session, "system.install", "--features", "containers")
+    invoke(session, "images.build", *session.posargs)
+    invoke(session, "images.measure")

@@ -17,9 +17,12 @@ from invoke.tasks import task
 
 from brokkr_dev import (
     agentbench,
+    baseimages,
     bench,
     charts,
     cluster,
+    containers,
+    images,
     localstack,
     paths,
     postgres,
@@ -223,6 +226,127 @@ def agent_bench(c, intervals="10,1", runs=20):
     print(agentbench.table(results))
 
 
+# --- images: broker and agent container images ------------------------------------
+
+
+def _arches(platforms: str) -> list[str]:
+    return [images.arch_of(p) for p in _split(platforms)] or list(images.ARCHES)
+
+
+@task(help={"platforms": "comma-separated, e.g. linux/arm64 (default: amd64 and arm64)"})
+def images_setup(c, platforms=""):
+    """Set this host up for podman builds: containers.conf ulimits, qemu for foreign arches."""
+    try:
+        foreign = [a for a in _arches(platforms) if a != images.native_arch()]
+        for change in containers.ensure_podman_host(foreign):
+            print(f"changed: {change}")
+    except containers.ContainerError as exc:
+        raise _fail(exc) from exc
+
+
+@task(help={"platforms": "comma-separated, e.g. linux/arm64 (default: amd64 and arm64)"})
+def images_base(c, platforms=""):
+    """Create the local debootstrap base images (cached in ~/.cache/brokkr/base-images)."""
+    try:
+        arches = _arches(platforms)
+        containers.ensure_podman_host([a for a in arches if a != images.native_arch()])
+        for arch in arches:
+            print(baseimages.ensure(baseimages.for_arch(arch)))
+    except containers.ContainerError as exc:
+        raise _fail(exc) from exc
+
+
+@task(
+    help={
+        "check": "only check that docker/requirements.txt matches uv.lock (for lint)",
+        "build_backend": "also re-pin docker/build-requirements.txt (needs PyPI)",
+    }
+)
+def images_requirements(c, check=False, build_backend=False):
+    """Export uv.lock's runtime dependencies to docker/requirements.txt (hash-pinned)."""
+    try:
+        if check:
+            if images.stale_requirements():
+                raise Exit(
+                    "error: docker/requirements.txt does not match uv.lock; "
+                    "run `invoke images.requirements` and commit the result",
+                    code=1,
+                )
+            return
+        for path in images.write_requirements(build_backend=build_backend):
+            print(f"updated {path}")
+    except containers.ContainerError as exc:
+        raise _fail(exc) from exc
+
+
+@task(help={"platforms": "comma-separated, e.g. linux/arm64 (default: amd64 and arm64)"})
+def images_wheelhouse(c, platforms=""):
+    """Download the locked wheels of both architectures into docker/wheelhouse (offline builds)."""
+    try:
+        print(images.ensure_wheelhouse(_arches(platforms)))
+    except containers.ContainerError as exc:
+        raise _fail(exc) from exc
+
+
+@task(
+    help={
+        "targets": "comma-separated: broker,agent (default: both)",
+        "platforms": "comma-separated: linux/amd64,linux/arm64 (default: both)",
+        "engine": "auto (Buildx if a Docker engine answers, else podman), buildx or podman",
+        "base_image": "BASE_IMAGE; `{arch}` expands (default: official for Buildx, local for podman)",
+        "registry": "image name prefix (default: localhost)",
+        "online": "no wheelhouse: pip downloads in the build, trusting --ca-bundle",
+        "ca_bundle": "CA bundle passed as build secret `cacert` (default with --online: the host's)",
+        "push": "push the manifest lists to --registry",
+    }
+)
+def images_build(  # noqa: PLR0917 - Invoke maps each command-line option to a parameter
+    c,
+    targets="",
+    platforms="",
+    engine="auto",
+    base_image="",
+    registry="localhost",
+    online=False,
+    ca_bundle="",
+    push=False,
+):
+    """Build the broker and agent images for amd64 and arm64 plus their manifest lists."""
+    try:
+        result = images.build(
+            targets=_split(targets) or list(images.TARGETS),
+            arches=_arches(platforms),
+            engine=engine,
+            base_image=base_image,
+            registry=registry,
+            offline=not online,
+            ca_bundle=Path(ca_bundle) if ca_bundle else None,
+            push=push,
+        )
+    except containers.ContainerError as exc:
+        raise _fail(exc) from exc
+    print(f"\nengine: {result.engine}")
+    for (target, arch), refs in result.images.items():
+        print(f"{target:7} {arch:6} {result.seconds[(target, arch)]:7.1f} s  {', '.join(refs)}")
+    for target, refs in result.manifests.items():
+        print(f"{target:7} manifest list: {', '.join(refs)}")
+
+
+@task(
+    help={
+        "platforms": "comma-separated (default: amd64 and arm64)",
+        "tag": "multi-arch tag to measure, e.g. sha-abc1234 or main (default: this commit)",
+    }
+)
+def images_measure(c, platforms="", tag=""):
+    """Print each built image's size, compressed and uncompressed, total and over its base."""
+    try:
+        info = images.read_build_info()
+        print(images.format_sizes(images.measure_all(info, _arches(platforms), tag)))
+    except containers.ContainerError as exc:
+        raise _fail(exc) from exc
+
+
 def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
@@ -346,6 +470,14 @@ stack_ns.add_task(stack_down, "down")
 agent_ns = Collection("agent")
 agent_ns.add_task(agent_bench, "bench")
 
+images_ns = Collection("images")
+images_ns.add_task(images_build, "build", default=True)
+images_ns.add_task(images_setup, "setup")
+images_ns.add_task(images_base, "base")
+images_ns.add_task(images_requirements, "requirements")
+images_ns.add_task(images_wheelhouse, "wheelhouse")
+images_ns.add_task(images_measure, "measure")
+
 namespace = Collection(
-    tools, system_ns, cluster_ns, broker_ns, charts_ns, stack_ns, agent_ns, release_ns
+    tools, system_ns, cluster_ns, broker_ns, charts_ns, stack_ns, agent_ns, release_ns, images_ns
 )

@@ -1,0 +1,175 @@
+"""Container engines on this kind of machine: detect one, set the host up for Podman.
+
+Docker Buildx is used when a Docker *engine* answers (a `docker` CLI alone is not
+enough); otherwise Podman. Podman on these hosts (no systemd cgroup delegation,
+hybrid cgroups, a restrictive RLIMIT_NOFILE) needs the vfs storage driver, runc,
+cgroupfs and no default ulimits; `ensure_podman_host()` puts that in place, and
+`podman()` adds the global flags to every call.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+# Flags that make podman work without systemd, overlayfs or crun on these hosts.
+PODMAN_GLOBAL_FLAGS = (
+    "--storage-driver",
+    "vfs",
+    "--runtime",
+    "runc",
+    "--cgroup-manager",
+    "cgroupfs",
+)
+CONTAINERS_CONF = Path("/etc/containers/containers.conf")
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+# Go architecture name -> binfmt handler that runs its binaries on a foreign host.
+QEMU_HANDLERS = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}
+
+
+class ContainerError(RuntimeError):
+    """A container engine is missing or a command failed; the message says what to do."""
+
+
+def podman(*args: str) -> list[str]:
+    """The podman command line with this project's global flags."""
+    return ["podman", *PODMAN_GLOBAL_FLAGS, *args]
+
+
+def docker_engine_works(docker: str | None = None, timeout: float = 15) -> bool:
+    """True when `docker info` reaches an engine and `docker buildx` is installed."""
+    docker = docker or shutil.which("docker")
+    if not docker:
+        return False
+    for args in (["info", "--format", "{{.ServerVersion}}"], ["buildx", "version"]):
+        try:
+            result = subprocess.run(
+                [docker, *args], capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        if result.returncode != 0 or not result.stdout.strip():
+            return False
+    return True
+
+
+def choose_engine(requested: str = "auto") -> str:
+    """'buildx' or 'podman': the requested one, or buildx when a Docker engine works."""
+    if requested not in {"auto", "buildx", "podman"}:
+        raise ContainerError(f"unknown engine {requested!r}; use auto, buildx or podman")
+    if requested == "buildx" and not docker_engine_works():
+        raise ContainerError(
+            "engine 'buildx' requested but no Docker engine answers `docker info` "
+            "(or `docker buildx` is missing); start the engine or use --engine podman"
+        )
+    if requested != "auto":
+        return requested
+    if docker_engine_works():
+        return "buildx"
+    if shutil.which("podman"):
+        return "podman"
+    raise ContainerError(
+        "no container engine: no Docker engine answers and podman is not installed; "
+        "run `invoke system.install --features containers`"
+    )
+
+
+def with_default_ulimits_disabled(text: str) -> str:
+    """containers.conf text with `default_ulimits = []` in its [containers] table.
+
+    Keeps every other line. Without it runc/crun fail with `setrlimit RLIMIT_NOFILE:
+    Operation not permitted` on these hosts.
+    """
+    lines = text.splitlines()
+    out: list[str] = []
+    section = None
+    done = False
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            if section == "containers" and not done:
+                out.append("default_ulimits = []")
+                done = True
+            section = stripped.strip("[]").strip()
+        elif section == "containers" and stripped.split("=")[0].strip() == "default_ulimits":
+            if not done:
+                out.append("default_ulimits = []")
+                done = True
+            continue
+        out.append(line)
+    if not done:
+        if section == "containers":
+            out.append("default_ulimits = []")
+        else:
+            out.extend(
+                ["", "[containers]", "default_ulimits = []"]
+                if out
+                else ["[containers]", "default_ulimits = []"]
+            )
+    return "\n".join(out) + "\n"
+
+
+def ensure_containers_conf(path: Path = CONTAINERS_CONF) -> bool:
+    """Make podman's containers.conf disable default ulimits; True when it changed."""
+    current = path.read_text() if path.exists() else ""
+    wanted = with_default_ulimits_disabled(current)
+    if wanted == current:
+        return False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(wanted)
+    except PermissionError as exc:
+        raise ContainerError(
+            f"cannot write {path} ({exc.strerror}); run as root or add "
+            "`[containers]` / `default_ulimits = []` to it by hand"
+        ) from None
+    return True
+
+
+def ensure_emulation(arch: str, binfmt_dir: Path = BINFMT_DIR) -> bool:
+    """Make the kernel run `arch` binaries through qemu-user-static; True when it changed."""
+    handler = QEMU_HANDLERS.get(arch)
+    if handler is None:
+        raise ContainerError(f"no emulation known for {arch!r}; known: {', '.join(QEMU_HANDLERS)}")
+    entry = binfmt_dir / handler
+    if entry.exists() and entry.read_text().startswith("enabled"):
+        return False
+    if os.geteuid() != 0:
+        raise ContainerError(
+            f"{arch} emulation is not enabled and this user is not root; run: "
+            f"sudo mount -t binfmt_misc binfmt_misc {binfmt_dir}; "
+            f"sudo update-binfmts --enable {handler}"
+        )
+    if not (binfmt_dir / "register").exists():
+        _run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt_dir)])
+    _run(["update-binfmts", "--enable", handler])
+    if not entry.exists():
+        raise ContainerError(
+            f"{handler} is still not registered in {binfmt_dir}; install qemu-user-static "
+            "and binfmt-support (`invoke system.install --features containers`)"
+        )
+    return True
+
+
+def ensure_podman_host(foreign_arches: Sequence[str] = ()) -> list[str]:
+    """Idempotent machine set-up for podman builds and runs; returns what changed."""
+    if not shutil.which("podman"):
+        raise ContainerError(
+            "podman is not installed; run `invoke system.install --features containers`"
+        )
+    changed = []
+    if ensure_containers_conf():
+        changed.append(f"{CONTAINERS_CONF}: default_ulimits = []")
+    for arch in foreign_arches:
+        if ensure_emulation(arch):
+            changed.append(f"binfmt: {QEMU_HANDLERS[arch]} enabled")
+    return changed
+
+
+def _run(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ContainerError(f"`{' '.join(command)}` failed: {result.stderr.strip()}")

@@ -1,0 +1,637 @@
+"""Build the broker and agent images for linux/amd64 and linux/arm64.
+
+One Dockerfile (docker/Dockerfile), two targets. With a Docker engine the build uses
+Buildx; without one, Podman with qemu emulation for the foreign architecture. Either
+way the images get the same names, tags and OCI labels:
+
+  <registry>/brokkr-<target>:sha-<7 hex>-<arch>   one image per architecture
+  <registry>/brokkr-<target>:<branch>-<arch>
+  <registry>/brokkr-<target>:sha-<7 hex>          manifest list of both architectures
+  <registry>/brokkr-<target>:<branch>
+
+Dependencies are installed from docker/requirements.txt (exported from uv.lock with
+hashes) and, by default, from a wheelhouse of both architectures downloaded on the
+host first, so the build itself needs no network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from brokkr_dev import baseimages, paths
+from brokkr_dev.containers import ContainerError, choose_engine, ensure_podman_host, podman
+
+TARGETS = ("broker", "agent")
+ARCHES = ("amd64", "arm64")
+DOCKERFILE = paths.REPO_ROOT / "docker" / "Dockerfile"
+REQUIREMENTS = paths.REPO_ROOT / "docker" / "requirements.txt"
+BUILD_REQUIREMENTS_IN = paths.REPO_ROOT / "docker" / "build-requirements.in"
+BUILD_REQUIREMENTS = paths.REPO_ROOT / "docker" / "build-requirements.txt"
+WHEELHOUSE = paths.REPO_ROOT / "docker" / "wheelhouse"
+DEFAULT_REGISTRY = "localhost"
+# The Dockerfile's default base; Buildx pulls it per platform from the registry.
+OFFICIAL_BASE = "docker.io/library/python:3.11-slim-bookworm"
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+PYTHON_VERSION = "3.11"
+# Go/OCI architecture -> what `uname -m` prints inside the container.
+UNAME_MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
+# Go/OCI architecture -> manylinux platform suffix of its wheels.
+WHEEL_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
+DESCRIPTIONS = {
+    "broker": "Brokkr broker: HTTP API that stores and distributes Kubernetes objects",
+    "agent": "Brokkr agent: applies the broker's Kubernetes objects in its cluster",
+}
+# A Docker/OCI tag: 1-128 of these characters, not starting with '.' or '-'.
+_TAG_INVALID = re.compile(r"[^a-z0-9_.-]+")
+
+Log = Callable[[str], None]
+
+
+# --- pure naming logic -------------------------------------------------------------
+
+
+def sanitise_branch(branch: str | None) -> str | None:
+    """A branch name as an image tag (`feature/Foo Bar` -> `feature-foo-bar`), or None.
+
+    None for a detached HEAD or a name with nothing usable left.
+    """
+    if not branch or branch == "HEAD":
+        return None
+    tag = _TAG_INVALID.sub("-", branch.lower())
+    tag = re.sub(r"-{2,}", "-", tag).lstrip(".-")[:128].rstrip(".-")
+    return tag or None
+
+
+def sha_tag(revision: str) -> str:
+    """`sha-<7 hex>` for a commit id, with a clear error for anything else."""
+    if not re.fullmatch(r"[0-9a-f]{7,40}", revision or ""):
+        raise ContainerError(f"not a git commit id: {revision!r}")
+    return f"sha-{revision[:7]}"
+
+
+def platform_of(arch: str) -> str:
+    """`linux/<arch>` for a supported architecture."""
+    if arch not in ARCHES:
+        raise ContainerError(f"unsupported architecture {arch!r}; choose from {', '.join(ARCHES)}")
+    return f"linux/{arch}"
+
+
+def arch_of(value: str) -> str:
+    """The Go architecture name for `linux/arm64`, `arm64`, `aarch64`, `x86_64` ..."""
+    name = value.removeprefix("linux/").lower()
+    aliases = {"x86_64": "amd64", "aarch64": "arm64", "arm64/v8": "arm64"}
+    name = aliases.get(name, name)
+    if name not in ARCHES:
+        raise ContainerError(
+            f"unsupported platform {value!r}; choose from {', '.join(map(platform_of, ARCHES))}"
+        )
+    return name
+
+
+def native_arch() -> str:
+    """This host's architecture as a Go name."""
+    return arch_of(platform.machine())
+
+
+def image_name(target: str, registry: str = DEFAULT_REGISTRY) -> str:
+    """`<registry>/brokkr-<target>`, e.g. localhost/brokkr-broker."""
+    if target not in TARGETS:
+        raise ContainerError(f"unknown image target {target!r}; choose from {', '.join(TARGETS)}")
+    return f"{registry.rstrip('/')}/brokkr-{target}"
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """What identifies a build: from git and pyproject.toml, stamped into tags and labels."""
+
+    version: str
+    revision: str
+    created: str
+    branch: str | None
+    source: str
+    licenses: str
+
+    @property
+    def tags(self) -> list[str]:
+        """Multi-arch tags: `sha-<7 hex>` and the sanitised branch (when on a branch)."""
+        found = [sha_tag(self.revision)]
+        branch = sanitise_branch(self.branch)
+        if branch and branch not in found:
+            found.append(branch)
+        return found
+
+    def arch_tags(self, arch: str) -> list[str]:
+        """Per-architecture tags, e.g. `sha-abc1234-arm64`."""
+        return [f"{tag}-{arch}" for tag in self.tags]
+
+    def build_args(self) -> dict[str, str]:
+        """The Dockerfile ARGs that fill the OCI labels."""
+        args = {
+            "VERSION": self.version,
+            "REVISION": self.revision,
+            "CREATED": self.created,
+            "SOURCE": self.source,
+            "LICENSES": self.licenses,
+        }
+        return args
+
+    def labels(self, target: str) -> dict[str, str]:
+        """The OCI labels the built image must carry."""
+        prefix = "org.opencontainers.image."
+        return {
+            prefix + "title": f"brokkr-{target}",
+            prefix + "description": DESCRIPTIONS[target],
+            prefix + "version": self.version,
+            prefix + "revision": self.revision,
+            prefix + "created": self.created,
+            prefix + "source": self.source,
+            prefix + "licenses": self.licenses,
+        }
+
+
+def read_build_info(root: Path = paths.REPO_ROOT) -> BuildInfo:
+    """Version, licence and source URL from pyproject.toml; revision, date, branch from git.
+
+    `created` is the commit date, so rebuilding a commit gives the same labels.
+    """
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    revision = _git(root, "rev-parse", "HEAD")
+    created = _git(root, "show", "-s", "--format=%cd", "--date=format-local:%Y-%m-%dT%H:%M:%SZ")
+    branch = _git(root, "rev-parse", "--abbrev-ref", "HEAD")
+    license_field = project.get("license", "")
+    licenses = license_field if isinstance(license_field, str) else license_field.get("text", "")
+    return BuildInfo(
+        version=project["version"],
+        revision=revision,
+        created=created,
+        branch=branch,
+        source=project.get("urls", {}).get("Source", ""),
+        licenses=licenses,
+    )
+
+
+def _git(root: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, check=False, env=_utc_env()
+    )
+    if result.returncode != 0:
+        raise ContainerError(
+            f"`git {' '.join(args)}` failed in {root}: {result.stderr.strip()}; "
+            "images are built from a git checkout with at least one commit"
+        )
+    return result.stdout.strip()
+
+
+def _utc_env() -> dict[str, str]:
+    return {**os.environ, "TZ": "UTC"}
+
+
+# --- build plans (pure: command lines) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """One image to build: a target for one architecture."""
+
+    target: str
+    arch: str
+    base_image: str
+    info: BuildInfo
+    registry: str = DEFAULT_REGISTRY
+    ca_bundle: Path | None = None
+    context: Path = paths.REPO_ROOT
+    dockerfile: Path = DOCKERFILE
+
+    @property
+    def references(self) -> list[str]:
+        """The per-architecture references this build is tagged with."""
+        name = image_name(self.target, self.registry)
+        return [f"{name}:{tag}" for tag in self.info.arch_tags(self.arch)]
+
+    def common_args(self) -> list[str]:
+        """Arguments shared by `podman build` and `docker buildx build`."""
+        args = ["--file", str(self.dockerfile), "--target", self.target]
+        args += ["--platform", platform_of(self.arch)]
+        build_args = {"BASE_IMAGE": self.base_image, **self.info.build_args()}
+        for key, value in build_args.items():
+            args += ["--build-arg", f"{key}={value}"]
+        if self.ca_bundle is not None:
+            args += ["--secret", f"id=cacert,src={self.ca_bundle}"]
+        for reference in self.references:
+            args += ["--tag", reference]
+        return args
+
+
+def podman_build_command(request: BuildRequest) -> list[str]:
+    """`podman build` for one target and architecture (docker format keeps HEALTHCHECK)."""
+    return podman(
+        "build",
+        "--format",
+        "docker",
+        "--isolation",
+        "chroot",
+        "--network",
+        "host",
+        "--layers=true",
+        "--pull=missing",
+        *request.common_args(),
+        str(request.context),
+    )
+
+
+def buildx_build_command(request: BuildRequest) -> list[str]:
+    """`docker buildx build` for one target and architecture, loaded into the engine."""
+    return ["docker", "buildx", "build", "--load", *request.common_args(), str(request.context)]
+
+
+def buildx_manifest_command(
+    requests: Sequence[BuildRequest], push: bool, output_dir: Path
+) -> list[str]:
+    """One multi-platform `docker buildx build` that produces the manifest list.
+
+    Buildx cannot load a manifest list into the classic image store, so it is pushed
+    to the registry (push=True) or written to an OCI archive under output_dir.
+    """
+    first = requests[0]
+    name = image_name(first.target, first.registry)
+    command = ["docker", "buildx", "build", "--file", str(first.dockerfile)]
+    command += ["--target", first.target]
+    command += ["--platform", ",".join(platform_of(r.arch) for r in requests)]
+    for key, value in {"BASE_IMAGE": first.base_image, **first.info.build_args()}.items():
+        command += ["--build-arg", f"{key}={value}"]
+    if first.ca_bundle is not None:
+        command += ["--secret", f"id=cacert,src={first.ca_bundle}"]
+    for tag in first.info.tags:
+        command += ["--tag", f"{name}:{tag}"]
+    if push:
+        command.append("--push")
+    else:
+        archive = output_dir / f"brokkr-{first.target}-{first.info.tags[0]}.oci.tar"
+        command += ["--output", f"type=oci,dest={archive}"]
+    command.append(str(first.context))
+    return command
+
+
+def base_image_for(engine: str, arch: str, requested: str = "") -> str:
+    """The BASE_IMAGE for a build: requested (`{arch}` expands), else the engine's default.
+
+    Buildx uses the official multi-arch image; Podman the local debootstrap image,
+    since it is the path that works without any registry.
+    """
+    if requested:
+        return requested.format(arch=arch)
+    if engine == "buildx":
+        return OFFICIAL_BASE
+    return baseimages.for_arch(arch).tag
+
+
+# --- requirements and wheelhouse ---------------------------------------------------
+
+
+def export_requirements(root: Path = paths.REPO_ROOT) -> str:
+    """The runtime dependencies of uv.lock as a hash-pinned requirements file."""
+    result = subprocess.run(
+        [
+            "uv", "export", "--frozen", "--no-dev", "--no-emit-project", "--no-header",
+            "--format", "requirements-txt",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise ContainerError(f"`uv export` failed: {result.stderr.strip()}")
+    header = (
+        "# Runtime dependencies of the images, exported from uv.lock with hashes.\n"
+        "# Do not edit: regenerate with `invoke images.requirements`.\n"
+    )
+    return header + result.stdout
+
+
+def compile_build_requirements(root: Path = paths.REPO_ROOT) -> str:
+    """The project's build backend (docker/build-requirements.in) pinned with hashes."""
+    result = subprocess.run(
+        [
+            "uv", "pip", "compile", "--quiet", "--generate-hashes", "--universal",
+            "--python-version", PYTHON_VERSION, "--no-header",
+            str(BUILD_REQUIREMENTS_IN.relative_to(root)),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise ContainerError(f"`uv pip compile` failed: {result.stderr.strip()}")
+    header = (
+        "# Build backend for the image's builder stage, compiled from build-requirements.in.\n"
+        "# Do not edit: regenerate with `invoke images.requirements --build-backend`.\n"
+    )
+    return header + result.stdout
+
+
+def stale_requirements(root: Path = paths.REPO_ROOT) -> bool:
+    """True when docker/requirements.txt no longer matches uv.lock."""
+    path = root / "docker" / "requirements.txt"
+    return not path.exists() or path.read_text() != export_requirements(root)
+
+
+def write_requirements(root: Path = paths.REPO_ROOT, build_backend: bool = False) -> list[Path]:
+    """Regenerate docker/requirements.txt (and build-requirements.txt); return changed files."""
+    outputs = {root / "docker" / "requirements.txt": export_requirements(root)}
+    if build_backend:
+        outputs[root / "docker" / "build-requirements.txt"] = compile_build_requirements(root)
+    changed = []
+    for path, text in outputs.items():
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            changed.append(path)
+    return changed
+
+
+def wheel_platforms(arch: str) -> list[str]:
+    """pip --platform values for manylinux wheels that run on Debian 12 (glibc 2.36)."""
+    machine = WHEEL_ARCH[arch_of(arch)]
+    return [f"manylinux2014_{machine}"] + [f"manylinux_2_{n}_{machine}" for n in range(17, 37)]
+
+
+def pip_download_command(pip_python: str, requirements: Path, arch: str, dest: Path) -> list[str]:
+    """`pip download` of binary wheels for one architecture, checked against the hashes."""
+    command = [pip_python, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
+    command += ["--only-binary=:all:", "--no-deps", "--require-hashes"]
+    command += ["--python-version", PYTHON_VERSION, "--implementation", "cp"]
+    command += ["--abi", "cp" + PYTHON_VERSION.replace(".", ""), "--abi", "abi3", "--abi", "none"]
+    for name in wheel_platforms(arch):
+        command += ["--platform", name]
+    command += ["--dest", str(dest), "--requirement", str(requirements)]
+    return command
+
+
+def ensure_wheelhouse(
+    arches: Iterable[str] = ARCHES, root: Path = paths.REPO_ROOT, log: Log = print
+) -> Path:
+    """Fill docker/wheelhouse with every locked wheel for the architectures.
+
+    Downloads go to ~/.cache/brokkr/wheelhouse/<digest of the requirements>, so a
+    second run (or a fresh clone on this machine) copies instead of downloading.
+    """
+    requirement_files = [
+        root / "docker" / "requirements.txt",
+        root / "docker" / "build-requirements.txt",
+    ]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in requirement_files)).hexdigest()[:12]
+    arches = sorted(set(arches))
+    cache = paths.cache_dir() / "wheelhouse" / f"{digest}-{'-'.join(arches)}"
+    if not (cache / ".complete").exists():
+        log(f"downloading wheels for {', '.join(arches)} into {cache}")
+        cache.mkdir(parents=True, exist_ok=True)
+        pip_python = _pip_python()
+        for arch in arches:
+            for requirements in requirement_files:
+                _run(pip_download_command(pip_python, requirements, arch, cache))
+        (cache / ".complete").touch()
+    target = root / "docker" / "wheelhouse"
+    target.mkdir(exist_ok=True)
+    wanted = {p.name for p in cache.glob("*.whl")}
+    for stale in target.glob("*.whl"):
+        if stale.name not in wanted:
+            stale.unlink()
+    for wheel in cache.glob("*.whl"):
+        if not (target / wheel.name).exists():
+            shutil.copy2(wheel, target / wheel.name)
+    return target
+
+
+def clear_wheelhouse(root: Path = paths.REPO_ROOT) -> None:
+    """Remove the wheels from docker/wheelhouse, so builds download from PyPI."""
+    for wheel in (root / "docker" / "wheelhouse").glob("*.whl"):
+        wheel.unlink()
+
+
+def _pip_python() -> str:
+    """A Python with pip: nox's uv environments have none, so keep a small venv in the cache."""
+    venv = paths.cache_dir() / "images" / "pip-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        base = getattr(sys, "_base_executable", sys.executable)
+        _run([base, "-m", "venv", str(venv)])
+    return str(python)
+
+
+# --- building ----------------------------------------------------------------------
+
+
+@dataclass
+class BuildResult:
+    """What a build produced: per-arch references, manifest lists and timings."""
+
+    engine: str
+    images: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    manifests: dict[str, list[str]] = field(default_factory=dict)
+    seconds: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+def build(
+    *,
+    targets: Sequence[str] = TARGETS,
+    arches: Sequence[str] = ARCHES,
+    engine: str = "auto",
+    base_image: str = "",
+    registry: str = DEFAULT_REGISTRY,
+    offline: bool = True,
+    ca_bundle: Path | None = None,
+    push: bool = False,
+    log: Log = print,
+) -> BuildResult:
+    """Build every target for every architecture, then one manifest list per target and tag."""
+    for target in targets:
+        image_name(target)  # validates
+    arches = [arch_of(a) for a in arches]
+    engine = choose_engine(engine)
+    info = read_build_info()
+    changed = write_requirements()
+    for path in changed:
+        log(f"updated {path.relative_to(paths.REPO_ROOT)} from uv.lock (commit it)")
+    if offline:
+        ensure_wheelhouse(arches, log=log)
+    else:
+        clear_wheelhouse()
+        if ca_bundle is None and HOST_CA_BUNDLE.exists():
+            ca_bundle = HOST_CA_BUNDLE
+    if engine == "podman":
+        ensure_podman_host([a for a in arches if a != native_arch()])
+        if not base_image:
+            for arch in arches:
+                baseimages.ensure(baseimages.for_arch(arch), log=log)
+    result = BuildResult(engine=engine)
+    for target in targets:
+        requests = [
+            BuildRequest(
+                target=target,
+                arch=arch,
+                base_image=base_image_for(engine, arch, base_image),
+                info=info,
+                registry=registry,
+                ca_bundle=ca_bundle,
+            )
+            for arch in arches
+        ]
+        for request in requests:
+            command = (
+                podman_build_command(request)
+                if engine == "podman"
+                else buildx_build_command(request)
+            )
+            log(f"building {request.references[0]} (base {request.base_image})")
+            started = time.monotonic()
+            _run(command, stream=True)
+            result.seconds[(target, request.arch)] = round(time.monotonic() - started, 1)
+            result.images[(target, request.arch)] = request.references
+        if engine == "podman":
+            result.manifests[target] = podman_manifests(requests, push=push, log=log)
+        else:
+            output_dir = paths.REPO_ROOT / "build" / "images"
+            output_dir.mkdir(parents=True, exist_ok=True)
+            _run(buildx_manifest_command(requests, push, output_dir), stream=True)
+            name = image_name(target, registry)
+            result.manifests[target] = [f"{name}:{tag}" for tag in info.tags]
+    return result
+
+
+def podman_manifests(
+    requests: Sequence[BuildRequest], push: bool = False, log: Log = print
+) -> list[str]:
+    """Create (replace) a manifest list per multi-arch tag from the per-arch images."""
+    first = requests[0]
+    name = image_name(first.target, first.registry)
+    created = []
+    for tag in first.info.tags:
+        reference = f"{name}:{tag}"
+        _remove_reference(reference)
+        _run(podman("manifest", "create", reference))
+        for request in requests:
+            _run(
+                podman(
+                    "manifest", "add", reference, f"containers-storage:{name}:{tag}-{request.arch}"
+                )
+            )
+        if push:
+            _run(podman("manifest", "push", "--all", reference, f"docker://{reference}"))
+        log(f"manifest list {reference}: {', '.join(r.arch for r in requests)}")
+        created.append(reference)
+    return created
+
+
+def _remove_reference(reference: str) -> None:
+    """Drop an old manifest list or image of that name (re-runs replace it)."""
+    if subprocess.run(podman("manifest", "exists", reference), check=False).returncode == 0:
+        _run(podman("manifest", "rm", reference))
+    elif subprocess.run(podman("image", "exists", reference), check=False).returncode == 0:
+        _run(podman("untag", reference, reference))
+
+
+# --- measuring ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageSize:
+    """Sizes in bytes of an image and of the layers it adds on top of its base."""
+
+    reference: str
+    uncompressed: int
+    compressed: int
+    added_uncompressed: int
+    added_compressed: int
+
+
+def measure(reference: str, base_reference: str) -> ImageSize:
+    """Uncompressed and gzip-compressed sizes, total and added over the base image.
+
+    Compressed sizes are what a registry stores: the layers gzip-compressed by
+    `podman save --format docker-dir --compress`.
+    """
+    base_layers = len(_inspect(base_reference)["RootFS"]["Layers"])
+    plain = _layer_sizes(reference, compress=False)
+    packed = _layer_sizes(reference, compress=True)
+    return ImageSize(
+        reference=reference,
+        uncompressed=sum(plain),
+        compressed=sum(packed),
+        added_uncompressed=sum(plain[base_layers:]),
+        added_compressed=sum(packed[base_layers:]),
+    )
+
+
+def _layer_sizes(reference: str, compress: bool) -> list[int]:
+    with tempfile.TemporaryDirectory(prefix="brokkr-measure-") as tmp:
+        out = Path(tmp) / "image"
+        command = podman("save", "--quiet", "--format", "docker-dir", "--output", str(out))
+        if compress:
+            command.append("--compress")
+        _run([*command, reference])
+        manifest = json.loads((out / "manifest.json").read_text())
+        return [int(layer["size"]) for layer in manifest["layers"]]
+
+
+def _inspect(reference: str) -> dict:
+    result = subprocess.run(
+        podman("image", "inspect", reference), capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise ContainerError(f"no image {reference}: {result.stderr.strip()}")
+    return json.loads(result.stdout)[0]
+
+
+def _run(command: list[str], stream: bool = False) -> None:
+    if stream:
+        code = subprocess.run(command, check=False).returncode
+        if code != 0:
+            raise ContainerError(f"`{' '.join(command)}` failed with exit status {code}")
+        return
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-20:])
+        raise ContainerError(f"`{' '.join(command)}` failed:\n{tail}")
+
+
+def measure_all(info: BuildInfo, arches: Sequence[str] = ARCHES, tag: str = "") -> list[ImageSize]:
+    """Sizes of every target's per-arch image (of `tag`, default this revision) over its base."""
+    sizes = []
+    for target in TARGETS:
+        for arch in arches:
+            reference = f"{image_name(target)}:{tag or info.tags[0]}-{arch}"
+            sizes.append(measure(reference, baseimages.for_arch(arch).tag))
+    return sizes
+
+
+def format_sizes(sizes: Sequence[ImageSize]) -> str:
+    """A Markdown table of image sizes in MB (10^6 bytes)."""
+    rows = [
+        "| image | uncompressed | compressed | added uncompressed | added compressed |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for size in sizes:
+        values = (
+            size.uncompressed,
+            size.compressed,
+            size.added_uncompressed,
+            size.added_compressed,
+        )
+        rows.append(
+            f"| {size.reference} | " + " | ".join(f"{v / 1e6:.1f} MB" for v in values) + " |"
+        )
+    return "\n".join(rows)

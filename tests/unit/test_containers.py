@@ -1,0 +1,60 @@
+"""Podman host set-up logic: containers.conf editing and engine choice errors."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from brokkr_dev import containers
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        "",
+        '[engine]\nruntime = "runc"\n',
+        '[containers]\nlog_size_max = 100\n[engine]\nruntime = "runc"\n',
+        '[containers]\ndefault_ulimits = ["nofile=1024:2048"]\nnetns = "host"\n',
+    ],
+)
+def test_default_ulimits_are_disabled_and_other_settings_kept(before):
+    after = containers.with_default_ulimits_disabled(before)
+    parsed = tomllib.loads(after)
+    assert parsed["containers"]["default_ulimits"] == []
+    for section, values in tomllib.loads(before).items():
+        for key, value in values.items():
+            if key != "default_ulimits":
+                assert parsed[section][key] == value
+    assert containers.with_default_ulimits_disabled(after) == after  # idempotent
+
+
+def test_ensure_containers_conf_writes_once(tmp_path):
+    path = tmp_path / "containers.conf"
+    assert containers.ensure_containers_conf(path) is True
+    assert containers.ensure_containers_conf(path) is False
+    assert tomllib.loads(path.read_text())["containers"]["default_ulimits"] == []
+
+
+def test_unknown_engine_is_refused():
+    with pytest.raises(containers.ContainerError, match="auto, buildx or podman"):
+        containers.choose_engine("kaniko")
+
+
+def test_a_docker_cli_without_an_engine_is_not_an_engine(tmp_path):
+    fake = tmp_path / "docker"
+    fake.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    assert containers.docker_engine_works(str(fake)) is False
+
+
+def test_emulation_for_an_unknown_arch_is_refused(tmp_path):
+    with pytest.raises(containers.ContainerError, match="no emulation known"):
+        containers.ensure_emulation("riscv64", tmp_path)
+
+
+def test_emulation_already_enabled_is_left_alone(tmp_path):
+    (tmp_path / "qemu-aarch64").write_text(
+        "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64\n"
+    )
+    assert containers.ensure_emulation("arm64", tmp_path) is False
