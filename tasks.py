@@ -6,14 +6,17 @@ lives and is unit-tested. `invoke --list` shows them by namespace.
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent / "src"))
 
 from invoke.collection import Collection
 from invoke.exceptions import Exit
-from invoke.tasks import task
+from invoke.tasks import task as invoke_task
 
 from brokkr_dev import (
     agentbench,
@@ -35,10 +38,36 @@ from brokkr_dev.cluster import pin
 from brokkr_dev.release import ReleaseError
 from brokkr_dev.release import run as release
 
+# Errors that say what is wrong and how to fix it: shown as one line, no traceback.
+KNOWN_ERRORS: tuple[type[Exception], ...] = (
+    toolchain.ToolError,
+    system.SystemError,
+    cluster.ClusterError,
+    pin.PinError,
+    charts.ChartError,
+    postgres.PostgresError,
+    localstack.StackError,
+    BrokerCallError,
+    containers.ContainerError,
+    ReleaseError,
+    TimeoutError,
+)
 
-def _fail(exc: Exception) -> Exit:
-    """Turn a known automation error into a clean non-zero exit with its message."""
-    return Exit(f"error: {exc}", code=1)
+
+def task(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+    """Invoke's @task, turning a known automation error into a clean non-zero exit."""
+
+    def decorate(body: Callable[..., Any]) -> Any:
+        @functools.wraps(body)
+        def run(*call_args: Any, **call_kwargs: Any) -> Any:
+            try:
+                return body(*call_args, **call_kwargs)
+            except KNOWN_ERRORS as exc:
+                raise Exit(f"error: {exc}", code=1) from exc
+
+        return invoke_task(*args, **kwargs)(run)
+
+    return decorate
 
 
 # --- tools: pinned external CLIs --------------------------------------------------
@@ -47,20 +76,14 @@ def _fail(exc: Exception) -> Exit:
 @task(help={"names": "comma-separated tool names (default: all in tools.toml)"})
 def tools_install(c, names=""):
     """Install the pinned CLI tools into bin/ (no-op for tools already there)."""
-    try:
-        for tool in toolchain.select(toolchain.load_manifest(), _split(names)):
-            toolchain.ensure(tool)
-    except toolchain.ToolError as exc:
-        raise _fail(exc) from exc
+    for tool in toolchain.select(toolchain.load_manifest(), _split(names)):
+        toolchain.ensure(tool)
 
 
 @task(help={"names": "comma-separated tool names (default: all in tools.toml)"})
 def tools_status(c, names=""):
     """Print a table of each pinned tool: version pinned and found, path, status."""
-    try:
-        selected = toolchain.select(toolchain.load_manifest(), _split(names))
-    except toolchain.ToolError as exc:
-        raise _fail(exc) from exc
+    selected = toolchain.select(toolchain.load_manifest(), _split(names))
     print(toolchain.format_table([toolchain.status(t) for t in selected]))
 
 
@@ -70,10 +93,7 @@ def tools_status(c, names=""):
 @task(help={"features": f"comma-separated, from: {', '.join(system.FEATURES)} (default: all)"})
 def system_install(c, features=""):
     """Install the Debian packages that the named features need (root or sudo)."""
-    try:
-        system.ensure(_split(features) or list(system.FEATURES))
-    except system.SystemError as exc:
-        raise _fail(exc) from exc
+    system.ensure(_split(features) or list(system.FEATURES))
 
 
 # --- broker: benchmark -----------------------------------------------------------
@@ -110,28 +130,19 @@ _CLUSTER_HELP = {
 @task(help=_CLUSTER_HELP)
 def cluster_up(c, provider="local", name=cluster.DEFAULT_NAME):
     """Start a cluster and wait for a Ready node; prints its kubeconfig path (no-op if up)."""
-    try:
-        cluster.get_provider(provider, name).up()
-    except (cluster.ClusterError, TimeoutError) as exc:
-        raise _fail(exc) from exc
+    cluster.get_provider(provider, name).up()
 
 
 @task(help=_CLUSTER_HELP)
 def cluster_down(c, provider="local", name=cluster.DEFAULT_NAME):
     """Stop every process of a cluster (by PID); its data stays for the next `up`."""
-    try:
-        cluster.get_provider(provider, name).down()
-    except cluster.ClusterError as exc:
-        raise _fail(exc) from exc
+    cluster.get_provider(provider, name).down()
 
 
 @task(help=_CLUSTER_HELP)
 def cluster_status(c, provider="local", name=cluster.DEFAULT_NAME):
     """Print whether a cluster runs: processes, memory, API version, Ready nodes."""
-    try:
-        print(cluster.get_provider(provider, name).status().render())
-    except cluster.ClusterError as exc:
-        raise _fail(exc) from exc
+    print(cluster.get_provider(provider, name).status().render())
 
 
 @task(
@@ -142,20 +153,14 @@ def cluster_status(c, provider="local", name=cluster.DEFAULT_NAME):
 )
 def cluster_bench(c, runs=3, settle=30.0):
     """Measure a local cluster: seconds to a Ready node (new and restarted), memory."""
-    try:
-        print(cluster_benchmark.run(int(runs), float(settle)).render())
-    except (cluster.ClusterError, TimeoutError) as exc:
-        raise _fail(exc) from exc
+    print(cluster_benchmark.run(int(runs), float(settle)).render())
 
 
 @task()
 def cluster_pin(c):
     """Regenerate go/kubernetes/go.mod for the Kubernetes version in tools.toml."""
-    try:
-        version = toolchain.load_manifest()["kubernetes"].version
-        pin.pin(version)
-    except (toolchain.ToolError, pin.PinError) as exc:
-        raise _fail(exc) from exc
+    version = toolchain.load_manifest()["kubernetes"].version
+    pin.pin(version)
     print(f"go/kubernetes/go.mod now builds Kubernetes {version}")
 
 
@@ -165,21 +170,15 @@ def cluster_pin(c):
 @task()
 def charts_generate(c):
     """Regenerate each chart's values.schema.json and README values table from values.yaml."""
-    try:
-        for chart in charts.find_charts():
-            for path in charts.generate(chart):
-                print(f"updated {path.relative_to(charts.CHARTS_DIR.parent)}")
-    except charts.ChartError as exc:
-        raise _fail(exc) from exc
+    for chart in charts.find_charts():
+        for path in charts.generate(chart):
+            print(f"updated {path.relative_to(charts.CHARTS_DIR.parent)}")
 
 
 @task()
 def charts_check(c):
     """The chart gate: generated files, dead values, helm 3/4 lint, kubeconform, bad values."""
-    try:
-        charts.check_all()
-    except charts.ChartError as exc:
-        raise _fail(exc) from exc
+    charts.check_all()
 
 
 # --- stack: a complete local Brokkr; agent: its benchmark (issue 5) ----------------
@@ -188,27 +187,14 @@ def charts_check(c):
 @task(help={"interval": "the agent's polling interval in seconds (default 2)"})
 def stack_up(c, interval=2.0):
     """Start PostgreSQL, the broker, the local cluster and an ACTIVE agent; apply a sample stack."""
-    try:
-        info = localstack.up(options=localstack.Options(interval=float(interval)))
-    except (
-        localstack.StackError,
-        BrokerCallError,
-        cluster.ClusterError,
-        postgres.PostgresError,
-        toolchain.ToolError,
-        TimeoutError,
-    ) as exc:
-        raise _fail(exc) from exc
+    info = localstack.up(options=localstack.Options(interval=float(interval)))
     print(localstack.summary(info))
 
 
 @task()
 def stack_down(c):
     """Stop everything `stack.up` started (by PID) and remove its state in .local/stack/."""
-    try:
-        localstack.down()
-    except cluster.ClusterError as exc:
-        raise _fail(exc) from exc
+    localstack.down()
 
 
 @task(
@@ -219,10 +205,7 @@ def stack_down(c):
 )
 def agent_bench(c, intervals="10,1", runs=20):
     """Time from posting a deployment object to its objects in the cluster, and agent memory."""
-    try:
-        results = agentbench.run([float(i) for i in _split(intervals)], int(runs))
-    except (localstack.StackError, BrokerCallError) as exc:
-        raise _fail(exc) from exc
+    results = agentbench.run([float(i) for i in _split(intervals)], int(runs))
     print(agentbench.table(results))
 
 
@@ -236,24 +219,18 @@ def _arches(platforms: str) -> list[str]:
 @task(help={"platforms": "comma-separated, e.g. linux/arm64 (default: amd64 and arm64)"})
 def images_setup(c, platforms=""):
     """Set this host up for podman builds: containers.conf ulimits, qemu for foreign arches."""
-    try:
-        foreign = [a for a in _arches(platforms) if a != images.native_arch()]
-        for change in containers.ensure_podman_host(foreign):
-            print(f"changed: {change}")
-    except containers.ContainerError as exc:
-        raise _fail(exc) from exc
+    foreign = [a for a in _arches(platforms) if a != images.native_arch()]
+    for change in containers.ensure_podman_host(foreign):
+        print(f"changed: {change}")
 
 
 @task(help={"platforms": "comma-separated, e.g. linux/arm64 (default: amd64 and arm64)"})
 def images_base(c, platforms=""):
     """Create the local debootstrap base images (cached in ~/.cache/brokkr/base-images)."""
-    try:
-        arches = _arches(platforms)
-        containers.ensure_podman_host([a for a in arches if a != images.native_arch()])
-        for arch in arches:
-            print(baseimages.ensure(baseimages.for_arch(arch)))
-    except containers.ContainerError as exc:
-        raise _fail(exc) from exc
+    arches = _arches(platforms)
+    containers.ensure_podman_host([a for a in arches if a != images.native_arch()])
+    for arch in arches:
+        print(baseimages.ensure(baseimages.for_arch(arch)))
 
 
 @task(
@@ -264,28 +241,22 @@ def images_base(c, platforms=""):
 )
 def images_requirements(c, check=False, build_backend=False):
     """Export uv.lock's runtime dependencies to docker/requirements.txt (hash-pinned)."""
-    try:
-        if check:
-            if images.stale_requirements():
-                raise Exit(
-                    "error: docker/requirements.txt does not match uv.lock; "
-                    "run `invoke images.requirements` and commit the result",
-                    code=1,
-                )
-            return
-        for path in images.write_requirements(build_backend=build_backend):
-            print(f"updated {path}")
-    except containers.ContainerError as exc:
-        raise _fail(exc) from exc
+    if check:
+        if images.stale_requirements():
+            raise Exit(
+                "error: docker/requirements.txt does not match uv.lock; "
+                "run `invoke images.requirements` and commit the result",
+                code=1,
+            )
+        return
+    for path in images.write_requirements(build_backend=build_backend):
+        print(f"updated {path}")
 
 
 @task(help={"platforms": "comma-separated, e.g. linux/arm64 (default: amd64 and arm64)"})
 def images_wheelhouse(c, platforms=""):
     """Download the locked wheels of both architectures into docker/wheelhouse (offline builds)."""
-    try:
-        print(images.ensure_wheelhouse(_arches(platforms)))
-    except containers.ContainerError as exc:
-        raise _fail(exc) from exc
+    print(images.ensure_wheelhouse(_arches(platforms)))
 
 
 @task(
@@ -312,19 +283,16 @@ def images_build(  # noqa: PLR0917 - Invoke maps each command-line option to a p
     push=False,
 ):
     """Build the broker and agent images for amd64 and arm64 plus their manifest lists."""
-    try:
-        result = images.build(
-            targets=_split(targets) or list(images.TARGETS),
-            arches=_arches(platforms),
-            engine=engine,
-            base_image=base_image,
-            registry=registry,
-            offline=not online,
-            ca_bundle=Path(ca_bundle) if ca_bundle else None,
-            push=push,
-        )
-    except containers.ContainerError as exc:
-        raise _fail(exc) from exc
+    result = images.build(
+        targets=_split(targets) or list(images.TARGETS),
+        arches=_arches(platforms),
+        engine=engine,
+        base_image=base_image,
+        registry=registry,
+        offline=not online,
+        ca_bundle=Path(ca_bundle) if ca_bundle else None,
+        push=push,
+    )
     print(f"\nengine: {result.engine}")
     for (target, arch), refs in result.images.items():
         print(f"{target:7} {arch:6} {result.seconds[(target, arch)]:7.1f} s  {', '.join(refs)}")
@@ -340,11 +308,8 @@ def images_build(  # noqa: PLR0917 - Invoke maps each command-line option to a p
 )
 def images_measure(c, platforms="", tag=""):
     """Print each built image's size, compressed and uncompressed, total and over its base."""
-    try:
-        info = images.read_build_info()
-        print(images.format_sizes(images.measure_all(info, _arches(platforms), tag)))
-    except containers.ContainerError as exc:
-        raise _fail(exc) from exc
+    info = images.read_build_info()
+    print(images.format_sizes(images.measure_all(info, _arches(platforms), tag)))
 
 
 def _split(value: str) -> list[str]:
@@ -390,41 +355,32 @@ def release_run(  # noqa: PLR0917 - one keyword option per CLI flag
     """Release a version: stamp, build and push images and charts, sign, notes, GitHub release."""
     if not version:
         raise Exit("error: give the version, e.g. `invoke release --version v1.2.3`", code=2)
-    try:
-        options = release.options_from(
-            version,
-            registry=registry,
-            dry_run=dry_run,
-            github_release=not skip_github_release,
-            cosign_key=cosign_key or None,
-            sign=sign,
-            sbom=sbom and sign,
-            github_repo=github_repo,
-        )
-        if prepare:
-            release.prepare(options)
-        else:
-            release.release(options)
-    except ReleaseError as exc:
-        raise _fail(exc) from exc
+    options = release.options_from(
+        version,
+        registry=registry,
+        dry_run=dry_run,
+        github_release=not skip_github_release,
+        cosign_key=cosign_key or None,
+        sign=sign,
+        sbom=sbom and sign,
+        github_repo=github_repo,
+    )
+    if prepare:
+        release.prepare(options)
+    else:
+        release.release(options)
 
 
 @task(help={"registry": "image registry and path, e.g. ghcr.io/colliery-io"})
 def release_dev(c, registry="ghcr.io/colliery-io"):
     """Push a development build of both images as `sha-<7 hex>` and the branch name."""
-    try:
-        release.publish_dev(registry)
-    except ReleaseError as exc:
-        raise _fail(exc) from exc
+    release.publish_dev(registry)
 
 
 @task(help={"chart": "brokkr-broker or brokkr-agent"})
 def release_chart_patch(c, chart=""):
     """Bump one chart's patch version for a chart-only fix, keeping its appVersion."""
-    try:
-        release.chart_patch(paths.REPO_ROOT, chart)
-    except ReleaseError as exc:
-        raise _fail(exc) from exc
+    release.chart_patch(paths.REPO_ROOT, chart)
 
 
 @task(
@@ -437,10 +393,7 @@ def release_chart_patch(c, chart=""):
 )
 def release_chart(c, chart="", registry="ghcr.io/colliery-io", cosign_key="", sign=True):
     """Publish one chart at its current version (a chart-only fix); never overwrites."""
-    try:
-        release.release_chart(chart, registry, cosign_key=cosign_key or None, sign=sign)
-    except ReleaseError as exc:
-        raise _fail(exc) from exc
+    release.release_chart(chart, registry, cosign_key=cosign_key or None, sign=sign)
 
 
 release_ns = Collection("release")
