@@ -24,7 +24,8 @@ import requests
 from brokkr_dev.broker_admin import BrokerAdmin
 from brokkr_dev.cluster import process as proc
 from brokkr_dev.cluster.api import KubeClient
-from brokkr_dev.localstack import Log, StackDir, StackError, port_or_free, wait_until
+from brokkr_dev.localnet import port_or_free, wait_for
+from brokkr_dev.localstack import Log, StackDir, StackError
 
 NAMESPACE = "brokkr-bench"
 
@@ -69,7 +70,7 @@ def measure(
         )
     kube = KubeClient.from_kubeconfig(Path(info["kubeconfig"]))
     try:
-        wait_until(
+        wait_for(
             lambda: (
                 requests.get(f"http://127.0.0.1:{health_port}/health", timeout=2).json()["status"]
                 == "healthy"

@@ -27,7 +27,8 @@ import psycopg
 
 from brokkr.broker import pak
 from brokkr.broker.db import migrate
-from brokkr_dev.postgres import free_port, remove, temporary_server
+from brokkr_dev.localnet import free_port
+from brokkr_dev.postgres import remove, temporary_server
 
 YAML = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-{n}\ndata:\n  k: v\n"
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from brokkr_dev.broker_admin import BrokerAdmin
 from brokkr_dev.cluster import DEFAULT_NAME, get_provider
 from brokkr_dev.cluster import process as proc
 from brokkr_dev.cluster.api import KubeClient
+from brokkr_dev.localnet import port_or_free, wait_for
 from brokkr_dev.postgres import PostgresServer, temporary_server
 
 Log = Callable[[str], None]
@@ -115,31 +115,6 @@ class StackDir:
     @property
     def info(self) -> Path:
         return self.root / "stack.json"
-
-
-def port_or_free(preferred: int) -> int:
-    """`preferred` when nothing listens there, else a free port picked by the kernel."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", preferred))
-            return int(sock.getsockname()[1])  # the kernel's pick when preferred is 0
-        except OSError:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except (requests.RequestException, OSError, KeyError) as exc:
-            last = exc
-        time.sleep(0.2)
-    raise StackError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})")
 
 
 def _start(name: str, argv: list[str], env: dict[str, str], where: StackDir) -> proc.ProcessRecord:
@@ -258,7 +233,7 @@ def _up(log: Log, where: StackDir, options: Options) -> dict[str, Any]:
         },
         where,
     )
-    wait_until(
+    wait_for(
         lambda: (
             _alive_or_fail(broker, where)
             and where.admin_pak.exists()
@@ -295,7 +270,7 @@ def _up(log: Log, where: StackDir, options: Options) -> dict[str, Any]:
         where,
     )
     health_url = f"http://127.0.0.1:{health_port}/health"
-    wait_until(
+    wait_for(
         lambda: (
             _alive_or_fail(agent, where)
             and requests.get(health_url, timeout=2).json()["status"] == "healthy"
@@ -309,12 +284,12 @@ def _up(log: Log, where: StackDir, options: Options) -> dict[str, Any]:
     deployment = admin.deploy(stack_id, SAMPLE_STACK)
     admin.target(agent_id, stack_id)
     kube = KubeClient.from_kubeconfig(kubeconfig)
-    wait_until(
+    wait_for(
         lambda: all(kube.exists(path) for path in SAMPLE_OBJECTS),
         60,
         f"the sample stack in namespace {SAMPLE_NAMESPACE} (agent log {where.logs}/agent.log)",
     )
-    event = wait_until(
+    event = wait_for(
         lambda: admin.event_for(agent_id, deployment["id"]),
         30,
         "the agent's DEPLOY event",

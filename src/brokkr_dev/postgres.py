@@ -15,12 +15,13 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from brokkr_dev.localnet import free_port
 
 SUPERUSER = "postgres"
 
@@ -55,13 +56,6 @@ def find_bindir() -> Path:
         "`apt-get install postgresql` (or `invoke system.install --features postgres`), "
         "or set BROKKR_PG_BINDIR"
     )
-
-
-def free_port() -> int:
-    """A TCP port that is free right now on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _run_as() -> pwd.struct_passwd | None:

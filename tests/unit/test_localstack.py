@@ -1,20 +1,8 @@
-"""The local stack's pure parts: port choice, sample stack, summary text."""
-
-import socket
+"""The local stack's pure parts: sample stack, summary text."""
 
 import yaml
 
 from brokkr_dev import localstack
-
-
-def test_preferred_port_unless_taken():
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        taken = busy.getsockname()[1]
-        assert localstack.port_or_free(taken) != taken
-    free = localstack.port_or_free(0)
-    assert localstack.port_or_free(free) == free
 
 
 def test_sample_stack_has_the_objects_up_waits_for():

@@ -7,13 +7,13 @@ import atexit
 import json
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
 
+from brokkr_dev import localnet
 from brokkr_dev.cluster.kubeconfig import Credentials, load
 
 T = TypeVar("T")
@@ -122,20 +122,5 @@ def wait_for(
     what: str,
     interval: float = 0.2,
 ) -> T:
-    """Poll `condition` until it returns a truthy value, or raise TimeoutError naming `what`.
-
-    Exceptions from the condition count as "not yet" and the last one is reported.
-    """
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = condition()
-            if value:
-                return value
-        except (requests.RequestException, ApiError) as exc:
-            last_error = exc
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {last_error})" if last_error else ""
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
-        time.sleep(interval)
+    """Poll `condition` until truthy (see localnet.wait_for); API errors count as "not yet"."""
+    return localnet.wait_for(condition, timeout, what, interval, (*localnet.NOT_YET, ApiError))
