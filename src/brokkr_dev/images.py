@@ -303,44 +303,36 @@ def base_image_for(engine: str, arch: str, requested: str = "") -> str:
 
 def export_requirements(root: Path = paths.REPO_ROOT) -> str:
     """The runtime dependencies of uv.lock as a hash-pinned requirements file."""
-    result = subprocess.run(
+    return _uv_requirements(
         [
-            "uv", "export", "--frozen", "--no-dev", "--no-emit-project", "--no-header",
+            "export", "--frozen", "--no-dev", "--no-emit-project", "--no-header",
             "--format", "requirements-txt",
         ],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise ContainerError(f"`uv export` failed: {result.stderr.strip()}")
-    header = (
+        root,
         "# Runtime dependencies of the images, exported from uv.lock with hashes.\n"
-        "# Do not edit: regenerate with `invoke images.requirements`.\n"
-    )
-    return header + result.stdout
+        "# Do not edit: regenerate with `invoke images.requirements`.\n",
+    )  # fmt: skip
 
 
 def compile_build_requirements(root: Path = paths.REPO_ROOT) -> str:
     """The project's build backend (docker/build-requirements.in) pinned with hashes."""
-    result = subprocess.run(
+    return _uv_requirements(
         [
-            "uv", "pip", "compile", "--quiet", "--generate-hashes", "--universal",
+            "pip", "compile", "--quiet", "--generate-hashes", "--universal",
             "--python-version", PYTHON_VERSION, "--no-header",
             str(BUILD_REQUIREMENTS_IN.relative_to(root)),
         ],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise ContainerError(f"`uv pip compile` failed: {result.stderr.strip()}")
-    header = (
+        root,
         "# Build backend for the image's builder stage, compiled from build-requirements.in.\n"
-        "# Do not edit: regenerate with `invoke images.requirements --build-backend`.\n"
-    )
+        "# Do not edit: regenerate with `invoke images.requirements --build-backend`.\n",
+    )  # fmt: skip
+
+
+def _uv_requirements(args: list[str], root: Path, header: str) -> str:
+    """Run `uv ARGS` in the repository and return its requirements output under a header."""
+    result = subprocess.run(["uv", *args], cwd=root, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ContainerError(f"`uv {' '.join(args[:2])}` failed: {result.stderr.strip()}")
     return header + result.stdout
 
 

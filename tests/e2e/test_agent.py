@@ -20,7 +20,9 @@ import pytest
 
 from brokkr_dev.broker_admin import BrokerAdmin
 from brokkr_dev.cluster import kubeconfig
-from tests.fixtures.agent import AgentProcess, BrokerProcess, free_port, poll
+from brokkr_dev.localnet import free_port
+from brokkr_dev.localnet import wait_for as poll
+from tests.fixtures.agent import AgentProcess, BrokerProcess
 from tests.integration.test_tls import issue, make_ca
 
 pytestmark = [pytest.mark.postgres, pytest.mark.k8s, pytest.mark.slow]

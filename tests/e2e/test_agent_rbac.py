@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from brokkr_dev.cluster import kubeconfig
+from brokkr_dev.localnet import wait_for as poll
 from tests.charts.render import Manifests, agent
 from tests.e2e.test_agent import (  # noqa: F401  # module fixtures of the agent e2e tests
     Setup,
@@ -27,7 +28,6 @@ from tests.e2e.test_agent import (  # noqa: F401  # module fixtures of the agent
     gone,
     setup,
 )
-from tests.fixtures.agent import poll
 
 pytestmark = [pytest.mark.postgres, pytest.mark.k8s, pytest.mark.slow]
 

@@ -17,7 +17,9 @@ import pytest
 import yaml
 
 from brokkr_dev import images
-from tests.fixtures.images import BuiltImages, Containers, free_port, http_get, podman_run, poll
+from brokkr_dev.localnet import free_port
+from brokkr_dev.localnet import wait_for as poll
+from tests.fixtures.images import BuiltImages, Containers, http_get, podman_run
 
 pytestmark = [pytest.mark.images, pytest.mark.slow]
 
