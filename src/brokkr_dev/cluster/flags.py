@@ -122,15 +122,9 @@ def apiserver(binary: Path, cluster: ClusterDir, pki: Pki, ports: dict[str, int]
 def controller_manager(
     binary: Path, cluster: ClusterDir, pki: Pki, ports: dict[str, int]
 ) -> list[str]:
-    kubeconfig = cluster.config / "controller-manager.kubeconfig"
     return [
         str(binary),
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        f"--bind-address={HOST}",
-        f"--secure-port={ports['controller_manager']}",
-        f"--cert-dir={cluster.config / 'controller-manager-serving'}",
+        *_component(cluster, "controller-manager", ports["controller_manager"]),
         f"--controllers={','.join(CONTROLLERS)}",
         # Each controller acts as its own ServiceAccount, with the narrow roles that
         # Kubernetes' default RBAC policy gives it.
@@ -139,22 +133,23 @@ def controller_manager(
         f"--root-ca-file={pki.ca}",
         f"--cluster-cidr={POD_CIDR}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--leader-elect=false",
-        "--profiling=false",
-        "--v=1",
     ]
 
 
 def scheduler(binary: Path, cluster: ClusterDir, ports: dict[str, int]) -> list[str]:
-    kubeconfig = cluster.config / "scheduler.kubeconfig"
+    return [str(binary), *_component(cluster, "scheduler", ports["scheduler"])]
+
+
+def _component(cluster: ClusterDir, name: str, port: int) -> list[str]:
+    """Flags shared by controller-manager and scheduler: own kubeconfig, serving, one replica."""
+    kubeconfig = cluster.config / f"{name}.kubeconfig"
     return [
-        str(binary),
         f"--kubeconfig={kubeconfig}",
         f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}",
         f"--bind-address={HOST}",
-        f"--secure-port={ports['scheduler']}",
-        f"--cert-dir={cluster.config / 'scheduler-serving'}",
+        f"--secure-port={port}",
+        f"--cert-dir={cluster.config / f'{name}-serving'}",
         "--leader-elect=false",
         "--profiling=false",
         "--v=1",
