@@ -74,7 +74,8 @@ def create_app(settings: Settings, warnings: list[str] | None = None) -> Starlet
         api_route("/docs/openapi.json", openapi_endpoint, ["GET"], prefix=""),
     ]
     app = Starlette(
-        routes=[*plain, Mount(API_PREFIX, routes=api_routes())],
+        # the API first: health and metrics are a few requests a minute
+        routes=[Mount(API_PREFIX, routes=api_routes()), *plain],
         middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         exception_handlers={
             ApiError: _api_error,
