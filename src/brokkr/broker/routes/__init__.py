@@ -14,7 +14,6 @@ from brokkr.broker.routes import (
     targeting,
 )
 
-
 # The agents' polling routes, matched first: every request walks the list in order
 # until a path matches, and these two are nearly all of the traffic.
 HOT_PATHS = ("/agents/{id}/heartbeat", "/agents/{id}/target-state")
