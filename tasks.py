@@ -101,22 +101,73 @@ def system_install(c, features=""):
 
 @task(
     help={
-        "agents": "registered agents in the database (default 10000)",
-        "concurrency": "simulated agents polling at once (default 32)",
-        "duration": "seconds of measurement after a 3 s warm-up (default 20)",
-        "pool_size": "broker database pool size per worker (default 10)",
+        "agents": "fleet sizes, comma-separated (default 1000,10000); one with url/dsn",
+        "phases": "heartbeat,target-state,mixed (default all three)",
+        "duration": "seconds per measured window (default 20)",
+        "warmup": "seconds of warm-up per fleet (default 3)",
+        "connections": "keep-alive connections sharing the fleet (default 32)",
+        "rate": "offered requests/s in total, paced (default 0: as fast as answered)",
         "workers": "broker worker processes (default 1)",
+        "pool_size": "database connections per worker (default 10)",
+        "url": "benchmark this running broker (http://host:port) instead of starting one",
+        "dsn": "use this PostgreSQL database (seeded by this run unless agents-file)",
+        "agents_file": "the fleet of a pre-seeded database (written by a --dsn run)",
+        "broker_pid": "with url: the broker's (supervisor) pid, for its CPU and RSS",
+        "broker_src": "run the broker from this src/ directory (e.g. an older checkout)",
+        "output": "write the JSON results here (default .local/bench/bench-<time>.json)",
+        "compare": "an earlier JSON result: print new/old ratios",
+        "label": "a name stored in the results (e.g. main, branch)",
     }
 )
-def broker_bench(c, agents=10_000, concurrency=32, duration=20.0, pool_size=10, workers=1):  # noqa: PLR0917
-    """Benchmark agent traffic (heartbeat + target-state) on a throw-away PostgreSQL."""
-    bench.run(
-        registered=int(agents),
-        concurrency=int(concurrency),
-        duration=float(duration),
-        pool_size=int(pool_size),
-        workers=int(workers),
-    )
+def broker_bench(  # noqa: PLR0917
+    c,
+    agents="1000,10000",
+    phases="heartbeat,target-state,mixed",
+    duration=20.0,
+    warmup=3.0,
+    connections=32,
+    rate=0.0,
+    workers=1,
+    pool_size=10,
+    url=None,
+    dsn=None,
+    agents_file=None,
+    broker_pid=None,
+    broker_src=None,
+    output=None,
+    compare=None,
+    label="",
+):
+    """Benchmark agent traffic: CPU-ms/request of broker and PostgreSQL, req/s, latency."""
+    try:
+        sizes = [int(n) for n in str(agents).split(",") if n.strip()]
+    except ValueError:
+        raise Exit(
+            f"error: --agents takes comma-separated numbers, got {agents!r}", code=2
+        ) from None
+    try:
+        bench.run(
+            bench.Options(
+                sizes=sizes,
+                phases=[p.strip() for p in str(phases).split(",") if p.strip()],
+                duration=float(duration),
+                warmup=float(warmup),
+                connections=int(connections),
+                rate=float(rate),
+                workers=int(workers),
+                pool_size=int(pool_size),
+                url=url,
+                dsn=dsn,
+                agents_file=Path(agents_file) if agents_file else None,
+                broker_pid=int(broker_pid) if broker_pid else None,
+                broker_src=Path(broker_src) if broker_src else None,
+                output=Path(output) if output else None,
+                compare=Path(compare) if compare else None,
+                label=label,
+            )
+        )
+    except (bench.BenchError, ValueError) as exc:
+        raise Exit(f"error: {exc}", code=2) from None
 
 
 # --- cluster: Kubernetes for tests and development (docs/kubernetes.md) -------------

@@ -58,6 +58,16 @@ def find_bindir() -> Path:
     )
 
 
+# Fast and throw-away: no durable commits (a test database is never recovered).
+TEST_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "200",
+    "shared_buffers": "128MB",
+}
+
+
 def _run_as() -> pwd.struct_passwd | None:
     if os.geteuid() != 0:
         return None
@@ -123,9 +133,19 @@ class PostgresServer:
         if result.returncode != 0:
             raise PostgresError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
 
-    def start(self, timeout: float = 30.0) -> None:
-        """Start the server in the foreground (child process) and wait until it accepts."""
+    def start(self, timeout: float = 30.0, settings: dict[str, str] | None = None) -> None:
+        """Start the server in the foreground (child process) and wait until it accepts.
+
+        `settings` override the test defaults (TEST_SETTINGS), e.g. `{"fsync": "on"}`
+        for a benchmark that should pay for durable commits as production does.
+        """
         self.init()
+        options = {
+            "listen_addresses": "127.0.0.1",
+            "unix_socket_directories": str(self.root),
+            **TEST_SETTINGS,
+            **(settings or {}),
+        }
         log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child process
         self.process = subprocess.Popen(
             [
@@ -134,20 +154,7 @@ class PostgresServer:
                 str(self.data_dir),
                 "-p",
                 str(self.port),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                f"unix_socket_directories={self.root}",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "max_connections=200",
-                "-c",
-                "shared_buffers=128MB",
+                *(arg for name, value in options.items() for arg in ("-c", f"{name}={value}")),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

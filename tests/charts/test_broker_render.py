@@ -228,6 +228,10 @@ def test_url_database_mode_reads_the_url_from_a_file():
             {"tls": {"enabled": True, "certManager": {"enabled": True}}},
             "tls.certManager.enabled needs tls.certManager.issuerRef.name",
         ),
+        (
+            {"broker": {"databasePool": {"minSize": 12, "maxSize": 4}}},
+            "broker.databasePool.minSize must be <= broker.databasePool.maxSize",
+        ),
     ],
 )
 def test_incomplete_values_fail_with_the_fix(values, message):
@@ -370,3 +374,17 @@ def test_storage_class_dash_asks_for_no_class():
 def test_no_service_links_in_any_pod():
     for name, spec in render(BROKER).pod_specs():
         assert spec["enableServiceLinks"] is False, name
+
+
+def test_workers_and_pool_size_reach_the_broker_with_defaults_for_one_cpu():
+    data = render(BROKER).one("ConfigMap", "broker")["data"]
+    assert (data["BROKKR__BROKER__WORKERS"], data["BROKKR__DATABASE__POOL_MAX_SIZE"]) == ("1", "10")
+    assert data["BROKKR__DATABASE__POOL_MIN_SIZE"] == "2"
+    sized = {"broker": {"workers": 2, "databasePool": {"minSize": 4, "maxSize": 8}}}
+    data = render(BROKER, sized).one("ConfigMap", "broker")["data"]
+    assert data["BROKKR__BROKER__WORKERS"] == "2"
+    assert (data["BROKKR__DATABASE__POOL_MIN_SIZE"], data["BROKKR__DATABASE__POOL_MAX_SIZE"]) == (
+        "4",
+        "8",
+    )
+    assert "workers" in render_error(BROKER, {"broker": {"workers": 0}})

@@ -163,6 +163,10 @@ hash is lowercase hex SHA-256 of the long part.
 {{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
 {{- fail "autoscaling.maxReplicas must be >= autoscaling.minReplicas" }}
 {{- end }}
+{{- $pool := .Values.broker.databasePool }}
+{{- if gt (int $pool.minSize) (int $pool.maxSize) }}
+{{- fail "broker.databasePool.minSize must be <= broker.databasePool.maxSize" }}
+{{- end }}
 {{- end }}
 
 {{/* Name of the Secret with the TLS certificate served by the broker. */}}

@@ -16,11 +16,13 @@ from starlette.routing import Mount
 from brokkr.broker.db.pool import make_pool
 from brokkr.broker.errors import ApiError
 from brokkr.broker.health import HealthState, health, healthz, readyz
+from brokkr.broker.heartbeats import HeartbeatWriter
 from brokkr.broker.http import API_PREFIX, api_route, error_response, json_response
 from brokkr.broker.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from brokkr.broker.openapi import openapi_endpoint
 from brokkr.broker.routes import api_routes
 from brokkr.broker.settings import Settings
+from brokkr.broker.targetstate import TargetStateReader
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,8 @@ def create_app(settings: Settings, warnings: list[str] | None = None) -> Starlet
         api_route("/docs/openapi.json", openapi_endpoint, ["GET"], prefix=""),
     ]
     app = Starlette(
-        routes=[*plain, Mount(API_PREFIX, routes=api_routes())],
+        # the API first: health and metrics are a few requests a minute
+        routes=[Mount(API_PREFIX, routes=api_routes()), *plain],
         middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         exception_handlers={
             ApiError: _api_error,
@@ -82,6 +85,8 @@ def create_app(settings: Settings, warnings: list[str] | None = None) -> Starlet
         lifespan=lifespan,
     )
     app.state.pool = pool
+    app.state.heartbeats = HeartbeatWriter(pool)
+    app.state.target_states = TargetStateReader(pool)
     app.state.metrics = metrics
     app.state.max_body_bytes = settings.broker.max_body_bytes
     app.state.health = HealthState(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
-from psycopg_pool import PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.requests import Request
 
 from brokkr.broker.auth import Identity, authenticate
@@ -18,34 +19,39 @@ from brokkr.broker.errors import unavailable
 log = logging.getLogger(__name__)
 
 
-@asynccontextmanager
-async def db(request: Request) -> AsyncIterator[AsyncConnection[dict]]:
+def db(request: Request) -> AbstractAsyncContextManager[AsyncConnection[dict]]:
     """A pooled connection in autocommit mode; wrap multi-row writes in a transaction.
 
     A pool timeout or a broken connection becomes 503: the pool drops broken
     connections and reconnects in the background, so the broker recovers by
     itself when PostgreSQL returns.
     """
+    return pooled(request.app.state.pool)
+
+
+@asynccontextmanager
+async def pooled(pool: AsyncConnectionPool[Any]) -> AsyncIterator[AsyncConnection[dict]]:
+    """A connection from `pool`, with the failures mapped to 503 as `db` describes."""
     try:
-        async with request.app.state.pool.connection() as conn:
+        async with pool.connection() as conn:
             yield conn
     except PoolTimeout:
         raise unavailable("no database connection available in time; retry later") from None
     except psycopg.OperationalError as exc:
         log.warning("database error: %s", exc.__class__.__name__)
-        _check_pool_soon(request)
+        _check_pool_soon(pool)
         raise unavailable() from None
 
 
 _checks: set[asyncio.Task[None]] = set()
 
 
-def _check_pool_soon(request: Request) -> None:
+def _check_pool_soon(pool: AsyncConnectionPool[Any]) -> None:
     """Test every idle connection once, so connections that died with a database
     restart are replaced now instead of each failing one more request."""
     if _checks:
         return
-    task = asyncio.get_running_loop().create_task(request.app.state.pool.check())
+    task = asyncio.get_running_loop().create_task(pool.check())
     _checks.add(task)
     task.add_done_callback(_checks.discard)
 

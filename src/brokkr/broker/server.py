@@ -64,6 +64,8 @@ async def serve(settings: Settings, warnings: list[str], sock: socket.socket | N
         access_log=False,
         timeout_graceful_shutdown=math.ceil(broker.drain_timeout),
         server_header=False,
+        # nothing reads the client address: skip X-Forwarded-* handling per request
+        proxy_headers=False,
     )
     config.load()
     tls: ReloadingContext | None = None

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from brokkr.broker import pak
+from brokkr.broker import pak, targetstate
 from brokkr.broker.auth import authenticate, presented_pak, require_admin, require_admin_or_agent
 from brokkr.broker.context import authed, db
 from brokkr.broker.errors import ApiError, bad_request, conflict, forbidden, not_found
@@ -24,7 +24,6 @@ from brokkr.broker.http import (
 from brokkr.broker.queries import (
     AGENT,
     ASSOCIATED_STACK_IDS,
-    DEPLOYMENT_OBJECT,
     STACK,
     live_agent,
     many,
@@ -160,23 +159,13 @@ async def delete_agent(request: Request) -> Response:
     return no_content()
 
 
-_BEAT = (
-    "UPDATE agents SET last_heartbeat = now() WHERE id = %s AND pak_hash = %s"
-    " AND deleted_at IS NULL RETURNING pak_hash"
-)
-_BEAT_K8S = (
-    "UPDATE agents SET last_heartbeat = now(), k8s_reachable = %s, k8s_api_latency_ms = %s,"
-    " k8s_reported_at = now() WHERE id = %s AND pak_hash = %s AND deleted_at IS NULL"
-    " RETURNING pak_hash"
-)
-
-
 async def heartbeat(request: Request) -> Response:
     """Record that the agent is alive, with optional Kubernetes reachability.
 
     The hot path authenticates and updates in one statement (the row only
-    matches the agent's own PAK hash); anything else falls back to the normal
-    authentication to answer 401 or 403.
+    matches the agent's own PAK hash), shared with the other heartbeats waiting
+    (see heartbeats.py); anything else falls back to the normal authentication
+    to answer 401 or 403.
     """
     agent_id = path_uuid(request)
     raw = await read_body(request)
@@ -189,17 +178,13 @@ async def heartbeat(request: Request) -> Response:
             if not who.is_agent(agent_id):
                 raise forbidden("only the agent itself may send its heartbeat") from None
         raise invalid from None
-    async with db(request) as conn:
-        if report.k8s_reachable is None:
-            row = await one(conn, _BEAT, (agent_id, digest))
-        else:
-            params = (report.k8s_reachable, report.k8s_api_latency_ms, agent_id, digest)
-            row = await one(conn, _BEAT_K8S, params)
-        if row is None or not pak.matches(presented, row["pak_hash"]):
+    writer = request.app.state.heartbeats
+    if not await writer.record(agent_id, digest, report.k8s_reachable, report.k8s_api_latency_ms):
+        async with db(request) as conn:
             who = await authenticate(conn, request)
-            if not who.is_agent(agent_id):
-                raise forbidden("only the agent itself may send its heartbeat")
-            raise not_found("agent", agent_id)
+        if not who.is_agent(agent_id):
+            raise forbidden("only the agent itself may send its heartbeat")
+        raise not_found("agent", agent_id)
     return no_content()
 
 
@@ -231,44 +216,6 @@ async def associated_stacks(request: Request) -> Response:
     return json_response(rows)
 
 
-def _ts(column: str) -> str:
-    """SQL rendering a timestamptz as RFC 3339 UTC, as the Python encoder does."""
-    return (
-        f"CASE WHEN {column} IS NULL THEN NULL ELSE "
-        f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') END"
-    )
-
-
-# PostgreSQL renders the whole answer as JSON text, and the same statement checks
-# that the caller's PAK hash belongs to this agent (or that the caller is the
-# admin), so the hottest poll is one round trip and no row decoding in Python.
-_TARGET_STATE = f"""
-WITH me AS (
-    SELECT id FROM agents
-     WHERE id = %(agent)s AND deleted_at IS NULL AND (%(admin)s OR pak_hash = %(hash)s)),
-latest AS (
-    SELECT DISTINCT ON (d.stack_id) {DEPLOYMENT_OBJECT}
-      FROM deployment_objects d
-     WHERE EXISTS (SELECT 1 FROM me)
-       AND d.deleted_at IS NULL AND d.stack_id IN ({ASSOCIATED_STACK_IDS})
-     ORDER BY d.stack_id, d.sequence_id DESC)
-SELECT (SELECT count(*) FROM me) AS found,
-       coalesce(json_agg(json_build_object(
-           'id', l.id, 'created_at', {_ts("l.created_at")},
-           'updated_at', {_ts("l.updated_at")}, 'deleted_at', {_ts("l.deleted_at")},
-           'sequence_id', l.sequence_id, 'stack_id', l.stack_id,
-           'yaml_content', l.yaml_content, 'yaml_checksum', l.yaml_checksum,
-           'submitted_at', {_ts("l.submitted_at")},
-           'is_deletion_marker', l.is_deletion_marker) ORDER BY l.sequence_id), '[]')::text
-         AS body
-  FROM latest l
- WHERE %(full)s OR NOT EXISTS (
-       SELECT 1 FROM agent_events e
-        WHERE e.agent_id = %(agent)s AND e.deployment_object_id = l.id
-          AND e.deleted_at IS NULL)
-"""
-
-
 async def target_state(request: Request) -> Response:
     """The newest deployment object of each stack the agent should run.
 
@@ -281,22 +228,19 @@ async def target_state(request: Request) -> Response:
     if mode not in {"incremental", "full"}:
         raise bad_request("invalid_mode", f"mode must be 'incremental' or 'full', got {mode!r}")
     presented = presented_pak(request)
-    params = {
-        "agent": agent_id,
-        "full": mode == "full",
-        "admin": False,
-        "hash": pak.hash_pak(presented) if pak.looks_like_pak(presented) else "",
-    }
-    async with db(request) as conn:
-        row = await one(conn, _TARGET_STATE, params)
-        if row is None or not row["found"]:
-            # Not this agent's own PAK: full authentication decides 401/403/404.
+    digest = pak.hash_pak(presented) if pak.looks_like_pak(presented) else ""
+    body = await request.app.state.target_states.own(agent_id, digest, mode == "full")
+    if body is None:
+        # Not this agent's own PAK: full authentication decides 401/403/404.
+        async with db(request) as conn:
             who = await authenticate(conn, request)
             require_admin_or_agent(who, agent_id)
-            row = await one(conn, _TARGET_STATE, {**params, "admin": True})
+            params = {"agent": agent_id, "full": mode == "full", "admin": True, "hash": ""}
+            row = await one(conn, targetstate.ONE, params)
             if row is None or not row["found"]:
                 raise not_found("agent", agent_id)
-    return Response(row["body"].encode(), media_type="application/json")
+            body = row["body"]
+    return Response(body.encode(), media_type="application/json")
 
 
 def routes() -> list[Route]:
