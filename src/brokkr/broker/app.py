@@ -57,7 +57,6 @@ def create_app(settings: Settings, warnings: list[str] | None = None) -> Starlet
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await pool.open(wait=False)
         log.info("database pool opened for %s", settings.database.describe())
-        yaml_workers.start()
         try:
             yield
         finally:

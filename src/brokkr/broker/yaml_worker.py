@@ -163,7 +163,8 @@ def _job(raw: bytes, as_json: bool, marker: bool, cpu_seconds: float) -> Outcome
 
 
 class YamlWorkers:
-    """A lazily started process pool for deployment-object bodies."""
+    """A process pool for deployment-object bodies, started at the first upload
+    (not at start-up, where it would compete with the server for CPU)."""
 
     def __init__(self, workers: int, cpu_seconds: float) -> None:
         self.workers = workers
@@ -203,11 +204,6 @@ class YamlWorkers:
         finally:
             self._in_flight -= 1
         return outcome.result()
-
-    def start(self) -> None:
-        """Start the workers now, so the first upload does not wait for them."""
-        for _ in range(self.workers):
-            self._pool().submit(int)
 
     def close(self) -> None:
         if self._executor is not None:
