@@ -18,10 +18,15 @@ def require_admin_or_generator(who: Identity) -> None:
         raise forbidden("only the admin or a generator may do this")
 
 
-async def owned_stack(conn: AsyncConnection[dict], who: Identity, stack_id: UUID) -> dict[str, Any]:
-    """A live stack the caller may manage: admin, or the generator that owns it."""
+async def owned_stack(
+    conn: AsyncConnection[dict], who: Identity, stack_id: UUID, *, lock: bool = False
+) -> dict[str, Any]:
+    """A live stack the caller may manage: admin, or the generator that owns it.
+
+    `lock` takes the row lock (inside a transaction) until the transaction ends.
+    """
     require_admin_or_generator(who)
-    stack = await live_stack(conn, stack_id)
+    stack = await live_stack(conn, stack_id, lock=lock)
     if who.generator and stack["generator_id"] != who.generator:
         raise forbidden("a generator may only manage its own stacks")
     return stack

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 
+from brokkr.broker.bodies import BodyLimits
 from brokkr.broker.db.pool import make_pool
 from brokkr.broker.errors import ApiError
 from brokkr.broker.health import HealthState, health, healthz, readyz
@@ -20,9 +21,11 @@ from brokkr.broker.heartbeats import HeartbeatWriter
 from brokkr.broker.http import API_PREFIX, api_route, error_response, json_response
 from brokkr.broker.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from brokkr.broker.openapi import openapi_endpoint
+from brokkr.broker.request_id import RequestIdMiddleware
 from brokkr.broker.routes import api_routes
 from brokkr.broker.settings import Settings
 from brokkr.broker.targetstate import TargetStateReader
+from brokkr.broker.yaml_worker import YamlWorkers
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +49,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return json_response({"code": "internal_error", "message": "internal server error"}, 500)
-
-
 def create_app(settings: Settings, warnings: list[str] | None = None) -> Starlette:
     """Build the broker app; the database must already be migrated and bootstrapped."""
     pool = make_pool(settings.database)
     metrics = Metrics()
+    yaml_workers = YamlWorkers(settings.broker.yaml_workers, settings.broker.yaml_cpu_seconds)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -63,6 +62,7 @@ def create_app(settings: Settings, warnings: list[str] | None = None) -> Starlet
         try:
             yield
         finally:
+            yaml_workers.close()
             await pool.close()
             log.info("database pool closed")
 
@@ -76,19 +76,24 @@ def create_app(settings: Settings, warnings: list[str] | None = None) -> Starlet
     app = Starlette(
         # the API first: health and metrics are a few requests a minute
         routes=[Mount(API_PREFIX, routes=api_routes()), *plain],
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
-        exception_handlers={
-            ApiError: _api_error,
-            HTTPException: _http_error,
-            Exception: _unexpected,
-        },
+        # Metrics outside, so it counts the 500s that RequestIdMiddleware answers.
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(RequestIdMiddleware),
+        ],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=lifespan,
     )
     app.state.pool = pool
     app.state.heartbeats = HeartbeatWriter(pool)
     app.state.target_states = TargetStateReader(pool)
     app.state.metrics = metrics
-    app.state.max_body_bytes = settings.broker.max_body_bytes
+    app.state.body_limits = BodyLimits(
+        json_bytes=settings.broker.max_json_body_bytes,
+        yaml_bytes=settings.broker.max_body_bytes,
+        read_timeout=settings.broker.body_read_timeout,
+    )
+    app.state.yaml_workers = yaml_workers
     app.state.health = HealthState(
         settings.broker.readiness_timeout, settings.broker.readiness_cache_seconds
     )

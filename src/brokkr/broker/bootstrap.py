@@ -6,6 +6,8 @@
 - With no configured hash and none stored yet (first start), a fresh admin PAK
   is minted, its hash stored, and the PAK written to `admin_pak_file` with mode
   0600. The PAK itself is never logged.
+- The system generator `admin-generator` exists (created once; see
+  `ensure_admin_generator`).
 Runs under the migration advisory lock, so replicas starting together mint once.
 """
 
@@ -55,6 +57,31 @@ def store_admin_hash(conn: psycopg.Connection, digest: str) -> None:
     )
 
 
+ADMIN_GENERATOR = "admin-generator"
+# Not a SHA-256 hex digest, so no PAK ever authenticates as this generator: the
+# admin PAK acts for it (as in Brokkr v1, where it is "linked to the admin PAK").
+_NO_PAK = "!system"
+
+
+def ensure_admin_generator(conn: psycopg.Connection) -> bool:
+    """Create the system generator `admin-generator` unless it was ever created.
+
+    Brokkr v1 clients look it up by name and create stacks for it with the admin
+    PAK. It is created once per database (also on the first start after an
+    upgrade); an admin who deletes it keeps it deleted. The partial unique index
+    on live names makes a second live row impossible even without the lock.
+    Returns True when this call created it.
+    """
+    cursor = conn.execute(
+        "INSERT INTO generators (name, description, pak_hash, is_system)"
+        " SELECT %(name)s, 'Linked to Admin PAK', %(hash)s, true"
+        " WHERE NOT EXISTS (SELECT 1 FROM generators WHERE name = %(name)s AND is_system)"
+        " ON CONFLICT (name) WHERE deleted_at IS NULL DO NOTHING",
+        {"name": ADMIN_GENERATOR, "hash": _NO_PAK},
+    )
+    return cursor.rowcount == 1
+
+
 def ensure_admin(conninfo: str, settings: BrokerSettings) -> list[str]:
     """Apply the admin rules above; return warnings to show in logs and /health."""
     configured = settings.pak_hash.get_secret_value().strip().lower() if settings.pak_hash else None
@@ -95,4 +122,6 @@ def ensure_admin(conninfo: str, settings: BrokerSettings) -> list[str]:
                 "minted a new admin PAK and wrote it to %s (mode 0600); store it safely",
                 settings.admin_pak_file,
             )
+        if ensure_admin_generator(conn):
+            log.info("created the system generator %s", ADMIN_GENERATOR)
     return [INSECURE_WARNING] if effective == pak.PUBLIC_DEFAULT_HASH else []

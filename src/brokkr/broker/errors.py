@@ -9,13 +9,19 @@ class ApiError(Exception):
     """An error answer; raise it from a handler and the app renders it."""
 
     def __init__(
-        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         """The JSON error body."""

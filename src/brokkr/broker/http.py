@@ -8,11 +8,13 @@ from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from brokkr.broker import bodies
+from brokkr.broker.bodies import BodyLimits, check_params, require_json, validate
 from brokkr.broker.errors import ApiError, bad_request
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -44,7 +46,9 @@ def no_content() -> Response:
 
 def error_response(error: ApiError) -> Response:
     """The JSON error body with the error's status."""
-    return json_response(error.body(), error.status)
+    response = json_response(error.body(), error.status)
+    response.headers.update(error.headers)
+    return response
 
 
 API_PREFIX = "/api/v1"
@@ -56,6 +60,7 @@ def api_route(path: str, handler: Handler, methods: list[str], prefix: str = API
 
     async def endpoint(request: Request) -> Response:
         request.scope["brokkr.route"] = template
+        check_params(request)
         return await handler(request)
 
     endpoint.__doc__ = handler.__doc__
@@ -75,60 +80,19 @@ def path_uuid(request: Request, name: str = "id") -> UUID:
 
 
 async def read_body(request: Request) -> bytes:
-    """The raw body, refused with 413 past the configured limit."""
-    limit: int = request.app.state.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(limit: int) -> ApiError:
-    return ApiError(
-        413,
-        "payload_too_large",
-        f"request body exceeds the limit of {limit} bytes (BROKKR__BROKER__MAX_BODY_BYTES)",
-        {"max_bytes": limit},
+    """The raw body of a JSON route (415, 413, 408 as `bodies.read_body` says)."""
+    require_json(request)
+    limits: BodyLimits = request.app.state.body_limits
+    return await bodies.read_body(
+        request, limit=limits.json_bytes, timeout=limits.read_timeout, setting=limits.json_setting
     )
 
 
 def parse_json(raw: bytes, *, allow_empty: bool = False) -> Any:
-    """A body parsed as JSON; 400 naming the problem when it is not valid JSON."""
-    if not raw.strip():
-        if allow_empty:
-            return None
-        raise bad_request("invalid_json", "a JSON request body is required")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bad_request("invalid_json", f"request body is not valid JSON: {exc}") from None
-
-
-def validate(model: type[Model], data: Any) -> Model:
-    """Validate parsed JSON against a request model; 400 listing each bad field."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = [
-            {
-                "field": ".".join(str(p) for p in err["loc"]) or "(body)",
-                "problem": err["msg"],
-            }
-            for err in exc.errors(include_url=False, include_input=False)
-        ]
-        summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
-        raise bad_request(
-            "invalid_request", f"invalid request body: {summary}", {"errors": problems}
-        ) from None
+    """A body decoded as JSON and screened; 400 naming the problem when refused."""
+    return bodies.decode_json(raw, allow_empty=allow_empty)
 
 
 def parse(raw: bytes, model: type[Model]) -> Model:
-    """Parse and validate a JSON body in one step."""
+    """Decode and validate a JSON body in one step."""
     return validate(model, parse_json(raw))

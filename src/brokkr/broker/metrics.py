@@ -27,11 +27,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger(__name__)
 
 HEARTBEAT_BUCKETS = (15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
+# An agent may store any status string (as in v1); the metric label keeps only
+# these and counts every other value as "other", so label values stay bounded.
+KNOWN_STATUSES = ("ACTIVE", "INACTIVE")
+_STATUS_LABEL = "CASE WHEN status IN ({}) THEN status ELSE 'other' END".format(
+    ", ".join(f"'{status}'" for status in KNOWN_STATUSES)
+)
 
 _FLEET = f"""
 SELECT
   (SELECT coalesce(json_object_agg(status, n), '{{}}') FROM
-     (SELECT status, count(*) AS n FROM agents WHERE deleted_at IS NULL GROUP BY status) s)
+     (SELECT {_STATUS_LABEL} AS status, count(*) AS n FROM agents WHERE deleted_at IS NULL
+       GROUP BY 1) s)
      AS agents_by_status,
   (SELECT json_build_object(
      'never', count(*) FILTER (WHERE last_heartbeat IS NULL),
@@ -155,12 +162,18 @@ class MetricsMiddleware:
             route = scope.get("brokkr.route") or "unmatched"
             seconds = time.perf_counter() - start
             self.metrics.observe(scope["method"], route, status, seconds)
-            if status >= 500 or log.isEnabledFor(logging.DEBUG):
+            # A 500 from an exception was logged with its traceback already.
+            logged = scope.get("brokkr.error_logged", False)
+            if (status >= 500 and not logged) or log.isEnabledFor(logging.DEBUG):
                 log.log(
                     logging.WARNING if status >= 500 else logging.DEBUG,
                     "%s %s -> %d",
                     scope["method"],
                     route,
                     status,
-                    extra={"status": status, "duration_ms": round(seconds * 1000, 2)},
+                    extra={
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 2),
+                        "request_id": scope.get("brokkr.request_id"),
+                    },
                 )

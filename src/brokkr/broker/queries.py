@@ -60,11 +60,17 @@ async def many(conn: AsyncConnection[dict], sql: str, params: Any = None) -> lis
 
 
 async def live(
-    conn: AsyncConnection[dict], kind: str, columns: str, row_id: UUID
+    conn: AsyncConnection[dict], kind: str, columns: str, row_id: UUID, *, lock: bool = False
 ) -> dict[str, Any]:
-    """A non-deleted row of table `<kind>s`; 404 `<kind>_not_found` otherwise."""
+    """A non-deleted row of table `<kind>s`; 404 `<kind>_not_found` otherwise.
+
+    With `lock`, FOR UPDATE: a concurrent deleter waits, then sees the row deleted.
+    """
+    suffix = " FOR UPDATE" if lock else ""
     row = await one(
-        conn, f"SELECT {columns} FROM {kind}s WHERE id = %s AND deleted_at IS NULL", (row_id,)
+        conn,
+        f"SELECT {columns} FROM {kind}s WHERE id = %s AND deleted_at IS NULL{suffix}",
+        (row_id,),
     )
     if row is None:
         raise not_found(kind, row_id)
@@ -81,6 +87,8 @@ async def live_generator(conn: AsyncConnection[dict], generator_id: UUID) -> dic
     return await live(conn, "generator", GENERATOR, generator_id)
 
 
-async def live_stack(conn: AsyncConnection[dict], stack_id: UUID) -> dict[str, Any]:
+async def live_stack(
+    conn: AsyncConnection[dict], stack_id: UUID, *, lock: bool = False
+) -> dict[str, Any]:
     """A non-deleted stack; 404 otherwise."""
-    return await live(conn, "stack", STACK, stack_id)
+    return await live(conn, "stack", STACK, stack_id, lock=lock)

@@ -29,7 +29,7 @@ class NewGenerator(_Body):
 class CreateAgentRequest(_Body):
     name: StrictStr = _NAME
     cluster_name: StrictStr = _NAME
-    generator_ids: list[UUID] = Field(default_factory=list)
+    generator_ids: list[UUID] = Field(default_factory=list, max_length=1000)
 
 
 class UpdateAgent(_Body):

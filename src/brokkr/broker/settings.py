@@ -103,7 +103,16 @@ class BrokerSettings(BaseModel):
     allow_insecure_default_pak: bool = False
     # Where a minted admin PAK is written (mode 0600).
     admin_pak_file: str | None = None
+    # Bodies of deployment objects (JSON or raw YAML): the only large ones.
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Bodies of every other JSON route (names, labels, events...).
+    max_json_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Seconds a request body may take to arrive in full (slow or stalled clients).
+    body_read_timeout: float = Field(default=30.0, gt=0)
+    # Processes that parse deployment-object YAML off the event loop.
+    yaml_workers: int = Field(default=1, ge=1, le=16)
+    # CPU seconds one deployment object may take to parse before it is refused.
+    yaml_cpu_seconds: float = Field(default=20.0, gt=0)
     # Seconds in-flight requests get to finish after SIGTERM.
     drain_timeout: float = Field(default=25.0, ge=0)
     # Seconds between SIGTERM (readyz 503) and closing the listener, so load

@@ -6,48 +6,21 @@ import hashlib
 from typing import Any
 from uuid import UUID
 
-import yaml
 from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from brokkr.broker import bodies
 from brokkr.broker.access import owned_stack
+from brokkr.broker.bodies import BodyLimits, is_json, unsupported_media_type
 from brokkr.broker.context import authed
-from brokkr.broker.errors import ApiError, bad_request, forbidden
-from brokkr.broker.http import api_route, json_response, parse, path_uuid, read_body
+from brokkr.broker.errors import bad_request, forbidden
+from brokkr.broker.http import api_route, json_response, path_uuid
 from brokkr.broker.queries import ASSOCIATED_STACK_IDS, DEPLOYMENT_OBJECT, live, many, one
-from brokkr.broker.schemas import CreateDeploymentObjectRequest
+from brokkr.broker.yaml_worker import YamlWorkers
 
 _YAML_TYPES = ("yaml", "text/plain")
-
-
-def check_yaml(content: str, *, deletion_marker: bool) -> None:
-    """400 unless `content` is YAML of Kubernetes objects (may be empty for a marker)."""
-    try:
-        documents = [d for d in yaml.safe_load_all(content) if d is not None]
-    except yaml.YAMLError as exc:
-        raise bad_request("invalid_yaml", f"yaml_content is not valid YAML: {exc}") from None
-    if not documents:
-        if deletion_marker:
-            return
-        raise bad_request(
-            "empty_yaml",
-            "yaml_content holds no Kubernetes object; send at least one document "
-            "(or set is_deletion_marker to remove the stack's objects)",
-        )
-    for index, document in enumerate(documents):
-        if (
-            not isinstance(document, dict)
-            or not isinstance(document.get("apiVersion"), str)
-            or (not isinstance(document.get("kind"), str))
-        ):
-            raise bad_request(
-                "invalid_yaml",
-                f"document {index + 1} of yaml_content is not a Kubernetes object "
-                "(a mapping with string apiVersion and kind)",
-                {"document": index + 1},
-            )
 
 
 async def insert_deployment_object(
@@ -78,30 +51,28 @@ def _flag(raw: str | None) -> bool:
 
 
 async def create(request: Request) -> Response:
-    """Accept JSON {yaml_content, is_deletion_marker} or a raw YAML body."""
+    """Accept JSON {yaml_content, is_deletion_marker} or a raw YAML body.
+
+    The body is decoded and its YAML checked in a worker process
+    (`yaml_worker`), with no database connection held meanwhile.
+    """
     stack_id = path_uuid(request)
-    raw = await read_body(request)
-    content_type = request.headers.get("content-type", "").lower()
+    content_type = request.headers.get("content-type", "").strip()
+    limits: BodyLimits = request.app.state.body_limits
+    yaml_type = any(kind in content_type.lower() for kind in _YAML_TYPES)
+    if content_type and not is_json(content_type) and not yaml_type:
+        raise unsupported_media_type(content_type, "application/json or application/yaml")
+    raw = await bodies.read_body(
+        request, limit=limits.yaml_bytes, timeout=limits.read_timeout, setting=limits.yaml_setting
+    )
+    as_json = is_json(content_type) or (not content_type and raw.lstrip()[:1] == b"{")
+    marker = False if as_json else _flag(request.query_params.get("deletion_marker"))
     async with authed(request) as (conn, who):
         await owned_stack(conn, who, stack_id)
-        as_json = "json" in content_type or (not content_type and raw.lstrip()[:1] == b"{")
-        if as_json:
-            body = parse(raw, CreateDeploymentObjectRequest)
-            content, marker = body.yaml_content, body.is_deletion_marker
-        elif any(kind in content_type for kind in _YAML_TYPES) or not content_type:
-            try:
-                content = raw.decode()
-            except UnicodeDecodeError:
-                raise bad_request("invalid_yaml", "the YAML body is not UTF-8 text") from None
-            marker = _flag(request.query_params.get("deletion_marker"))
-        else:
-            raise ApiError(
-                415,
-                "unsupported_media_type",
-                f"Content-Type {content_type!r} is not supported; "
-                "send application/json or application/yaml",
-            )
-        check_yaml(content, deletion_marker=marker)
+    workers: YamlWorkers = request.app.state.yaml_workers
+    content, marker = await workers.examine(raw, as_json=as_json, marker=marker)
+    async with authed(request) as (conn, who):
+        await owned_stack(conn, who, stack_id)
         row = await insert_deployment_object(conn, stack_id, content, deletion_marker=marker)
     return json_response(row, 201)
 

@@ -107,16 +107,20 @@ async def update_stack(request: Request) -> Response:
 
 
 async def delete_stack(request: Request) -> Response:
-    """Soft-delete the stack and record a deletion marker as its final state."""
+    """Soft-delete the stack and record a deletion marker as its final state.
+
+    The live-stack check locks the row (FOR UPDATE) in the same transaction as
+    the writes: of concurrent DELETEs one wins, the others then find the stack
+    deleted and answer 404, so there is exactly one deletion marker.
+    """
     stack_id = path_uuid(request)
-    async with authed(request) as (conn, who):
-        await owned_stack(conn, who, stack_id)
-        async with conn.transaction():
-            await insert_deployment_object(conn, stack_id, "", deletion_marker=True)
-            await conn.execute(
-                "UPDATE stacks SET deleted_at = now(), updated_at = now() WHERE id = %s",
-                (stack_id,),
-            )
+    async with authed(request) as (conn, who), conn.transaction():
+        await owned_stack(conn, who, stack_id, lock=True)
+        await insert_deployment_object(conn, stack_id, "", deletion_marker=True)
+        await conn.execute(
+            "UPDATE stacks SET deleted_at = now(), updated_at = now() WHERE id = %s",
+            (stack_id,),
+        )
     return no_content()
 
 
