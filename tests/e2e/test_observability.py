@@ -9,9 +9,11 @@ to refresh the pictures in docs/observability.md).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,6 +31,12 @@ pytestmark = [pytest.mark.postgres, pytest.mark.k8s, pytest.mark.slow]
 def panel_queries(uid: str) -> dict[str, str]:
     document = dashboards.model(dashboards.DASHBOARDS[uid])
     return {f"{title} #{n}": expr for n, (title, expr) in enumerate(dashboards.queries(document))}
+
+
+def settle(condition: Callable[[], bool], timeout: float) -> None:
+    """Poll until the condition holds or the time is up; the caller then asserts the details."""
+    with contextlib.suppress(TimeoutError):
+        wait_for(condition, timeout, "condition")
 
 
 def without_data(server: prometheus.Prometheus, uid: str) -> list[str]:
@@ -70,13 +78,11 @@ def test_prometheus_sees_every_queried_metric_and_the_alerts_fire(tmp_path: Path
             names = server.metric_names() if server else set()
             return {name: places for name, places in wanted.items() if name not in names}
 
-        wait_for(lambda: not missing(), 90, f"every queried metric in Prometheus: {missing()}")
+        settle(lambda: not missing(), 90)
+        assert missing() == {}
         assert server.targets_up() == {"brokkr-broker": True, "brokkr-agent": True}
-        wait_for(
-            lambda: not without_data(server, "brokkr-agents"),
-            60,
-            "data for every agent panel",
-        )
+        settle(lambda: not without_data(server, "brokkr-agents"), 60)
+        assert without_data(server, "brokkr-agents") == []
         assert server.firing("BrokkrAgentHeartbeatMissing") == []
         assert server.firing("BrokkrDatabaseUnreachable") == []
 
@@ -100,11 +106,8 @@ def test_prometheus_sees_every_queried_metric_and_the_alerts_fire(tmp_path: Path
         )
         assert down[0]["labels"]["job"] == "brokkr-broker"
         assert wait_for(lambda: server.firing("BrokkrBrokerNotReady"), 30, "BrokkrBrokerNotReady")
-        wait_for(
-            lambda: not without_data(server, "brokkr-broker"),
-            60,
-            "data for every broker panel",
-        )
+        settle(lambda: not without_data(server, "brokkr-broker"), 60)
+        assert without_data(server, "brokkr-broker") == []
         errors = server.query('brokkr_http_requests_total{route=~"/api/.*",status="503"}')
         assert errors, "the 503 answers are counted by route"
 
@@ -119,5 +122,6 @@ def test_prometheus_sees_every_queried_metric_and_the_alerts_fire(tmp_path: Path
         if server:
             server.stop()
         localstack.down(lambda _: None, where)
+    assert server is not None
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{server.url}/-/ready", timeout=2)

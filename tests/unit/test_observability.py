@@ -10,7 +10,7 @@ import pytest
 from brokkr.agent.metrics import AgentMetrics
 from brokkr.agent.state import AgentState
 from brokkr.broker.metrics import Metrics
-from brokkr_dev import crdschemas, dashboards, monitoring
+from brokkr_dev import crdschemas, dashboards, monitoring, panelrender
 
 SUFFIXES = ("_bucket", "_count", "_sum", "_created")
 
@@ -188,3 +188,26 @@ def test_crd_conversion_closes_objects_and_maps_nullable():
     assert "additionalProperties" not in spec["properties"]["free"]
     assert spec["properties"]["tags"]["items"]["additionalProperties"] is False
     assert "x-kubernetes-list-type" not in spec["properties"]["tags"]
+
+
+def test_panel_renderer_draws_every_panel_into_a_png(tmp_path):
+    document = dashboards.model(dashboards.AGENT_DASHBOARD)
+
+    def series(expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
+        if "apply_duration" in expr:
+            return []  # a panel without data is drawn and not counted
+        values = [[start + n * step, str(n % 7)] for n in range(int((end - start) / step))]
+        return [{"metric": {"instance": "a0", "result": "success"}, "values": values}]
+
+    out = tmp_path / "agents.png"
+    drawn = panelrender.render(document, series, 1_700_000_000, 1_700_003_600, out)
+    assert drawn == len(document["panels"]) - 1
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_panel_legend_and_units():
+    assert panelrender.legend("ready {{instance}}", {"instance": "b0"}) == "ready b0"
+    assert panelrender.fmt(0.25, "s") == "250 ms"
+    assert panelrender.fmt(0.0123, "percentunit") == "1.23%"
+    assert panelrender.fmt(3.0, "reqps") == "3 req/s"
