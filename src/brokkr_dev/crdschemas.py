@@ -25,11 +25,23 @@ OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
 # The prometheus-operator release whose CRDs the monitoring templates target.
 OPERATOR_VERSION = "v0.85.0"
 CRD_DIR = "example/prometheus-operator-crd"
+# The kinds the charts render (the others are large and unused).
+CRD_FILES = ("servicemonitors", "podmonitors", "prometheusrules")
 LOCATION = "{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
 
 
 class CrdSchemaError(RuntimeError):
     """The CRDs could not be fetched or converted; the message says what to do."""
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML 1.1 reads a bare `=` (a relabeling action in an enum) as the obscure
+    `value` tag, which the safe loader refuses; here it is the string it looks like."""
+
+
+_Loader.add_constructor(
+    "tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node)
+)
 
 
 def convert(node: Any) -> Any:
@@ -112,14 +124,15 @@ def schema_dir(go: str = "go") -> Path:
     if (target / ".complete").exists():
         return target
     source = module_dir(go) / CRD_DIR
-    crds = sorted(source.glob("*.yaml"))
-    if not crds:
-        raise CrdSchemaError(f"{source} holds no CRD files; is {OPERATOR_VERSION} right?")
+    crds = [source / f"monitoring.coreos.com_{name}.yaml" for name in CRD_FILES]
+    absent = [crd.name for crd in crds if not crd.exists()]
+    if absent:
+        raise CrdSchemaError(f"{source} lacks {', '.join(absent)}; is {OPERATOR_VERSION} right?")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".crd-schemas.", dir=target.parent))
     try:
         for crd_file in crds:
-            for document in yaml.safe_load_all(crd_file.read_text()):
+            for document in yaml.load_all(crd_file.read_text(), Loader=_Loader):
                 if not document or document.get("kind") != "CustomResourceDefinition":
                     continue
                 for relative, schema in schemas_from_crd(document).items():
