@@ -67,7 +67,7 @@ def files(pattern: str) -> list[str]:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """Static checks: ruff, mypy, yamllint, actionlint, and chart/Dockerfile checks."""
+    """Static checks: ruff, mypy, yamllint, actionlint, chart/Dockerfile checks, promtool."""
     refuse_posargs(session)
     install(session)
     session.run("ruff", "check", ".")
@@ -86,6 +86,9 @@ def lint(session: nox.Session) -> None:
     if files("charts/*/Chart.yaml"):
         tools(session, "helm", "helm4", "kubeconform")
         invoke(session, "charts.check")
+    if files("monitoring/prometheus/*.yaml"):
+        tools(session, "promtool")
+        invoke(session, "monitoring.check")
 
 
 @nox.session(python=PYTHON)

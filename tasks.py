@@ -25,8 +25,10 @@ from brokkr_dev import (
     charts,
     cluster,
     containers,
+    crdschemas,
     images,
     localstack,
+    monitoring,
     paths,
     postgres,
     system,
@@ -45,6 +47,8 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     cluster.ClusterError,
     pin.PinError,
     charts.ChartError,
+    crdschemas.CrdSchemaError,
+    monitoring.MonitoringError,
     postgres.PostgresError,
     localstack.StackError,
     BrokerCallError,
@@ -220,7 +224,9 @@ def cluster_pin(c):
 
 @task()
 def charts_generate(c):
-    """Regenerate each chart's values.schema.json and README values table from values.yaml."""
+    """Regenerate each chart's schema and README table, the dashboards and the charts' rule copies."""
+    for path in monitoring.generate():
+        print(f"updated {path.relative_to(charts.CHARTS_DIR.parent)}")
     for chart in charts.find_charts():
         for path in charts.generate(chart):
             print(f"updated {path.relative_to(charts.CHARTS_DIR.parent)}")
@@ -230,6 +236,12 @@ def charts_generate(c):
 def charts_check(c):
     """The chart gate: generated files, dead values, helm 3/4 lint, kubeconform, bad values."""
     charts.check_all()
+
+
+@task()
+def monitoring_check(c):
+    """promtool check rules and promtool test rules; runbook links of every alert."""
+    monitoring.check(log=print)
 
 
 # --- stack: a complete local Brokkr; agent: its benchmark (issue 5) ----------------
@@ -467,6 +479,9 @@ charts_ns = Collection("charts")
 charts_ns.add_task(charts_generate, "generate")
 charts_ns.add_task(charts_check, "check", default=True)
 
+monitoring_ns = Collection("monitoring")
+monitoring_ns.add_task(monitoring_check, "check", default=True)
+
 stack_ns = Collection("stack")
 stack_ns.add_task(stack_up, "up")
 stack_ns.add_task(stack_down, "down")
@@ -483,5 +498,14 @@ images_ns.add_task(images_wheelhouse, "wheelhouse")
 images_ns.add_task(images_measure, "measure")
 
 namespace = Collection(
-    tools, system_ns, cluster_ns, broker_ns, charts_ns, stack_ns, agent_ns, release_ns, images_ns
+    tools,
+    system_ns,
+    cluster_ns,
+    broker_ns,
+    charts_ns,
+    monitoring_ns,
+    stack_ns,
+    agent_ns,
+    release_ns,
+    images_ns,
 )

@@ -50,6 +50,9 @@ class Tool:
     binary: str
     version_args: tuple[str, ...]
     go_module: str | None = None
+    # The Go module version to install when it differs from the release version
+    # (Prometheus 3.x ships as module versions v0.3xx.y).
+    go_version: str | None = None
     go_ldflags: str = ""
     go_dir: str | None = None  # a wrapper module in the repo, built with `go build`
     # With go_dir: the main packages to build there (default "."). Each one yields a
@@ -117,6 +120,7 @@ def load_manifest(path: Path = paths.TOOLS_MANIFEST) -> dict[str, Tool]:
                 binary=str(entry.get("binary", name)),
                 version_args=tuple(entry.get("version_args", ["--version"])),
                 go_module=entry.get("go_module"),
+                go_version=entry.get("go_version"),
                 go_ldflags=entry.get("go_ldflags", ""),
                 go_dir=entry.get("go_dir"),
                 go_packages=tuple(entry.get("go_packages", ())),
@@ -296,7 +300,7 @@ def _go_install(tool: Tool, go: str, log: Log) -> Path:
             command = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", output, "."]
         _run(command, tool, cwd=source, env=env)
     else:
-        module = f"{tool.go_module}@{tool.version}"
+        module = f"{tool.go_module}@{tool.go_version or tool.version}"
         log(f"{tool.name} {tool.version}: go install {module} (first time only)")
         _run([go, "install", "-trimpath", "-ldflags", ldflags, module], tool, env=env)
         built = target / Path(tool.go_module or "").name

@@ -396,7 +396,7 @@ def test_health_endpoints_when_kubernetes_is_unreachable(setup: Setup, tmp_path:
     health = agent.health()
     assert health["status"] == "degraded" and health["kubernetes"]["error"]
     assert health["broker"]["connected"] is True
-    assert "brokkr_agent_kubernetes_connected 0" in agent.get("/metrics").text
+    assert "brokkr_agent_kubernetes_connected 0.0" in agent.get("/metrics").text
 
 
 def run_to_exit(env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

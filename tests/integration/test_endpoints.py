@@ -174,6 +174,15 @@ def test_health_trio_metrics_and_openapi(api: Api):
     assert "brokkr_http_request_duration_seconds_bucket" in text
     assert "brokkr_agents_without_heartbeat 1.0" in text
     assert "brokkr_stacks 0.0" in text
+    # Bounded labels: every known status is present, unknown methods are "other".
+    assert 'brokkr_agents{status="ACTIVE"} 0.0' in text and 'brokkr_agents{status="other"}' in text
+    assert 'brokkr_agents_heartbeat_within_seconds{le="+Inf"} 0.0' in text
+    assert "brokkr_database_up 1.0" in text and "brokkr_ready 1.0" in text
+    assert 'brokkr_db_pool_connections{state="used"}' in text
+    assert "brokkr_db_pool_requests_total" in text
+    client.request("BREW", "/api/v1/agents")
+    text = client.get("/metrics").text
+    assert 'method="other",route="unmatched"' in text and "BREW" not in text
 
     document = client.get("/docs/openapi.json").json()
     assert document["openapi"].startswith("3.")

@@ -21,14 +21,26 @@ def test_backoff_grows_with_jitter_and_stays_under_the_cap():
     assert len({backoff(3, 10.0, 300.0) for _ in range(20)}) > 1
 
 
-def test_metrics_render_counters_and_summaries():
+def test_metrics_render_counters_histograms_and_state_gauges():
     state = AgentState()
-    state.metrics.inc("brokkr_agent_polls_total", result="success")
-    state.metrics.inc("brokkr_agent_polls_total", result="success")
-    state.metrics.observe("brokkr_agent_poll_duration_seconds", 0.5)
-    text = state.metrics_text()
-    assert 'brokkr_agent_polls_total{result="success"} 2' in text
-    assert "brokkr_agent_poll_duration_seconds_count 1" in text
+    state.metrics.poll("success", 0.5)
+    state.metrics.poll("success", 0.2)
+    state.metrics.error("kubernetes")
+    state.metrics.applied("FAILURE", 0.1, applied=0, deleted=0)
+    state.metrics.applied("SURPRISE", 0.1, applied=3, deleted=1)
+    state.update(last_successful_poll=1700000000.0, kube_connected=True)
+    text = state.metrics_text().decode()
+    assert 'brokkr_agent_polls_total{result="success"} 2.0' in text
+    assert 'brokkr_agent_polls_total{result="error"} 0.0' in text  # pre-created
+    assert 'brokkr_agent_errors_total{source="kubernetes"} 1.0' in text
+    assert 'brokkr_agent_applies_total{result="failure"} 1.0' in text
+    assert 'brokkr_agent_applies_total{result="other"} 1.0' in text  # bounded label
+    assert "brokkr_agent_applied_objects_total 3.0" in text
+    assert "brokkr_agent_pruned_objects_total 1.0" in text
+    assert "brokkr_agent_poll_duration_seconds_count 2.0" in text
+    assert 'brokkr_agent_poll_duration_seconds_bucket{le="0.25"} 1.0' in text
+    assert "brokkr_agent_last_successful_poll_timestamp_seconds 1.7e+09" in text
+    assert "brokkr_agent_kubernetes_connected 1.0" in text
     assert "# TYPE brokkr_agent_uptime_seconds gauge" in text
 
 

@@ -208,6 +208,10 @@ def test_the_real_manifest_is_complete():
         assert tool.go_module or tool.go_dir or tool.pip_package or tool.archive, tool.name
     assert manifest["helm"].version.startswith("v3.")
     assert manifest["helm4"].version.startswith("v4.")
+    # Prometheus 3.x ships as Go module v0.3MM.P: the release and module versions agree.
+    for name in ("prometheus", "promtool"):
+        major, minor, patch = manifest[name].version.lstrip("v").split(".")
+        assert manifest[name].go_version == f"v0.{int(major) * 100 + int(minor)}.{patch}"
 
 
 def test_a_malformed_manifest_entry_is_named(tmp_path: Path):

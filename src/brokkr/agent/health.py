@@ -16,6 +16,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from prometheus_client import CONTENT_TYPE_LATEST
+
 from brokkr.agent.kube import KubeClient, KubeError
 from brokkr.agent.state import AgentState
 
@@ -76,14 +78,14 @@ def serve(state: AgentState, readiness: Readiness, host: str, port: int) -> Thre
                 body = json.dumps(state.snapshot(), indent=2) + "\n"
                 self._send(200, body, "application/json")
             elif path == "/metrics":
-                self._send(200, state.metrics_text(), "text/plain; version=0.0.4")
+                self._send(200, state.metrics_text(), CONTENT_TYPE_LATEST)
             else:
                 self._send(404, "not found; try /healthz, /readyz, /health or /metrics\n")
 
         def _send(
-            self, code: int, body: str, content_type: str = "text/plain; charset=utf-8"
+            self, code: int, body: str | bytes, content_type: str = "text/plain; charset=utf-8"
         ) -> None:
-            data = body.encode()
+            data = body.encode() if isinstance(body, str) else body
             self.send_response(code)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))

@@ -219,29 +219,29 @@ class Agent:
             try:
                 self.cycle(reconciler)
                 failures = 0
-                metrics.inc("brokkr_agent_polls_total", result="success")
+                result = "success"
             except Abandoned:
                 break
             except BrokerError as exc:
                 failures += 1
-                metrics.inc("brokkr_agent_polls_total", result="error")
-                metrics.inc("brokkr_agent_errors_total", source="broker")
+                result = "error"
+                metrics.error("broker")
                 self.state.update(broker_connected=False, broker_error=str(exc))
                 log.warning("broker: %s", exc)
             except KubeError as exc:
                 failures += 1
-                metrics.inc("brokkr_agent_polls_total", result="error")
-                metrics.inc("brokkr_agent_errors_total", source="kubernetes")
+                result = "error"
+                metrics.error("kubernetes")
                 if not isinstance(exc, KubeDown):  # the probe already recorded its error
                     self.state.update(kube_error=str(exc))
                 log.warning("%s", exc)
             except Exception:
                 failures += 1
-                metrics.inc("brokkr_agent_polls_total", result="error")
-                metrics.inc("brokkr_agent_errors_total", source="internal")
+                result = "error"
+                metrics.error("internal")
                 log.exception("unexpected error in the reconcile cycle; retrying")
             elapsed = time.monotonic() - started
-            metrics.observe("brokkr_agent_poll_duration_seconds", elapsed)
+            metrics.poll(result, elapsed)
             interval = self.settings.polling_interval
             if failures:
                 delay = backoff(failures, interval, max(interval, self.settings.max_backoff))
@@ -281,7 +281,7 @@ class Agent:
         if prune_key != self._last_prune_key or resync_due:
             deleted = reconciler.prune(desired)
             if deleted:
-                self.state.metrics.inc("brokkr_agent_pruned_objects_total", deleted)
+                self.state.metrics.pruned(deleted)
                 log.info("pruned %d object(s) that left the desired state", deleted)
             self._last_prune_key, self._last_prune_at = prune_key, time.monotonic()
         self.state.update(last_successful_poll=time.time())
@@ -290,11 +290,7 @@ class Agent:
         started = time.monotonic()
         outcome = reconciler.apply(item)
         elapsed = time.monotonic() - started
-        metrics = self.state.metrics
-        metrics.observe("brokkr_agent_apply_duration_seconds", elapsed)
-        metrics.inc("brokkr_agent_applies_total", result=outcome.status.lower())
-        if outcome.deleted:
-            metrics.inc("brokkr_agent_pruned_objects_total", outcome.deleted)
+        self.state.metrics.applied(outcome.status, elapsed, outcome.applied, outcome.deleted)
         level = logging.INFO if outcome.status == SUCCESS else logging.WARNING
         log.log(
             level,

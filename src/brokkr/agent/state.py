@@ -5,79 +5,16 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from brokkr import __version__
+from brokkr.agent.metrics import AgentMetrics, state_gauges
 
 
 def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
-
-
-class Metrics:
-    """Counters and duration summaries rendered in the Prometheus text format."""
-
-    _HELP: ClassVar[dict[str, tuple[str, str]]] = {
-        "brokkr_agent_polls_total": ("counter", "Reconcile cycles, by result (success, error)."),
-        "brokkr_agent_applies_total": (
-            "counter",
-            "Deployment objects applied, by result (success, failure).",
-        ),
-        "brokkr_agent_pruned_objects_total": (
-            "counter",
-            "Objects deleted because they left the desired state.",
-        ),
-        "brokkr_agent_errors_total": (
-            "counter",
-            "Errors, by source (broker, kubernetes, internal).",
-        ),
-        "brokkr_agent_poll_duration_seconds": ("summary", "Duration of reconcile cycles."),
-        "brokkr_agent_apply_duration_seconds": (
-            "summary",
-            "Duration of applying one deployment object.",
-        ),
-    }
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self._summaries: dict[str, list[float]] = {}
-
-    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
-        with self._lock:
-            self._counters[key] = self._counters.get(key, 0.0) + amount
-
-    def observe(self, name: str, seconds: float) -> None:
-        with self._lock:
-            total = self._summaries.setdefault(name, [0.0, 0.0])
-            total[0] += seconds
-            total[1] += 1
-
-    def value(self, name: str, **labels: str) -> float:
-        with self._lock:
-            return self._counters.get((name, tuple(sorted(labels.items()))), 0.0)
-
-    def render(self, gauges: dict[str, tuple[str, float]]) -> str:
-        lines: list[str] = []
-        with self._lock:
-            counters = dict(self._counters)
-            summaries = {k: list(v) for k, v in self._summaries.items()}
-        for name, (kind, help_text) in self._HELP.items():
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-            if kind == "summary":
-                total, count = summaries.get(name, [0.0, 0.0])
-                lines += [f"{name}_sum {total:.6f}", f"{name}_count {int(count)}"]
-                continue
-            series = [(labels, v) for (n, labels), v in counters.items() if n == name]
-            for labels, value in sorted(series) or [((), 0.0)]:
-                rendered = ",".join(f'{k}="{v}"' for k, v in labels)
-                lines.append(f"{name}{{{rendered}}} {value:g}" if rendered else f"{name} {value:g}")
-        for name, (help_text, value) in gauges.items():
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value:g}"]
-        return "\n".join(lines) + "\n"
 
 
 class AgentState:
@@ -96,7 +33,7 @@ class AgentState:
         self.last_heartbeat: float | None = None
         self.last_successful_poll: float | None = None
         self.last_reconcile: dict[str, Any] | None = None
-        self.metrics = Metrics()
+        self.metrics = AgentMetrics(self._gauges)
 
     def update(self, **fields: Any) -> None:
         with self.lock:
@@ -144,20 +81,10 @@ class AgentState:
                 "last_reconcile": dict(self.last_reconcile) if self.last_reconcile else None,
             }
 
-    def metrics_text(self) -> str:
+    def _gauges(self) -> dict[str, float]:
         with self.lock:
-            up = {
-                "brokkr_agent_uptime_seconds": (
-                    "Seconds since the agent started.",
-                    time.time() - self.started,
-                ),
-                "brokkr_agent_kubernetes_connected": (
-                    "1 if the last Kubernetes API probe succeeded.",
-                    float(bool(self.kube_connected)),
-                ),
-                "brokkr_agent_broker_connected": (
-                    "1 if the last broker call succeeded.",
-                    float(bool(self.broker_connected)),
-                ),
-            }
-        return self.metrics.render(up)
+            return state_gauges(self)
+
+    def metrics_text(self) -> bytes:
+        """The /metrics body (Prometheus text format)."""
+        return self.metrics.render()
