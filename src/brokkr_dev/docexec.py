@@ -20,6 +20,7 @@ the error names the guide and the line of the block it came from.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -195,10 +196,8 @@ def run(plan: Script, cwd: Path, env: Mapping[str, str]) -> Result:
         output, _ = child.communicate()
         output += f"\ndocexec: timed out after {plan.timeout} s"
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     return Result(child.returncode, output, time.monotonic() - started)
 
 

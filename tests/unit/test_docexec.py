@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev import docexec
+from brokkr_dev import docexec, paths
 from brokkr_dev.docexec import DocError, extract, script
+from brokkr_dev.release import manifests
 
 GUIDE = """\
 # A guide
@@ -132,3 +133,22 @@ def test_a_guide_with_nothing_to_run_in_the_environment_is_refused():
     blocks = extract("<!-- brokkr:exec on=kind -->\n```sh\nls\n```\n", "g.md")
     with pytest.raises(DocError, match="no brokkr:exec block of this guide runs"):
         script(blocks, "local", {})
+
+
+def test_every_guide_parses_and_the_index_links_each_one():
+    guides = paths.REPO_ROOT / "docs" / "operators"
+    index = (guides / "README.md").read_text()
+    for guide in sorted(guides.glob("*.md")):
+        docexec.guide_blocks(guide, paths.REPO_ROOT)  # raises DocError on a bad marker
+        if guide.name != "README.md":
+            assert f"]({guide.name})" in index, f"{guide.name} is not linked from the index"
+
+
+def test_secrets_with_data_finds_only_secrets_that_carry_values():
+    rendered = (
+        "kind: Secret\nmetadata: {name: a}\ndata: {k: dg==}\n---\n"
+        "kind: Secret\nmetadata: {name: b}\n---\n"
+        "kind: ConfigMap\nmetadata: {name: c}\ndata: {k: v}\n---\n"
+        "kind: Secret\nmetadata: {name: d}\nstringData: {k: v}\n"
+    )
+    assert manifests.secrets_with_data(rendered) == ["a", "d"]
