@@ -13,7 +13,7 @@ Placeholders are environment variables. A `brokkr:env` block holds only
 their own values; the test replaces each default with the value its fixtures give
 for NAME, and refuses a NAME it has no value for. Executed blocks then use `$NAME`.
 
-All blocks of one guide run in order in one `bash -euo pipefail` process, so a
+All blocks of one guide run in order in one `bash -Eeuo pipefail` process, so a
 variable set in one block is seen by the next; a failing command stops the run and
 the error names the guide and the line of the block it came from.
 """
@@ -149,7 +149,7 @@ def script(blocks: list[Block], environment: str, values: Mapping[str, str]) -> 
     `environment`, each announcing where it comes from so that a failure names it."""
     if environment not in ENVIRONMENTS:
         raise DocError(f"unknown environment {environment!r}; known: {', '.join(ENVIRONMENTS)}")
-    parts = ["set -euo pipefail", "trap 'echo \"docexec: failed in $DOC_BLOCK\" >&2' ERR"]
+    parts = ["set -Eeuo pipefail", "trap 'echo \"docexec: failed in $DOC_BLOCK\" >&2' ERR"]
     chosen: list[Block] = []
     for block in blocks:
         if block.kind == "env":

@@ -152,3 +152,10 @@ def test_secrets_with_data_finds_only_secrets_that_carry_values():
         "kind: Secret\nmetadata: {name: d}\nstringData: {k: v}\n"
     )
     assert manifests.secrets_with_data(rendered) == ["a", "d"]
+
+
+def test_a_failure_inside_a_shell_function_still_names_the_block(tmp_path: Path):
+    text = "<!-- brokkr:exec -->\n```sh\ncheck() { false; }\ncheck\necho not reached\n```\n"
+    result = docexec.run(script(extract(text, "g.md"), "local", {}), tmp_path, os.environ)
+    assert result.returncode != 0 and "not reached" not in result.output
+    assert "docexec: failed in g.md:2" in result.output
