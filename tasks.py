@@ -38,6 +38,7 @@ from brokkr_dev.broker_admin import BrokerCallError
 from brokkr_dev.cluster import bench as cluster_benchmark
 from brokkr_dev.cluster import pin
 from brokkr_dev.release import ReleaseError
+from brokkr_dev.release import manifests as release_manifests_module
 from brokkr_dev.release import run as release
 
 # Errors that say what is wrong and how to fix it: shown as one line, no traceback.
@@ -459,11 +460,21 @@ def release_chart(c, chart="", registry="ghcr.io/colliery-io", cosign_key="", si
     release.release_chart(chart, registry, cosign_key=cosign_key or None, sign=sign)
 
 
+@task(help={"out": "folder for brokkr-broker-install.yaml and brokkr-agent-install.yaml"})
+def release_manifests(c, out="dist/manifests"):
+    """Render the raw install manifests a release attaches (helm template, no secrets)."""
+    for path in release_manifests_module.write_install_manifests(
+        paths.REPO_ROOT / "charts", paths.REPO_ROOT / out
+    ):
+        print(path)
+
+
 release_ns = Collection("release")
 release_ns.add_task(release_run, "run", default=True)
 release_ns.add_task(release_dev, "dev")
 release_ns.add_task(release_chart_patch, "chart-patch")
 release_ns.add_task(release_chart, "chart")
+release_ns.add_task(release_manifests, "manifests")
 
 broker_ns = Collection("broker")
 broker_ns.add_task(broker_bench, "bench")

@@ -14,8 +14,9 @@ from collections.abc import Iterable
 
 # Feature -> Debian bookworm packages. Keep each list minimal and explain why.
 FEATURES: dict[str, tuple[str, ...]] = {
-    # python3-venv: the bootstrap venv; git: version stamps and release notes.
-    "base": ("git", "python3-venv", "ca-certificates"),
+    # python3-venv: the bootstrap venv; git: version stamps and release notes;
+    # curl and jq: the operator guides' commands, which tests/docs runs.
+    "base": ("git", "python3-venv", "ca-certificates", "curl", "jq"),
     # A real PostgreSQL for the broker's integration tests and `nox -s up`;
     # openssl makes the certificate authority of the broker's TLS tests.
     "postgres": ("postgresql", "postgresql-contrib", "openssl"),
