@@ -338,6 +338,7 @@ system_ns.add_task(system_install, "install", default=True)
         "sign": "sign and verify images and charts (--no-sign for a scratch registry)",
         "sbom": "attach syft SBOM attestations to the images",
         "github_repo": "owner/name of the GitHub repository",
+        "engine": "image builder: auto (Buildx when a Docker engine answers), buildx or podman",
     }
 )
 def release_run(  # noqa: PLR0917 - one keyword option per CLI flag
@@ -351,8 +352,10 @@ def release_run(  # noqa: PLR0917 - one keyword option per CLI flag
     sign=True,
     sbom=True,
     github_repo="colliery-io/brokkr",
+    engine="auto",
 ):
-    """Release a version: stamp, build and push images and charts, sign, notes, GitHub release."""
+    """Release a version: test gate, stamp, build and push images and charts, sign, notes,
+    assets, GitHub release; a webhook in BROKKR_RELEASE_WEBHOOK_URL hears the result."""
     if not version:
         raise Exit("error: give the version, e.g. `invoke release --version v1.2.3`", code=2)
     options = release.options_from(
@@ -364,6 +367,7 @@ def release_run(  # noqa: PLR0917 - one keyword option per CLI flag
         sign=sign,
         sbom=sbom and sign,
         github_repo=github_repo,
+        engine=engine,
     )
     if prepare:
         release.prepare(options)
@@ -371,10 +375,15 @@ def release_run(  # noqa: PLR0917 - one keyword option per CLI flag
         release.release(options)
 
 
-@task(help={"registry": "image registry and path, e.g. ghcr.io/colliery-io"})
-def release_dev(c, registry="ghcr.io/colliery-io"):
+@task(
+    help={
+        "registry": "image registry and path, e.g. ghcr.io/colliery-io",
+        "engine": "image builder: auto (Buildx when a Docker engine answers), buildx or podman",
+    }
+)
+def release_dev(c, registry="ghcr.io/colliery-io", engine="auto"):
     """Push a development build of both images as `sha-<7 hex>` and the branch name."""
-    release.publish_dev(registry)
+    release.publish_dev(registry, engine=engine)
 
 
 @task(help={"chart": "brokkr-broker or brokkr-agent"})

@@ -35,18 +35,21 @@ STEPS = (
 COMMAND_TIMEOUT = 1800
 
 
-def images_builder(name: str, platforms: Sequence[str]) -> str:
-    """Build one image for the platforms with the project's image build (src/brokkr_dev/images.py)."""
-    try:
-        images = importlib.import_module("brokkr_dev.images")  # lands with the images work
-    except ImportError as exc:
-        raise ReleaseError(
-            "brokkr_dev.images is not available in this checkout, so the images cannot be built"
-        ) from exc
-    target = name.removeprefix("brokkr-")
-    arches = tuple(p.split("/", 1)[1] for p in platforms)
-    result = images.build(targets=(target,), arches=arches)
-    return str(result.manifests[target][0])
+def images_builder(engine: str = "auto") -> ImageBuilder:
+    """The project's image build (brokkr_dev.images) with a builder: auto, buildx, podman.
+
+    Either builder leaves the manifest list in podman storage; the steps below push,
+    tag and sign it from there without knowing which builder made it.
+    """
+    images = importlib.import_module("brokkr_dev.images")
+
+    def build(name: str, platforms: Sequence[str]) -> str:
+        target = name.removeprefix("brokkr-")
+        arches = tuple(p.split("/", 1)[1] for p in platforms)
+        result = images.build(targets=(target,), arches=arches, engine=engine)
+        return str(result.manifests[target][0])
+
+    return build
 
 
 def default_podman() -> list[str]:
@@ -80,7 +83,7 @@ class Pipeline:
         plan: Plan,
         registry: Registry,
         *,
-        builder: ImageBuilder = images_builder,
+        builder: ImageBuilder | None = None,
         podman: Sequence[str] | None = None,
         helm: str = "helm",
         signer: Signer | None = None,
@@ -91,7 +94,7 @@ class Pipeline:
         self.plan = plan
         self.options: Options = plan.options
         self.registry = registry
-        self.builder = builder
+        self.builder = builder or images_builder(plan.options.engine)
         self.podman = list(podman) if podman is not None else default_podman()
         self.helm = helm
         self.signer = signer

@@ -100,7 +100,7 @@ def release(
     *,
     env: Mapping[str, str] | None = None,
     log: Log = print,
-    builder: ImageBuilder = images_builder,
+    builder: ImageBuilder | None = None,
     podman: Sequence[str] | None = None,
     bin_dir: Path = paths.BIN_DIR,
     after_step: Callable[[str], None] | None = None,
@@ -211,11 +211,13 @@ def publish_dev(
     root: Path = paths.REPO_ROOT,
     env: Mapping[str, str] | None = None,
     log: Log = print,
-    builder: ImageBuilder = images_builder,
+    builder: ImageBuilder | None = None,
     podman: Sequence[str] | None = None,
     platforms: Sequence[str] = ("linux/amd64", "linux/arm64"),
+    engine: str = "auto",
 ) -> dict[str, str]:
     """Push a development build as `sha-<7 hex>` and the branch tag; returns digests."""
+    builder = builder or images_builder(engine)
     environment = dict(os.environ if env is None else env)
     # Actions checks tags out detached; GITHUB_REF_NAME still names the branch.
     branch = git.branch(root) or environment.get("GITHUB_REF_NAME")
