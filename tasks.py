@@ -25,6 +25,7 @@ from brokkr_dev import (
     charts,
     cluster,
     containers,
+    engine,
     images,
     localstack,
     paths,
@@ -49,6 +50,7 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     localstack.StackError,
     BrokerCallError,
     containers.ContainerError,
+    engine.EngineError,
     ReleaseError,
     TimeoutError,
 )
@@ -93,7 +95,30 @@ def tools_status(c, names=""):
 @task(help={"features": f"comma-separated, from: {', '.join(system.FEATURES)} (default: all)"})
 def system_install(c, features=""):
     """Install the Debian packages that the named features need (root or sudo)."""
-    system.ensure(_split(features) or list(system.FEATURES))
+    system.ensure(_split(features) or [f for f in system.FEATURES if f not in system.ON_DEMAND])
+
+
+# --- engine: the Docker engine kind runs on ----------------------------------------
+
+
+@task()
+def engine_up(c):
+    """Use the Docker engine that answers, or start ours (machine-wide, idempotent)."""
+    found = engine.ensure_engine()
+    print(f"export DOCKER_HOST={found.host}")
+
+
+@task()
+def engine_down(c):
+    """Stop OUR dockerd (never another engine); remove its bridges and iptables rules."""
+    if not engine.stop_engine():
+        print("our dockerd was not running")
+
+
+@task()
+def engine_status(c):
+    """Which Docker engine answers, whether it is ours, and how privileged runs work."""
+    print(engine.engine_status())
 
 
 # --- broker: benchmark -----------------------------------------------------------
@@ -414,6 +439,11 @@ release_ns.add_task(release_chart, "chart")
 broker_ns = Collection("broker")
 broker_ns.add_task(broker_bench, "bench")
 
+engine_ns = Collection("engine")
+engine_ns.add_task(engine_up, "up")
+engine_ns.add_task(engine_down, "down")
+engine_ns.add_task(engine_status, "status", default=True)
+
 cluster_ns = Collection("cluster")
 cluster_ns.add_task(cluster_up, "up")
 cluster_ns.add_task(cluster_down, "down")
@@ -441,5 +471,14 @@ images_ns.add_task(images_wheelhouse, "wheelhouse")
 images_ns.add_task(images_measure, "measure")
 
 namespace = Collection(
-    tools, system_ns, cluster_ns, broker_ns, charts_ns, stack_ns, agent_ns, release_ns, images_ns
+    tools,
+    system_ns,
+    engine_ns,
+    cluster_ns,
+    broker_ns,
+    charts_ns,
+    stack_ns,
+    agent_ns,
+    release_ns,
+    images_ns,
 )
