@@ -24,6 +24,7 @@ from pathlib import Path
 
 from brokkr_dev import paths, toolchain
 from brokkr_dev.containers import ContainerError, podman
+from brokkr_dev.engine import EngineError, ensure_engine
 
 Log = Callable[[str], None]
 BUILDER = "default"  # the docker driver's builder, one per Docker context
@@ -49,9 +50,10 @@ def install_plugin(log: Log = print) -> Path:
 
 def engine_env(log: Log = print) -> dict[str, str]:
     """DOCKER_HOST of a Docker engine that answers, started when none does."""
-    from brokkr_dev.engine import ensure_engine  # noqa: PLC0415 - needs root only when used
-
-    return ensure_engine(log=log).env()
+    try:
+        return ensure_engine(log=log).env
+    except EngineError as exc:
+        raise ContainerError(f"Buildx needs a Docker engine: {exc}") from exc
 
 
 def docker_env(
@@ -109,7 +111,7 @@ def _pipe(producer: list[str], consumer: list[str], env: Mapping[str, str], what
     """Run `producer | consumer` without a shell; fail with both commands' errors."""
     with subprocess.Popen(producer, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as src:
         sink = subprocess.run(
-            consumer, stdin=src.stdout, capture_output=True, text=True, check=False
+            consumer, stdin=src.stdout, capture_output=True, text=True, env=env, check=False
         )
         if src.stdout:
             src.stdout.close()
