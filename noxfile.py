@@ -127,7 +127,7 @@ def tools_session(session: nox.Session) -> None:
 def release_args(posargs: list[str]) -> list[str]:
     """`v1.2.3 --dry-run ...` -> `--version v1.2.3 --dry-run ...` for `invoke release`."""
     # values of options that take one (--registry X, --cosign-key K, --github-repo R)
-    valued = {"--registry", "--cosign-key", "--github-repo"}
+    valued = {"--registry", "--cosign-key", "--github-repo", "--engine"}
     args: list[str] = []
     rest = list(posargs)
     while rest:
@@ -145,9 +145,11 @@ def release_args(posargs: list[str]) -> list[str]:
 def release(session: nox.Session) -> None:
     """Cut a release: `nox -s release -- v1.2.3 [--dry-run] [--prepare] [options]`.
 
-    Options: --registry HOST/PATH (default ghcr.io/colliery-io), --skip-github-release,
+    First runs lint and unit tests on the commit and refuses a red one. Options:
+    --registry HOST/PATH (default ghcr.io/colliery-io), --skip-github-release,
     --cosign-key FILE (default keyless in GitHub Actions), --no-sign, --no-sbom,
-    --github-repo OWNER/NAME. See docs/releasing.md.
+    --github-repo OWNER/NAME, --engine auto|buildx|podman. Env:
+    BROKKR_RELEASE_WEBHOOK_URL (notification). See docs/releasing.md.
     """
     if not [a for a in session.posargs if not a.startswith("-")]:
         session.error("give the version: nox -s release -- v1.2.3 [--dry-run]")
@@ -164,7 +166,11 @@ def release(session: nox.Session) -> None:
 
 @nox.session(name="publish-dev", python=PYTHON)
 def publish_dev(session: nox.Session) -> None:
-    """Push a development build: `nox -s publish-dev -- [--registry HOST/PATH]`."""
+    """Push a development build: `nox -s publish-dev -- [--registry HOST/PATH] [--engine E]`.
+
+    Tags `sha-<7 hex>` and the branch name, never a release tag; CI runs it on pushes
+    to main and develop.
+    """
     install(session)
     invoke(session, "system.install", "--features", "base,containers")
     invoke(session, "release.dev", *session.posargs)

@@ -26,6 +26,7 @@ from brokkr_dev import (
     cluster,
     containers,
     crdschemas,
+    engine,
     images,
     localstack,
     monitoring,
@@ -54,6 +55,7 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     localstack.StackError,
     BrokerCallError,
     containers.ContainerError,
+    engine.EngineError,
     ReleaseError,
     TimeoutError,
 )
@@ -98,7 +100,30 @@ def tools_status(c, names=""):
 @task(help={"features": f"comma-separated, from: {', '.join(system.FEATURES)} (default: all)"})
 def system_install(c, features=""):
     """Install the Debian packages that the named features need (root or sudo)."""
-    system.ensure(_split(features) or list(system.FEATURES))
+    system.ensure(_split(features) or [f for f in system.FEATURES if f not in system.ON_DEMAND])
+
+
+# --- engine: the Docker engine kind runs on ----------------------------------------
+
+
+@task()
+def engine_up(c):
+    """Use the Docker engine that answers, or start ours (machine-wide, idempotent)."""
+    found = engine.ensure_engine()
+    print(f"export DOCKER_HOST={found.host}")
+
+
+@task()
+def engine_down(c):
+    """Stop OUR dockerd (never another engine); remove its bridges and iptables rules."""
+    if not engine.stop_engine():
+        print("our dockerd was not running")
+
+
+@task()
+def engine_status(c):
+    """Which Docker engine answers, whether it is ours, and how privileged runs work."""
+    print(engine.engine_status())
 
 
 # --- broker: benchmark -----------------------------------------------------------
@@ -402,6 +427,7 @@ system_ns.add_task(system_install, "install", default=True)
         "sign": "sign and verify images and charts (--no-sign for a scratch registry)",
         "sbom": "attach syft SBOM attestations to the images",
         "github_repo": "owner/name of the GitHub repository",
+        "engine": "image builder: auto (Buildx when a Docker engine answers), buildx or podman",
     }
 )
 def release_run(  # noqa: PLR0917 - one keyword option per CLI flag
@@ -415,8 +441,10 @@ def release_run(  # noqa: PLR0917 - one keyword option per CLI flag
     sign=True,
     sbom=True,
     github_repo="colliery-io/brokkr",
+    engine="auto",
 ):
-    """Release a version: stamp, build and push images and charts, sign, notes, GitHub release."""
+    """Release a version: test gate, stamp, build and push images and charts, sign, notes,
+    assets, GitHub release; a webhook in BROKKR_RELEASE_WEBHOOK_URL hears the result."""
     if not version:
         raise Exit("error: give the version, e.g. `invoke release --version v1.2.3`", code=2)
     options = release.options_from(
@@ -428,6 +456,7 @@ def release_run(  # noqa: PLR0917 - one keyword option per CLI flag
         sign=sign,
         sbom=sbom and sign,
         github_repo=github_repo,
+        engine=engine,
     )
     if prepare:
         release.prepare(options)
@@ -435,10 +464,15 @@ def release_run(  # noqa: PLR0917 - one keyword option per CLI flag
         release.release(options)
 
 
-@task(help={"registry": "image registry and path, e.g. ghcr.io/colliery-io"})
-def release_dev(c, registry="ghcr.io/colliery-io"):
+@task(
+    help={
+        "registry": "image registry and path, e.g. ghcr.io/colliery-io",
+        "engine": "image builder: auto (Buildx when a Docker engine answers), buildx or podman",
+    }
+)
+def release_dev(c, registry="ghcr.io/colliery-io", engine="auto"):
     """Push a development build of both images as `sha-<7 hex>` and the branch name."""
-    release.publish_dev(registry)
+    release.publish_dev(registry, engine=engine)
 
 
 @task(help={"chart": "brokkr-broker or brokkr-agent"})
@@ -479,6 +513,11 @@ release_ns.add_task(release_manifests, "manifests")
 broker_ns = Collection("broker")
 broker_ns.add_task(broker_bench, "bench")
 
+engine_ns = Collection("engine")
+engine_ns.add_task(engine_up, "up")
+engine_ns.add_task(engine_down, "down")
+engine_ns.add_task(engine_status, "status", default=True)
+
 cluster_ns = Collection("cluster")
 cluster_ns.add_task(cluster_up, "up")
 cluster_ns.add_task(cluster_down, "down")
@@ -511,6 +550,7 @@ images_ns.add_task(images_measure, "measure")
 namespace = Collection(
     tools,
     system_ns,
+    engine_ns,
     cluster_ns,
     broker_ns,
     charts_ns,

@@ -1,7 +1,7 @@
 """Container engines on this kind of machine: detect one, set the host up for Podman.
 
-Docker Buildx is used when a Docker *engine* answers (a `docker` CLI alone is not
-enough); otherwise Podman. Podman on these hosts (no systemd cgroup delegation,
+Docker Buildx (the pinned plugin, see buildx.py) is used when a Docker *engine*
+answers (a `docker` CLI alone is not enough); otherwise Podman. Podman on these hosts (no systemd cgroup delegation,
 hybrid cgroups, a restrictive RLIMIT_NOFILE) needs the vfs storage driver, runc,
 cgroupfs and no default ulimits; `ensure_podman_host()` puts that in place, and
 `podman()` adds the global flags to every call.
@@ -40,31 +40,30 @@ def podman(*args: str) -> list[str]:
 
 
 def docker_engine_works(docker: str | None = None, timeout: float = 15) -> bool:
-    """True when `docker info` reaches an engine and `docker buildx` is installed."""
+    """True when `docker info` reaches an engine (DOCKER_HOST or the default socket)."""
     docker = docker or shutil.which("docker")
     if not docker:
         return False
-    for args in (["info", "--format", "{{.ServerVersion}}"], ["buildx", "version"]):
-        try:
-            result = subprocess.run(
-                [docker, *args], capture_output=True, text=True, timeout=timeout, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return False
-        if result.returncode != 0 or not result.stdout.strip():
-            return False
-    return True
+    try:
+        result = subprocess.run(
+            [docker, "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0 and bool(result.stdout.strip())
 
 
 def choose_engine(requested: str = "auto") -> str:
-    """'buildx' or 'podman': the requested one, or buildx when a Docker engine works."""
+    """'buildx' or 'podman': the requested one, or buildx when a Docker engine answers.
+
+    'buildx' itself starts an engine when none answers (brokkr_dev.engine).
+    """
     if requested not in {"auto", "buildx", "podman"}:
         raise ContainerError(f"unknown engine {requested!r}; use auto, buildx or podman")
-    if requested == "buildx" and not docker_engine_works():
-        raise ContainerError(
-            "engine 'buildx' requested but no Docker engine answers `docker info` "
-            "(or `docker buildx` is missing); start the engine or use --engine podman"
-        )
     if requested != "auto":
         return requested
     if docker_engine_works():

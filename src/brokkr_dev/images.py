@@ -1,8 +1,10 @@
 """Build the broker and agent images for linux/amd64 and linux/arm64.
 
 One Dockerfile (docker/Dockerfile), two targets. With a Docker engine the build uses
-Buildx; without one, Podman with qemu emulation for the foreign architecture. Either
-way the images get the same names, tags and OCI labels:
+Buildx (brokkr_dev.buildx); without one, Podman. Both build one architecture at a
+time (qemu emulates the foreign one) from the same local base images, and either
+way the images end up in podman storage with the same names, tags and OCI labels,
+and the manifest lists are assembled there (one publishing path):
 
   <registry>/brokkr-<target>:sha-<7 hex>-<arch>   one image per architecture
   <registry>/brokkr-<target>:<branch>-<arch>
@@ -31,7 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from brokkr_dev import baseimages, paths
+from brokkr_dev import baseimages, buildx, paths
 from brokkr_dev.containers import ContainerError, choose_engine, ensure_podman_host, podman
 
 TARGETS = ("broker", "agent")
@@ -42,8 +44,6 @@ BUILD_REQUIREMENTS_IN = paths.REPO_ROOT / "docker" / "build-requirements.in"
 BUILD_REQUIREMENTS = paths.REPO_ROOT / "docker" / "build-requirements.txt"
 WHEELHOUSE = paths.REPO_ROOT / "docker" / "wheelhouse"
 DEFAULT_REGISTRY = "localhost"
-# The Dockerfile's default base; Buildx pulls it per platform from the registry.
-OFFICIAL_BASE = "docker.io/library/python:3.11-slim-bookworm"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PYTHON_VERSION = "3.11"
 # Go/OCI architecture -> what `uname -m` prints inside the container.
@@ -252,49 +252,12 @@ def podman_build_command(request: BuildRequest) -> list[str]:
     )
 
 
-def buildx_build_command(request: BuildRequest) -> list[str]:
-    """`docker buildx build` for one target and architecture, loaded into the engine."""
-    return ["docker", "buildx", "build", "--load", *request.common_args(), str(request.context)]
-
-
-def buildx_manifest_command(
-    requests: Sequence[BuildRequest], push: bool, output_dir: Path
-) -> list[str]:
-    """One multi-platform `docker buildx build` that produces the manifest list.
-
-    Buildx cannot load a manifest list into the classic image store, so it is pushed
-    to the registry (push=True) or written to an OCI archive under output_dir.
-    """
-    first = requests[0]
-    name = image_name(first.target, first.registry)
-    command = ["docker", "buildx", "build", "--file", str(first.dockerfile)]
-    command += ["--target", first.target]
-    command += ["--platform", ",".join(platform_of(r.arch) for r in requests)]
-    for key, value in {"BASE_IMAGE": first.base_image, **first.info.build_args()}.items():
-        command += ["--build-arg", f"{key}={value}"]
-    if first.ca_bundle is not None:
-        command += ["--secret", f"id=cacert,src={first.ca_bundle}"]
-    for tag in first.info.tags:
-        command += ["--tag", f"{name}:{tag}"]
-    if push:
-        command.append("--push")
-    else:
-        archive = output_dir / f"brokkr-{first.target}-{first.info.tags[0]}.oci.tar"
-        command += ["--output", f"type=oci,dest={archive}"]
-    command.append(str(first.context))
-    return command
-
-
-def base_image_for(engine: str, arch: str, requested: str = "") -> str:
-    """The BASE_IMAGE for a build: requested (`{arch}` expands), else the engine's default.
-
-    Buildx uses the official multi-arch image; Podman the local debootstrap image,
-    since it is the path that works without any registry.
-    """
+def base_image_for(arch: str, requested: str = "") -> str:
+    """The BASE_IMAGE for a build: requested (`{arch}` expands), else the local
+    debootstrap image, which needs no registry; the same for both builders, so both
+    produce the same image."""
     if requested:
         return requested.format(arch=arch)
-    if engine == "buildx":
-        return OFFICIAL_BASE
     return baseimages.for_arch(arch).tag
 
 
@@ -449,7 +412,11 @@ def build(
     push: bool = False,
     log: Log = print,
 ) -> BuildResult:
-    """Build every target for every architecture, then one manifest list per target and tag."""
+    """Build every target for every architecture, then one manifest list per target and tag.
+
+    Whichever builder runs, the per-architecture images and the manifest lists end up
+    in podman storage, where the release pipeline pushes them from.
+    """
     for target in targets:
         image_name(target)  # validates
     arches = [arch_of(a) for a in arches]
@@ -464,18 +431,20 @@ def build(
         clear_wheelhouse()
         if ca_bundle is None and HOST_CA_BUNDLE.exists():
             ca_bundle = HOST_CA_BUNDLE
-    if engine == "podman":
-        ensure_podman_host([a for a in arches if a != native_arch()])
-        if not base_image:
-            for arch in arches:
-                baseimages.ensure(baseimages.for_arch(arch), log=log)
+    ensure_podman_host([a for a in arches if a != native_arch()])
+    if not base_image:
+        for arch in arches:
+            baseimages.ensure(baseimages.for_arch(arch), log=log)
+    build_one = (
+        _podman_builder() if engine == "podman" else _buildx_builder(base_image, arches, log)
+    )
     result = BuildResult(engine=engine)
     for target in targets:
         requests = [
             BuildRequest(
                 target=target,
                 arch=arch,
-                base_image=base_image_for(engine, arch, base_image),
+                base_image=base_image_for(arch, base_image),
                 info=info,
                 registry=registry,
                 ca_bundle=ca_bundle,
@@ -483,25 +452,40 @@ def build(
             for arch in arches
         ]
         for request in requests:
-            command = (
-                podman_build_command(request)
-                if engine == "podman"
-                else buildx_build_command(request)
-            )
-            log(f"building {request.references[0]} (base {request.base_image})")
+            log(f"building {request.references[0]} with {engine} (base {request.base_image})")
             started = time.monotonic()
-            _run(command, stream=True)
+            build_one(request)
             result.seconds[(target, request.arch)] = round(time.monotonic() - started, 1)
             result.images[(target, request.arch)] = request.references
-        if engine == "podman":
-            result.manifests[target] = podman_manifests(requests, push=push, log=log)
-        else:
-            output_dir = paths.REPO_ROOT / "build" / "images"
-            output_dir.mkdir(parents=True, exist_ok=True)
-            _run(buildx_manifest_command(requests, push, output_dir), stream=True)
-            name = image_name(target, registry)
-            result.manifests[target] = [f"{name}:{tag}" for tag in info.tags]
+        result.manifests[target] = podman_manifests(requests, push=push, log=log)
     return result
+
+
+def _podman_builder() -> Callable[[BuildRequest], None]:
+    return lambda request: _run(podman_build_command(request), stream=True)
+
+
+def _buildx_builder(
+    base_image: str, arches: Sequence[str], log: Log
+) -> Callable[[BuildRequest], None]:
+    """Build with Buildx's docker driver, then hand each image to podman storage."""
+    env = buildx.docker_env(buildx.engine_env(log))
+    buildx.install_plugin(log)
+    if not base_image:
+        for arch in arches:
+            buildx.load_base_image(baseimages.for_arch(arch).tag, env, log)
+    dockerfile = buildx.builtin_frontend_dockerfile(
+        DOCKERFILE, paths.REPO_ROOT / "build" / "images"
+    )
+
+    def build_one(request: BuildRequest) -> None:
+        command = buildx.build_command(request.common_args(), dockerfile, request.context)
+        code = subprocess.run(command, env=env, check=False).returncode
+        if code != 0:
+            raise ContainerError(f"`{' '.join(command)}` failed with exit status {code}")
+        buildx.hand_over(request.references, env, log)
+
+    return build_one
 
 
 def podman_manifests(

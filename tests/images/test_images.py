@@ -137,7 +137,7 @@ def test_code_only_change_reuses_the_dependency_layer(built_images: BuiltImages,
     request = images.BuildRequest(
         target="broker",
         arch=arch,
-        base_image=images.base_image_for("podman", arch),
+        base_image=images.base_image_for(arch),
         info=info,
         context=tmp_path,
         dockerfile=tmp_path / "docker" / "Dockerfile",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev import baseimages, containers, images
+from brokkr_dev import baseimages, buildx, containers, images
 
 INFO = images.BuildInfo(
     version="1.2.3",
@@ -126,31 +126,34 @@ def test_podman_command_has_host_flags_platform_target_args_and_arch_tags():
 def test_buildx_and_podman_get_the_same_tags_args_and_secret():
     request = _request(ca_bundle=Path("/etc/ssl/certs/ca-certificates.crt"))
     podman = images.podman_build_command(request)
-    buildx = images.buildx_build_command(request)
+    stripped = Path("/repo/build/images/Dockerfile.builtin-frontend")
+    command = buildx.build_command(request.common_args(), stripped, request.context)
     for flag in ("--tag", "--build-arg", "--platform", "--target", "--secret"):
-        assert _values(podman, flag) == _values(buildx, flag)
-    assert _values(buildx, "--secret") == ["id=cacert,src=/etc/ssl/certs/ca-certificates.crt"]
-    assert buildx[:3] == ["docker", "buildx", "build"]
+        assert _values(podman, flag) == _values(command, flag)
+    assert _values(command, "--secret") == ["id=cacert,src=/etc/ssl/certs/ca-certificates.crt"]
+    assert command[:5] == ["docker", "buildx", "build", "--builder", "default"]
+    # one platform, loaded into the engine, from the copy without the syntax line
+    assert "--load" in command and "--provenance=false" in command
+    assert _values(command, "--file") == [str(stripped)]
+    assert command[-1] == str(request.context)
 
 
-def test_buildx_manifest_build_covers_both_platforms_and_the_multi_arch_tags(tmp_path):
-    requests = [_request("amd64"), _request("arm64")]
-    command = images.buildx_manifest_command(requests, push=False, output_dir=tmp_path)
-    assert _values(command, "--platform") == ["linux/amd64,linux/arm64"]
-    assert _values(command, "--tag") == [
-        "localhost/brokkr-broker:sha-0123456",
-        "localhost/brokkr-broker:feature-add-images",
-    ]
-    assert _values(command, "--output")[0].startswith(f"type=oci,dest={tmp_path}/")
-    pushed = images.buildx_manifest_command(requests, push=True, output_dir=tmp_path)
-    assert "--push" in pushed and "--output" not in pushed
+def test_the_syntax_directive_is_dropped_and_line_numbers_kept():
+    original = images.DOCKERFILE.read_text()
+    assert original.startswith("# syntax=docker/dockerfile:")
+    stripped = buildx.without_syntax_directive(original)
+    assert "syntax=" not in stripped.splitlines()[0]
+    assert len(stripped.splitlines()) == len(original.splitlines())
+    assert stripped.splitlines()[1:] == original.splitlines()[1:]
+    # a `# syntax=` comment after the first instruction is no directive: kept
+    later = "FROM x\n# syntax=docker/dockerfile:1\n"
+    assert buildx.without_syntax_directive(later) == later
 
 
-def test_base_image_defaults_differ_by_engine_and_requested_expands_arch():
-    assert images.base_image_for("buildx", "arm64") == images.OFFICIAL_BASE
-    assert images.base_image_for("podman", "arm64") == "localhost/brokkr-base:bookworm-arm64"
+def test_base_image_is_the_local_one_unless_requested_and_requested_expands_arch():
+    assert images.base_image_for("arm64") == "localhost/brokkr-base:bookworm-arm64"
     assert (
-        images.base_image_for("podman", "amd64", "mirror.example/python:3.11-{arch}")
+        images.base_image_for("amd64", "mirror.example/python:3.11-{arch}")
         == "mirror.example/python:3.11-amd64"
     )
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from brokkr_dev.release import ReleaseError, chart_images, git, notes
-from brokkr_dev.release.github import GitHub
+from brokkr_dev.release.assets import content_type, release_assets
+from brokkr_dev.release.github import Asset, GitHub
 from brokkr_dev.release.plan import ChartPlan, ImagePlan, Options, Plan
 from brokkr_dev.release.registry import Registry, is_loopback
 from brokkr_dev.release.signing import Signer, attestation_tag, signature_tag
@@ -28,22 +29,27 @@ from brokkr_dev.release.version import parse_released
 # name ("brokkr-broker"), platforms -> local manifest list reference holding them
 ImageBuilder = Callable[[str, Sequence[str]], str]
 Log = Callable[[str], None]
-STEPS = ("stamp", "images", "tags", "charts", "sign", "sbom", "notes", "github", "git-tag")
+STEPS = (
+    "stamp", "images", "tags", "charts", "sign", "sbom", "notes", "assets", "github", "git-tag",
+)  # fmt: skip
 COMMAND_TIMEOUT = 1800
 
 
-def images_builder(name: str, platforms: Sequence[str]) -> str:
-    """Build one image for the platforms with the project's image build (src/brokkr_dev/images.py)."""
-    try:
-        images = importlib.import_module("brokkr_dev.images")  # lands with the images work
-    except ImportError as exc:
-        raise ReleaseError(
-            "brokkr_dev.images is not available in this checkout, so the images cannot be built"
-        ) from exc
-    target = name.removeprefix("brokkr-")
-    arches = tuple(p.split("/", 1)[1] for p in platforms)
-    result = images.build(targets=(target,), arches=arches)
-    return str(result.manifests[target][0])
+def images_builder(engine: str = "auto") -> ImageBuilder:
+    """The project's image build (brokkr_dev.images) with a builder: auto, buildx, podman.
+
+    Either builder leaves the manifest list in podman storage; the steps below push,
+    tag and sign it from there without knowing which builder made it.
+    """
+    images = importlib.import_module("brokkr_dev.images")
+
+    def build(name: str, platforms: Sequence[str]) -> str:
+        target = name.removeprefix("brokkr-")
+        arches = tuple(p.split("/", 1)[1] for p in platforms)
+        result = images.build(targets=(target,), arches=arches, engine=engine)
+        return str(result.manifests[target][0])
+
+    return build
 
 
 def default_podman() -> list[str]:
@@ -65,6 +71,7 @@ class Outcome:
     moved: dict[str, list[str]] = field(default_factory=dict)  # repo -> tags written
     skipped: list[str] = field(default_factory=list)
     notes_path: Path | None = None
+    assets: list[Path] = field(default_factory=list)  # dist/<tag>/..., SHA256SUMS last
     github_url: str | None = None
 
 
@@ -76,7 +83,7 @@ class Pipeline:
         plan: Plan,
         registry: Registry,
         *,
-        builder: ImageBuilder = images_builder,
+        builder: ImageBuilder | None = None,
         podman: Sequence[str] | None = None,
         helm: str = "helm",
         signer: Signer | None = None,
@@ -87,7 +94,7 @@ class Pipeline:
         self.plan = plan
         self.options: Options = plan.options
         self.registry = registry
-        self.builder = builder
+        self.builder = builder or images_builder(plan.options.engine)
         self.podman = list(podman) if podman is not None else default_podman()
         self.helm = helm
         self.signer = signer
@@ -308,6 +315,20 @@ class Pipeline:
         self.outcome.notes_path = path
         self.log(f"notes: {path}")
 
+    def step_assets(self) -> None:
+        """Write the release assets (read back from the registry) to dist/<tag>/."""
+        directory = self.options.root / "dist" / self.options.version.tag
+        directory.mkdir(parents=True, exist_ok=True)
+        found = release_assets(
+            self.registry, self.plan, self.outcome.charts, self.outcome.platforms
+        )
+        self.outcome.assets = []
+        for asset in found:
+            path = directory / asset.name
+            path.write_bytes(asset.data)
+            self.outcome.assets.append(path)
+        self.log(f"assets: {len(found)} files in {directory} ({', '.join(a.name for a in found)})")
+
     def step_github(self) -> None:
         if not self.options.github_release or self.github is None:
             self.log("github: release skipped")
@@ -321,6 +342,13 @@ class Pipeline:
             self.options.version, self.outcome.notes_path.read_text(), latest=moved_latest
         )
         self.log(f"github: {self.outcome.github_url}")
+        if not self.outcome.assets:
+            raise ReleaseError("github: the assets step did not run")
+        uploaded = self.github.upload_assets(
+            self.options.version.tag,
+            [Asset(p.name, p.read_bytes(), content_type(p.name)) for p in self.outcome.assets],
+        )
+        self.log(f"github: attached {', '.join(uploaded) or 'nothing new (all there)'}")
 
     def step_git_tag(self) -> None:
         if not self.options.git_tag:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from brokkr_dev import paths
+from brokkr_dev.release.gate import DEFAULT_CHECKS
 from brokkr_dev.release.registry import Registry, split_reference
 from brokkr_dev.release.stamp import CHART_NAMES, FileChange, read_chart, stamp_all
 from brokkr_dev.release.tags import TagChange, release_tags
@@ -37,6 +38,11 @@ class Options:
     github_repo: str = "colliery-io/brokkr"
     git_tag: bool = True  # create the git tag when the release completes
     dry_run: bool = False
+    engine: str = (
+        "auto"  # image builder: auto (Buildx when a Docker engine answers), buildx, podman
+    )
+    # Commands that must pass on the commit before anything is published (gate.py).
+    gate: tuple[tuple[str, ...], ...] = DEFAULT_CHECKS
 
     @property
     def charts(self) -> Path:
@@ -106,6 +112,9 @@ class Plan:
             f"  registry: {o.registry}   charts: oci://{o.registry}/charts",
             f"  previous release tag: {self.previous_tag or '(none)'}",
             "",
+            "0. Test gate: "
+            + ("; ".join(f"`{' '.join(c)}`" for c in o.gate) or "(none)")
+            + " must pass on this commit",
             "1. Stamp versions",
         ]
         if self.file_changes:
@@ -113,7 +122,7 @@ class Plan:
             lines.append(f"   - git commit -m 'chore(release): {o.version.tag}'")
         else:
             lines.append("   - (all files already carry this version)")
-        lines.append(f"2. Build and push images for {', '.join(o.platforms)}")
+        lines.append(f"2. Build ({o.engine}) and push images for {', '.join(o.platforms)}")
         for image in self.images:
             state = (
                 f"already published as {image.published_digest}, skipped"
@@ -139,7 +148,10 @@ class Plan:
             lines.append("   - SBOM (syft, SPDX JSON) attested to each platform image")
         lines.append(f"5. Release notes from {self.previous_tag or 'the first commit'} to HEAD")
         if o.github_release:
-            lines.append(f"6. GitHub release {o.version.tag} in {o.github_repo}")
+            lines.append(
+                f"6. GitHub release {o.version.tag} in {o.github_repo}, with the chart "
+                "archives, SBOMs and SHA256SUMS attached"
+            )
         else:
             lines.append("6. GitHub release skipped (--skip-github-release)")
         if o.git_tag:

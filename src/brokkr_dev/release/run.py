@@ -9,8 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from brokkr_dev import paths
-from brokkr_dev.release import ReleaseError, git, preflight
+from brokkr_dev.release import ReleaseError, gate, git, preflight
 from brokkr_dev.release.github import API, GitHub
+from brokkr_dev.release.notify import Notifier
 from brokkr_dev.release.pipeline import (
     ImageBuilder,
     Outcome,
@@ -52,18 +53,21 @@ def make_plan(options: Options, registry: Registry) -> Plan:
 
 
 def login(
-    options: Options, env: Mapping[str, str], podman: Sequence[str], helm: str, cosign: str | None
+    host: str,
+    env: Mapping[str, str],
+    podman: Sequence[str],
+    helm: str | None = None,
+    cosign: str | None = None,
 ) -> None:
-    """Log podman, helm and cosign in to a remote registry (the password goes via stdin)."""
+    """Log podman (and helm, cosign) in to a remote registry; the password goes via stdin."""
     user, password = credentials(env)
-    if is_loopback(options.host) or not user or not password:
+    if is_loopback(host) or not user or not password:
         return
-    commands = [
-        [*podman, "login", "--username", user, "--password-stdin", options.host],
-        [helm, "registry", "login", "--username", user, "--password-stdin", options.host],
-    ]
+    commands = [[*podman, "login", "--username", user, "--password-stdin", host]]
+    if helm:
+        commands.append([helm, "registry", "login", "--username", user, "--password-stdin", host])
     if cosign:
-        commands.append([cosign, "login", options.host, "--username", user, "--password-stdin"])
+        commands.append([cosign, "login", host, "--username", user, "--password-stdin"])
     for command in commands:
         result = subprocess.run(
             command, input=password, capture_output=True, text=True, timeout=120, check=False
@@ -96,16 +100,62 @@ def release(
     *,
     env: Mapping[str, str] | None = None,
     log: Log = print,
-    builder: ImageBuilder = images_builder,
+    builder: ImageBuilder | None = None,
     podman: Sequence[str] | None = None,
     bin_dir: Path = paths.BIN_DIR,
     after_step: Callable[[str], None] | None = None,
 ) -> Outcome | None:
-    """Plan, check, and (unless a dry run) publish; returns what was published.
+    """Plan, check, run the test gate and (unless a dry run) publish; returns what was
+    published.
 
-    Raises ReleaseError listing every preflight problem when the release must not run.
+    Raises ReleaseError listing every preflight problem when the release must not run,
+    or naming the failing check of the gate. A real run reports its end (published or
+    failed) to the webhook in BROKKR_RELEASE_WEBHOOK_URL, if set.
     """
     environment = dict(os.environ if env is None else env)
+    notifier = Notifier.from_env({} if options.dry_run else environment, log)
+    plan = Plan(options, [], [], [])  # what a failure before planning can report
+    pipeline: Pipeline | None = None
+    try:
+        plan, registry = checked_plan(options, environment, log, bin_dir)
+        if options.dry_run:
+            log("dry run: preflight passed; nothing was changed")
+            return None
+        gate.run_checks(options.root, options.gate, environment, log)
+        helm = preflight.find_tool("helm", bin_dir) or "helm"
+        cosign = preflight.find_tool("cosign", bin_dir) if options.sign else None
+        podman_cmd = list(podman) if podman is not None else default_podman()
+        login(options.host, environment, podman_cmd, helm, cosign)
+        github = None
+        if options.github_release:
+            github = GitHub(
+                options.github_repo,
+                environment.get("GITHUB_TOKEN", ""),
+                environment.get("GITHUB_API_URL", API),
+            )
+        pipeline = Pipeline(
+            plan,
+            registry,
+            builder=builder,
+            podman=podman_cmd,
+            helm=helm,
+            signer=make_signer(options, environment, cosign, bin_dir),
+            github=github,
+            log=log,
+            after_step=after_step,
+        )
+        outcome = pipeline.run()
+    except Exception as exc:
+        notifier.failed(plan, pipeline.outcome if pipeline else None, str(exc) or repr(exc))
+        raise
+    notifier.completed(plan, outcome)
+    return outcome
+
+
+def checked_plan(
+    options: Options, environment: Mapping[str, str], log: Log, bin_dir: Path
+) -> tuple[Plan, Registry]:
+    """The plan (printed) and the registry, or ReleaseError with every preflight problem."""
     registry = registry_for(options, environment)
     unreachable = None
     try:
@@ -129,32 +179,7 @@ def release(
             + ":\n"
             + "\n".join(f"  - {p}" for p in problems)
         )
-    if options.dry_run:
-        log("dry run: preflight passed; nothing was changed")
-        return None
-    helm = preflight.find_tool("helm", bin_dir) or "helm"
-    cosign = preflight.find_tool("cosign", bin_dir) if options.sign else None
-    podman_cmd = list(podman) if podman is not None else default_podman()
-    login(options, environment, podman_cmd, helm, cosign)
-    signer = make_signer(options, environment, cosign, bin_dir)
-    github = None
-    if options.github_release:
-        github = GitHub(
-            options.github_repo,
-            environment.get("GITHUB_TOKEN", ""),
-            environment.get("GITHUB_API_URL", API),
-        )
-    return Pipeline(
-        plan,
-        registry,
-        builder=builder,
-        podman=podman_cmd,
-        helm=helm,
-        signer=signer,
-        github=github,
-        log=log,
-        after_step=after_step,
-    ).run()
+    return plan, registry
 
 
 def prepare(options: Options, log: Log = print) -> None:
@@ -186,11 +211,13 @@ def publish_dev(
     root: Path = paths.REPO_ROOT,
     env: Mapping[str, str] | None = None,
     log: Log = print,
-    builder: ImageBuilder = images_builder,
+    builder: ImageBuilder | None = None,
     podman: Sequence[str] | None = None,
     platforms: Sequence[str] = ("linux/amd64", "linux/arm64"),
+    engine: str = "auto",
 ) -> dict[str, str]:
     """Push a development build as `sha-<7 hex>` and the branch tag; returns digests."""
+    builder = builder or images_builder(engine)
     environment = dict(os.environ if env is None else env)
     # Actions checks tags out detached; GITHUB_REF_NAME still names the branch.
     branch = git.branch(root) or environment.get("GITHUB_REF_NAME")
@@ -199,6 +226,7 @@ def publish_dev(
     registry = Registry(host, *credentials(environment))
     registry.ping()
     podman_cmd = list(podman) if podman is not None else default_podman()
+    login(host, environment, podman_cmd)
     digests = {}
     for name in IMAGE_NAMES:
         repo = f"{prefix}/{name}"
@@ -283,7 +311,7 @@ def release_chart(
         )
     cosign = preflight.find_tool("cosign", bin_dir) if options.sign else None
     helm = preflight.find_tool("helm", bin_dir) or "helm"
-    login(options, environment, default_podman(), helm, cosign)
+    login(options.host, environment, default_podman(), helm, cosign)
     signer = make_signer(options, environment, cosign, bin_dir)
     plan = Plan(options, [], [], [target])
     return Pipeline(plan, registry, helm=helm, signer=signer, log=log).run(("charts", "sign"))

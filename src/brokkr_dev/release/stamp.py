@@ -1,7 +1,8 @@
 """Write a release version into the files that carry it, keeping their formatting.
 
-pyproject.toml's `[project] version`, and in each chart's Chart.yaml `version` and
-`appVersion` (kept in lockstep with the Python package). A chart-only fix bumps the
+pyproject.toml's `[project] version` (and the project's own entry in uv.lock, or
+`uv sync --locked` refuses the stamped commit), and in each chart's Chart.yaml
+`version` and `appVersion` (kept in lockstep with the Python package). A chart-only fix bumps the
 chart's patch version and keeps `appVersion`, so the chart still deploys the same
 images. Edits are line-based so that comments and key order survive.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import semver
+from packaging.version import Version as Pep440
 
 from brokkr_dev.release import ReleaseError
 from brokkr_dev.release.version import Version
@@ -21,6 +23,12 @@ CHART_NAMES = ("brokkr-broker", "brokkr-agent")
 
 _PROJECT_VERSION = re.compile(r'^(version\s*=\s*")([^"]*)(")', re.MULTILINE)
 _SECTION = re.compile(r"^\[([^\]]+)\]\s*$", re.MULTILINE)
+# The project itself in uv.lock: the package whose source is the repository root.
+_LOCK_PROJECT = re.compile(
+    r'^\[\[package\]\]\nname = "(?P<name>[^"]+)"\nversion = "(?P<version>[^"]*)"\n'
+    r'source = \{ (?:editable|virtual) = "\." \}',
+    re.MULTILINE,
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,24 @@ def stamp_project(pyproject: Path, version: Version, write: bool) -> list[FileCh
     if write:
         pyproject.write_text(text[: match.start(2)] + version.plain + text[match.end(2) :])
     return [FileChange(pyproject, "[project] version", match.group(2), version.plain)]
+
+
+def stamp_lock(lock: Path, version: Version, write: bool) -> list[FileChange]:
+    """Set the project's own version in uv.lock (PEP 440 form, as uv writes it)."""
+    if not lock.is_file():
+        return []
+    text = lock.read_text()
+    match = _LOCK_PROJECT.search(text)
+    if match is None:
+        raise ReleaseError(
+            f'{lock} has no entry for the project itself (source "."); run `uv lock` and commit'
+        )
+    wanted = str(Pep440(version.plain))  # 1.3.0-rc.1 -> 1.3.0rc1
+    if match["version"] == wanted:
+        return []
+    if write:
+        lock.write_text(text[: match.start("version")] + wanted + text[match.end("version") :])
+    return [FileChange(lock, f"{match['name']} version", match["version"], wanted)]
 
 
 def _chart_field(text: str, key: str) -> re.Match[str] | None:
@@ -133,6 +159,7 @@ def bump_chart_patch(chart_dir: Path, write: bool) -> list[FileChange]:
 def stamp_all(root: Path, version: Version, charts_dir: Path, write: bool) -> list[FileChange]:
     """Stamp pyproject.toml and every chart; with write=False, only report the changes."""
     changes = stamp_project(root / "pyproject.toml", version, write)
+    changes += stamp_lock(root / "uv.lock", version, write)
     for name in CHART_NAMES:
         changes += stamp_chart(charts_dir / name, version, write)
     return changes

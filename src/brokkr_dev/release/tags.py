@@ -82,7 +82,10 @@ def release_tags(version: Version, released: Iterable[Version]) -> list[TagChang
 
 # OCI tag grammar: [A-Za-z0-9_][A-Za-z0-9._-]{0,127}
 _TAG_INVALID = re.compile(r"[^a-z0-9_.-]+")
-_RESERVED = re.compile(r"^(latest|v\d+(\.\d+){0,2}(-.*)?|sha-[0-9a-f]{7})$")
+# Shapes of tags that releases and signing write, with or without the `v`: `latest`,
+# `v1`, `v1.2`, `v1.2.3[-pre]`, `1.2.3[-pre]` (the charts' default), another commit's
+# `sha-<7 hex>` and cosign's `sha256-<hex>.sig/.att`. A branch tag never takes one.
+_RESERVED = re.compile(r"^(latest|v?\d+(\.\d+){0,2}(-.*)?|sha-[0-9a-f]{7}|sha256-.*)$")
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
 
 
@@ -90,18 +93,19 @@ def sanitise_branch(branch: str) -> str:
     """A branch name as a valid image tag that can never shadow a release tag.
 
     Lower-case, runs of other characters become '-', no leading '.'/'-', at most 128
-    characters. A branch that would look like a release or sha tag (`v1.2`, `latest`)
-    is prefixed with `branch-`.
+    characters. A branch that would look like a release, sha or signature tag (`v1.2`,
+    `1.2.3`, `latest`, `sha256-...`) is prefixed with `branch-`.
     """
-    tag = _TAG_INVALID.sub("-", branch.strip().lower()).lstrip(".-").rstrip("-")
+    tag = _TAG_INVALID.sub("-", branch.strip().lower()).lstrip(".-")[:128].rstrip(".-")
     if not tag:
         raise ReleaseError(
             f"branch name {branch!r} has no characters usable in an image tag; "
             "pass a branch name with letters or digits"
         )
+    # Checked after cutting to length: a cut can turn `1...1x` into a version shape.
     if _RESERVED.match(tag):
-        tag = f"branch-{tag}"
-    return tag[:128].rstrip(".-")
+        tag = f"branch-{tag}"[:128].rstrip(".-")
+    return tag
 
 
 def dev_tags(commit: str, branch: str | None) -> list[str]:

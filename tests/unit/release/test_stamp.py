@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from brokkr_dev.release.stamp import (
     read_project_version,
     stamp_all,
     stamp_chart,
+    stamp_lock,
     stamp_project,
 )
 from brokkr_dev.release.version import parse
@@ -105,3 +108,32 @@ def test_missing_fields_and_files_are_clear_errors(tmp_path):
     (tmp_path / "pyproject.toml").write_text("[tool.x]\nversion = '1'\n")
     with pytest.raises(ReleaseError, match=r"no \[project\] table"):
         read_project_version(tmp_path / "pyproject.toml")
+
+
+def test_the_lock_follows_the_stamp_so_uv_sync_locked_accepts_the_release_commit(tmp_path):
+    """uv.lock records the project's own version: a stamped pyproject.toml with an
+    unstamped lock makes `uv sync --locked` (every nox session) refuse the commit."""
+    uv = shutil.which("uv")
+    assert uv, "uv is on PATH in the nox sessions"
+    root = Path(__file__).resolve().parents[3]
+    for name in ("pyproject.toml", "uv.lock", "README.md"):
+        shutil.copy(root / name, tmp_path / name)
+    version = parse("v9.9.0-rc.1")
+    stamp_project(tmp_path / "pyproject.toml", version, write=True)
+    (change,) = stamp_lock(tmp_path / "uv.lock", version, write=True)
+    assert (change.field, change.new) == ("brokkr version", "9.9.0rc1")  # PEP 440 form
+    assert stamp_lock(tmp_path / "uv.lock", version, write=True) == []
+    checked = subprocess.run(
+        [uv, "lock", "--check", "--offline"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+    # only that one line changed
+    before = (root / "uv.lock").read_text().splitlines()
+    after = (tmp_path / "uv.lock").read_text().splitlines()
+    assert [(a, b) for a, b in zip(before, after, strict=True) if a != b] == [
+        (f'version = "{change.old}"', 'version = "9.9.0rc1"')
+    ]

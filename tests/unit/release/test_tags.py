@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 
 from brokkr_dev.release import ReleaseError
@@ -173,3 +176,58 @@ def test_dev_tags():
     assert dev_tags(sha.upper(), None) == ["sha-0123456"]
     with pytest.raises(ReleaseError, match="not a hexadecimal git commit"):
         dev_tags("zzz", "main")
+
+
+@pytest.mark.parametrize(
+    ("branch", "tag"),
+    [
+        ("1.2.3", "branch-1.2.3"),  # the plain alias every release writes
+        ("1.3.0-rc.1", "branch-1.3.0-rc.1"),
+        ("sha256-" + "a" * 64 + ".sig", "branch-sha256-" + "a" * 64 + ".sig"),
+        ("1" * 128 + "x", "branch-" + "1" * 121),  # cutting to 128 leaves a number
+    ],
+)
+def test_sanitise_branch_never_takes_a_release_or_signature_shape(branch, tag):
+    assert sanitise_branch(branch) == tag
+
+
+def written_by_releases(tag: str) -> bool:
+    """Whether some release (or its cosign signature) writes `tag`: an oracle built from
+    release_tags itself, independent of sanitise_branch's own pattern."""
+    if tag.startswith("sha256-"):
+        return True
+    core, _, pre = tag.removeprefix("v").partition("-")
+    numbers = core.split(".")
+    if len(numbers) > 3 or not all(n.isdigit() and str(int(n)) == n for n in numbers):
+        return tag == "latest"
+    version_text = "v" + ".".join([*numbers, "0", "0"][:3]) + (f"-{pre}" if pre else "")
+    try:
+        version = parse(version_text)
+    except ReleaseError:
+        return False
+    return any(change.tag == tag for change in release_tags(version, set()))
+
+
+def test_dev_tags_never_name_a_tag_that_a_release_writes():
+    """The guarantee behind `publish-dev`: whatever the branch is called, a dev build
+    can never move a release tag (nor the sha tag of another commit, nor a signature)."""
+    rng = random.Random(14)  # noqa: S311 - reproducible test input, not a secret
+    pieces = ["v", "V", "1", "0", "12", ".", "-", "rc", "latest", "sha-", "sha256-", "/", "_", "a"]
+    branches = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 6))) for _ in range(5000)]
+    branches += ["v1", "v1.2", "V1.2.3", "1.2.3", "1.2.3-rc.1", "LATEST", "release/v1.2.3"]
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    checked = 0
+    for branch in branches:
+        try:
+            tags = dev_tags(commit, branch)
+        except ReleaseError:
+            continue  # nothing usable in the name: refused, nothing pushed
+        sha, *rest = tags
+        assert sha == "sha-0123456"
+        for tag in rest:
+            assert not written_by_releases(tag), (branch, tag)
+            assert not re.fullmatch(r"sha-[0-9a-f]{7}", tag), (branch, tag)
+            checked += 1
+    # the generator does produce release-shaped names, and the oracle recognises them
+    assert sum(written_by_releases(b.lower()) for b in branches) > 100
+    assert checked > 4000

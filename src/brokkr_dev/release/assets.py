@@ -1,0 +1,124 @@
+"""The files attached to a release: chart archives, SBOMs and a SHA-256 checksums file.
+
+Every asset is read back from the registry, so it is exactly what was published and
+signed, whether this run pushed it or an earlier (interrupted) run did:
+
+- chart archives are the charts' OCI layers (their SHA-256 is the layer digest);
+- SBOMs are the SPDX documents inside the cosign attestations of each platform image.
+
+`release_assets` is the one list of assets; add new kinds there.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+
+from brokkr_dev.release import ReleaseError
+from brokkr_dev.release.github import Asset
+from brokkr_dev.release.plan import Plan
+from brokkr_dev.release.registry import Registry
+from brokkr_dev.release.signing import attestation_tag
+
+CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
+SPDX_PREDICATE = "https://spdx.dev/Document"
+CHECKSUMS = "SHA256SUMS"
+
+
+def _repo(repository: str) -> str:
+    return repository.split("/", 1)[1]
+
+
+def _layers(registry: Registry, repo: str, reference: str) -> list[dict]:
+    manifest = registry.manifest(repo, reference)
+    if manifest is None:
+        raise ReleaseError(f"assets: {registry.host}/{repo}:{reference} is not in the registry")
+    return list(json.loads(manifest.body).get("layers") or [])
+
+
+def _verified_blob(registry: Registry, repo: str, digest: str) -> bytes:
+    data = registry.blob(repo, digest)
+    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        raise ReleaseError(f"assets: blob {repo}@{digest} does not match its digest")
+    return data
+
+
+def chart_archives(registry: Registry, plan: Plan, digests: dict[str, str]) -> list[Asset]:
+    """`<chart>-<version>.tgz` of every chart, as published."""
+    assets = []
+    for chart in plan.charts:
+        repo = _repo(chart.repository)
+        layer = next(
+            (
+                x
+                for x in _layers(registry, repo, digests[chart.name])
+                if x["mediaType"] == CHART_LAYER
+            ),
+            None,
+        )
+        if layer is None:
+            raise ReleaseError(f"assets: {chart.reference} has no chart archive layer")
+        data = _verified_blob(registry, repo, layer["digest"])
+        assets.append(Asset(f"{chart.name}-{chart.version}.tgz", data, content_type(".tgz")))
+    return assets
+
+
+def attested_sbom(registry: Registry, repo: str, digest: str) -> bytes:
+    """The SPDX JSON document attested (by cosign) to one image digest."""
+    for layer in _layers(registry, repo, attestation_tag(digest)):
+        if layer["mediaType"] != DSSE_LAYER:
+            continue
+        envelope = json.loads(_verified_blob(registry, repo, layer["digest"]))
+        statement = json.loads(base64.b64decode(envelope["payload"]))
+        if statement.get("predicateType") == SPDX_PREDICATE:
+            return json.dumps(statement["predicate"], indent=2, sort_keys=True).encode() + b"\n"
+    raise ReleaseError(f"assets: {registry.host}/{repo}@{digest} has no SPDX attestation")
+
+
+def sboms(registry: Registry, plan: Plan, platforms: dict[str, dict[str, str]]) -> list[Asset]:
+    """`<image>-<version>-<os>-<arch>.spdx.json` for every platform image."""
+    assets = []
+    for image in plan.images:
+        repo = _repo(image.repository)
+        for platform, digest in sorted(platforms[image.name].items()):
+            name = f"{image.name}-{plan.version.plain}-{platform.replace('/', '-')}.spdx.json"
+            data = attested_sbom(registry, repo, digest)
+            assets.append(Asset(name, data, content_type(name)))
+    return assets
+
+
+CONTENT_TYPES = {".tgz": "application/gzip", ".json": "application/json"}
+
+
+def content_type(name: str) -> str:
+    """The upload Content-Type for an asset file name."""
+    return next((t for ext, t in CONTENT_TYPES.items() if name.endswith(ext)), "text/plain")
+
+
+def checksums(assets: Sequence[Asset]) -> Asset:
+    """`sha256sum -c` compatible list of every asset."""
+    lines = [f"{hashlib.sha256(a.data).hexdigest()}  {a.name}\n" for a in assets]
+    return Asset(
+        CHECKSUMS,
+        "".join(sorted(lines, key=lambda x: x.split()[1])).encode(),
+        content_type(CHECKSUMS),
+    )
+
+
+def release_assets(
+    registry: Registry,
+    plan: Plan,
+    charts: dict[str, str],
+    platforms: dict[str, dict[str, str]],
+) -> list[Asset]:
+    """Everything attached to the GitHub release, the checksums file last."""
+    found = chart_archives(registry, plan, charts)
+    if plan.options.sign and plan.options.sbom:
+        found += sboms(registry, plan, platforms)
+    names = [a.name for a in found]
+    if len(names) != len(set(names)):
+        raise ReleaseError(f"assets: duplicate asset names in {names}")
+    return [*found, checksums(found)]
