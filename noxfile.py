@@ -86,6 +86,24 @@ def lint(session: nox.Session) -> None:
     if files("charts/*/Chart.yaml"):
         tools(session, "helm", "helm4", "kubeconform")
         invoke(session, "charts.check")
+    # The fast security scan (trivy config, seconds); Checkov's minute runs in `scan`.
+    tools(session, "trivy")
+    invoke(session, "scan", "--scanners", "trivy")
+
+
+@nox.session(python=PYTHON)
+def scan(session: nox.Session) -> None:
+    """Security scans (docs/security.md): `nox -s scan -- [--images] [--mode ci|release]`.
+
+    Always: trivy config and Checkov on docker/ and every chart rendering, and the
+    vulnerability data for the images' Python pins and the Go tools. --images adds
+    SBOM, licence, misconfiguration and vulnerability scans of this revision's
+    images (build them first: `nox -s images`). Unreachable vulnerability data is
+    "not scanned": a warning locally, a failure with --mode ci or release.
+    """
+    install(session)
+    tools(session, "helm", "trivy", "checkov")
+    invoke(session, "scan", "--sources", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -37,6 +37,8 @@ from brokkr_dev.cluster import bench as cluster_benchmark
 from brokkr_dev.cluster import pin
 from brokkr_dev.release import ReleaseError
 from brokkr_dev.release import run as release
+from brokkr_dev.scan import gate as scan_gate
+from brokkr_dev.scan.model import ScanError
 
 # Errors that say what is wrong and how to fix it: shown as one line, no traceback.
 KNOWN_ERRORS: tuple[type[Exception], ...] = (
@@ -50,6 +52,7 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     BrokerCallError,
     containers.ContainerError,
     ReleaseError,
+    ScanError,
     TimeoutError,
 )
 
@@ -431,6 +434,61 @@ images_ns.add_task(images_requirements, "requirements")
 images_ns.add_task(images_wheelhouse, "wheelhouse")
 images_ns.add_task(images_measure, "measure")
 
+
+# --- scan: security scans (src/brokkr_dev/scan, docs/security.md) ------------------
+
+
+@task(
+    help={
+        "config": "trivy config and Checkov on docker/ and the rendered charts (default on)",
+        "sources": "vulnerability data for the pinned Python packages and the Go tools",
+        "images": "SBOM, licence, misconfiguration and vulnerability scans of the built images",
+        "mode": "local (not scanned = warning), ci or release (not scanned = failure); "
+        "default ci when $CI is set, else local",
+        "scanners": "config scanners, comma-separated: trivy,checkov (default both)",
+        "docker_dir": "directory with the Dockerfiles (default docker/)",
+        "charts_dir": "directory with the charts (default charts/)",
+        "tag": "image tag to scan (default: this revision's sha-<7>)",
+    }
+)
+def scan_run(  # noqa: PLR0917 - one keyword option per CLI flag
+    c,
+    config=True,
+    sources=False,
+    images=False,
+    mode="",
+    scanners="trivy,checkov",
+    docker_dir="",
+    charts_dir="",
+    tag="",
+):
+    """Run the security scans, print the summary table, fail on what the policy forbids."""
+    verdict = scan_gate.run(
+        config=config,
+        sources=sources,
+        image_scans=images,
+        mode=scan_gate.mode_from(mode),
+        scanners=_split(scanners),
+        docker_dir=Path(docker_dir) if docker_dir else scan_gate.DOCKER_DIR,
+        charts_dir=Path(charts_dir) if charts_dir else charts.CHARTS_DIR,
+        tag=tag,
+    )
+    if not verdict.ok:
+        raise Exit("scan failed:\n- " + "\n- ".join(verdict.failures), code=1)
+
+
+scan_ns = Collection("scan")
+scan_ns.add_task(scan_run, "run", default=True)
+
 namespace = Collection(
-    tools, system_ns, cluster_ns, broker_ns, charts_ns, stack_ns, agent_ns, release_ns, images_ns
+    tools,
+    system_ns,
+    cluster_ns,
+    broker_ns,
+    charts_ns,
+    stack_ns,
+    agent_ns,
+    release_ns,
+    images_ns,
+    scan_ns,
 )

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from brokkr_dev import charts, paths, toolchain
+from brokkr_dev import images as image_build
 from brokkr_dev.scan import checkov, govulns, images, pypi, render, trivy
 from brokkr_dev.scan.model import ScanError, Status, TargetResult, format_table
 from brokkr_dev.scan.policy import Mode, Policy, Verdict, judge, load_accepted, load_policy
@@ -115,15 +116,13 @@ def go_tool_binaries(bin_dir: Path = paths.BIN_DIR) -> dict[str, Path]:
 
 def source_results(unrated: str, workdir: Path = WORK_DIR) -> list[TargetResult]:
     """Vulnerability sources that need no image: PyPI for the pins, x/vulndb for Go tools."""
-    requirements = images.images.REQUIREMENTS
+    requirements = image_build.REQUIREMENTS
     results = [pypi.scan(requirements, "docker/requirements.txt", unrated)]
     results += govulns.scan_binaries(go_tool_binaries(), unrated)
     return results
 
 
-def image_results(
-    policy_unrated: str, tag: str, workdir: Path, policy, log: Log
-) -> list[TargetResult]:  # type: ignore[no-untyped-def]
+def image_results(tag: str, workdir: Path, policy: Policy, log: Log) -> list[TargetResult]:
     """Every image scan for every per-architecture image of this revision."""
     results = []
     for (target, arch), reference in images.references(tag).items():
