@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import subprocess
 import tarfile
-from typing import IO
 from pathlib import Path
+from typing import IO
 
 from brokkr_dev import images
 from brokkr_dev.containers import podman
