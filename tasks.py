@@ -449,6 +449,7 @@ images_ns.add_task(images_measure, "measure")
         "docker_dir": "directory with the Dockerfiles (default docker/)",
         "charts_dir": "directory with the charts (default charts/)",
         "tag": "image tag to scan (default: this revision's sha-<7>)",
+        "work_dir": "where renderings, archives and reports go (default build/scan)",
     }
 )
 def scan_run(  # noqa: PLR0917 - one keyword option per CLI flag
@@ -461,6 +462,7 @@ def scan_run(  # noqa: PLR0917 - one keyword option per CLI flag
     docker_dir="",
     charts_dir="",
     tag="",
+    work_dir="",
 ):
     """Run the security scans, print the summary table, fail on what the policy forbids."""
     verdict = scan_gate.run(
@@ -472,6 +474,7 @@ def scan_run(  # noqa: PLR0917 - one keyword option per CLI flag
         docker_dir=Path(docker_dir) if docker_dir else scan_gate.DOCKER_DIR,
         charts_dir=Path(charts_dir) if charts_dir else charts.CHARTS_DIR,
         tag=tag,
+        workdir=Path(work_dir) if work_dir else scan_gate.WORK_DIR,
     )
     if not verdict.ok:
         raise Exit("scan failed:\n- " + "\n- ".join(verdict.failures), code=1)

@@ -47,7 +47,6 @@ def scan(
         "--output",
         "json",
         "--compact",
-        "--quiet",
     ]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from brokkr_dev import charts, paths
 
 # The least each chart needs to render (its required values); a chart not listed
@@ -17,6 +19,31 @@ from brokkr_dev import charts, paths
 MINIMAL_VALUES_DIR = paths.REPO_ROOT / "security" / "minimal-values"
 NAMESPACE = "brokkr-scan"  # rendered objects carry a namespace, as installed ones do
 MINIMAL = "minimal"
+# Kinds that live outside namespaces; every other object gets the release namespace.
+CLUSTER_SCOPED = {
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "Namespace",
+    "PersistentVolume",
+    "PriorityClass",
+    "StorageClass",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+}
+
+
+def with_namespace(text: str, namespace: str) -> str:
+    """The manifests as installed: namespaced objects carry the release namespace.
+
+    Helm sets it at install time (like `kubectl apply -n`); `helm template` leaves
+    it out unless a template writes it, and scanners would then flag "default".
+    """
+    documents = [d for d in yaml.safe_load_all(text) if d]
+    for document in documents:
+        if document.get("kind") not in CLUSTER_SCOPED:
+            document.setdefault("metadata", {}).setdefault("namespace", namespace)
+    return yaml.safe_dump_all(documents, sort_keys=False)
 
 
 @dataclass(frozen=True)
@@ -59,6 +86,6 @@ def render_all(
             if not text.strip():
                 renderings.append(Rendering(target, None, "rendered no objects"))
                 continue
-            destination.write_text(text)
+            destination.write_text(with_namespace(text, NAMESPACE))
             renderings.append(Rendering(target, destination))
     return renderings
