@@ -49,6 +49,9 @@ class Tool:
     version: str
     binary: str
     version_args: tuple[str, ...]
+    # A regular expression whose first group is the version, for tools whose version
+    # output starts with other numbers (govulncheck prints the Go release first).
+    version_pattern: str | None = None
     go_module: str | None = None
     go_ldflags: str = ""
     # Extra environment for the Go build (e.g. GOEXPERIMENT), as tools.toml `go_env`.
@@ -121,6 +124,7 @@ def load_manifest(path: Path = paths.TOOLS_MANIFEST) -> dict[str, Tool]:
                 version=str(entry["version"]),
                 binary=str(entry.get("binary", name)),
                 version_args=tuple(entry.get("version_args", ["--version"])),
+                version_pattern=entry.get("version_pattern"),
                 go_module=entry.get("go_module"),
                 go_ldflags=entry.get("go_ldflags", ""),
                 go_env=_string_table(entry.get("go_env", {}), f"[{name}] go_env"),
@@ -177,7 +181,11 @@ def probe_version(tool: Tool, binary: Path) -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return normalise_version(result.stdout + result.stderr)
+    output = result.stdout + result.stderr
+    if tool.version_pattern:
+        match = re.search(tool.version_pattern, output)
+        return normalise_version(match.group(1)) if match else None
+    return normalise_version(output)
 
 
 def _venv_version(tool: Tool, binary: Path) -> str | None:

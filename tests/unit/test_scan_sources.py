@@ -8,13 +8,8 @@ import json
 import tarfile
 from pathlib import Path
 
-import pytest
-
 from brokkr_dev.scan import checkov, debian, govulns, images, osv, pypi, trivy
 
-COSIGN_ENTRY = [
-    {"type": "SEMVER", "events": [{"introduced": "0"}]},
-]
 RANGES = [
     {
         "type": "SEMVER",
@@ -28,59 +23,56 @@ RANGES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("version", "hit"),
-    [("v1.1.9", False), ("v1.2.0", True), ("v1.2.4", True), ("v1.2.5", False),
-     ("v1.9.0", False), ("v2.0.0-rc.1", False), ("v2.0.1", True), ("v2.1.0", False)],
-)  # fmt: skip
-def test_osv_ranges_follow_semver_precedence(version: str, hit: bool):
-    assert osv.affected(version, RANGES) is hit
+def test_semver_precedence_puts_prereleases_before_their_release():
+    ordered = ["v1.2.0", "v2.0.0-rc.1", "v2.0.0-rc.2", "v2.0.0", "v2.0.1", "v10.0.0"]
+    assert sorted(ordered, key=osv.semver_key) == ordered
+    assert osv.fixed_versions(RANGES) == ["1.2.5", "2.1.0"]
 
 
-def test_an_open_range_affects_every_version():
-    assert osv.affected("v2.6.5", COSIGN_ENTRY)
-    assert osv.affected("v0.0.0-20260101000000-abcdef123456", COSIGN_ENTRY)
-
-
-def test_build_info_lists_go_release_modules_and_replacements():
-    text = (
-        "bin/cosign: go1.26.8\n"
-        "\tpath\tgithub.com/sigstore/cosign/v2/cmd/cosign\n"
-        "\tmod\tgithub.com/sigstore/cosign/v2\tv2.6.5\th1:x=\n"
-        "\tdep\tgolang.org/x/net\tv0.40.0\th1:y=\n"
-        "\tdep\tk8s.io/api\tv0.0.0\n"
-        "\t=>\tk8s.io/api\tv0.36.3\th1:z=\n"
-        "\tbuild\t-trimpath=true\n"
-    )
-    modules = govulns.parse_build_info(text)
-    assert [(m.path, m.version) for m in modules] == [
-        ("stdlib", "v1.26.8"),
-        ("github.com/sigstore/cosign/v2", "v2.6.5"),
-        ("golang.org/x/net", "v0.40.0"),
-        ("k8s.io/api", "v0.36.3"),
-    ]
-
-
-def test_vulndb_entries_match_module_versions(tmp_path: Path):
+def test_vulndb_entries_become_govulnchecks_file_database(tmp_path: Path):
+    data = tmp_path / "osv"
+    data.mkdir()
     entry = {
         "id": "GO-2026-4529",
-        "summary": "expired intermediate certificates",
+        "modified": "2026-02-01T00:00:00Z",
         "affected": [
-            {"package": {"name": "github.com/sigstore/cosign/v2"}, "ranges": COSIGN_ENTRY},
-            {"package": {"name": "github.com/sigstore/cosign/v3"},
-             "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "3.0.5"}]}]},
+            {"package": {"name": "github.com/sigstore/cosign/v3"}, "ranges": [
+                {"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "3.0.5"}]}]},
         ],
     }  # fmt: skip
-    (tmp_path / "GO-2026-4529.json").write_text(json.dumps(entry))
-    (tmp_path / "GO-2020-0001.json").write_text(
-        json.dumps({**entry, "id": "GO-2020-0001", "withdrawn": "2021-01-01T00:00:00Z"})
+    (data / "GO-2026-4529.json").write_text(json.dumps(entry))
+    (data / "GO-2020-0001.json").write_text(
+        json.dumps({**entry, "id": "GO-2020-0001", "withdrawn": "x"})
     )
-    index = govulns.load_entries(tmp_path)
-    found = govulns.match([govulns.Module("github.com/sigstore/cosign/v2", "v2.6.5")], index)
-    assert [f.id for f in found] == ["GO-2026-4529"]
-    assert "fixed in no release yet" in found[0].location
-    assert not govulns.match([govulns.Module("github.com/sigstore/cosign/v3", "v3.0.5")], index)
-    assert govulns.match([govulns.Module("github.com/sigstore/cosign/v3", "v3.0.4")], index)
+    db = govulns.build_db(data, tmp_path / "db")
+    assert json.loads((db / "index" / "modules.json").read_text()) == [
+        {"path": "github.com/sigstore/cosign/v3",
+         "vulns": [{"id": "GO-2026-4529", "modified": "2026-02-01T00:00:00Z", "fixed": "3.0.5"}]}
+    ]  # fmt: skip
+    assert json.loads((db / "index" / "db.json").read_text()) == {
+        "modified": "2026-02-01T00:00:00Z"
+    }
+    assert sorted(p.name for p in (db / "ID").iterdir()) == ["GO-2026-4529.json"]
+
+
+def test_only_vulnerable_functions_linked_in_fail():
+    stream = "\n".join(
+        json.dumps(m)
+        for m in [
+            {"config": {"scanner_name": "govulncheck"}},
+            {"SBOM": {"go_version": "go1.26.8", "modules": [{"path": "a"}, {"path": "b"}]}},
+            {"osv": {"id": "GO-1", "summary": "called"}},
+            {"osv": {"id": "GO-2", "summary": "imported only"}},
+            {"finding": {"osv": "GO-2", "trace": [{"module": "b", "version": "v1.0.0", "package": "b/p"}]}},
+            {"finding": {"osv": "GO-1", "fixed_version": "v1.2.3", "trace": [
+                {"module": "a", "version": "v1.0.0", "package": "a/p", "receiver": "*T", "function": "Do"}]}},
+        ]
+    )  # fmt: skip
+    modules, called, other = govulns.parse_govulncheck(stream)
+    assert (modules, other) == (3, 1)
+    assert [f.describe() for f in called] == [
+        "GO-1 [UNKNOWN] called at a@v1.0.0 a/p.*T.Do (fixed in v1.2.3)"
+    ]
 
 
 def test_apt_simulation_lines_become_findings():

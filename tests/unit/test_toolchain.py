@@ -283,3 +283,14 @@ def test_pip_venv_tool_is_identified_by_its_package_metadata(isolated: Path):
     link.parent.mkdir()
     link.symlink_to(script)
     assert toolchain.status(tool, bin_dir=isolated / "bin").status == "ok"
+
+
+def test_version_pattern_picks_the_tools_own_version(isolated: Path):
+    """govulncheck prints the Go release before its own version."""
+    path = isolated / "path" / "fake"
+    path.parent.mkdir(parents=True)
+    path.write_text("#!/bin/sh\nprintf 'Go: go1.26.8\\nScanner: fake@v1.9.0\\n'\n")
+    path.chmod(0o755)
+    assert toolchain.probe_version(fake_tool(), path) == "1.26.8"
+    patterned = fake_tool(version_pattern=r"fake@(v[0-9][^\s]*)")
+    assert toolchain.probe_version(patterned, path) == "1.9.0"

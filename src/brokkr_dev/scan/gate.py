@@ -101,24 +101,27 @@ def config_results(
     return results
 
 
-GO_TOOLS_NOTE = "Go tools from tools.toml that are installed in bin/"
-
-
 def go_tool_binaries(bin_dir: Path = paths.BIN_DIR) -> dict[str, Path]:
-    """Every Go-built tool of tools.toml (and its companions) -> its path in bin/."""
+    """Every Go-built tool of tools.toml (with its companions) -> its binary.
+
+    bin/ when linked there, else the machine's tool cache; a tool built nowhere is
+    reported "not scanned" by the Go scan.
+    """
     binaries = {}
     for tool in toolchain.load_manifest().values():
         if tool.go_module or tool.go_dir:
             for name in (tool.binary, *tool.companions):
-                binaries[name] = bin_dir / name
+                linked = bin_dir / name
+                cached = toolchain.cache_root(tool) / "bin" / name
+                binaries[name] = linked if linked.exists() else cached
     return binaries
 
 
 def source_results(unrated: str, workdir: Path = WORK_DIR) -> list[TargetResult]:
-    """Vulnerability sources that need no image: PyPI for the pins, x/vulndb for Go tools."""
+    """Vulnerability sources that need no image: PyPI for the pins, govulncheck for Go tools."""
     requirements = image_build.REQUIREMENTS
     results = [pypi.scan(requirements, "docker/requirements.txt", unrated)]
-    results += govulns.scan_binaries(go_tool_binaries(), unrated)
+    results += govulns.scan_binaries(go_tool_binaries(), unrated, workdir=workdir)
     return results
 
 

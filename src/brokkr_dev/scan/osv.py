@@ -1,4 +1,4 @@
-"""Matching versions against OSV "affected" ranges (the format of golang.org/x/vulndb)."""
+"""Versions in OSV entries (the format of golang.org/x/vulndb)."""
 
 from __future__ import annotations
 
@@ -17,32 +17,6 @@ def semver_key(version: str) -> tuple:
         return (int(major), int(minor), int(patch), 1, ())
     parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
     return (int(major), int(minor), int(patch), 0, parts)
-
-
-def affected(version: str, ranges: list[dict]) -> bool:
-    """True when version lies in one of the SEMVER ranges (introduced/fixed/last_affected)."""
-    key = semver_key(version)
-    for entry in ranges:
-        if entry.get("type") != "SEMVER":
-            continue
-        inside = False
-        for event in entry.get("events") or []:
-            if "introduced" in event:
-                start = event["introduced"]
-                inside = start == "0" or key >= semver_key(start)
-                if not inside:
-                    break
-            elif "fixed" in event and inside:
-                if key < semver_key(event["fixed"]):
-                    return True
-                inside = False
-            elif "last_affected" in event and inside:
-                if key <= semver_key(event["last_affected"]):
-                    return True
-                inside = False
-        if inside:
-            return True
-    return False
 
 
 def fixed_versions(ranges: list[dict]) -> list[str]:
