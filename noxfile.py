@@ -102,7 +102,7 @@ def scan(session: nox.Session) -> None:
     "not scanned": a warning locally, a failure with --mode ci or release.
     """
     install(session)
-    tools(session, "helm", "trivy", "checkov")
+    tools(session, "helm", "trivy", "checkov", "govulncheck")
     invoke(session, "scan", "--sources", *session.posargs)
 
 

@@ -129,6 +129,24 @@ def test_an_accepted_entry_without_reason_or_date_is_named(tmp_path: Path):
         load_accepted(bad)
 
 
+def test_one_entry_can_accept_several_ids_with_one_reason(tmp_path: Path):
+    path = tmp_path / "accepted.toml"
+    path.write_text(
+        '[[finding]]\nscanner = "go-vulndb"\nids = ["GO-1", "GO-2"]\ntarget = "helm"\n'
+        'reason = "the Go release"\nreview_by = 2027-01-31\n'
+    )
+    entries = load_accepted(path)
+    assert [(e.id, e.target, e.reason) for e in entries] == [
+        ("GO-1", "helm", "the Go release"),
+        ("GO-2", "helm", "the Go release"),
+    ]
+    verdict = judge(
+        [TargetResult("go-vulndb", "helm", checks=5, findings=[Finding("GO-1", "HIGH", "x")])],
+        POLICY, entries, Mode.LOCAL, TODAY,
+    )  # fmt: skip
+    assert [f for f in verdict.failures if "GO-2" in f and "matched nothing" in f]
+
+
 def test_a_misspelt_severity_in_the_policy_is_named(tmp_path: Path):
     bad = tmp_path / "policy.toml"
     bad.write_text('fail_on = "SEVERE"\nunrated_severity = "HIGH"\nlicences = []\n')

@@ -89,24 +89,32 @@ def load_policy(path: Path = POLICY_FILE) -> Policy:
 
 
 def load_accepted(path: Path = ACCEPTED_FILE) -> list[Accepted]:
-    """Read and validate security/accepted.toml ([[finding]] entries)."""
+    """Read and validate security/accepted.toml ([[finding]] entries).
+
+    An entry names one `id`, or several `ids` that share one reason (e.g. the Go
+    release's fixes); each ID is then matched, and judged unused, on its own.
+    """
     entries = []
     for number, raw in enumerate(_load_toml(path).get("finding", []), start=1):
-        where = f"{path}: [[finding]] #{number}"
-        missing = [key for key in ("scanner", "id", "reason", "review_by") if not raw.get(key)]
+        ids = [raw["id"]] if raw.get("id") else list(raw.get("ids") or [])
+        where = f"{path}: [[finding]] #{number} ({', '.join(map(str, ids)) or '?'})"
+        missing = [key for key in ("scanner", "reason", "review_by") if not raw.get(key)]
+        if not ids:
+            missing.insert(0, "id (or ids)")
         if missing:
-            raise ScanError(f"{where} ({raw.get('id', '?')}) lacks {', '.join(missing)}")
+            raise ScanError(f"{where} lacks {', '.join(missing)}")
         if not isinstance(raw["review_by"], datetime.date):
-            raise ScanError(f"{where} ({raw['id']}): review_by must be a date like 2027-03-31")
-        entries.append(
+            raise ScanError(f"{where}: review_by must be a date like 2027-03-31")
+        entries += [
             Accepted(
                 scanner=str(raw["scanner"]),
-                id=str(raw["id"]),
+                id=str(finding_id),
                 reason=" ".join(str(raw["reason"]).split()),
                 review_by=raw["review_by"],
                 target=str(raw.get("target", "*")),
             )
-        )
+            for finding_id in ids
+        ]
     return entries
 
 
