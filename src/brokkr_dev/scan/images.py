@@ -113,20 +113,41 @@ def licence_result(
 def scan_image(
     reference: str, name: str, arch: str, workdir: Path, policy: Policy
 ) -> list[TargetResult]:
-    """Every image scan of one per-architecture image."""
+    """Every image scan of one per-architecture image.
+
+    A scanner that fails (a tool missing, a report unreadable) becomes an error
+    result of its own; the other scans still run.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     cache = workdir.parent / "trivy-cache"
     archive = export(reference, workdir / "image.oci.tar")
-    components = trivy.sbom(archive, workdir / "sbom.cdx.json", cache)
-    sbom = TargetResult("sbom", name, checks=components)
-    if components == 0:
-        sbom.problem = "the SBOM lists no components"
-    packages, licences = trivy.image_licences(archive, cache)
-    status = dpkg_status(archive, workdir / "dpkg-status")
-    return [
-        sbom,
-        licence_result(name, packages, licences, policy.licences),
-        trivy.image_misconfig(archive, name, cache),
-        trivy.image_vulnerabilities(archive, name, cache),
-        debian.scan(status, arch, name, workdir / "apt", policy.unrated_severity),
-    ]
+
+    def sbom() -> TargetResult:
+        components = trivy.sbom(archive, workdir / "sbom.cdx.json", cache)
+        result = TargetResult("sbom", name, checks=components)
+        if components == 0:
+            result.problem = "the SBOM lists no components"
+        return result
+
+    def licences() -> TargetResult:
+        packages, found = trivy.image_licences(archive, cache)
+        return licence_result(name, packages, found, policy.licences)
+
+    def pending() -> TargetResult:
+        status = dpkg_status(archive, workdir / "dpkg-status")
+        return debian.scan(status, arch, name, workdir / "apt", policy.unrated_severity)
+
+    steps = {
+        "sbom": sbom,
+        "licence": licences,
+        "trivy-image": lambda: trivy.image_misconfig(archive, name, cache),
+        "trivy-vuln": lambda: trivy.image_vulnerabilities(archive, name, cache),
+        debian.SCANNER: pending,
+    }
+    results = []
+    for scanner, step in steps.items():
+        try:
+            results.append(step())
+        except ScanError as exc:
+            results.append(TargetResult(scanner, name, problem=str(exc)))
+    return results

@@ -211,6 +211,7 @@ def db_args(cache_dir: Path) -> tuple[list[str], Path]:
 
 def image_vulnerabilities(archive: Path, target: str, cache_dir: Path) -> TargetResult:
     """Trivy's vulnerability scan, or "not scanned" when its database is unavailable."""
+    binary()  # a missing trivy is an error, not missing data
     try:
         options, cache = db_args(cache_dir)
         report = run(
