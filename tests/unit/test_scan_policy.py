@@ -6,7 +6,9 @@ import datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
+from brokkr_dev.scan import gate, render
 from brokkr_dev.scan.model import (
     Finding,
     ScanError,
@@ -152,3 +154,37 @@ def test_a_misspelt_severity_in_the_policy_is_named(tmp_path: Path):
     bad.write_text('fail_on = "SEVERE"\nunrated_severity = "HIGH"\nlicences = []\n')
     with pytest.raises(ScanError, match="unknown severity 'SEVERE'"):
         load_policy(bad)
+
+
+def test_rendered_objects_get_the_release_namespace_except_cluster_scoped_ones():
+    text = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\n"
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: b\n  namespace: other\n---\n"
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: c\n"
+    )
+    documents = list(yaml.safe_load_all(render.with_namespace(text, "ns")))
+    assert [d["metadata"].get("namespace") for d in documents] == ["ns", "other", None]
+
+
+def test_scan_mode_defaults_to_ci_under_ci(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("CI", raising=False)
+    assert gate.mode_from("") is Mode.LOCAL
+    monkeypatch.setenv("CI", "true")
+    assert gate.mode_from("") is Mode.CI
+    assert gate.mode_from("release") is Mode.RELEASE
+    with pytest.raises(
+        ScanError, match="unknown scan mode 'prod'; choose one of local, ci, release"
+    ):
+        gate.mode_from("prod")
+
+
+def test_target_names_drop_the_staging_prefixes():
+    assert gate.target_name("/docker/Dockerfile") == "docker/Dockerfile"
+    assert gate.target_name("charts/brokkr-agent/minimal.yaml") == "brokkr-agent/minimal"
+
+
+def test_every_go_tool_and_companion_is_scanned():
+    binaries = gate.go_tool_binaries()
+    for name in ("helm", "cosign", "kube-apiserver", "kubectl", "trivy", "govulncheck"):
+        assert name in binaries
+    assert "checkov" not in binaries and "hadolint" not in binaries
