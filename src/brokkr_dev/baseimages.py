@@ -77,9 +77,14 @@ def for_arch(arch: str, suite: str = SUITE) -> BaseImage:
 
 
 def ensure(image: BaseImage, log: Log = print) -> str:
-    """Make `image.tag` exist in podman storage (debootstrap once, import when missing)."""
+    """Make `image.tag` exist in podman storage (debootstrap once, import when missing).
+
+    Returns the image by digest (`localhost/brokkr-base@sha256:...`): builds name
+    their base by digest, so a re-import under the same tag cannot change what a
+    build is based on unnoticed.
+    """
     if _podman_label(image.tag, KEY_LABEL) == image.key:
-        return image.tag
+        return pinned(image)
     tarball = image.tarball()
     if not tarball.exists():
         build_rootfs(image, tarball, log)
@@ -103,7 +108,15 @@ def ensure(image: BaseImage, log: Log = print) -> str:
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise ContainerError(f"podman import of {tarball} failed: {result.stderr.strip()}")
-    return image.tag
+    return pinned(image)
+
+
+def pinned(image: BaseImage) -> str:
+    """The imported base image by digest, e.g. localhost/brokkr-base@sha256:..."""
+    digest = _podman_format(image.tag, "{{.Digest}}")
+    if not digest or not digest.startswith("sha256:"):
+        raise ContainerError(f"podman reports no digest for {image.tag}; re-run to re-import it")
+    return f"{REPOSITORY}@{digest}"
 
 
 def build_rootfs(image: BaseImage, tarball: Path, log: Log = print) -> None:
@@ -214,8 +227,12 @@ def slim(rootfs: Path) -> None:
 
 
 def _podman_label(reference: str, label: str) -> str | None:
+    return _podman_format(reference, f'{{{{index .Labels "{label}"}}}}')
+
+
+def _podman_format(reference: str, template: str) -> str | None:
     result = subprocess.run(
-        podman("image", "inspect", "--format", f'{{{{index .Labels "{label}"}}}}', reference),
+        podman("image", "inspect", "--format", template, reference),
         capture_output=True,
         text=True,
         check=False,

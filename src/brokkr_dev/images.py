@@ -464,18 +464,19 @@ def build(
         clear_wheelhouse()
         if ca_bundle is None and HOST_CA_BUNDLE.exists():
             ca_bundle = HOST_CA_BUNDLE
+    pinned_bases: dict[str, str] = {}  # arch -> local base image by digest
     if engine == "podman":
         ensure_podman_host([a for a in arches if a != native_arch()])
         if not base_image:
             for arch in arches:
-                baseimages.ensure(baseimages.for_arch(arch), log=log)
+                pinned_bases[arch] = baseimages.ensure(baseimages.for_arch(arch), log=log)
     result = BuildResult(engine=engine)
     for target in targets:
         requests = [
             BuildRequest(
                 target=target,
                 arch=arch,
-                base_image=base_image_for(engine, arch, base_image),
+                base_image=pinned_bases.get(arch) or base_image_for(engine, arch, base_image),
                 info=info,
                 registry=registry,
                 ca_bundle=ca_bundle,
