@@ -67,15 +67,13 @@ def config_scan(
     name_of maps trivy's target (a path relative to the directory) to our name.
     """
     report = run(["config", "--skip-check-update", str(directory)], cache_dir)
-    return [
-        TargetResult(
-            SCANNER,
-            name_of(entry.get("Target", "?")),
-            checks=misconf_checks(entry),
-            findings=misconf_findings(entry),
-        )
-        for entry in report.get("Results") or []
-    ]
+    by_target: dict[str, TargetResult] = {}
+    for entry in report.get("Results") or []:
+        name = name_of(entry.get("Target", "?"))
+        result = by_target.setdefault(name, TargetResult(SCANNER, name))
+        result.checks += misconf_checks(entry)
+        result.findings += misconf_findings(entry)
+    return list(by_target.values())
 
 
 def misconf_checks(entry: dict) -> int:
