@@ -172,3 +172,15 @@ def test_dpkg_status_comes_from_the_topmost_layer_that_has_it(tmp_path: Path):
     status = images.dpkg_status(archive_path, tmp_path / "status")
     assert status.read_text().startswith("Package: new")
     assert debian.installed_count(status) == 1
+
+
+def test_licences_off_the_allowlist_are_findings_once_per_package():
+    found = [
+        trivy.PackageLicence("pyyaml", "MIT", "/opt/brokkr/lib/pyyaml"),
+        trivy.PackageLicence("psycopg", "LGPL-3.0-only", "/opt/brokkr/lib/psycopg"),
+        trivy.PackageLicence("psycopg", "LGPL-3.0-only", "/opt/brokkr/lib/psycopg/x"),
+    ]
+    result = images.licence_result("brokkr-broker/amd64", 21, found, frozenset({"MIT"}))
+    assert result.checks == 21
+    assert [f.id for f in result.findings] == ["licence:psycopg"]
+    assert "LGPL-3.0-only" in result.findings[0].title

@@ -101,7 +101,7 @@ def licence_result(
         seen.add(key)
         result.findings.append(
             Finding(
-                id=f"licence:{item.package}:{item.licence}",
+                id=f"licence:{item.package}",
                 severity="HIGH",
                 title=f"{item.package} is licensed {item.licence}, not on the allowlist",
                 location=item.path,

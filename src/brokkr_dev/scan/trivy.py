@@ -142,7 +142,11 @@ class PackageLicence:
 
 
 def image_licences(archive: Path, cache_dir: Path) -> tuple[int, list[PackageLicence]]:
-    """(packages whose licences were read, their licences) from an image archive."""
+    """(Python packages whose licences were read, their licences) from an image archive.
+
+    Only language packages are judged: the Debian packages are redistributed
+    unmodified from Debian, with their copyright files (docs/security.md).
+    """
     report = run(
         [
             "image",
@@ -158,6 +162,8 @@ def image_licences(archive: Path, cache_dir: Path) -> tuple[int, list[PackageLic
     packages = 0
     licences = []
     for entry in report.get("Results") or []:
+        if entry.get("Class") != "lang-pkgs":
+            continue
         packages += len(entry.get("Packages") or [])
         for item in entry.get("Licenses") or []:
             licences.append(
