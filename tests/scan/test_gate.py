@@ -77,7 +77,7 @@ def test_a_chart_that_does_not_render_fails_the_scan(tmp_path: Path):
     planted = chart_root / "brokkr-broker" / "templates" / "planted.yaml"
     planted.write_text('{{ fail "planted render failure" }}\n')
     code, output = scan(
-        "--scanners", "trivy", "--docker-dir", str(docker), "--charts-dir", str(chart_root),
+        "--scanners", "checkov", "--docker-dir", str(docker), "--charts-dir", str(chart_root),
         "--work-dir", str(tmp_path / "work"),
     )  # fmt: skip
     assert code == 1, output
