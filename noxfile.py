@@ -86,16 +86,14 @@ def lint(session: nox.Session) -> None:
     if files("charts/*/Chart.yaml"):
         tools(session, "helm", "helm4", "kubeconform")
         invoke(session, "charts.check")
-    # The fast security scan (trivy config, seconds); Checkov's minute runs in `scan`.
-    tools(session, "trivy")
-    invoke(session, "scan", "--scanners", "trivy")
 
 
 @nox.session(python=PYTHON)
 def scan(session: nox.Session) -> None:
     """Security scans (docs/security.md): `nox -s scan -- [--images] [--mode ci|release]`.
 
-    Always: trivy config and Checkov on docker/ and every chart rendering, and the
+    Always: trivy config and Checkov on docker/ and every chart rendering (`lint`
+    does not run them yet: see docs/security.md), and the
     vulnerability data for the images' Python pins and the Go tools. --images adds
     SBOM, licence, misconfiguration and vulnerability scans of this revision's
     images (build them first: `nox -s images`). Unreachable vulnerability data is
