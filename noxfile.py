@@ -92,6 +92,22 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def scan(session: nox.Session) -> None:
+    """Security scans (docs/security.md): `nox -s scan -- [--images] [--mode ci|release]`.
+
+    Always: trivy config and Checkov on docker/ and every chart rendering (`lint`
+    does not run them yet: see docs/security.md), and the
+    vulnerability data for the images' Python pins and the Go tools. --images adds
+    SBOM, licence, misconfiguration and vulnerability scans of this revision's
+    images (build them first: `nox -s images`). Unreachable vulnerability data is
+    "not scanned": a warning locally, a failure with --mode ci or release.
+    """
+    install(session)
+    tools(session, "helm", "trivy", "checkov", "govulncheck")
+    invoke(session, "scan", "--sources", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def unit(session: nox.Session) -> None:
     """Fast unit tests only (no database, cluster or images); posargs go to pytest."""
     install(session)

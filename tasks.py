@@ -41,6 +41,8 @@ from brokkr_dev.cluster import pin
 from brokkr_dev.release import ReleaseError
 from brokkr_dev.release import manifests as release_manifests_module
 from brokkr_dev.release import run as release
+from brokkr_dev.scan import gate as scan_gate
+from brokkr_dev.scan.model import ScanError
 
 # Errors that say what is wrong and how to fix it: shown as one line, no traceback.
 KNOWN_ERRORS: tuple[type[Exception], ...] = (
@@ -57,6 +59,7 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     containers.ContainerError,
     engine.EngineError,
     ReleaseError,
+    ScanError,
     TimeoutError,
 )
 
@@ -547,6 +550,55 @@ images_ns.add_task(images_requirements, "requirements")
 images_ns.add_task(images_wheelhouse, "wheelhouse")
 images_ns.add_task(images_measure, "measure")
 
+
+# --- scan: security scans (src/brokkr_dev/scan, docs/security.md) ------------------
+
+
+@task(
+    help={
+        "config": "trivy config and Checkov on docker/ and the rendered charts (default on)",
+        "sources": "vulnerability data for the pinned Python packages and the Go tools",
+        "images": "SBOM, licence, misconfiguration and vulnerability scans of the built images",
+        "mode": "local (not scanned = warning), ci or release (not scanned = failure); "
+        "default ci when $CI is set, else local",
+        "scanners": "config scanners, comma-separated: trivy,checkov (default both)",
+        "docker_dir": "directory with the Dockerfiles (default docker/)",
+        "charts_dir": "directory with the charts (default charts/)",
+        "tag": "image tag to scan (default: this revision's sha-<7>)",
+        "work_dir": "where renderings, archives and reports go (default build/scan)",
+    }
+)
+def scan_run(  # noqa: PLR0917 - one keyword option per CLI flag
+    c,
+    config=True,
+    sources=False,
+    images=False,
+    mode="",
+    scanners="trivy,checkov",
+    docker_dir="",
+    charts_dir="",
+    tag="",
+    work_dir="",
+):
+    """Run the security scans, print the summary table, fail on what the policy forbids."""
+    verdict = scan_gate.run(
+        config=config,
+        sources=sources,
+        image_scans=images,
+        mode=scan_gate.mode_from(mode),
+        scanners=_split(scanners),
+        docker_dir=Path(docker_dir) if docker_dir else scan_gate.DOCKER_DIR,
+        charts_dir=Path(charts_dir) if charts_dir else charts.CHARTS_DIR,
+        tag=tag,
+        workdir=Path(work_dir) if work_dir else scan_gate.WORK_DIR,
+    )
+    if not verdict.ok:
+        raise Exit("scan failed:\n- " + "\n- ".join(verdict.failures), code=1)
+
+
+scan_ns = Collection("scan")
+scan_ns.add_task(scan_run, "run", default=True)
+
 namespace = Collection(
     tools,
     system_ns,
@@ -559,4 +611,5 @@ namespace = Collection(
     agent_ns,
     release_ns,
     images_ns,
+    scan_ns,
 )

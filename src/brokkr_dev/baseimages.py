@@ -23,11 +23,14 @@ from brokkr_dev.containers import ContainerError, podman
 
 SUITE = "bookworm"  # Debian 12: Python 3.11, as the services require
 MIRROR = "http://deb.debian.org/debian"
+# debootstrap installs the release's packages only; the security suite's fixes are
+# applied on top (the security scan reports any the image lacks: docs/security.md).
+SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 # passwd: useradd/groupadd for the image's non-root user, as in the official image.
 PACKAGES = ("python3", "python3-venv", "ca-certificates", "passwd")
 REPOSITORY = "localhost/brokkr-base"
 # Bump when the way the root filesystem is made changes (invalidates cached tarballs).
-RECIPE = 2
+RECIPE = 3
 KEY_LABEL = "io.brokkr.base.key"
 # Debian's names for the Go/OCI architectures we build.
 DEBIAN_ARCH = {"amd64": "amd64", "arm64": "arm64"}
@@ -74,9 +77,14 @@ def for_arch(arch: str, suite: str = SUITE) -> BaseImage:
 
 
 def ensure(image: BaseImage, log: Log = print) -> str:
-    """Make `image.tag` exist in podman storage (debootstrap once, import when missing)."""
+    """Make `image.tag` exist in podman storage (debootstrap once, import when missing).
+
+    Returns the image by digest (`localhost/brokkr-base@sha256:...`): builds name
+    their base by digest, so a re-import under the same tag cannot change what a
+    build is based on unnoticed.
+    """
     if _podman_label(image.tag, KEY_LABEL) == image.key:
-        return image.tag
+        return pinned(image)
     tarball = image.tarball()
     if not tarball.exists():
         build_rootfs(image, tarball, log)
@@ -100,7 +108,15 @@ def ensure(image: BaseImage, log: Log = print) -> str:
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise ContainerError(f"podman import of {tarball} failed: {result.stderr.strip()}")
-    return image.tag
+    return pinned(image)
+
+
+def pinned(image: BaseImage) -> str:
+    """The imported base image by digest, e.g. localhost/brokkr-base@sha256:..."""
+    digest = _podman_format(image.tag, "{{.Digest}}")
+    if not digest or not digest.startswith("sha256:"):
+        raise ContainerError(f"podman reports no digest for {image.tag}; re-run to re-import it")
+    return f"{REPOSITORY}@{digest}"
 
 
 def build_rootfs(image: BaseImage, tarball: Path, log: Log = print) -> None:
@@ -132,12 +148,47 @@ def build_rootfs(image: BaseImage, tarball: Path, log: Log = print) -> None:
                 f"`{' '.join(command)}` failed (for a foreign architecture, qemu-user-static "
                 f"must be enabled: `invoke images.setup`):\n{tail}"
             )
+        security_upgrade(rootfs, image.suite, log)
         slim(rootfs)
         partial = Path(tmp) / "rootfs.tar"
         subprocess.run(
             ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(partial), "."], check=True
         )
         partial.replace(tarball)
+
+
+def security_upgrade(rootfs: Path, suite: str, log: Log = print) -> None:
+    """Install the published Debian security updates into the root filesystem.
+
+    Runs apt inside the root filesystem (chroot; a foreign architecture runs under
+    the qemu binfmt handler that debootstrap already needed).
+    """
+    log(f"applying {suite}-security updates")
+    (rootfs / "etc" / "apt" / "sources.list").write_text(
+        f"deb {MIRROR} {suite} main\ndeb {SECURITY_MIRROR} {suite}-security main\n"
+    )
+    environment = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "DEBIAN_FRONTEND": "noninteractive",
+        "LC_ALL": "C",
+    }
+    for command in (
+        ["apt-get", "-qq", "update"],
+        ["apt-get", "-qq", "-y", "-o", "Dpkg::Options::=--force-confold", "upgrade"],
+        ["apt-get", "clean"],
+    ):
+        result = subprocess.run(
+            ["chroot", str(rootfs), *command],
+            capture_output=True,
+            text=True,
+            env=environment,
+            check=False,
+        )
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
+            raise ContainerError(
+                f"`{' '.join(command)}` in the new root filesystem failed:\n{tail}"
+            )
 
 
 def _unmount_below(root: Path) -> None:
@@ -176,8 +227,12 @@ def slim(rootfs: Path) -> None:
 
 
 def _podman_label(reference: str, label: str) -> str | None:
+    return _podman_format(reference, f'{{{{index .Labels "{label}"}}}}')
+
+
+def _podman_format(reference: str, template: str) -> str | None:
     result = subprocess.run(
-        podman("image", "inspect", "--format", f'{{{{index .Labels "{label}"}}}}', reference),
+        podman("image", "inspect", "--format", template, reference),
         capture_output=True,
         text=True,
         check=False,

@@ -432,9 +432,12 @@ def build(
         if ca_bundle is None and HOST_CA_BUNDLE.exists():
             ca_bundle = HOST_CA_BUNDLE
     ensure_podman_host([a for a in arches if a != native_arch()])
+    pinned_bases: dict[str, str] = {}  # arch -> local base image by digest (podman)
     if not base_image:
         for arch in arches:
-            baseimages.ensure(baseimages.for_arch(arch), log=log)
+            pinned = baseimages.ensure(baseimages.for_arch(arch), log=log)
+            if engine == "podman":
+                pinned_bases[arch] = pinned
     build_one = (
         _podman_builder() if engine == "podman" else _buildx_builder(base_image, arches, log)
     )
@@ -444,7 +447,7 @@ def build(
             BuildRequest(
                 target=target,
                 arch=arch,
-                base_image=base_image_for(arch, base_image),
+                base_image=pinned_bases.get(arch) or base_image_for(arch, base_image),
                 info=info,
                 registry=registry,
                 ca_bundle=ca_bundle,

@@ -49,16 +49,24 @@ class Tool:
     version: str
     binary: str
     version_args: tuple[str, ...]
+    # A regular expression whose first group is the version, for tools whose version
+    # output starts with other numbers (govulncheck prints the Go release first).
+    version_pattern: str | None = None
     go_module: str | None = None
     # The Go module version to install when it differs from the release version
     # (Prometheus 3.x ships as module versions v0.3xx.y).
     go_version: str | None = None
     go_ldflags: str = ""
+    # Extra environment for the Go build (e.g. GOEXPERIMENT), as tools.toml `go_env`.
+    go_env: dict[str, str] = field(default_factory=dict)
     go_dir: str | None = None  # a wrapper module in the repo, built with `go build`
     # With go_dir: the main packages to build there (default "."). Each one yields a
     # binary named after its last path element; all of them share the tool's version.
     go_packages: tuple[str, ...] = ()
     pip_package: str | None = None
+    # A Python CLI installed with its dependencies into a venv of its own (not the
+    # project's environment), e.g. "checkov=={plain}".
+    pip_venv: str | None = None
     archive: Archive | None = None
 
     def expand(self, template: str) -> str:
@@ -119,12 +127,15 @@ def load_manifest(path: Path = paths.TOOLS_MANIFEST) -> dict[str, Tool]:
                 version=str(entry["version"]),
                 binary=str(entry.get("binary", name)),
                 version_args=tuple(entry.get("version_args", ["--version"])),
+                version_pattern=entry.get("version_pattern"),
                 go_module=entry.get("go_module"),
                 go_version=entry.get("go_version"),
                 go_ldflags=entry.get("go_ldflags", ""),
+                go_env=_string_table(entry.get("go_env", {}), f"[{name}] go_env"),
                 go_dir=entry.get("go_dir"),
                 go_packages=tuple(entry.get("go_packages", ())),
                 pip_package=entry.get("pip_package"),
+                pip_venv=entry.get("pip_venv"),
                 archive=Archive(
                     url=archive["url"],
                     member=archive.get("member"),
@@ -141,6 +152,14 @@ def load_manifest(path: Path = paths.TOOLS_MANIFEST) -> dict[str, Tool]:
     return tools
 
 
+def _string_table(raw: object, where: str) -> dict[str, str]:
+    if not isinstance(raw, dict) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in raw.items()
+    ):
+        raise TypeError(f'{where} must be a table of strings, e.g. {{ GOEXPERIMENT = "x" }}')
+    return dict(raw)
+
+
 def normalise_version(text: str) -> str | None:
     """Extract `X.Y.Z[-pre]` from a tool's version output, or None."""
     match = VERSION_PATTERN.search(text)
@@ -148,7 +167,14 @@ def normalise_version(text: str) -> str | None:
 
 
 def probe_version(tool: Tool, binary: Path) -> str | None:
-    """Run the binary's version command and return the version it reports."""
+    """Run the binary's version command and return the version it reports.
+
+    A pip_venv tool is identified by the package metadata of the venv its script
+    lives in: starting a large Python CLI only to print its version can take a
+    minute on a busy machine.
+    """
+    if tool.pip_venv:
+        return _venv_version(tool, binary)
     try:
         result = subprocess.run(
             [str(binary), *tool.version_args],
@@ -159,7 +185,22 @@ def probe_version(tool: Tool, binary: Path) -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return normalise_version(result.stdout + result.stderr)
+    output = result.stdout + result.stderr
+    if tool.version_pattern:
+        match = re.search(tool.version_pattern, output)
+        return normalise_version(match.group(1)) if match else None
+    return normalise_version(output)
+
+
+def _venv_version(tool: Tool, binary: Path) -> str | None:
+    distribution = re.split(r"[=<>!~\[ ]", tool.pip_venv or "", maxsplit=1)[0]
+    normalised = re.sub(r"[-_.]+", "_", distribution).lower()
+    venv = binary.resolve().parent.parent
+    for info in venv.glob("lib/python*/site-packages/*.dist-info"):
+        name, _, version = info.name.removesuffix(".dist-info").rpartition("-")
+        if re.sub(r"[-_.]+", "_", name).lower() == normalised:
+            return normalise_version(version)
+    return None
 
 
 def matches(tool: Tool, found: str | None) -> bool:
@@ -273,6 +314,8 @@ def _install(tool: Tool, log: Log, go: str | None) -> Path:
         tried.append(
             "Go (not found: install Go 1.22+ from https://go.dev/dl or `apt-get install golang`)"
         )
+    if tool.pip_venv:
+        return _venv_install(tool, log)
     if tool.pip_package:
         return _pip_install(tool, log)
     if tool.archive:
@@ -286,7 +329,12 @@ def _install(tool: Tool, log: Log, go: str | None) -> Path:
 def _go_install(tool: Tool, go: str, log: Log) -> Path:
     target = cache_root(tool) / "bin"
     target.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOBIN": str(target), "GOFLAGS": "-mod=mod -buildvcs=false"}
+    env = {
+        **os.environ,
+        "GOBIN": str(target),
+        "GOFLAGS": "-mod=mod -buildvcs=false",
+        **{key: tool.expand(value) for key, value in tool.go_env.items()},
+    }
     ldflags = tool.expand(tool.go_ldflags)
     if tool.go_dir:
         source = paths.REPO_ROOT / tool.go_dir
@@ -326,6 +374,34 @@ def _pip_install(tool: Tool, log: Log) -> Path:
         shutil.copy2(found, final)
         final.chmod(0o755)
     return final
+
+
+def _venv_install(tool: Tool, log: Log) -> Path:
+    """Install the package and its dependencies into cache/<tool>/<version>/venv.
+
+    bin/<binary> is linked last, so an interrupted install is redone, not trusted.
+    """
+    target = cache_root(tool)
+    venv = target / "venv"
+    spec = tool.expand(tool.pip_venv or "")
+    log(f"{tool.name} {tool.version}: pip install {spec} into its own venv (first time only)")
+    if venv.exists():
+        shutil.rmtree(venv)
+    target.mkdir(parents=True, exist_ok=True)
+    uv = shutil.which("uv")
+    python = str(venv / "bin" / "python")
+    if uv:
+        _run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], tool)
+        _run([uv, "pip", "install", "--quiet", "--python", python, spec], tool)
+    else:
+        _run([sys.executable, "-m", "venv", str(venv)], tool)
+        _run([python, "-m", "pip", "install", "--quiet", spec], tool)
+    script = venv / "bin" / tool.binary
+    if not script.exists():
+        raise ToolError(f"{tool.name}: pip package {spec} installed no `{tool.binary}` script")
+    (target / "bin").mkdir(exist_ok=True)
+    _link(script, target / "bin" / tool.binary)
+    return target / "bin" / tool.binary
 
 
 def download(tool: Tool, log: Log = print, opener: Callable = urllib.request.urlopen) -> Path:

@@ -225,6 +225,14 @@ def test_networkpolicy_allows_dns_api_server_and_broker_only():
     assert len(egress) == 3
 
 
+def test_defaults_have_a_networkpolicy_and_cpu_limits():
+    """Secure defaults (scan findings): egress limited, CPU and memory capped."""
+    manifests = agent()
+    assert manifests.one("NetworkPolicy")["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert set(container(manifests)["resources"]["limits"]) == {"cpu", "memory"}
+    assert not agent({"networkPolicy": {"enabled": False}}).all("NetworkPolicy")
+
+
 def test_production_has_podmonitor_and_networkpolicy():
     manifests = agent(scenario="production")
     assert manifests.one("PodMonitor")["spec"]["podMetricsEndpoints"][0]["port"] == "health"

@@ -21,11 +21,14 @@ def broker_container(manifests):
 
 
 def test_default_install_renders_broker_and_bundled_postgresql():
+    """Secure defaults: NetworkPolicies for the broker and the bundled PostgreSQL."""
     kinds = render(BROKER).kinds()
     assert kinds == sorted(
         [
             "ConfigMap",
             "Deployment",
+            "NetworkPolicy",
+            "NetworkPolicy",
             "Secret",
             "Secret",
             "Service",
@@ -75,12 +78,23 @@ def test_minted_admin_pak_has_the_format_and_only_its_hash_reaches_the_broker():
     assert re.fullmatch(r"brokkr_[A-Za-z0-9]{8}_[A-Za-z0-9]{24}", pak)
     assert digest == hashlib.sha256(pak.split("_")[2].encode()).hexdigest()
     assert digest != PUBLIC_HASH
-    assert env(broker_container(manifests))["BROKKR__BROKER__PAK_HASH"] == {
-        "secretKeyRef": {"name": "brokkr-brokkr-broker-admin", "key": "pak-hash"}
-    }
+    assert admin_pak_file(manifests) == ("brokkr-brokkr-broker-admin", "pak-hash")
     assert pak not in str(manifests.all("ConfigMap")) and digest not in str(
         manifests.all("ConfigMap")
     )
+
+
+def admin_pak_file(manifests) -> tuple[str, str]:
+    """(Secret, key) the broker reads its PAK hash from: a mounted file, never env."""
+    container = broker_container(manifests)
+    assert "BROKKR__BROKER__PAK_HASH" not in env(container)
+    assert env(container)["BROKKR__BROKER__PAK_HASH_FILE"] == "/etc/brokkr/admin/pak-hash"
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/etc/brokkr/admin")
+    assert mount["readOnly"] is True
+    pod = manifests.one("Deployment")["spec"]["template"]["spec"]
+    secret = next(v for v in pod["volumes"] if v["name"] == mount["name"])["secret"]
+    assert secret["items"][0]["path"] == "pak-hash"
+    return secret["secretName"], secret["items"][0]["key"]
 
 
 def test_two_installs_mint_different_paks():
@@ -91,9 +105,7 @@ def test_two_installs_mint_different_paks():
 def test_existing_admin_secret_replaces_the_minted_pak():
     manifests = render(BROKER, {"admin": {"pak": {"existingSecret": "mine", "hashKey": "h"}}})
     assert not [s for s in manifests.all("Secret") if s["metadata"]["name"].endswith("-admin")]
-    assert env(broker_container(manifests))["BROKKR__BROKER__PAK_HASH"] == {
-        "secretKeyRef": {"name": "mine", "key": "h"}
-    }
+    assert admin_pak_file(manifests) == ("mine", "h")
 
 
 @pytest.mark.parametrize(
@@ -354,6 +366,17 @@ def test_production_has_pdb_spread_networkpolicy_and_monitoring():
     assert manifests.one("NetworkPolicy")["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert manifests.one("ServiceMonitor")["spec"]["endpoints"][0]["path"] == "/metrics"
     assert not manifests.all("StatefulSet")
+
+
+def test_default_resources_cap_cpu_and_memory():
+    """CPU limits by default (a scan finding): a runaway pod cannot starve its node."""
+    for _, spec in render(BROKER).pod_specs():
+        for container in spec["containers"]:
+            assert set(container["resources"]["limits"]) == {"cpu", "memory"}, container["name"]
+
+
+def test_network_policies_can_be_turned_off():
+    assert not render(BROKER, {"networkPolicy": {"enabled": False}}).all("NetworkPolicy")
 
 
 def test_bundled_postgresql_is_reachable_only_from_the_broker_when_policies_are_on():

@@ -187,6 +187,39 @@ def test_go_build_stamps_the_pinned_version(isolated: Path):
     assert log == []
 
 
+def test_go_env_reaches_the_build(isolated: Path):
+    """A go_env GOEXPERIMENT selects the files built under that experiment (as Trivy needs)."""
+    assert GO, "this test needs the Go toolchain (https://go.dev/dl)"
+    module = isolated / "gomod"
+    module.mkdir()
+    (module / "go.mod").write_text("module example.com/fake\n\ngo 1.21\n")
+    (module / "main.go").write_text(
+        'package main\n\nimport "fmt"\n\nvar version = "dev"\n\n'
+        'func main() { fmt.Println("fake", version, flavour) }\n'
+    )
+    (module / "plain.go").write_text(
+        '//go:build !goexperiment.jsonv2\n\npackage main\n\nconst flavour = "plain"\n'
+    )
+    (module / "jsonv2.go").write_text(
+        '//go:build goexperiment.jsonv2\n\npackage main\n\nconst flavour = "jsonv2"\n'
+    )
+    tool = fake_tool(
+        go_dir=str(module),
+        go_ldflags="-X main.version={version}",
+        go_env={"GOEXPERIMENT": "jsonv2"},
+    )
+    link = toolchain.ensure(tool, bin_dir=isolated / "bin", go=GO)
+    output = subprocess.run([link], capture_output=True, text=True, check=True).stdout
+    assert output.split() == ["fake", "v1.2.3", "jsonv2"]
+
+
+def test_go_env_must_be_a_table_of_strings(tmp_path: Path):
+    bad = tmp_path / "tools.toml"
+    bad.write_text("[trivy]\nversion = 'v1.0.0'\ngo_env = { GOEXPERIMENT = 1 }\n")
+    with pytest.raises(ToolError, match=r"\[trivy\].*go_env must be a table of strings"):
+        toolchain.load_manifest(bad)
+
+
 def test_status_reports_missing_ok_and_wrong_version(isolated: Path):
     tool = fake_tool()
     assert toolchain.status(tool, bin_dir=isolated / "bin").status == "missing"
@@ -205,7 +238,9 @@ def test_the_real_manifest_is_complete():
         assert required in manifest
     for tool in manifest.values():
         assert tool.version[0] == "v" and tool.version.count(".") == 2, tool.name
-        assert tool.go_module or tool.go_dir or tool.pip_package or tool.archive, tool.name
+        assert tool.go_module or tool.go_dir or tool.pip_package or tool.pip_venv or tool.archive, (
+            tool.name
+        )
     assert manifest["helm"].version.startswith("v3.")
     assert manifest["helm4"].version.startswith("v4.")
     # Prometheus 3.x ships as Go module v0.3MM.P: the release and module versions agree.
@@ -237,3 +272,29 @@ def test_invoke_reports_an_unknown_tool_and_exits_non_zero():
     )
     assert result.returncode == 1
     assert "unknown tool(s): nope" in result.stderr
+
+
+def test_pip_venv_tool_is_identified_by_its_package_metadata(isolated: Path):
+    """A venv tool's version comes from its dist-info, without starting the CLI."""
+    venv = isolated / "venv"
+    site = venv / "lib" / "python3.11" / "site-packages"
+    (site / "Fancy_Tool-1.2.3.dist-info").mkdir(parents=True)
+    (site / "other-9.9.9.dist-info").mkdir()
+    script = write_script(venv / "bin", "fancy", "0.0.0")  # would report the wrong version
+    tool = fake_tool(name="fancy", binary="fancy", pip_venv="fancy-tool=={plain}")
+    assert toolchain.probe_version(tool, script) == "1.2.3"
+    link = isolated / "bin" / "fancy"
+    link.parent.mkdir()
+    link.symlink_to(script)
+    assert toolchain.status(tool, bin_dir=isolated / "bin").status == "ok"
+
+
+def test_version_pattern_picks_the_tools_own_version(isolated: Path):
+    """govulncheck prints the Go release before its own version."""
+    path = isolated / "path" / "fake"
+    path.parent.mkdir(parents=True)
+    path.write_text("#!/bin/sh\nprintf 'Go: go1.26.8\\nScanner: fake@v1.9.0\\n'\n")
+    path.chmod(0o755)
+    assert toolchain.probe_version(fake_tool(), path) == "1.26.8"
+    patterned = fake_tool(version_pattern=r"fake@(v[0-9][^\s]*)")
+    assert toolchain.probe_version(patterned, path) == "1.9.0"

@@ -1,0 +1,180 @@
+"""The scan runs behind `nox -s scan` and `nox -s lint`: collect results, judge, report."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from brokkr_dev import charts, paths, toolchain
+from brokkr_dev import images as image_build
+from brokkr_dev.scan import checkov, govulns, images, pypi, render, trivy
+from brokkr_dev.scan.model import ScanError, Status, TargetResult, format_table
+from brokkr_dev.scan.policy import Mode, Policy, Verdict, judge, load_accepted, load_policy
+
+DOCKER_DIR = paths.REPO_ROOT / "docker"
+WORK_DIR = paths.REPO_ROOT / "build" / "scan"
+CONFIG_SCANNERS = ("trivy", "checkov")
+Log = Callable[[str], None]
+
+
+def mode_from(value: str) -> Mode:
+    """The scan mode: given, else `ci` under CI (the CI variable), else `local`."""
+    if not value:
+        return Mode.CI if os.environ.get("CI") else Mode.LOCAL
+    try:
+        return Mode(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in Mode)
+        raise ScanError(f"unknown scan mode {value!r}; choose one of {choices}") from None
+
+
+def dockerfiles(directory: Path) -> list[Path]:
+    """The Dockerfiles to scan in a directory."""
+    return sorted([*directory.glob("Dockerfile"), *directory.glob("*.Dockerfile")])
+
+
+def stage(
+    docker_dir: Path, charts_dir: Path, root: Path, helm: str
+) -> tuple[list[str], list[TargetResult]]:
+    """Copy the Dockerfiles and render the charts under root; (target names, render errors)."""
+    if root.exists():
+        shutil.rmtree(root)
+    (root / "docker").mkdir(parents=True)
+    targets = []
+    for dockerfile in dockerfiles(docker_dir):
+        shutil.copy2(dockerfile, root / "docker" / dockerfile.name)
+        targets.append(f"docker/{dockerfile.name}")
+    if not targets:
+        raise ScanError(f"no Dockerfile in {docker_dir}: nothing to scan there")
+    errors = []
+    for rendering in render.render_all(root / "charts", charts.find_charts(charts_dir), helm=helm):
+        if rendering.path is None:
+            errors.append(TargetResult("helm", rendering.target, problem=rendering.problem))
+        else:
+            targets.append(rendering.target)
+    return targets, errors
+
+
+def target_name(relative: str) -> str:
+    """A staged file's target name: docker/Dockerfile, brokkr-agent/minimal."""
+    path = relative.lstrip("/")
+    if path.startswith("charts/"):
+        return path.removeprefix("charts/").removesuffix(".yaml")
+    return path
+
+
+def config_results(
+    *,
+    docker_dir: Path = DOCKER_DIR,
+    charts_dir: Path = charts.CHARTS_DIR,
+    scanners: Sequence[str] = CONFIG_SCANNERS,
+    workdir: Path = WORK_DIR,
+    unrated: str = "HIGH",
+    helm: str = "helm",
+    log: Log = print,
+) -> list[TargetResult]:
+    """trivy config and Checkov on the Dockerfiles and every chart rendering.
+
+    Every staged target gets a result from every scanner; a target a scanner did
+    not report on shows zero checks, which fails the gate.
+    """
+    unknown = sorted(set(scanners) - set(CONFIG_SCANNERS))
+    if unknown:
+        raise ScanError(f"unknown config scanner(s) {unknown}; choose from {CONFIG_SCANNERS}")
+    root = workdir / "config"
+    targets, results = stage(docker_dir, charts_dir, root, helm)
+    for scanner in scanners:
+        started = time.monotonic()
+        if scanner == "trivy":
+            found = trivy.config_scan(root, workdir / "trivy-cache", target_name)
+            name = trivy.SCANNER
+        else:
+            found = checkov.scan(root, ["dockerfile", "kubernetes"], unrated, target_name)
+            name = checkov.SCANNER
+        log(f"{name}: {len(targets)} targets in {time.monotonic() - started:.1f} s")
+        by_target = {r.target: r for r in found}
+        results += [by_target.get(t) or TargetResult(name, t) for t in targets]
+        results += [r for r in found if r.target not in targets]
+    return results
+
+
+def go_tool_binaries(bin_dir: Path = paths.BIN_DIR) -> dict[str, Path]:
+    """Every Go-built tool of tools.toml (with its companions) -> its binary.
+
+    bin/ when linked there, else the machine's tool cache; a tool built nowhere is
+    reported "not scanned" by the Go scan.
+    """
+    binaries = {}
+    for tool in toolchain.load_manifest().values():
+        if tool.go_module or tool.go_dir:
+            for name in (tool.binary, *tool.companions):
+                linked = bin_dir / name
+                cached = toolchain.cache_root(tool) / "bin" / name
+                binaries[name] = linked if linked.exists() else cached
+    return binaries
+
+
+def source_results(unrated: str, workdir: Path = WORK_DIR) -> list[TargetResult]:
+    """Vulnerability sources that need no image: PyPI for the pins, govulncheck for Go tools."""
+    requirements = image_build.REQUIREMENTS
+    results = [pypi.scan(requirements, "docker/requirements.txt", unrated)]
+    results += govulns.scan_binaries(go_tool_binaries(), unrated, workdir=workdir)
+    return results
+
+
+def image_results(tag: str, workdir: Path, policy: Policy, log: Log) -> list[TargetResult]:
+    """Every image scan for every per-architecture image of this revision."""
+    results = []
+    for (target, arch), reference in images.references(tag).items():
+        started = time.monotonic()
+        name = f"brokkr-{target}/{arch}"
+        results += images.scan_image(
+            reference, name, arch, workdir / "images" / f"{target}-{arch}", policy
+        )
+        log(f"{name}: image scans in {time.monotonic() - started:.1f} s")
+    return results
+
+
+def run(
+    *,
+    config: bool = True,
+    sources: bool = False,
+    image_scans: bool = False,
+    mode: Mode = Mode.LOCAL,
+    scanners: Sequence[str] = CONFIG_SCANNERS,
+    docker_dir: Path = DOCKER_DIR,
+    charts_dir: Path = charts.CHARTS_DIR,
+    tag: str = "",
+    workdir: Path = WORK_DIR,
+    log: Log = print,
+) -> Verdict:
+    """Run the selected scans, print the table, and return the verdict."""
+    policy = load_policy()
+    accepted = load_accepted()
+    results: list[TargetResult] = []
+    if config:
+        results += config_results(
+            docker_dir=docker_dir,
+            charts_dir=charts_dir,
+            scanners=scanners,
+            workdir=workdir,
+            unrated=policy.unrated_severity,
+            log=log,
+        )
+    if sources:
+        results += source_results(policy.unrated_severity, workdir)
+    if image_scans:
+        results += image_results(tag, workdir, policy, log)
+    verdict = judge(results, policy, accepted, mode)
+    log(format_table(verdict.results, policy.fail_on))
+    for warning in verdict.warnings:
+        log(f"warning: {warning}")
+    not_scanned = sum(1 for r in verdict.results if r.status is Status.NOT_SCANNED)
+    log(
+        f"mode {mode.value}: {len(verdict.results)} results, {not_scanned} not scanned, "
+        f"{len(verdict.failures)} failures (threshold {policy.fail_on})"
+    )
+    return verdict

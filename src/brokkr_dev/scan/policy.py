@@ -1,0 +1,203 @@
+"""The scan policy (security/policy.toml) and the accepted findings (security/accepted.toml).
+
+Accepted findings live in one committed file; each entry names the scanner and
+the check or vulnerability ID, says why it is accepted and until when. An entry
+that matches nothing in a run of its scanner (the finding is fixed, or the ID is
+mistyped) and an entry past its review date both fail the gate, so the list
+cannot silently rot.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import tomllib
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from brokkr_dev import paths
+from brokkr_dev.scan.model import ScanError, Status, TargetResult, severity_rank
+
+POLICY_FILE = paths.REPO_ROOT / "security" / "policy.toml"
+ACCEPTED_FILE = paths.REPO_ROOT / "security" / "accepted.toml"
+
+
+class Mode(Enum):
+    """Where a scan runs: what "not scanned" means depends on it."""
+
+    LOCAL = "local"  # a warning
+    CI = "ci"  # a failure
+    RELEASE = "release"  # a failure
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Thresholds and allowlists from security/policy.toml."""
+
+    fail_on: str
+    unrated_severity: str
+    licences: frozenset[str]
+    source: Path = POLICY_FILE
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """One accepted finding."""
+
+    scanner: str
+    id: str
+    reason: str
+    review_by: datetime.date
+    target: str = "*"
+
+    def matches(self, scanner: str, finding_id: str, target: str) -> bool:
+        return (
+            self.scanner == scanner
+            and self.id == finding_id
+            and fnmatch.fnmatchcase(target, self.target)
+        )
+
+
+def _load_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ScanError(f"{path} is missing (see docs/security.md)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScanError(f"{path} is not valid TOML: {exc}") from None
+
+
+def load_policy(path: Path = POLICY_FILE) -> Policy:
+    """Read and validate security/policy.toml."""
+    raw = _load_toml(path)
+    try:
+        policy = Policy(
+            fail_on=str(raw["fail_on"]).upper(),
+            unrated_severity=str(raw["unrated_severity"]).upper(),
+            licences=frozenset(str(name) for name in raw["licences"]),
+            source=path,
+        )
+    except (KeyError, TypeError) as exc:
+        raise ScanError(
+            f"{path}: missing or malformed setting {exc}; it needs fail_on, "
+            "unrated_severity and licences"
+        ) from None
+    severity_rank(policy.fail_on)
+    severity_rank(policy.unrated_severity)
+    return policy
+
+
+def load_accepted(path: Path = ACCEPTED_FILE) -> list[Accepted]:
+    """Read and validate security/accepted.toml ([[finding]] entries).
+
+    An entry names one `id`, or several `ids` that share one reason (e.g. the Go
+    release's fixes); each ID is then matched, and judged unused, on its own.
+    """
+    entries = []
+    for number, raw in enumerate(_load_toml(path).get("finding", []), start=1):
+        ids = [raw["id"]] if raw.get("id") else list(raw.get("ids") or [])
+        where = f"{path}: [[finding]] #{number} ({', '.join(map(str, ids)) or '?'})"
+        missing = [key for key in ("scanner", "reason", "review_by") if not raw.get(key)]
+        if not ids:
+            missing.insert(0, "id (or ids)")
+        if missing:
+            raise ScanError(f"{where} lacks {', '.join(missing)}")
+        if not isinstance(raw["review_by"], datetime.date):
+            raise ScanError(f"{where}: review_by must be a date like 2027-03-31")
+        entries += [
+            Accepted(
+                scanner=str(raw["scanner"]),
+                id=str(finding_id),
+                reason=" ".join(str(raw["reason"]).split()),
+                review_by=raw["review_by"],
+                target=str(raw.get("target", "*")),
+            )
+            for finding_id in ids
+        ]
+    return entries
+
+
+@dataclass
+class Verdict:
+    """The outcome of a whole scan run."""
+
+    results: list[TargetResult]
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def judge(
+    results: list[TargetResult],
+    policy: Policy,
+    accepted: list[Accepted],
+    mode: Mode,
+    today: datetime.date | None = None,
+) -> Verdict:
+    """Mark accepted findings, give every result a status, and list what fails the run."""
+    verdict = Verdict(results)
+    used: set[Accepted] = set()
+    for result in results:
+        for finding in result.findings:
+            entry = next(
+                (a for a in accepted if a.matches(result.scanner, finding.id, result.target)),
+                None,
+            )
+            if entry:
+                finding.accepted_by = entry.reason
+                used.add(entry)
+        _judge_result(result, policy, mode, verdict)
+    verdict.failures += _stale(accepted, used, results, today or datetime.date.today())
+    return verdict
+
+
+def _judge_result(result: TargetResult, policy: Policy, mode: Mode, verdict: Verdict) -> None:
+    threshold = severity_rank(policy.fail_on)
+    failing = [
+        f for f in result.findings if not f.accepted_by and severity_rank(f.severity) >= threshold
+    ]
+    label = f"{result.scanner} on {result.target}"
+    if result.status is Status.NOT_SCANNED:
+        message = f"{label}: NOT SCANNED: {result.problem}"
+        if mode is Mode.LOCAL:
+            verdict.warnings.append(message)
+        else:
+            verdict.failures.append(f"{message} (a failure in {mode.value} mode)")
+    elif result.problem or result.status is Status.ERROR:
+        result.status = Status.ERROR
+        verdict.failures.append(f"{label}: {result.problem}")
+    elif result.checks == 0:
+        result.status = Status.ERROR
+        verdict.failures.append(f"{label}: ran zero checks, so it proves nothing")
+    elif failing:
+        result.status = Status.FAILED
+        verdict.failures += [f"{label}: {finding.describe()}" for finding in failing]
+    else:
+        result.status = Status.PASSED
+
+
+def _stale(
+    accepted: list[Accepted], used: set[Accepted], results: list[TargetResult], today: datetime.date
+) -> list[str]:
+    """Accepted entries past their date, or unused although their scanner ran on their target."""
+    scanned = [(r.scanner, r.target) for r in results if r.status is not Status.NOT_SCANNED]
+    problems = []
+    for entry in accepted:
+        if entry.review_by < today:
+            problems.append(
+                f"accepted finding {entry.id} ({entry.scanner}) expired on {entry.review_by}: "
+                f"review it in {ACCEPTED_FILE.name} (fix it, or renew with a new date and reason)"
+            )
+        elif entry not in used and any(
+            scanner == entry.scanner and fnmatch.fnmatchcase(target, entry.target)
+            for scanner, target in scanned
+        ):
+            problems.append(
+                f"accepted finding {entry.id} ({entry.scanner}, target {entry.target}) matched "
+                f"nothing: unknown ID or fixed finding; correct or remove it in {ACCEPTED_FILE.name}"
+            )
+    return problems

@@ -1,0 +1,190 @@
+"""The scan policy: thresholds, accepted findings, zero checks and "not scanned"."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from brokkr_dev.scan import gate, render
+from brokkr_dev.scan.model import (
+    Finding,
+    ScanError,
+    Status,
+    TargetResult,
+    format_table,
+    not_scanned,
+)
+from brokkr_dev.scan.policy import Accepted, Mode, Policy, judge, load_accepted, load_policy
+
+POLICY = Policy(fail_on="MEDIUM", unrated_severity="HIGH", licences=frozenset({"MIT"}))
+TODAY = datetime.date(2026, 11, 30)
+
+
+def accepted(**overrides: object) -> Accepted:
+    fields: dict = {
+        "scanner": "checkov",
+        "id": "CKV_K8S_43",
+        "reason": "digests are set at release",
+        "review_by": datetime.date(2027, 3, 31),
+    }
+    fields.update(overrides)
+    return Accepted(**fields)
+
+
+def result(
+    *findings: Finding, checks: int = 10, target: str = "brokkr-agent/minimal"
+) -> TargetResult:
+    return TargetResult("checkov", target, checks=checks, findings=list(findings))
+
+
+def test_a_finding_at_the_threshold_fails_and_a_lower_one_does_not():
+    verdict = judge(
+        [result(Finding("CKV_1", "MEDIUM", "medium")), result(Finding("CKV_2", "LOW", "low"))],
+        POLICY, [], Mode.LOCAL, TODAY,
+    )  # fmt: skip
+    assert [r.status for r in verdict.results] == [Status.FAILED, Status.PASSED]
+    assert len(verdict.failures) == 1 and "CKV_1 [MEDIUM]" in verdict.failures[0]
+
+
+def test_an_accepted_finding_passes_and_is_counted_as_suppressed():
+    verdict = judge(
+        [result(Finding("CKV_K8S_43", "HIGH", "digest"))], POLICY, [accepted()], Mode.CI, TODAY
+    )
+    assert verdict.ok
+    assert verdict.results[0].suppressed == 1
+    assert verdict.results[0].findings[0].accepted_by == "digests are set at release"
+
+
+def test_the_target_glob_limits_an_acceptance():
+    verdict = judge(
+        [result(Finding("CKV_K8S_43", "HIGH", "digest"), target="brokkr-broker/minimal")],
+        POLICY, [accepted(target="brokkr-agent/*")], Mode.LOCAL, TODAY,
+    )  # fmt: skip
+    assert verdict.failures == ["checkov on brokkr-broker/minimal: CKV_K8S_43 [HIGH] digest"]
+
+
+def test_an_unknown_or_stale_acceptance_fails():
+    verdict = judge([result()], POLICY, [accepted(id="CKV_TYPO")], Mode.LOCAL, TODAY)
+    assert [f for f in verdict.failures if "CKV_TYPO" in f and "matched nothing" in f]
+
+
+def test_an_acceptance_for_a_scanner_that_did_not_run_is_not_judged_unused():
+    verdict = judge([result()], POLICY, [accepted(scanner="trivy-vuln")], Mode.LOCAL, TODAY)
+    assert verdict.ok
+
+
+def test_an_expired_acceptance_fails_even_when_it_matches():
+    verdict = judge(
+        [result(Finding("CKV_K8S_43", "HIGH", "digest"))],
+        POLICY, [accepted(review_by=datetime.date(2026, 11, 29))], Mode.LOCAL, TODAY,
+    )  # fmt: skip
+    assert any("expired on 2026-11-29" in f for f in verdict.failures)
+
+
+def test_zero_checks_is_an_error_not_a_pass():
+    verdict = judge([result(checks=0)], POLICY, [], Mode.LOCAL, TODAY)
+    assert verdict.results[0].status is Status.ERROR
+    assert "ran zero checks" in verdict.failures[0]
+
+
+def test_not_scanned_warns_locally_and_fails_in_ci_and_release():
+    missing = [not_scanned("trivy-vuln", "brokkr-broker/amd64", "database unavailable")]
+    local = judge(list(missing), POLICY, [], Mode.LOCAL, TODAY)
+    assert local.ok and "NOT SCANNED" in local.warnings[0]
+    for mode in (Mode.CI, Mode.RELEASE):
+        strict = judge(
+            [not_scanned("trivy-vuln", "x", "database unavailable")], POLICY, [], mode, TODAY
+        )
+        assert not strict.ok and f"failure in {mode.value} mode" in strict.failures[0]
+        assert strict.results[0].status is Status.NOT_SCANNED
+
+
+def test_the_table_has_one_row_per_result():
+    verdict = judge(
+        [result(Finding("CKV_K8S_43", "HIGH", "d"), Finding("CKV_9", "HIGH", "x"))],
+        POLICY, [accepted()], Mode.LOCAL, TODAY,
+    )  # fmt: skip
+    lines = format_table(verdict.results, "MEDIUM").splitlines()
+    assert lines[0].split() == ["scanner", "target", "checks", "failed", "suppressed", "status"]
+    assert lines[1].split() == ["checkov", "brokkr-agent/minimal", "10", "1", "1", "failed"]
+
+
+def test_the_committed_policy_and_accepted_findings_load():
+    policy = load_policy()
+    assert policy.fail_on in ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+    for entry in load_accepted():
+        assert entry.reason and entry.review_by > datetime.date(2026, 1, 1)
+
+
+def test_an_accepted_entry_without_reason_or_date_is_named(tmp_path: Path):
+    bad = tmp_path / "accepted.toml"
+    bad.write_text('[[finding]]\nscanner = "checkov"\nid = "CKV_1"\nreview_by = 2027-01-01\n')
+    with pytest.raises(ScanError, match=r"#1 \(CKV_1\) lacks reason"):
+        load_accepted(bad)
+    bad.write_text(
+        '[[finding]]\nscanner = "checkov"\nid = "CKV_1"\nreason = "r"\nreview_by = "soon"\n'
+    )
+    with pytest.raises(ScanError, match="review_by must be a date"):
+        load_accepted(bad)
+
+
+def test_one_entry_can_accept_several_ids_with_one_reason(tmp_path: Path):
+    path = tmp_path / "accepted.toml"
+    path.write_text(
+        '[[finding]]\nscanner = "go-vulndb"\nids = ["GO-1", "GO-2"]\ntarget = "helm"\n'
+        'reason = "the Go release"\nreview_by = 2027-01-31\n'
+    )
+    entries = load_accepted(path)
+    assert [(e.id, e.target, e.reason) for e in entries] == [
+        ("GO-1", "helm", "the Go release"),
+        ("GO-2", "helm", "the Go release"),
+    ]
+    verdict = judge(
+        [TargetResult("go-vulndb", "helm", checks=5, findings=[Finding("GO-1", "HIGH", "x")])],
+        POLICY, entries, Mode.LOCAL, TODAY,
+    )  # fmt: skip
+    assert [f for f in verdict.failures if "GO-2" in f and "matched nothing" in f]
+
+
+def test_a_misspelt_severity_in_the_policy_is_named(tmp_path: Path):
+    bad = tmp_path / "policy.toml"
+    bad.write_text('fail_on = "SEVERE"\nunrated_severity = "HIGH"\nlicences = []\n')
+    with pytest.raises(ScanError, match="unknown severity 'SEVERE'"):
+        load_policy(bad)
+
+
+def test_rendered_objects_get_the_release_namespace_except_cluster_scoped_ones():
+    text = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\n"
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: b\n  namespace: other\n---\n"
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: c\n"
+    )
+    documents = list(yaml.safe_load_all(render.with_namespace(text, "ns")))
+    assert [d["metadata"].get("namespace") for d in documents] == ["ns", "other", None]
+
+
+def test_scan_mode_defaults_to_ci_under_ci(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("CI", raising=False)
+    assert gate.mode_from("") is Mode.LOCAL
+    monkeypatch.setenv("CI", "true")
+    assert gate.mode_from("") is Mode.CI
+    assert gate.mode_from("release") is Mode.RELEASE
+    with pytest.raises(
+        ScanError, match="unknown scan mode 'prod'; choose one of local, ci, release"
+    ):
+        gate.mode_from("prod")
+
+
+def test_target_names_drop_the_staging_prefixes():
+    assert gate.target_name("/docker/Dockerfile") == "docker/Dockerfile"
+    assert gate.target_name("charts/brokkr-agent/minimal.yaml") == "brokkr-agent/minimal"
+
+
+def test_every_go_tool_and_companion_is_scanned():
+    binaries = gate.go_tool_binaries()
+    for name in ("helm", "cosign", "kube-apiserver", "kubectl", "trivy", "govulncheck"):
+        assert name in binaries
+    assert "checkov" not in binaries and "hadolint" not in binaries
