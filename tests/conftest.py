@@ -7,6 +7,7 @@ import pytest
 pytest_plugins = [
     "tests.fixtures.images",
     "tests.fixtures.kube",
+    "tests.fixtures.kind",  # after kube: it builds on KubeCluster
     "tests.fixtures.postgres",
     "tests.fixtures.registry",
     "tests.fixtures.release",
