@@ -253,13 +253,8 @@ def _install_node_files(
     images: list[recipe.ComponentImage],
 ) -> None:
     """kind's node conventions, our binaries and settings, inside the root filesystem."""
-    shutil.copytree(kind_files / "etc", rootfs / "etc", dirs_exist_ok=True)
-    shutil.copytree(kind_files / "kind", rootfs / "kind", dirs_exist_ok=True)
-    shutil.copytree(kind_files / "usr", rootfs / "usr", dirs_exist_ok=True)
-    for script in (rootfs / "usr/local/bin").iterdir():
-        script.chmod(0o755)
-    for script in (rootfs / "kind/bin").iterdir():
-        script.chmod(0o755)
+    for top in ("etc", "kind", "usr"):
+        _copy_tree(kind_files / top, rootfs / top, executable=("usr/local/bin", "kind/bin"))
     lib = rootfs / "usr/lib/brokkr"
     lib.mkdir(parents=True, exist_ok=True)
     for name in ("kubelet", "kubectl"):
@@ -295,6 +290,22 @@ def _install_node_files(
     _containerd_config(rootfs, by_binary["pause"])
     _systemd_units(rootfs)
     (rootfs / "etc/kubernetes/manifests").mkdir(parents=True, exist_ok=True)
+
+
+def _copy_tree(source: Path, target: Path, executable: tuple[str, ...]) -> None:
+    """Copy kind's files with normal modes (the module cache's copies are read-only);
+    scripts below the `executable` directories (relative to the root) get 0755."""
+    root = target.parent
+    for path in sorted(source.rglob("*")):
+        destination = target / path.relative_to(source)
+        if path.is_dir():
+            destination.mkdir(mode=0o755, parents=True, exist_ok=True)
+            continue
+        destination.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        shutil.copyfile(path, destination)
+        relative = destination.relative_to(root).as_posix()
+        script = any(relative.startswith(prefix + "/") for prefix in executable)
+        destination.chmod(0o755 if script else 0o644)
 
 
 def _containerd_config(rootfs: Path, pause_image: str) -> None:
