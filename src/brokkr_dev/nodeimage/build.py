@@ -353,8 +353,8 @@ def _systemd_units(rootfs: Path) -> None:
 
 def _import(engine: Engine, rootfs: Path, tag: str, key: str) -> None:
     changes = (
+        # (docker import takes no STOPSIGNAL; kind removes nodes with a kill anyway)
         "ENV container=docker",
-        "STOPSIGNAL SIGRTMIN+3",
         'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]',
         f"LABEL {recipe.KEY_LABEL}={key}",
     )
@@ -370,6 +370,8 @@ def _import(engine: Engine, rootfs: Path, tag: str, key: str) -> None:
         env={**os.environ, **engine.env},
         check=False,
     )
+    if tar.stdout is not None:
+        tar.stdout.close()  # so tar cannot block on a pipe nobody reads
     tar.wait()
     if result.returncode != 0 or tar.returncode != 0:
         raise NodeImageError(f"docker import of the node image failed: {result.stderr.strip()}")
