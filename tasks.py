@@ -219,7 +219,7 @@ def cluster_up(c, provider="local", name=cluster.DEFAULT_NAME):
 
 @task(help=_CLUSTER_HELP)
 def cluster_down(c, provider="local", name=cluster.DEFAULT_NAME):
-    """Stop every process of a cluster (by PID); its data stays for the next `up`."""
+    """Stop a cluster: `local` stops its processes by PID (data stays), `kind` deletes it."""
     cluster.get_provider(provider, name).down()
 
 

@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.fixtures.http",
     "tests.fixtures.images",
     "tests.fixtures.kube",
+    "tests.fixtures.kind",  # after kube: it builds on KubeCluster
     "tests.fixtures.postgres",
     "tests.fixtures.registry",
     "tests.fixtures.release",
