@@ -57,8 +57,8 @@ def broker(database_url: str, tmp_path: Path) -> Iterator[tuple[BrokerProcess, s
             "BROKKR__LOG__FORMAT": "json",
         }
     )
-    process.start(tmp_path / "broker.log")
-    try:
+    try:  # a broker that starts too slowly is killed too
+        process.start(tmp_path / "broker.log")
         yield process, admin.pak
     finally:
         process.kill()

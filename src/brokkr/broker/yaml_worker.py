@@ -19,8 +19,11 @@ target-state polls, probes), and a thread would still hold the GIL, so the body
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
 import multiprocessing
+import os
 import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -36,6 +39,7 @@ from brokkr.broker.schemas import CreateDeploymentObjectRequest
 log = logging.getLogger(__name__)
 
 MAX_YAML_DEPTH = 100
+_PR_SET_PDEATHSIG = 1
 QUEUE_PER_WORKER = 4
 LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
@@ -69,7 +73,16 @@ def _on_cpu_budget(signum: int, frame: object) -> None:
         raise _OutOfTime
 
 
-def _init_worker() -> None:
+def _die_with_parent(parent: int) -> None:
+    """Exit when the broker process dies, even by SIGKILL (Linux: PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(0)
+
+
+def _init_worker(parent: int) -> None:
+    _die_with_parent(parent)
     signal.signal(signal.SIGPROF, _on_cpu_budget)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server handles Ctrl-C
 
@@ -179,6 +192,7 @@ class YamlWorkers:
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
+                initargs=(os.getpid(),),
             )
         return self._executor
 
