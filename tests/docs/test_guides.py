@@ -88,7 +88,7 @@ def run_guide(guide: Path, values: dict[str, str], workdir: Path, env: dict[str,
     plan = docexec.script(docexec.guide_blocks(guide, paths.REPO_ROOT), "local", values)
     result = docexec.run(plan, workdir, env)
     print(
-        f"{guide.name}: {len(plan.blocks)} blocks in {result.seconds:.1f} s\n{result.output[-3000:]}"
+        f"{guide.name}: {len(plan.blocks)} blocks in {result.seconds:.1f} s\n{result.output[-12000:]}"
     )
     assert result.returncode == 0, (
         f"{guide.name} failed (exit {result.returncode}):\n{result.output[-6000:]}"
