@@ -87,7 +87,9 @@ def guide_env(workdir: Path, kubeconfig: str) -> dict[str, str]:
 def run_guide(guide: Path, values: dict[str, str], workdir: Path, env: dict[str, str]) -> None:
     plan = docexec.script(docexec.guide_blocks(guide, paths.REPO_ROOT), "local", values)
     result = docexec.run(plan, workdir, env)
-    print(f"{guide.name}: {len(plan.blocks)} blocks in {result.seconds:.1f} s")
+    print(
+        f"{guide.name}: {len(plan.blocks)} blocks in {result.seconds:.1f} s\n{result.output[-12000:]}"
+    )
     assert result.returncode == 0, (
         f"{guide.name} failed (exit {result.returncode}):\n{result.output[-6000:]}"
     )
