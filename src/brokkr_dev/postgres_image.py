@@ -106,8 +106,9 @@ def ensure(arch: str | None = None, log: Log = print) -> PostgresImage:
         "build",
         "--isolation",
         "chroot",
+        # chroot isolation allows only the host network; the build fetches nothing.
         "--network",
-        "none",
+        "host",
         "--layers=true",
         "--pull=never",
         "--platform",
