@@ -81,13 +81,23 @@ def connect(port: int, password: str) -> psycopg.Connection:
     )
 
 
+def wait_connected(port: int, password: str) -> psycopg.Connection:
+    """A connection as soon as the server accepts one (initdb runs first)."""
+    return poll(
+        lambda: connect(port, password),
+        START_TIMEOUT,
+        f"PostgreSQL on port {port}",
+        not_yet=(psycopg.OperationalError,),
+    )
+
+
 def test_runs_as_uid_10001_and_keeps_its_data_across_a_restart(
     pg_image, containers: Containers, volumes: Volumes
 ):
     assert inspect(pg_image.reference)["Config"]["User"] == "10001:10001"
     port = free_port()
     first = start(containers, pg_image.reference, volumes, port)
-    with poll(lambda: connect(port, volumes.password), START_TIMEOUT, "PostgreSQL") as conn:
+    with wait_connected(port, volumes.password) as conn:
         conn.execute("CREATE TABLE kept (value text)")
         conn.execute("INSERT INTO kept VALUES ('survives a restart')")
         conn.commit()
@@ -95,14 +105,14 @@ def test_runs_as_uid_10001_and_keeps_its_data_across_a_restart(
     assert (volumes.paths["data"] / "pgdata" / "PG_VERSION").read_text().strip() == "15"
 
     start(containers, pg_image.reference, volumes, port)
-    with poll(lambda: connect(port, volumes.password), START_TIMEOUT, "PostgreSQL again") as conn:
+    with wait_connected(port, volumes.password) as conn:
         assert conn.execute("SELECT value FROM kept").fetchall() == [("survives a restart",)]
 
 
 def test_a_wrong_password_is_refused(pg_image, containers: Containers, volumes: Volumes):
     port = free_port()
     start(containers, pg_image.reference, volumes, port)
-    poll(lambda: connect(port, volumes.password).close() or True, START_TIMEOUT, "PostgreSQL")
+    wait_connected(port, volumes.password).close()
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         connect(port, "not-the-password")
 
