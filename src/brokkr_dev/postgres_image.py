@@ -26,11 +26,17 @@ from brokkr_dev.containers import ContainerError, ensure_podman_host, podman
 MAJOR = "15"  # Debian 12's PostgreSQL
 REPOSITORY = "localhost/brokkr-postgresql"
 CONTEXT = paths.REPO_ROOT / "docker" / "postgresql"
-# LLVM only serves the JIT compiler (off in the image); the packaged cluster and
-# configuration are never used (the entrypoint runs initdb into PGDATA); the time
-# zone and i18n sources are for tools the server does not call.
+# LLVM (and its z3 solver) only serves the JIT compiler (off in the image); the
+# packaged cluster and configuration are never used (the entrypoint runs initdb into
+# PGDATA); full Perl serves Debian's cluster wrappers, which the image bypasses
+# (perl-base stays for dpkg); the i18n sources are for locale tools the server does
+# not call.
 DROP = (
     "usr/lib/*/libLLVM*",
+    "usr/lib/*/libz3*",
+    "usr/lib/*/perl/5.*",
+    "usr/lib/*/libperl.so*",
+    "usr/share/perl/5.*",
     f"usr/lib/postgresql/{MAJOR}/lib/llvmjit*",
     f"usr/lib/postgresql/{MAJOR}/lib/bitcode",
     "var/lib/postgresql/*",

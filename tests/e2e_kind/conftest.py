@@ -113,15 +113,13 @@ class Cluster:
             "spec": {"restartPolicy": "Never", **spec},
         }
         self.api.create(path, body)
+
+        def finished() -> str | None:
+            phase = self.api.get(f"{path}/{name}")["status"].get("phase")
+            return phase if phase in ("Succeeded", "Failed") else None
+
         try:
-            phase = poll(
-                lambda: (
-                    self.api.get(f"{path}/{name}")["status"].get("phase") in ("Succeeded", "Failed")
-                    and self.api.get(f"{path}/{name}")["status"]["phase"]
-                ),
-                timeout,
-                f"pod {name} to finish",
-            )
+            phase = poll(finished, timeout, f"pod {name} to finish")
             logs = self.api.request("GET", f"{path}/{name}/log").text
             return str(phase), logs
         finally:
