@@ -102,13 +102,13 @@ def tests(session: nox.Session) -> None:
     Installs missing Debian packages (as root or with sudo) and the pinned tools,
     then runs pytest; fixtures start PostgreSQL, the local Kubernetes cluster and
     the local registry on demand. Example: `nox -s tests -- -m "not images" -x`.
-    Tests marked `kind` (real pods on kind) are left to `nox -s e2e-kind`.
+    Tests marked `kind` (real pods on kind) are deselected (tests/conftest.py) and
+    left to `nox -s e2e-kind`.
     """
     install(session)
     invoke(session, "system.install")
     tools(session)
-    # The `kind` tests are `nox -s e2e-kind`'s; a -m in posargs comes later and wins.
-    session.run("pytest", "-m", "not kind", *session.posargs)
+    session.run("pytest", *session.posargs)
 
 
 @nox.session(name="tools", python=PYTHON)

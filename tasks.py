@@ -27,6 +27,7 @@ from brokkr_dev import (
     cluster,
     containers,
     e2e_kind,
+    engine,
     images,
     localstack,
     paths,
@@ -52,6 +53,7 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     localstack.StackError,
     BrokerCallError,
     containers.ContainerError,
+    engine.EngineError,
     ReleaseError,
     TimeoutError,
 )
@@ -96,7 +98,30 @@ def tools_status(c, names=""):
 @task(help={"features": f"comma-separated, from: {', '.join(system.FEATURES)} (default: all)"})
 def system_install(c, features=""):
     """Install the Debian packages that the named features need (root or sudo)."""
-    system.ensure(_split(features) or list(system.FEATURES))
+    system.ensure(_split(features) or [f for f in system.FEATURES if f not in system.ON_DEMAND])
+
+
+# --- engine: the Docker engine kind runs on ----------------------------------------
+
+
+@task()
+def engine_up(c):
+    """Use the Docker engine that answers, or start ours (machine-wide, idempotent)."""
+    found = engine.ensure_engine()
+    print(f"export DOCKER_HOST={found.host}")
+
+
+@task()
+def engine_down(c):
+    """Stop OUR dockerd (never another engine); remove its bridges and iptables rules."""
+    if not engine.stop_engine():
+        print("our dockerd was not running")
+
+
+@task()
+def engine_status(c):
+    """Which Docker engine answers, whether it is ours, and how privileged runs work."""
+    print(engine.engine_status())
 
 
 # --- broker: benchmark -----------------------------------------------------------
@@ -138,7 +163,7 @@ def cluster_up(c, provider="local", name=cluster.DEFAULT_NAME):
 
 @task(help=_CLUSTER_HELP)
 def cluster_down(c, provider="local", name=cluster.DEFAULT_NAME):
-    """Stop every process of a cluster (by PID); its data stays for the next `up`."""
+    """Stop a cluster: `local` stops its processes by PID (data stays), `kind` deletes it."""
     cluster.get_provider(provider, name).down()
 
 
@@ -426,6 +451,11 @@ release_ns.add_task(release_chart, "chart")
 broker_ns = Collection("broker")
 broker_ns.add_task(broker_bench, "bench")
 
+engine_ns = Collection("engine")
+engine_ns.add_task(engine_up, "up")
+engine_ns.add_task(engine_down, "down")
+engine_ns.add_task(engine_status, "status", default=True)
+
 cluster_ns = Collection("cluster")
 cluster_ns.add_task(cluster_up, "up")
 cluster_ns.add_task(cluster_down, "down")
@@ -459,6 +489,7 @@ e2e_ns.add_task(e2e_kind_run, "kind")
 namespace = Collection(
     tools,
     system_ns,
+    engine_ns,
     cluster_ns,
     broker_ns,
     charts_ns,

@@ -32,7 +32,13 @@ FEATURES: dict[str, tuple[str, ...]] = {
         "debootstrap",
         "docker-registry",
     ),
+    # The Docker engine kind runs on where none is running (src/brokkr_dev/engine):
+    # dockerd with its containerd and runc; iptables for its bridges.
+    "engine": ("docker.io", "iptables"),
 }
+# Installed only when needed, not by `all`: the engine only where no Docker engine
+# answers (on GitHub Actions, docker.io would conflict with the runner's own Docker).
+ON_DEMAND = frozenset({"engine"})
 
 
 class SystemError(RuntimeError):
@@ -102,7 +108,7 @@ def main(argv: list[str]) -> int:
             f"usage: python3 -m brokkr_dev.system all | FEATURE...\nfeatures: {', '.join(FEATURES)}"
         )
         return 0 if argv else 2
-    features = list(FEATURES) if argv == ["all"] else argv
+    features = [f for f in FEATURES if f not in ON_DEMAND] if argv == ["all"] else argv
     try:
         ensure(features)
     except SystemError as exc:

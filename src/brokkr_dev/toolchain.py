@@ -57,6 +57,9 @@ class Tool:
     go_packages: tuple[str, ...] = ()
     pip_package: str | None = None
     archive: Archive | None = None
+    # Built only when something asks for it by name (the kind node image's parts),
+    # not by `tools.install` of everything.
+    on_demand: bool = False
 
     def expand(self, template: str) -> str:
         """Fill {version}, {plain}, {major}, {minor}, {os} and {arch} in a manifest string."""
@@ -121,6 +124,7 @@ def load_manifest(path: Path = paths.TOOLS_MANIFEST) -> dict[str, Tool]:
                 go_dir=entry.get("go_dir"),
                 go_packages=tuple(entry.get("go_packages", ())),
                 pip_package=entry.get("pip_package"),
+                on_demand=bool(entry.get("on_demand", False)),
                 archive=Archive(
                     url=archive["url"],
                     member=archive.get("member"),
@@ -390,8 +394,9 @@ def _run(command: list[str], tool: Tool, **kwargs: object) -> None:
 
 
 def select(manifest: dict[str, Tool], names: Iterable[str]) -> list[Tool]:
-    """The named tools (all when none are named), with a clear error for a typo."""
-    wanted = list(names) or list(manifest)
+    """The named tools (all but the on-demand ones when none are named), with a clear
+    error for a typo."""
+    wanted = list(names) or [name for name, tool in manifest.items() if not tool.on_demand]
     unknown = [n for n in wanted if n not in manifest]
     if unknown:
         raise ToolError(

@@ -60,3 +60,22 @@ def test_kubernetes_entry_builds_all_four_binaries_with_the_version_stamped() ->
     major, minor = tool.version.lstrip("v").split(".")[:2]
     assert f"k8s.io/component-base/version.gitMinor={minor}" in ldflags
     assert f"k8s.io/client-go/pkg/version.gitMajor={major}" in ldflags
+
+
+def test_node_binaries_share_the_wrapper_version_and_stamps() -> None:
+    manifest = toolchain.load_manifest()
+    node, control_plane = manifest["kubernetes-node"], manifest["kubernetes"]
+    assert node.version == control_plane.version, (
+        "tools.toml [kubernetes-node].version must equal [kubernetes].version"
+    )
+    assert node.go_dir == control_plane.go_dir
+    assert node.go_ldflags == control_plane.go_ldflags
+    assert {node.binary, *node.companions} == {
+        "kubelet",
+        "kubeadm",
+        "kube-proxy",
+        *(p.rsplit("/", 1)[-1] for p in control_plane.go_packages),
+    }
+    imports = (paths.REPO_ROOT / "go" / "kubernetes" / "tools.go").read_text()
+    for package in (*node.go_packages, *control_plane.go_packages):
+        assert f'_ "{package}"' in imports, f"add {package} to go/kubernetes/tools.go"

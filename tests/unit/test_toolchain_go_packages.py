@@ -61,3 +61,11 @@ def test_a_cache_missing_a_companion_is_rebuilt(tmp_path, cache) -> None:
     )
     with pytest.raises(toolchain.ToolError, match=pattern):
         toolchain.ensure(TOOL, bin_dir=tmp_path / "bin", log=lambda _: None, go="/bin/false")
+
+
+def test_on_demand_tools_are_left_out_of_install_all() -> None:
+    manifest = toolchain.load_manifest()
+    everything = {tool.name for tool in toolchain.select(manifest, [])}
+    assert "kubernetes-node" not in everything
+    assert "helm" in everything
+    assert [t.name for t in toolchain.select(manifest, ["kubernetes-node"])] == ["kubernetes-node"]

@@ -1,0 +1,3 @@
+module brokkr.dev/go/pause
+
+go 1.22

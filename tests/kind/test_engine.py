@@ -1,0 +1,90 @@
+"""Our own dockerd, started and stopped for real beside the machine's engine.
+
+The test engine has its own data root, run directory and socket and no default
+bridge, so it never disturbs the machine-wide engine that kind clusters use.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from brokkr_dev import toolchain
+from brokkr_dev.engine import EngineLayout, daemon, host
+
+pytestmark = pytest.mark.kind
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Iterator[EngineLayout]:
+    if os.geteuid() != 0:
+        pytest.fail("starting dockerd needs root; run the `kind` tests as root")
+    # Under /run: containerd's sockets live below the exec root, and a socket path
+    # longer than 108 bytes (as pytest's tmp_path can be) is refused.
+    run_dir = Path(tempfile.mkdtemp(prefix="brokkr-engine-test-", dir="/run"))
+    yield EngineLayout(data_root=tmp_path / "engine", run_dir=run_dir, default_bridge=False)
+    daemon.stop_engine(layout=EngineLayout(tmp_path / "engine", run_dir, default_bridge=False))
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _pause_image_tar(tmp_path: Path) -> Path:
+    pause = toolchain.ensure(toolchain.load_manifest()["pause"], log=lambda _: None)
+    archive = tmp_path / "rootfs.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(pause.resolve(), arcname="pause")
+    return archive
+
+
+def test_engine_starts_runs_privileged_containers_and_stops(
+    layout: EngineLayout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = daemon.start_engine(print, layout)
+    assert engine.ours
+    assert engine.pid == daemon.running_pid(layout)
+    assert engine.pid is not None
+
+    # Idempotent: asked again, it finds the same dockerd instead of starting one.
+    monkeypatch.setenv("DOCKER_HOST", layout.host)
+    again = daemon.ensure_engine(print, layout)
+    assert (again.host, again.pid, again.ours) == (layout.host, engine.pid, True)
+
+    # A privileged container is what kind's nodes are; on hosts without
+    # CAP_SYS_RESOURCE it runs only through the runc wrapper.
+    engine.docker("import", str(_pause_image_tar(tmp_path)), "brokkr-test/pause:engine")
+    output = engine.docker(
+        "run",
+        "--rm",
+        "--privileged",
+        "--network",
+        "none",
+        "brokkr-test/pause:engine",
+        "/pause",
+        "--version",
+    )
+    assert output.strip().startswith("pause v")
+    if host.host_missing_capabilities():
+        assert layout.runtime_wrapper.exists()
+        info = engine.docker("info", "--format", "{{.DefaultRuntime}}")
+        assert info.strip() == "brokkr-runc"
+
+    assert daemon.stop_engine(print, layout)
+    assert daemon.running_pid(layout) is None
+    assert not Path(f"/proc/{engine.pid}").exists()
+    assert daemon.answers(layout.host) is None
+    # The data root stays: images survive a restart.
+    assert (layout.docker_root / "image").is_dir()
+
+
+def test_stop_leaves_an_engine_that_is_not_ours_alone(layout: EngineLayout) -> None:
+    layout.run_dir.mkdir(parents=True, exist_ok=True)
+    # A pidfile that points at a process that is not our dockerd (this test).
+    layout.pidfile.write_text(f"{os.getpid()}\n")
+    assert daemon.running_pid(layout) is None
+    assert not daemon.stop_engine(print, layout)
+    assert Path(f"/proc/{os.getpid()}").exists()
