@@ -257,5 +257,5 @@ def e2e_kind(session: nox.Session) -> None:
     """
     install(session)
     invoke(session, "system.install", "--features", "base,containers")
-    tools(session, "helm", "kubernetes", "kind")
+    tools(session, "helm", "kind", "kubernetes-node")
     invoke(session, "e2e.kind", "--pytest-args", " ".join(session.posargs))

@@ -17,7 +17,6 @@ Every wait polls with a deadline; nothing sleeps to synchronise.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import subprocess
 import time
@@ -32,6 +31,7 @@ from brokkr_dev import charts, e2e_kind, postgres_image, toolchain
 from brokkr_dev.broker_admin import BrokerAdmin
 from brokkr_dev.localnet import free_port
 from brokkr_dev.localnet import wait_for as poll
+from tests.fixtures.kind import KindCluster
 
 BROKER_CHART = charts.CHARTS_DIR / "brokkr-broker"
 AGENT_CHART = charts.CHARTS_DIR / "brokkr-agent"
@@ -47,10 +47,10 @@ READY_TIMEOUT = 300
 
 
 def tool(name: str) -> str:
-    """A pinned CLI (helm, kubectl) from the toolchain."""
+    """A pinned CLI: helm, or the node's kubectl (tools.toml [kubernetes-node])."""
     if name == "kubectl":
-        kubelet_dir = toolchain.ensure(toolchain.load_manifest()["kubernetes"], log=lambda _: None)
-        return str(kubelet_dir.parent / "kubectl")
+        node = toolchain.ensure(toolchain.load_manifest()["kubernetes-node"], log=lambda _: None)
+        return str(node.resolve().parent / "kubectl")
     return charts.tool(name)
 
 
@@ -58,7 +58,7 @@ def tool(name: str) -> str:
 class Cluster:
     """helm and kubectl against the kind cluster only, and a few API shortcuts."""
 
-    kind: Any  # the kind_cluster fixture's object
+    kind: KindCluster
 
     @property
     def api(self) -> Any:
@@ -183,14 +183,14 @@ class KindImages:
 
 
 @pytest.fixture(scope="session")
-def kind_images(kind_cluster: Any) -> KindImages:
+def kind_images(kind_cluster: KindCluster) -> KindImages:
     """Broker, agent and PostgreSQL images for the node's architecture, in the node."""
     arch = e2e_kind.node_arch(kind_cluster.client)
     started = time.monotonic()
     built = e2e_kind.build_images(arch)
     e2e_kind.record("images_build_s", time.monotonic() - started)
     started = time.monotonic()
-    kind_cluster.load_images(built.broker, built.agent, built.postgresql.reference)
+    kind_cluster.load_images([built.broker, built.agent, built.postgresql.reference])
     e2e_kind.record("images_load_s", time.monotonic() - started)
     return KindImages(built.broker, built.agent, built.postgresql, arch)
 
@@ -296,19 +296,8 @@ def restricted_namespace(cluster: Cluster, name: str) -> None:
     )
 
 
-if importlib.util.find_spec("tests.fixtures.kind") is None:
-
-    @pytest.fixture(scope="session")
-    def kind_cluster() -> Any:
-        """Stand-in until tests/fixtures/kind.py is on this branch: fail, naming the fix."""
-        pytest.fail(
-            "the kind_cluster fixture (tests/fixtures/kind.py, from the kind provider's "
-            "work) is not on this branch; merge it to run the kind tests"
-        )
-
-
 @pytest.fixture(scope="session")
-def cluster(kind_cluster: Any) -> Cluster:
+def cluster(kind_cluster: KindCluster) -> Cluster:
     return Cluster(kind_cluster)
 
 
