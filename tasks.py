@@ -350,10 +350,16 @@ def images_postgresql(c, platforms=""):
 # --- e2e: both charts on a real kind cluster (docs/e2e.md) --------------------------
 
 
-@task(help={"pytest_args": "extra pytest arguments, one string (e.g. '-x -k helm_test')"})
-def e2e_kind_run(c, pytest_args=""):
-    """Build the images, run the `kind` tests on a real kind cluster, print the timings."""
-    code = e2e_kind.run(shlex.split(pytest_args))
+@task(
+    help={
+        "pytest_args": "extra pytest arguments, one string (e.g. '-x -k helm_test')",
+        "name": "kind cluster name (brokkr-<name>; default e2e)",
+        "keep": "leave the cluster running afterwards (the next run reuses it)",
+    }
+)
+def e2e_kind_run(c, pytest_args="", name=e2e_kind.DEFAULT_CLUSTER, keep=False):
+    """Build the images, start kind, run the `kind` tests, delete the cluster, print timings."""
+    code = e2e_kind.run(shlex.split(pytest_args), name=name, keep=keep)
     if code != 0:
         raise Exit(f"error: the kind tests failed (pytest exit status {code})", code=code)
 

@@ -1,16 +1,18 @@
 """`nox -s e2e-kind`: both charts on real pods of a kind cluster, with timings.
 
-The session runs three phases and prints how long each took:
+The session runs these phases and prints how long each took:
 
 1. images: the broker and agent images (podman, the same build as `nox -s images`)
-   and the PostgreSQL image from Debian's packages, for the node's architecture;
-2. tests: `pytest -m kind tests/e2e_kind`, whose `kind_cluster` fixture ensures the
-   engine and the cluster and loads the images, and whose tests install both
-   charts and prove them on real pods;
-3. the figures the tests recorded (install-to-Ready of each chart, image load).
+   and the PostgreSQL image from Debian's packages, for the node's architecture
+   (this host's: kind runs the node here); their references go to a file the tests read;
+2. cluster: the Docker engine and the kind cluster `brokkr-<name>` (KindProvider:
+   the engine is reused or started, the node image is built once and cached);
+3. tests: `pytest -m kind tests/e2e_kind` on that cluster (the `kind_cluster`
+   fixture reuses it), which loads the images, installs both charts and proves them;
+4. down: the cluster is deleted (unless kept), so nothing is left running.
 
 Tests record figures with `record()` into a JSON file named by $BROKKR_E2E_TIMINGS
-(default .local/e2e-kind/timings.json), which the session reads back.
+(default .local/e2e-kind/timings.json), which the session prints at the end.
 """
 
 from __future__ import annotations
@@ -27,8 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from brokkr_dev import images, paths, postgres_image
+from brokkr_dev.cluster import KindProvider
 
 TIMINGS_ENV = "BROKKR_E2E_TIMINGS"
+IMAGES_ENV = "BROKKR_E2E_IMAGES"  # JSON file with the references the session built
+CLUSTER_ENV = "BROKKR_KIND_CLUSTER"  # the kind_cluster fixture's cluster name
+DEFAULT_CLUSTER = "e2e"
 TEST_PATH = "tests/e2e_kind"
 Log = Callable[[str], None]
 
@@ -60,9 +66,22 @@ def node_arch(client: Any) -> str:
 class BuiltImages:
     """References, in podman storage, of the three images the charts run."""
 
+    arch: str
     broker: str
     agent: str
     postgresql: postgres_image.PostgresImage
+
+    def save(self, path: Path) -> None:
+        """Write the references for the tests (read back with `load`)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"arch": self.arch, "broker": self.broker, "agent": self.agent}
+        path.write_text(json.dumps(data, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> BuiltImages:
+        data = json.loads(path.read_text())
+        arch = str(data["arch"])
+        return cls(arch, data["broker"], data["agent"], postgres_image.PostgresImage(arch))
 
 
 def build_images(arch: str, log: Log = print) -> BuiltImages:
@@ -72,10 +91,21 @@ def build_images(arch: str, log: Log = print) -> BuiltImages:
     )
     pg = postgres_image.ensure(arch, log=log)
     return BuiltImages(
+        arch=arch,
         broker=result.images[("broker", arch)][0],
         agent=result.images[("agent", arch)][0],
         postgresql=pg,
     )
+
+
+def images_for(arch: str, log: Log = print) -> BuiltImages:
+    """The images the session built for this architecture, else a build now."""
+    explicit = os.environ.get(IMAGES_ENV)
+    if explicit and Path(explicit).is_file():
+        built = BuiltImages.load(Path(explicit))
+        if built.arch == arch:
+            return built
+    return build_images(arch, log=log)
 
 
 @dataclass
@@ -97,21 +127,35 @@ def pytest_command(extra: Sequence[str] = ()) -> list[str]:
     return [sys.executable, "-m", "pytest", "-m", "kind", TEST_PATH, *extra]
 
 
-def run(extra: Sequence[str] = (), log: Log = print) -> int:
-    """Build the images, run the kind tests, print the timings; pytest's exit status."""
-    timings = timings_file()
+def run(
+    extra: Sequence[str] = (),
+    *,
+    name: str = DEFAULT_CLUSTER,
+    keep: bool = False,
+    log: Log = print,
+) -> int:
+    """Images, cluster, kind tests, cluster down; print the timings; pytest's exit status."""
+    state = paths.state_dir() / "e2e-kind"
+    timings, refs = timings_file(), state / "images.json"
     timings.unlink(missing_ok=True)
     phases = Phases()
     arch = images.arch_of(platform.machine())  # kind's node runs on this host
-    phases.run("images", lambda: build_images(arch, log=log))
-    env = {**os.environ, TIMINGS_ENV: str(timings)}
-    command = pytest_command(extra)
-    code = phases.run(
-        "tests",
-        lambda: subprocess.run(command, cwd=paths.REPO_ROOT, env=env, check=False).returncode,
-    )
-    figures = json.loads(timings.read_text()) if timings.exists() else {}
-    log(report(phases.seconds, figures))
+    built = phases.run("images", lambda: build_images(arch, log=log))
+    built.save(refs)
+    provider = KindProvider(name, log=log)
+    try:
+        phases.run("cluster", provider.up)
+        env = {**os.environ, TIMINGS_ENV: str(timings), IMAGES_ENV: str(refs), CLUSTER_ENV: name}
+        command = pytest_command(extra)
+        code = phases.run(
+            "tests",
+            lambda: subprocess.run(command, cwd=paths.REPO_ROOT, env=env, check=False).returncode,
+        )
+    finally:
+        if not keep:
+            phases.run("down", provider.down)
+        figures = json.loads(timings.read_text()) if timings.exists() else {}
+        log(report(phases.seconds, figures))
     return int(code)
 
 

@@ -61,3 +61,19 @@ def test_phases_time_each_step_even_when_it_fails():
     with pytest.raises(ValueError, match="boom"):
         phases.run("broken", broken)
     assert list(phases.seconds) == ["quick", "broken"]
+
+
+def test_the_sessions_image_references_reach_the_tests(tmp_path, monkeypatch):
+    refs = tmp_path / "images.json"
+    built = e2e_kind.BuiltImages(
+        "amd64",
+        "localhost/brokkr-broker:sha-1234567-amd64",
+        "localhost/brokkr-agent:sha-1234567-amd64",
+        e2e_kind.postgres_image.PostgresImage("amd64"),
+    )
+    built.save(refs)
+    monkeypatch.setenv(e2e_kind.IMAGES_ENV, str(refs))
+    assert e2e_kind.images_for("amd64") == built
+    # Another architecture is not served from the file: it would build (not run here).
+    monkeypatch.setattr(e2e_kind, "build_images", lambda arch, log=print: f"build {arch}")
+    assert e2e_kind.images_for("arm64") == "build arm64"
