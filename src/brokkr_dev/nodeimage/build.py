@@ -87,7 +87,7 @@ def ensure_node_image(engine: Engine, log: Log = print, arch: str | None = None)
     kind_dir = kind_module(versions["kind"])
     key = recipe.input_digest(versions, arch, input_files(kind_dir))
     tag = recipe.image_tag(versions, key)
-    saved = recipe.cache_dir() / f"node-{versions['kubernetes']}-{arch}-{key}.tar"
+    saved = recipe.cache_dir() / f"node-{versions['kubernetes-node']}-{arch}-{key}.tar"
     if _has_image(engine, tag):
         log(f"node image: {tag} (built here, cached in the engine)")
         return tag
@@ -95,7 +95,7 @@ def ensure_node_image(engine: Engine, log: Log = print, arch: str | None = None)
         log(f"node image: loading {saved.name} (the engine's data root lost it)")
         engine.docker("load", "--input", str(saved), timeout=1800)
         return tag
-    published = published_image(versions["kubernetes"])
+    published = published_image(versions["kubernetes-node"])
     if _pull(engine, published, log):
         log(f"node image: {published} (published by kind, pulled)")
         return published
@@ -286,7 +286,7 @@ def _install_node_files(
         .replace("LOCAL_PATH_IMAGE", by_binary["local-path-provisioner"])
         .replace("HELPER_IMAGE", base)
     )
-    (rootfs / "kind/version").write_text(versions["kubernetes"] + "\n")
+    (rootfs / "kind/version").write_text(versions["kubernetes-node"] + "\n")
     _containerd_config(rootfs, by_binary["pause"])
     _systemd_units(rootfs)
     (rootfs / "etc/kubernetes/manifests").mkdir(parents=True, exist_ok=True)
