@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from brokkr_dev import images, paths, postgres_image
-from brokkr_dev.cluster import KindProvider
+from brokkr_dev.cluster import ClusterError, KindProvider
 
 TIMINGS_ENV = "BROKKR_E2E_TIMINGS"
 IMAGES_ENV = "BROKKR_E2E_IMAGES"  # JSON file with the references the session built
@@ -153,7 +153,10 @@ def run(
         )
     finally:
         if not keep:
-            phases.run("down", provider.down)
+            try:
+                phases.run("down", provider.down)
+            except ClusterError as exc:  # never hide the error that got us here
+                log(f"could not delete kind cluster {name}: {exc}")
         figures = json.loads(timings.read_text()) if timings.exists() else {}
         log(report(phases.seconds, figures))
     return int(code)

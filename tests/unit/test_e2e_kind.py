@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import pytest
 
@@ -77,3 +78,49 @@ def test_the_sessions_image_references_reach_the_tests(tmp_path, monkeypatch):
     # Another architecture is not served from the file: it would build (not run here).
     monkeypatch.setattr(e2e_kind, "build_images", lambda arch, log=print: f"build {arch}")
     assert e2e_kind.images_for("arm64") == "build arm64"
+
+
+class FakeProvider:
+    """Records what the session asks of the kind provider."""
+
+    calls: ClassVar[list[str]] = []
+
+    def __init__(self, name, log=print):
+        self.name = name
+
+    def up(self):
+        FakeProvider.calls.append(f"up {self.name}")
+
+    def down(self):
+        FakeProvider.calls.append(f"down {self.name}")
+        raise e2e_kind.ClusterError("engine gone")
+
+
+def test_the_session_runs_the_tests_on_its_cluster_and_always_deletes_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("BROKKR_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv(e2e_kind.TIMINGS_ENV, str(tmp_path / "timings.json"))
+    built = e2e_kind.BuiltImages(
+        "amd64", "localhost/b:1", "localhost/a:1", e2e_kind.postgres_image.PostgresImage("amd64")
+    )
+    monkeypatch.setattr(e2e_kind, "build_images", lambda arch, log=print: built)
+    monkeypatch.setattr(e2e_kind, "KindProvider", FakeProvider)
+    FakeProvider.calls = []
+    seen = {}
+
+    def fake_pytest(command, cwd, env, check):
+        seen.update(env)
+        e2e_kind.record("both_install_to_ready_s", 42.0, tmp_path / "timings.json")
+
+        class Done:
+            returncode = 1
+
+        return Done()
+
+    monkeypatch.setattr(e2e_kind.subprocess, "run", fake_pytest)
+    lines = []
+    assert e2e_kind.run(["-x"], name="t1", log=lines.append) == 1
+    assert FakeProvider.calls == ["up t1", "down t1"]
+    assert seen[e2e_kind.CLUSTER_ENV] == "t1"
+    assert e2e_kind.BuiltImages.load(e2e_kind.Path(seen[e2e_kind.IMAGES_ENV])) == built
+    assert any("could not delete kind cluster t1: engine gone" in line for line in lines)
+    assert "both_install_to_ready_s" in lines[-1]
