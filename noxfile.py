@@ -121,6 +121,8 @@ def tests(session: nox.Session) -> None:
     Installs missing Debian packages (as root or with sudo) and the pinned tools,
     then runs pytest; fixtures start PostgreSQL, the local Kubernetes cluster and
     the local registry on demand. Example: `nox -s tests -- -m "not images" -x`.
+    Tests marked `kind` (real pods on kind) are deselected (tests/conftest.py) and
+    left to `nox -s e2e-kind`.
     """
     install(session)
     invoke(session, "system.install")
@@ -269,3 +271,19 @@ def images(session: nox.Session) -> None:
     invoke(session, "system.install", "--features", "containers")
     invoke(session, "images.build", *session.posargs)
     invoke(session, "images.measure")
+
+
+@nox.session(name="e2e-kind", python=PYTHON)
+def e2e_kind(session: nox.Session) -> None:
+    """Both charts on real pods of a kind cluster, offline (docs/e2e.md).
+
+    Installs the Debian packages and pinned tools it needs, builds (or reuses) the
+    broker, agent and PostgreSQL images for the node's architecture, then runs the
+    tests marked `kind`: their fixture ensures the Docker engine and the kind cluster
+    and loads the images. Prints the time of each phase and the install-to-Ready
+    figures. Posargs go to pytest, e.g. `nox -s e2e-kind -- -x -k helm_test`.
+    """
+    install(session)
+    invoke(session, "system.install", "--features", "base,containers")
+    tools(session, "helm", "kind", "kubernetes-node")
+    invoke(session, "e2e.kind", "--pytest-args", " ".join(session.posargs))

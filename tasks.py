@@ -7,6 +7,7 @@ lives and is unit-tested. `invoke --list` shows them by namespace.
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,12 +27,14 @@ from brokkr_dev import (
     cluster,
     containers,
     crdschemas,
+    e2e_kind,
     engine,
     images,
     localstack,
     monitoring,
     paths,
     postgres,
+    postgres_image,
     system,
     toolchain,
 )
@@ -404,6 +407,30 @@ def images_measure(c, platforms="", tag=""):
     print(images.format_sizes(images.measure_all(info, _arches(platforms), tag)))
 
 
+@task(help={"platforms": "comma-separated, e.g. linux/arm64 (default: this host's)"})
+def images_postgresql(c, platforms=""):
+    """Build the PostgreSQL test image from Debian's packages (skipped when up to date)."""
+    for arch in [images.arch_of(p) for p in _split(platforms)] or [images.native_arch()]:
+        print(postgres_image.ensure(arch).reference)
+
+
+# --- e2e: both charts on a real kind cluster (docs/e2e.md) --------------------------
+
+
+@task(
+    help={
+        "pytest_args": "extra pytest arguments, one string (e.g. '-x -k helm_test')",
+        "name": "kind cluster name (brokkr-<name>; default e2e)",
+        "keep": "leave the cluster running afterwards (the next run reuses it)",
+    }
+)
+def e2e_kind_run(c, pytest_args="", name=e2e_kind.DEFAULT_CLUSTER, keep=False):
+    """Build the images, start kind, run the `kind` tests, delete the cluster, print timings."""
+    code = e2e_kind.run(shlex.split(pytest_args), name=name, keep=keep)
+    if code != 0:
+        raise Exit(f"error: the kind tests failed (pytest exit status {code})", code=code)
+
+
 def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
@@ -549,6 +576,10 @@ images_ns.add_task(images_base, "base")
 images_ns.add_task(images_requirements, "requirements")
 images_ns.add_task(images_wheelhouse, "wheelhouse")
 images_ns.add_task(images_measure, "measure")
+images_ns.add_task(images_postgresql, "postgresql")
+
+e2e_ns = Collection("e2e")
+e2e_ns.add_task(e2e_kind_run, "kind")
 
 
 # --- scan: security scans (src/brokkr_dev/scan, docs/security.md) ------------------
@@ -612,4 +643,5 @@ namespace = Collection(
     release_ns,
     images_ns,
     scan_ns,
+    e2e_ns,
 )

@@ -51,22 +51,30 @@ class BaseImage:
     suite: str
     arch: str
     packages: tuple[str, ...] = PACKAGES
+    repository: str = REPOSITORY
+    # Globs (relative to the root filesystem) removed after debootstrap, for files a
+    # package ships that the image never uses.
+    drop: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
         """Short digest of everything that goes into the root filesystem."""
-        material = json.dumps([RECIPE, self.suite, self.arch, sorted(self.packages), MIRROR])
-        return hashlib.sha256(material.encode()).hexdigest()[:12]
+        parts: list[object] = [RECIPE, self.suite, self.arch, sorted(self.packages), MIRROR]
+        if self.drop:  # absent for the plain base, so its cached tarball stays valid
+            parts.append(sorted(self.drop))
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
 
     @property
     def tag(self) -> str:
         """The podman reference, e.g. localhost/brokkr-base:bookworm-arm64."""
-        return f"{REPOSITORY}:{self.suite}-{self.arch}"
+        return f"{self.repository}:{self.suite}-{self.arch}"
 
     def tarball(self, cache: Path | None = None) -> Path:
         """Cached rootfs tarball path, e.g. ~/.cache/brokkr/base-images/bookworm-arm64-<key>.tar."""
         root = cache or paths.cache_dir()
-        return root / "base-images" / f"{self.suite}-{self.arch}-{self.key}.tar"
+        stem = self.repository.rsplit("/", 1)[-1].removeprefix("brokkr-").removeprefix("base")
+        prefix = f"{stem}-" if stem else ""
+        return root / "base-images" / f"{prefix}{self.suite}-{self.arch}-{self.key}.tar"
 
 
 def for_arch(arch: str, suite: str = SUITE) -> BaseImage:
@@ -150,6 +158,7 @@ def build_rootfs(image: BaseImage, tarball: Path, log: Log = print) -> None:
             )
         security_upgrade(rootfs, image.suite, log)
         slim(rootfs)
+        drop(rootfs, image.drop)
         partial = Path(tmp) / "rootfs.tar"
         subprocess.run(
             ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(partial), "."], check=True
@@ -224,6 +233,16 @@ def slim(rootfs: Path) -> None:
                 path.unlink()
             elif path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
+
+
+def drop(rootfs: Path, patterns: tuple[str, ...]) -> None:
+    """Remove what the globs match below rootfs (files, links and whole trees)."""
+    for pattern in patterns:
+        for path in sorted(rootfs.glob(pattern), key=lambda p: len(p.parts), reverse=True):
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.is_dir():
+                shutil.rmtree(path)
 
 
 def _podman_label(reference: str, label: str) -> str | None:

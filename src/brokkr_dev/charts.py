@@ -316,7 +316,8 @@ class Chart:
 
     @property
     def templates_text(self) -> str:
-        files = sorted(p for p in (self.path / "templates").iterdir() if p.is_file())
+        # Subfolders too: `helm test` pods live in templates/tests/.
+        files = sorted(p for p in (self.path / "templates").rglob("*") if p.is_file())
         return "\n".join(p.read_text() for p in files)
 
     def scenario(self, name: str) -> Path:

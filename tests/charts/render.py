@@ -36,9 +36,12 @@ class Manifests(list[dict[str, Any]]):
         return found[0]
 
     def pod_specs(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every pod the chart makes: workload templates and `helm test` pods."""
         for obj in self:
             if obj["kind"] in ("Deployment", "StatefulSet"):
                 yield obj["metadata"]["name"], obj["spec"]["template"]["spec"]
+            elif obj["kind"] == "Pod":
+                yield obj["metadata"]["name"], obj["spec"]
 
 
 def render(

@@ -272,3 +272,42 @@ def test_config_changes_roll_the_pod_and_scheduling_knobs_apply():
         ]
         == "agent"
     )
+
+
+# --- helm test ---------------------------------------------------------------------
+
+
+def test_helm_test_pod_checks_registration_with_the_agents_own_settings():
+    manifests = agent()
+    pod = manifests.one("Pod", "-test-registration")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    spec = pod["spec"]
+    deployment = manifests.one("Deployment")["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    assert container["command"] == ["python", "-m", "brokkr.agent.registration"]
+    assert container["image"] == deployment["containers"][0]["image"]
+    assert container["envFrom"] == deployment["containers"][0]["envFrom"]
+    assert env(container)["BROKKR__AGENT__PAK_FILE"] == "/etc/brokkr/pak/pak"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["pak"]["secret"] == {
+        "secretName": "agent-pak",
+        "items": [{"key": "pak", "path": "pak"}],
+    }
+    # It talks to the broker only, and the Deployment never adopts it.
+    assert spec["automountServiceAccountToken"] is False
+    labels = pod["metadata"]["labels"]
+    assert not manifests.one("Deployment")["spec"]["selector"]["matchLabels"].items() <= (
+        labels.items()
+    )
+
+
+def test_helm_test_pod_trusts_the_brokers_ca():
+    pod = agent({"broker": {"caBundleConfigMap": "corp-ca", "caBundleKey": "b.pem"}}).one("Pod")
+    mounts = {m["name"]: m["mountPath"] for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["ca"] == "/etc/brokkr/ca"
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["ca"]["configMap"]["name"] == "corp-ca"
+
+
+def test_helm_test_pod_can_be_left_out():
+    assert not agent({"tests": {"enabled": False}}).all("Pod")

@@ -29,6 +29,7 @@ def test_default_install_renders_broker_and_bundled_postgresql():
             "Deployment",
             "NetworkPolicy",
             "NetworkPolicy",
+            "Pod",
             "Secret",
             "Secret",
             "Service",
@@ -411,3 +412,58 @@ def test_workers_and_pool_size_reach_the_broker_with_defaults_for_one_cpu():
         "8",
     )
     assert "workers" in render_error(BROKER, {"broker": {"workers": 0}})
+# --- helm test ---------------------------------------------------------------------
+
+
+def test_helm_test_pod_checks_readyz_through_the_service_with_the_broker_image():
+    manifests = render(BROKER)
+    pod = manifests.one("Pod", "-test-health")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    container = pod["spec"]["containers"][0]
+    assert container["command"] == [
+        "python",
+        "-m",
+        "brokkr.common.healthcheck",
+        "http://brokkr-brokkr-broker.brokkr.svc:3000/readyz",
+        "10",
+    ]
+    assert container["image"] == broker_container(manifests)["image"]
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    # Neither the Service nor the Deployment may select the test pod.
+    labels = pod["metadata"]["labels"]
+    for selector in (
+        manifests.one("Service", "-broker")["spec"]["selector"],
+        manifests.one("Deployment")["spec"]["selector"]["matchLabels"],
+    ):
+        assert not selector.items() <= labels.items()
+
+
+def test_helm_test_pod_verifies_tls_against_the_secrets_ca():
+    pod = render(BROKER, {"tls": {"enabled": True, "existingSecret": "broker-tls"}}).one("Pod")
+    container = pod["spec"]["containers"][0]
+    assert container["command"][3] == "https://brokkr-brokkr-broker.brokkr.svc:3000/readyz"
+    assert env(container)["SSL_CERT_FILE"] == "/etc/brokkr/tls/ca.crt"
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["tls"]["secret"] == {
+        "secretName": "broker-tls",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+
+
+def test_helm_test_pod_can_be_left_out():
+    assert not render(BROKER, {"tests": {"enabled": False}}).all("Pod")
+
+
+def test_restricted_ingress_still_admits_the_helm_test_pod():
+    peer = {"namespaceSelector": {"matchLabels": {"team": "agents"}}}
+    values = {"networkPolicy": {"enabled": True, "ingressFrom": [peer]}}
+    manifests = render(BROKER, values)
+    policy = manifests.one("NetworkPolicy", "brokkr-broker")["spec"]
+    sources = policy["ingress"][0]["from"]
+    assert sources[0] == peer
+    test_labels = manifests.one("Pod", "-test-health")["metadata"]["labels"]
+    assert sources[1]["podSelector"]["matchLabels"].items() <= test_labels.items()
+    assert len(sources) == 2
+    values["tests"] = {"enabled": False}
+    policy = render(BROKER, values).one("NetworkPolicy", "brokkr-broker")["spec"]
+    assert policy["ingress"][0]["from"] == [peer]

@@ -133,6 +133,8 @@ def _pods_of(manifests: str) -> list[dict[str, Any]]:
                     "spec": spec,
                 }
             )
+        elif doc and doc["kind"] == "Pod":  # `helm test` pods
+            pods.append(doc)
     return pods
 
 

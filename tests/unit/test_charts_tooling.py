@@ -130,6 +130,15 @@ def test_committed_generated_files_match_values_and_no_value_is_dead(chart):
     assert charts.check_generated(chart) == []
 
 
+def test_templates_in_subfolders_count_as_readers(tmp_path):
+    (tmp_path / "templates" / "tests").mkdir(parents=True)
+    (tmp_path / "templates" / "deployment.yaml").write_text("{{ .Values.image.tag }}\n")
+    (tmp_path / "templates" / "tests" / "pod.yaml").write_text("{{ .Values.tests.enabled }}\n")
+    text = charts.Chart(tmp_path).templates_text
+    assert ".Values.tests.enabled" in text
+    assert ".Values.image.tag" in text
+
+
 def test_bad_values_cases_each_name_the_expected_message():
     cases = charts.bad_values()
     assert {c.chart for c in cases} == {"brokkr-broker", "brokkr-agent"}

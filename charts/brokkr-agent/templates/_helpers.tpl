@@ -31,6 +31,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: agent
 {{- end }}
 
+{{/* Labels of `helm test` pods: the Deployment and NetworkPolicy never select them. */}}
+{{- define "brokkr-agent.testLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "brokkr-agent.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: brokkr
+{{- end }}
+
 {{- define "brokkr-agent.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "brokkr-agent.fullname" .) .Values.serviceAccount.name }}

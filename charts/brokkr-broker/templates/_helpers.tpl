@@ -48,6 +48,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: brokkr
 {{- end }}
 
+{{/* Labels of `helm test` pods: no Service, Deployment or NetworkPolicy selects them. */}}
+{{- define "brokkr-broker.testLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "brokkr-broker.testSelectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: brokkr
+{{- end }}
+
+{{- define "brokkr-broker.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "brokkr-broker.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+{{- end }}
+
 {{- define "brokkr-broker.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "brokkr-broker.fullname" .) .Values.serviceAccount.name }}

@@ -1,0 +1,368 @@
+"""Both charts installed on a real kind cluster, once per session (marker `kind`).
+
+`nox -s e2e-kind` runs these tests; `nox -s tests` deselects them. The cluster
+comes from the `kind_cluster` fixture (tests/fixtures/kind.py: the engine, the
+registry-free node image, the provisioner and NetworkPolicy enforcement). Here:
+
+- `kind_images`: the broker, agent and PostgreSQL images for the node's
+  architecture, built with podman as `nox -s images` builds them, loaded into the node;
+- `brokkr`: a restricted namespace with the broker chart (bundled PostgreSQL from
+  the Debian image, NetworkPolicies on) and the agent chart pointed at the broker's
+  in-cluster Service with only a PAK; install-to-Ready times are recorded;
+- helpers that run helm and kubectl against that cluster and short-lived probe pods.
+
+Every wait polls with a deadline; nothing sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from brokkr_dev import charts, e2e_kind, postgres_image, toolchain
+from brokkr_dev.broker_admin import BrokerAdmin
+from brokkr_dev.localnet import free_port
+from brokkr_dev.localnet import wait_for as poll
+from tests.fixtures.kind import KindCluster
+
+BROKER_CHART = charts.CHARTS_DIR / "brokkr-broker"
+AGENT_CHART = charts.CHARTS_DIR / "brokkr-agent"
+NAMESPACE = "brokkr-e2e"
+BROKER_RELEASE = "broker"
+AGENT_RELEASE = "agent"
+BROKER = "broker-brokkr-broker"  # the chart's full name for release "broker"
+POSTGRESQL = f"{BROKER}-postgresql"
+DATA_PVC = f"data-{POSTGRESQL}-0"
+AGENT_NAME = "kind-agent"
+CLUSTER_NAME = "kind-e2e"
+READY_TIMEOUT = 300
+
+
+def tool(name: str) -> str:
+    """A pinned CLI: helm, or the node's kubectl (tools.toml [kubernetes-node])."""
+    if name == "kubectl":
+        node = toolchain.ensure(toolchain.load_manifest()["kubernetes-node"], log=lambda _: None)
+        return str(node.resolve().parent / "kubectl")
+    return charts.tool(name)
+
+
+@dataclass
+class Cluster:
+    """helm and kubectl against the kind cluster only, and a few API shortcuts."""
+
+    kind: KindCluster
+
+    @property
+    def api(self) -> Any:
+        return self.kind.client
+
+    def run(
+        self, program: str, *args: str | Path, timeout: float = READY_TIMEOUT, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [tool(program), *map(str, args)],
+            env=self.kind.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"{program} {' '.join(map(str, args))} failed ({done.returncode}):\n"
+                f"{done.stdout}{done.stderr}"
+            )
+        return done
+
+    def helm(self, *args: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return self.run("helm", *args, **kwargs)
+
+    def kubectl(self, *args: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return self.run("kubectl", *args, **kwargs)
+
+    def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        path = f"/api/v1/namespaces/{namespace}/pods"
+        return list(self.api.get(path, labelSelector=selector)["items"])
+
+    def secret(self, namespace: str, name: str) -> dict[str, str]:
+        found = self.api.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        return {k: base64.b64decode(v).decode() for k, v in found["data"].items()}
+
+    def run_pod(
+        self,
+        namespace: str,
+        name: str,
+        spec: dict[str, Any],
+        labels: dict[str, str] | None = None,
+        timeout: float = 120,
+    ) -> tuple[str, str]:
+        """Run a pod to completion; (phase, logs). The pod is deleted afterwards."""
+        path = f"/api/v1/namespaces/{namespace}/pods"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": labels or {}},
+            "spec": {"restartPolicy": "Never", **spec},
+        }
+        self.api.create(path, body)
+
+        def finished() -> str | None:
+            phase = self.api.get(f"{path}/{name}")["status"].get("phase")
+            return phase if phase in ("Succeeded", "Failed") else None
+
+        try:
+            phase = poll(finished, timeout, f"pod {name} to finish")
+            logs = self.api.request("GET", f"{path}/{name}/log").text
+            return str(phase), logs
+        finally:
+            self.api.request("DELETE", f"{path}/{name}", gracePeriodSeconds=0)
+
+
+def restricted_spec(image: str, command: list[str]) -> dict[str, Any]:
+    """A pod spec the restricted Pod Security profile admits, running `command`."""
+    return {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "probe",
+                "image": image,
+                "imagePullPolicy": "Never",
+                "command": command,
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "runAsNonRoot": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+    }
+
+
+def tcp_check(host: str, port: int, timeout: float = 5.0) -> list[str]:
+    """A command (for our Python images) that exits 0 when host:port accepts a TCP connection."""
+    script = (
+        "import socket, sys\n"
+        f"try: socket.create_connection(({host!r}, {port}), {timeout}).close()\n"
+        "except OSError as exc: print('refused or dropped:', exc); sys.exit(1)\n"
+        "print('connected')\n"
+    )
+    return ["python", "-c", script]
+
+
+@dataclass(frozen=True)
+class KindImages:
+    """References of the images loaded into the node, and chart values that use them."""
+
+    broker: str
+    agent: str
+    postgresql: postgres_image.PostgresImage
+    arch: str
+
+    @staticmethod
+    def values(reference: str) -> dict[str, str]:
+        """image.* values for a `localhost/<repo>:<tag>` reference, never pulled."""
+        registry, rest = reference.split("/", 1)
+        repository, tag = rest.rsplit(":", 1)
+        return {"registry": registry, "repository": repository, "tag": tag, "pullPolicy": "Never"}
+
+
+@pytest.fixture(scope="session")
+def kind_images(kind_cluster: KindCluster) -> KindImages:
+    """Broker, agent and PostgreSQL images for the node's architecture, in the node."""
+    arch = e2e_kind.node_arch(kind_cluster.client)
+    built = e2e_kind.images_for(arch)
+    started = time.monotonic()
+    kind_cluster.load_images([built.broker, built.agent, built.postgresql.reference])
+    e2e_kind.record("images_load_s", time.monotonic() - started)
+    return KindImages(built.broker, built.agent, built.postgresql, arch)
+
+
+@dataclass
+class Brokkr:
+    """Both releases, installed and Ready, with an admin client through a port-forward."""
+
+    cluster: Cluster
+    images: KindImages
+    admin: BrokerAdmin
+    agent_id: str
+    agent_pak: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def broker_values(kind_images: KindImages) -> dict[str, Any]:
+    return {
+        "image": KindImages.values(kind_images.broker),
+        "postgresql": {
+            "image": kind_images.postgresql.chart_values(),
+            "persistence": {"size": "1Gi"},
+        },
+        "networkPolicy": {"enabled": True},
+    }
+
+
+def agent_values(kind_images: KindImages, pak: str) -> dict[str, Any]:
+    return {
+        "image": KindImages.values(kind_images.agent),
+        # Only the Service URL and a PAK: the agent finds the API server itself.
+        "broker": {"url": f"http://{BROKER}.{NAMESPACE}.svc:3000", "port": 3000},
+        "agent": {"name": AGENT_NAME, "clusterName": CLUSTER_NAME, "pollingInterval": 2},
+        "pak": {"value": pak},
+        "networkPolicy": {"enabled": True},
+    }
+
+
+def write_values(directory: Path, name: str, values: dict[str, Any]) -> Path:
+    path = directory / f"{name}.yaml"
+    path.write_text(json.dumps(values))  # JSON is YAML
+    return path
+
+
+class PortForward:
+    """`kubectl port-forward` to a Service on a free local port, stopped by its PID."""
+
+    def __init__(self, cluster: Cluster, namespace: str, service: str, port: int) -> None:
+        self.local = free_port()
+        self.process = subprocess.Popen(
+            [
+                tool("kubectl"),
+                "port-forward",
+                "--namespace",
+                namespace,
+                f"service/{service}",
+                f"{self.local}:{port}",
+            ],
+            env=cluster.kind.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        first = self.process.stdout.readline()  # "Forwarding from 127.0.0.1:N -> 3000"
+        if "Forwarding from" not in first:
+            self.stop()
+            raise AssertionError(f"kubectl port-forward did not start: {first}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.local}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def restricted_namespace(cluster: Cluster, name: str) -> None:
+    """A namespace where PodSecurity admission enforces the restricted profile."""
+    cluster.api.create(
+        "/api/v1/namespaces",
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                },
+            },
+        },
+    )
+    poll(
+        lambda: cluster.api.exists(f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+        60,
+        f"ServiceAccount default in {name}",
+    )
+
+
+@pytest.fixture(scope="session")
+def cluster(kind_cluster: KindCluster) -> Cluster:
+    return Cluster(kind_cluster)
+
+
+@pytest.fixture(scope="session")
+def brokkr(
+    cluster: Cluster, kind_images: KindImages, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Brokkr]:
+    """Install both charts into a restricted namespace and wait until every pod is Ready."""
+    work = tmp_path_factory.mktemp("e2e-kind")
+    if cluster.api.exists(f"/api/v1/namespaces/{NAMESPACE}"):
+        remove_namespace(cluster, NAMESPACE)  # left over from an interrupted run
+    restricted_namespace(cluster, NAMESPACE)
+    wait = ["--namespace", NAMESPACE, "--wait", "--timeout", f"{READY_TIMEOUT}s"]
+    started = time.monotonic()
+    cluster.helm(
+        "install",
+        BROKER_RELEASE,
+        BROKER_CHART,
+        *wait,
+        "--values",
+        write_values(work, "broker", broker_values(kind_images)),
+    )
+    broker_ready = time.monotonic() - started
+    forward = PortForward(cluster, NAMESPACE, BROKER, 3000)
+    try:
+        admin_pak = cluster.secret(NAMESPACE, f"{BROKER}-admin")["pak"]
+        admin = BrokerAdmin(forward.url, admin_pak)
+        agent_id, agent_pak = admin.agent(AGENT_NAME, CLUSTER_NAME)
+        agent_started = time.monotonic()
+        cluster.helm(
+            "install",
+            AGENT_RELEASE,
+            AGENT_CHART,
+            *wait,
+            "--values",
+            write_values(work, "agent", agent_values(kind_images, agent_pak)),
+        )
+        agent_ready = time.monotonic() - agent_started
+        seconds = {
+            "broker_install_to_ready_s": broker_ready,
+            "agent_install_to_ready_s": agent_ready,
+            "both_install_to_ready_s": time.monotonic() - started,
+        }
+        for key, value in seconds.items():
+            e2e_kind.record(key, value)
+        yield Brokkr(cluster, kind_images, admin, agent_id, agent_pak, seconds)
+    finally:
+        forward.stop()
+        for release in (AGENT_RELEASE, BROKER_RELEASE):
+            cluster.helm("uninstall", release, "--namespace", NAMESPACE, "--wait", check=False)
+        remove_namespace(cluster, NAMESPACE)
+
+
+def remove_namespace(cluster: Cluster, name: str) -> None:
+    """Delete a namespace (and the data PVC in it) and wait until it is gone."""
+    cluster.api.request("DELETE", f"/api/v1/namespaces/{name}")
+    poll(
+        lambda: not cluster.api.exists(f"/api/v1/namespaces/{name}"),
+        180,
+        f"namespace {name} to be deleted",
+    )
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def selector(component: str, release: str = BROKER_RELEASE) -> str:
+    return f"app.kubernetes.io/instance={release},app.kubernetes.io/component={component}"
