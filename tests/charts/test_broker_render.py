@@ -412,6 +412,8 @@ def test_workers_and_pool_size_reach_the_broker_with_defaults_for_one_cpu():
         "8",
     )
     assert "workers" in render_error(BROKER, {"broker": {"workers": 0}})
+
+
 # --- helm test ---------------------------------------------------------------------
 
 

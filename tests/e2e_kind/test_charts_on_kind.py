@@ -125,6 +125,7 @@ def test_a_stack_posted_to_the_broker_is_applied_by_the_agent_and_reported(brokk
     try:
         generator = admin.generator(f"kind-{secrets.token_hex(3)}")
         stack = admin.stack(f"kind-{secrets.token_hex(3)}", generator)
+        admin.register(generator, brokkr.agent_id)
         admin.target(brokkr.agent_id, stack)
         manifest = (
             "apiVersion: v1\nkind: ConfigMap\n"

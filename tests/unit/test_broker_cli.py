@@ -50,3 +50,14 @@ def test_unreachable_database_exits_1_without_echoing_the_password():
 
 def test_unknown_command_is_a_usage_error():
     assert run("frobnicate").returncode == 2
+
+
+def test_serve_retries_an_unreachable_database_for_the_startup_wait():
+    env = {
+        "BROKKR__DATABASE__URL": "postgresql://u:topsecret@127.0.0.1:1/x",
+        "BROKKR__DATABASE__STARTUP_WAIT": "1.5",
+    }
+    result = run("serve", env=env)
+    assert result.returncode == 1
+    assert "database not reachable yet" in result.stderr
+    assert "cannot reach PostgreSQL" in result.stderr and "topsecret" not in result.stderr

@@ -14,9 +14,11 @@ import math
 import os
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import uvicorn
 
 from brokkr.broker import bootstrap
@@ -38,7 +40,29 @@ class _Server(uvicorn.Server):
 
 
 def prepare_database(settings: Settings) -> list[str]:
-    """Apply migrations (when enabled) and the admin bootstrap; return warnings."""
+    """Apply migrations (when enabled) and the admin bootstrap; return warnings.
+
+    An unreachable database is retried with backoff for `database.startup_wait`
+    seconds, then the error propagates (the CLI exits 1 naming the fix).
+    """
+    deadline = time.monotonic() + settings.database.startup_wait
+    delay = 0.5
+    while True:
+        try:
+            return _prepare_database(settings)
+        except psycopg.OperationalError as exc:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.warning(
+                "database not reachable yet (%s); retrying for up to %.0f s", reason, remaining
+            )
+            time.sleep(min(delay, remaining))  # product back-off, not test syncing
+            delay = min(delay * 2, 5.0)
+
+
+def _prepare_database(settings: Settings) -> list[str]:
     conninfo = settings.database.conninfo()
     if settings.broker.migrate_on_start:
         applied = migrate.apply(conninfo)

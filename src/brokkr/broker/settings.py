@@ -33,6 +33,10 @@ class DatabaseSettings(BaseModel):
     # Seconds a request waits for a pooled connection before it answers 503.
     pool_timeout: float = Field(default=2.0, gt=0)
     connect_timeout: int = Field(default=2, ge=1)
+    # Seconds `serve` keeps retrying an unreachable database at start-up before it
+    # exits 1 (0: fail at once). Lets a broker start beside a PostgreSQL that is still
+    # starting (the chart's bundled one) without crash-looping.
+    startup_wait: float = Field(default=0, ge=0)
     # Milliseconds after which PostgreSQL cancels a statement (0 disables).
     statement_timeout_ms: int = Field(default=10_000, ge=0)
 
