@@ -35,9 +35,11 @@ def test_broker_reads_its_secrets_from_the_documented_names(rendered):
     assert {"Deployment/brokkr-broker", "StatefulSet/brokkr-broker-postgresql"} <= set(objects)
     spec = objects["Deployment/brokkr-broker"]["spec"]["template"]["spec"]
     env = {e["name"]: e for e in spec["containers"][0]["env"]}
-    assert env["BROKKR__BROKER__PAK_HASH"]["valueFrom"]["secretKeyRef"]["name"] == "brokkr-admin"
+    # The PAK hash is a mounted Secret file, never an environment variable.
+    assert env["BROKKR__BROKER__PAK_HASH_FILE"]["value"] == "/etc/brokkr/admin/pak-hash"
+    assert "BROKKR__BROKER__PAK_HASH" not in env
     secrets = {v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
-    assert "brokkr-postgresql" in secrets
+    assert {"brokkr-postgresql", "brokkr-admin"} <= secrets
 
 
 def test_agent_has_the_documented_names_and_namespace(rendered):
