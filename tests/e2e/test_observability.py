@@ -86,6 +86,17 @@ def test_prometheus_sees_every_queried_metric_and_the_alerts_fire(tmp_path: Path
         assert server.firing("BrokkrAgentHeartbeatMissing") == []
         assert server.firing("BrokkrDatabaseUnreachable") == []
 
+        # One more apply while Prometheus watches, so the apply-duration quantile
+        # panels have finite points (the sample stack was applied before it started).
+        admin.deploy(info["stack_id"], localstack.SAMPLE_STACK)
+        wait_for(
+            lambda: server.query(
+                "sum(increase(brokkr_agent_apply_duration_seconds_count[5m])) > 0"
+            ),
+            90,
+            "an apply seen by Prometheus",
+        )
+
         # The agent stops: its heartbeats go silent past the (test) 15 s threshold.
         proc.stop(records["agent"], where.pids)
         beat = wait_for(

@@ -109,6 +109,14 @@ def check_yaml(content: str, *, deletion_marker: bool) -> None:
         _check_depth(content)
         documents = [d for d in yaml.load_all(content, Loader=LOADER) if d is not None]
     except yaml.YAMLError as exc:
+        if "maximum nesting depth" in str(exc):
+            # libyaml's scanner (PyYAML >= 6.0.4 wheels) stops at its own depth limit
+            # while reading ahead, before our event count reaches MAX_YAML_DEPTH.
+            raise bad_request(
+                "yaml_too_deep",
+                f"yaml_content nests deeper than {MAX_YAML_DEPTH} levels",
+                {"max_depth": MAX_YAML_DEPTH},
+            ) from None
         raise bad_request("invalid_yaml", f"yaml_content is not valid YAML: {exc}") from None
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         # For example an integer of thousands of digits or a date like 2024-13-45.
