@@ -169,15 +169,21 @@ def test_go_only_tool_without_go_names_go_as_the_fix(isolated: Path):
         toolchain.ensure(tool, bin_dir=isolated / "bin", go="")
 
 
-def test_go_build_stamps_the_pinned_version(isolated: Path):
+def fake_go_module(isolated: Path, printed: str) -> Path:
+    """A one-file Go main module that prints "fake" and `printed` (Go expressions)."""
     assert GO, "this test needs the Go toolchain (https://go.dev/dl)"
     module = isolated / "gomod"
     module.mkdir()
     (module / "go.mod").write_text("module example.com/fake\n\ngo 1.21\n")
     (module / "main.go").write_text(
         'package main\n\nimport "fmt"\n\nvar version = "dev"\n\n'
-        'func main() { fmt.Println("fake", version) }\n'
+        f'func main() {{ fmt.Println("fake", {printed}) }}\n'
     )
+    return module
+
+
+def test_go_build_stamps_the_pinned_version(isolated: Path):
+    module = fake_go_module(isolated, "version")
     tool = fake_tool(go_dir=str(module), go_ldflags="-X main.version={version}")
     link = toolchain.ensure(tool, bin_dir=isolated / "bin", go=GO)
     assert toolchain.probe_version(tool, link) == "1.2.3"
@@ -189,14 +195,7 @@ def test_go_build_stamps_the_pinned_version(isolated: Path):
 
 def test_go_env_reaches_the_build(isolated: Path):
     """A go_env GOEXPERIMENT selects the files built under that experiment (as Trivy needs)."""
-    assert GO, "this test needs the Go toolchain (https://go.dev/dl)"
-    module = isolated / "gomod"
-    module.mkdir()
-    (module / "go.mod").write_text("module example.com/fake\n\ngo 1.21\n")
-    (module / "main.go").write_text(
-        'package main\n\nimport "fmt"\n\nvar version = "dev"\n\n'
-        'func main() { fmt.Println("fake", version, flavour) }\n'
-    )
+    module = fake_go_module(isolated, "version, flavour")
     (module / "plain.go").write_text(
         '//go:build !goexperiment.jsonv2\n\npackage main\n\nconst flavour = "plain"\n'
     )
