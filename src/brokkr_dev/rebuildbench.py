@@ -4,8 +4,8 @@ This is the developer loop the 30 s goal is about (docs/images.md). The benchmar
 copies the build context once, builds both targets for the native architecture once
 to warm the cache (not counted), then per run appends a comment to
 src/brokkr/__init__.py in the copy and rebuilds both targets with the chosen engine,
-timing each. Images get their own tags (`rebuild-bench-<arch>`) and are untagged at
-the end, so the images of a real build keep theirs.
+timing each. Images get their own tags (`sha-bebebeb-<arch>`, `rebuild-bench-<arch>`)
+and are untagged at the end, so the images of a real build keep theirs.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from brokkr_dev.containers import ContainerError, podman
 
 GOAL_SECONDS = 30.0
 BRANCH = "rebuild-bench"
+# A made-up commit id: the tags become sha-bebebeb-<arch> and rebuild-bench-<arch>,
+# never the sha tag of the checked-out commit, which a real build (maybe another
+# user's, in a shared store) owns.
+REVISION = "be" * 20
 
 
 @dataclass
@@ -62,7 +66,7 @@ def run(engine: str = "podman", runs: int = 3, log: images.Log = print) -> Rebui
     figures = RebuildFigures(setup.engine, f"{storage} podman storage", arch)
     if setup.engine == "buildx":
         figures.storage = f"engine layer cache, hand-over to {storage} podman storage"
-    info = dataclasses.replace(images.read_build_info(), branch=BRANCH)
+    info = bench_info(images.read_build_info())
     with tempfile.TemporaryDirectory(prefix="brokkr-rebuild-bench-") as tmp:
         context = images.copy_build_context(Path(tmp))
         requests = [setup.request(t, arch, info, context=context) for t in images.TARGETS]
@@ -87,6 +91,11 @@ def run(engine: str = "podman", runs: int = 3, log: images.Log = print) -> Rebui
                     untag = podman("untag", reference, reference)
                     subprocess.run(untag, capture_output=True, check=False)
     return figures
+
+
+def bench_info(real: images.BuildInfo) -> images.BuildInfo:
+    """The checkout's build info under the benchmark's own revision and branch (tags)."""
+    return dataclasses.replace(real, revision=REVISION, branch=BRANCH)
 
 
 def _touch_code(context: Path, number: int) -> None:

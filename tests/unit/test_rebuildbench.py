@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from brokkr_dev import rebuildbench
+from brokkr_dev import images, rebuildbench
 from brokkr_dev.containers import ContainerError
 
 
@@ -28,3 +28,12 @@ def test_a_median_at_the_goal_misses_it():
 def test_no_runs_is_refused():
     with pytest.raises(ContainerError, match="at least 1"):
         rebuildbench.run(runs=0)
+
+
+def test_the_benchmark_never_tags_the_checked_out_commit():
+    # Its images are untagged afterwards: with the commit's own sha tag that would
+    # take the tag from a real build of the same commit in a shared store.
+    real = images.read_build_info()
+    info = rebuildbench.bench_info(real)
+    assert info.arch_tags("amd64") == ["sha-bebebeb-amd64", "rebuild-bench-amd64"]
+    assert images.sha_tag(real.revision) not in info.tags
