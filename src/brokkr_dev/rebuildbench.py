@@ -62,10 +62,10 @@ def run(engine: str = "podman", runs: int = 3, log: images.Log = print) -> Rebui
         raise ContainerError(f"runs must be at least 1, not {runs}")
     arch = images.native_arch()
     setup = images.prepare(engine=engine, arches=[arch], log=log)
-    storage = "vfs" if setup.engine == "buildx" else podman_storage.current().driver
-    figures = RebuildFigures(setup.engine, f"{storage} podman storage", arch)
+    storage = f"{podman_storage.current().driver} podman storage"
     if setup.engine == "buildx":
-        figures.storage = f"engine layer cache, hand-over to {storage} podman storage"
+        storage = f"engine layer cache, hand-over to {storage}"
+    figures = RebuildFigures(setup.engine, storage, arch)
     info = bench_info(images.read_build_info())
     with tempfile.TemporaryDirectory(prefix="brokkr-rebuild-bench-") as tmp:
         context = images.copy_build_context(Path(tmp))
