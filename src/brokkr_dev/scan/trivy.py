@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,13 +61,26 @@ def _tail(done: subprocess.CompletedProcess[str]) -> str:
 
 
 def config_scan(
-    directory: Path, cache_dir: Path, name_of: Callable[[str], str] = str
+    directory: Path,
+    cache_dir: Path,
+    name_of: Callable[[str], str] = str,
+    trusted_registries: tuple[str, ...] = (),
 ) -> list[TargetResult]:
     """`trivy config` of a directory: one result per file trivy recognised.
 
     name_of maps trivy's target (a path relative to the directory) to our name.
+    trusted_registries feed KSV-0125 (images from other registries fail); without
+    them Trivy trusts only a built-in list of cloud registries.
     """
-    report = run(["config", "--skip-check-update", str(directory)], cache_dir)
+    args = ["config", "--skip-check-update"]
+    if trusted_registries:
+        data = cache_dir / "check-data"
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "trusted-registries.json").write_text(
+            json.dumps({"ksv0125": {"trusted_registries": list(trusted_registries)}})
+        )
+        args += ["--config-data", str(data)]
+    report = run([*args, str(directory)], cache_dir)
     by_target: dict[str, TargetResult] = {}
     for entry in report.get("Results") or []:
         name = name_of(entry.get("Target", "?"))
@@ -82,6 +96,12 @@ def misconf_checks(entry: dict) -> int:
     return int(summary.get("Successes", 0)) + int(summary.get("Failures", 0))
 
 
+# KSV-01010 flags a ConfigMap by patterns over its keys and values and lists the
+# flagged keys in its message; one finding per key lets each key be judged.
+SENSITIVE_CONFIGMAP = "KSV-01010"
+FLAGGED_KEYS = re.compile(r"key\(s\) or value\(s\) '\{(.*)\}'")
+
+
 def misconf_findings(entry: dict) -> list[Finding]:
     """The failed checks of one result."""
     findings = []
@@ -95,14 +115,20 @@ def misconf_findings(entry: dict) -> list[Finding]:
             for part in (str(cause.get("Resource") or ""), f"line {line}" if line else "")
             if part
         )
-        findings.append(
+        check_id = str(item.get("ID") or item.get("AVDID"))
+        message = str(item.get("Message") or "")
+        keys = FLAGGED_KEYS.search(message) if check_id == SENSITIVE_CONFIGMAP else None
+        details = [key.strip().strip('"') for key in keys.group(1).split(",")] if keys else []
+        findings += [
             Finding(
-                id=str(item.get("ID") or item.get("AVDID")),
+                id=check_id,
                 severity=str(item.get("Severity", "UNKNOWN")).upper(),
                 title=str(item.get("Title", "")),
                 location=where,
+                detail=detail,
             )
-        )
+            for detail in details or [message]
+        ]
     return findings
 
 
