@@ -34,8 +34,8 @@ def mode_from(value: str) -> Mode:
 
 
 def dockerfiles(directory: Path) -> list[Path]:
-    """The Dockerfiles to scan in a directory."""
-    return sorted([*directory.glob("Dockerfile"), *directory.glob("*.Dockerfile")])
+    """The Dockerfiles to scan in a directory and below (docker/postgresql/ too)."""
+    return sorted([*directory.rglob("Dockerfile"), *directory.rglob("*.Dockerfile")])
 
 
 def stage(
@@ -47,8 +47,10 @@ def stage(
     (root / "docker").mkdir(parents=True)
     targets = []
     for dockerfile in dockerfiles(docker_dir):
-        shutil.copy2(dockerfile, root / "docker" / dockerfile.name)
-        targets.append(f"docker/{dockerfile.name}")
+        relative = dockerfile.relative_to(docker_dir)
+        (root / "docker" / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(dockerfile, root / "docker" / relative)
+        targets.append(f"docker/{relative}")
     if not targets:
         raise ScanError(f"no Dockerfile in {docker_dir}: nothing to scan there")
     errors = []
