@@ -103,6 +103,23 @@ def test_not_scanned_warns_locally_and_fails_in_ci_and_release():
         assert strict.results[0].status is Status.NOT_SCANNED
 
 
+def test_a_tolerated_source_warns_in_ci_and_is_refused_in_release():
+    tolerated = frozenset({"trivy-vuln"})
+    missing = [
+        not_scanned("trivy-vuln", "brokkr-broker/amd64", "database unavailable"),
+        not_scanned("pypi", "docker/requirements.txt", "unreachable"),
+    ]
+    verdict = judge(missing, POLICY, [], Mode.CI, TODAY, tolerated=tolerated)
+    assert "trivy-vuln" in verdict.warnings[0] and "tolerated in ci mode" in verdict.warnings[0]
+    assert len(verdict.failures) == 1 and "pypi" in verdict.failures[0]
+    with pytest.raises(ScanError, match="release mode tolerates no missing"):
+        judge(missing, POLICY, [], Mode.RELEASE, TODAY, tolerated=tolerated)
+    with pytest.raises(ScanError, match="release mode tolerates no missing"):
+        gate.run(mode=Mode.RELEASE, config=False, tolerate_not_scanned=["trivy-vuln"])
+    with pytest.raises(ScanError, match=r"cannot tolerate \['checkov'\]"):
+        gate.run(config=False, tolerate_not_scanned=["checkov"])
+
+
 def test_the_table_has_one_row_per_result():
     verdict = judge(
         [result(Finding("CKV_K8S_43", "HIGH", "d"), Finding("CKV_9", "HIGH", "x"))],

@@ -12,13 +12,15 @@ from pathlib import Path
 
 from brokkr_dev import charts, paths, toolchain
 from brokkr_dev import images as image_build
-from brokkr_dev.scan import checkov, govulns, images, pypi, render, trivy
+from brokkr_dev.scan import checkov, debian, govulns, images, pypi, render, trivy
 from brokkr_dev.scan.model import ScanError, Status, TargetResult, format_table
 from brokkr_dev.scan.policy import Mode, Policy, Verdict, judge, load_accepted, load_policy
 
 DOCKER_DIR = paths.REPO_ROOT / "docker"
 WORK_DIR = paths.REPO_ROOT / "build" / "scan"
 CONFIG_SCANNERS = ("trivy", "checkov")
+# The vulnerability data sources (table scanner names) that can be "not scanned".
+SOURCE_SCANNERS = (trivy.VULN_SCANNER, debian.SCANNER, pypi.SCANNER, govulns.SCANNER)
 Log = Callable[[str], None]
 
 
@@ -166,9 +168,22 @@ def run(
     charts_dir: Path = charts.CHARTS_DIR,
     tag: str = "",
     workdir: Path = WORK_DIR,
+    tolerate_not_scanned: Sequence[str] = (),
     log: Log = print,
 ) -> Verdict:
-    """Run the selected scans, print the table, and return the verdict."""
+    """Run the selected scans, print the table, and return the verdict.
+
+    tolerate_not_scanned: vulnerability sources (scanner names) whose absence is a
+    warning in ci mode, for a CI site that cannot reach them (.ci/run: trivy-vuln).
+    """
+    unknown = sorted(set(tolerate_not_scanned) - set(SOURCE_SCANNERS))
+    if unknown:
+        raise ScanError(
+            f"cannot tolerate {unknown}: not a vulnerability source; choose from "
+            f"{', '.join(SOURCE_SCANNERS)}"
+        )
+    if tolerate_not_scanned and mode is Mode.RELEASE:
+        raise ScanError("release mode tolerates no missing vulnerability source (docs/security.md)")
     policy = load_policy()
     accepted = load_accepted()
     results: list[TargetResult] = []
@@ -186,7 +201,7 @@ def run(
         results += source_results(policy.unrated_severity, workdir)
     if image_scans:
         results += image_results(tag, workdir, policy, log)
-    verdict = judge(results, policy, accepted, mode)
+    verdict = judge(results, policy, accepted, mode, tolerated=frozenset(tolerate_not_scanned))
     report = write_report(verdict, mode, workdir / "report.json")
     log(format_table(verdict.results, policy.fail_on))
     for warning in verdict.warnings:

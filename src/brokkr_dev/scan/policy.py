@@ -169,12 +169,19 @@ def judge(
     accepted: list[Accepted],
     mode: Mode,
     today: datetime.date | None = None,
+    *,
+    tolerated: frozenset[str] = frozenset(),
 ) -> Verdict:
     """Mark accepted findings, give every result a status, and list what fails the run.
+
+    tolerated: scanners whose "not scanned" is only a warning in ci mode (a source
+    this CI site cannot reach, named in the CI script); refused in release mode.
 
     Test infrastructure is judged by the policy rule first, so an accepted entry
     for a test-only tool matches nothing and is reported as unused.
     """
+    if tolerated and mode is Mode.RELEASE:
+        raise ScanError("release mode tolerates no missing vulnerability source (docs/security.md)")
     verdict = Verdict(results)
     used: set[Accepted] = set()
     for result in results:
@@ -189,12 +196,14 @@ def judge(
             if entry:
                 finding.accepted_by = entry.reason
                 used.add(entry)
-        _judge_result(result, policy, mode, verdict)
+        _judge_result(result, policy, mode, verdict, tolerated)
     verdict.failures += _stale(accepted, used, results, today or datetime.date.today())
     return verdict
 
 
-def _judge_result(result: TargetResult, policy: Policy, mode: Mode, verdict: Verdict) -> None:
+def _judge_result(
+    result: TargetResult, policy: Policy, mode: Mode, verdict: Verdict, tolerated: frozenset[str]
+) -> None:
     threshold = severity_rank(policy.fail_on)
     failing = [
         f for f in result.findings if not f.accepted_by and severity_rank(f.severity) >= threshold
@@ -206,6 +215,8 @@ def _judge_result(result: TargetResult, policy: Policy, mode: Mode, verdict: Ver
             verdict.warnings.append(message)
         elif result.test_only and policy.accept_test_infrastructure:
             verdict.warnings.append(f"{message} (test infrastructure: a warning in every mode)")
+        elif result.scanner in tolerated:
+            verdict.warnings.append(f"{message} (tolerated in {mode.value} mode by this run)")
         else:
             verdict.failures.append(f"{message} (a failure in {mode.value} mode)")
     elif result.problem or result.status is Status.ERROR:

@@ -21,6 +21,7 @@ from brokkr_dev import paths
 from brokkr_dev.scan.model import Finding, ScanError, TargetResult, not_scanned
 
 SCANNER = "trivy-config"
+VULN_SCANNER = "trivy-vuln"
 TIMEOUT = 900
 # A directory holding a Trivy cache with db/trivy.db (e.g. copied from a machine
 # that can download it); used as is, never updated.
@@ -251,12 +252,12 @@ def image_vulnerabilities(archive: Path, target: str, cache_dir: Path) -> Target
     except ScanError as exc:
         first = str(exc).splitlines()[-1][:300]
         return not_scanned(
-            "trivy-vuln",
+            VULN_SCANNER,
             target,
             f"Trivy's vulnerability database is unavailable ({first}); set "
             f"{DB_DIR_ENV} or {DB_REPOSITORY_ENV} (docs/security.md)",
         )
-    result = TargetResult("trivy-vuln", target)
+    result = TargetResult(VULN_SCANNER, target)
     for entry in report.get("Results") or []:
         result.checks += len(entry.get("Packages") or [])
         for item in entry.get("Vulnerabilities") or []:
