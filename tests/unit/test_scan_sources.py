@@ -158,6 +158,31 @@ def test_a_sensitive_configmap_finding_is_split_into_one_per_flagged_key():
     ]
 
 
+def test_licences_come_from_trivys_license_results_not_the_os_packages():
+    report = {
+        "Results": [
+            {"Class": "os-pkgs", "Target": "oci (debian 12.15)", "Packages": [{"Name": "apt"}]},
+            {"Class": "lang-pkgs", "Target": "Python", "Packages": [{"Name": "a"}, {"Name": "b"}]},
+            {"Class": "license", "Target": "OS Packages",
+             "Licenses": [{"PkgName": "apt", "Name": "GPL-2.0-only"}]},
+            {"Class": "license", "Target": "Python",
+             "Licenses": [{"PkgName": "a", "Name": "MIT", "FilePath": "a/METADATA"},
+                          {"PkgName": "b", "Name": "LGPL-3.0-only"}]},
+        ]
+    }  # fmt: skip
+    packages, found = trivy.parse_licences(report)
+    assert packages == 2
+    assert [(f.package, f.licence) for f in found] == [("a", "MIT"), ("b", "LGPL-3.0-only")]
+
+
+def test_licence_expressions_need_every_and_part_and_one_or_alternative():
+    allowed = frozenset({"MIT", "Apache-2.0", "BSD-2-Clause"})
+    assert images.licence_allowed("Apache-2.0 AND BSD-2-Clause", allowed)
+    assert not images.licence_allowed("Apache-2.0 AND LGPL-3.0-only", allowed)
+    assert images.licence_allowed("(LGPL-3.0-only OR MIT)", allowed)
+    assert not images.licence_allowed("LGPL-3.0-only", allowed)
+
+
 def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)

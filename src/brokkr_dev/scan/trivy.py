@@ -186,20 +186,32 @@ def image_licences(archive: Path, cache_dir: Path) -> tuple[int, list[PackageLic
         ],
         cache_dir,
     )
+    return parse_licences(report)
+
+
+OS_PACKAGES = "OS Packages"  # the target of the Debian packages' licence result
+
+
+def parse_licences(report: dict) -> tuple[int, list[PackageLicence]]:
+    """(language packages, their licences) from a `--scanners license` report.
+
+    Trivy lists the packages in "lang-pkgs" results and their licences in separate
+    "license" results, one per ecosystem ("Python"; "OS Packages" for Debian's).
+    """
     packages = 0
     licences = []
     for entry in report.get("Results") or []:
-        if entry.get("Class") != "lang-pkgs":
-            continue
-        packages += len(entry.get("Packages") or [])
-        for item in entry.get("Licenses") or []:
-            licences.append(
+        if entry.get("Class") == "lang-pkgs":
+            packages += len(entry.get("Packages") or [])
+        elif entry.get("Class") == "license" and entry.get("Target") != OS_PACKAGES:
+            licences += [
                 PackageLicence(
                     package=str(item.get("PkgName") or item.get("FilePath") or "?"),
                     licence=str(item.get("Name", "?")),
                     path=str(item.get("FilePath") or ""),
                 )
-            )
+                for item in entry.get("Licenses") or []
+            ]
     return packages, licences
 
 
