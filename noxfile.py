@@ -61,13 +61,21 @@ def tools(session: nox.Session, *names: str) -> None:
 
 
 def files(pattern: str) -> list[str]:
-    """Tracked-or-new files matching a glob, relative to the repository root."""
-    return sorted(str(p.relative_to(ROOT)) for p in ROOT.glob(pattern) if ".nox" not in p.parts)
+    """Tracked-or-new files matching a glob, relative to the repository root.
+
+    Not under .nox/ or build/ (the scan stages copies of the Dockerfiles there).
+    """
+    found = (p.relative_to(ROOT) for p in ROOT.glob(pattern))
+    return sorted(str(p) for p in found if p.parts[0] not in {".nox", "build"})
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """Static checks: ruff, mypy, yamllint, actionlint, chart/Dockerfile checks, promtool."""
+    """Static checks: ruff, mypy, yamllint, actionlint, chart/Dockerfile checks, promtool.
+
+    Also the offline security config scans of docker/ and the charts (trivy config,
+    Checkov; docs/security.md).
+    """
     refuse_posargs(session)
     install(session)
     session.run("ruff", "check", ".")
@@ -86,6 +94,10 @@ def lint(session: nox.Session) -> None:
     if files("charts/*/Chart.yaml"):
         tools(session, "helm", "helm4", "kubeconform")
         invoke(session, "charts.check")
+    if dockerfiles or files("charts/*/Chart.yaml"):
+        # The offline config scans of docker/ and the rendered charts (docs/security.md).
+        tools(session, "helm", "trivy", "checkov")
+        invoke(session, "scan", "--scanners", "trivy,checkov")
     if files("monitoring/prometheus/*.yaml"):
         tools(session, "promtool")
         invoke(session, "monitoring.check")
@@ -95,15 +107,15 @@ def lint(session: nox.Session) -> None:
 def scan(session: nox.Session) -> None:
     """Security scans (docs/security.md): `nox -s scan -- [--images] [--mode ci|release]`.
 
-    Always: trivy config and Checkov on docker/ and every chart rendering (`lint`
-    does not run them yet: see docs/security.md), and the
-    vulnerability data for the images' Python pins and the Go tools. --images adds
-    SBOM, licence, misconfiguration and vulnerability scans of this revision's
+    Always: trivy config and Checkov on docker/ and every chart rendering (as in
+    `lint`), and the vulnerability data for the images' Python pins and the Go tools
+    (the publishing ones are installed here, so they are always scanned). --images
+    adds SBOM, licence, misconfiguration and vulnerability scans of this revision's
     images (build them first: `nox -s images`). Unreachable vulnerability data is
     "not scanned": a warning locally, a failure with --mode ci or release.
     """
     install(session)
-    tools(session, "helm", "trivy", "checkov", "govulncheck")
+    tools(session, "helm", "trivy", "checkov", "govulncheck", "cosign", "syft", "buildx")
     invoke(session, "scan", "--sources", *session.posargs)
 
 

@@ -615,6 +615,8 @@ e2e_ns.add_task(e2e_kind_run, "kind")
         "charts_dir": "directory with the charts (default charts/)",
         "tag": "image tag to scan (default: this revision's sha-<7>)",
         "work_dir": "where renderings, archives and reports go (default build/scan)",
+        "tolerate_not_scanned": "vulnerability sources whose absence is only a warning in ci "
+        "mode, comma-separated (e.g. trivy-vuln where its DB is unreachable); refused in release",
     }
 )
 def scan_run(  # noqa: PLR0917 - one keyword option per CLI flag
@@ -628,6 +630,7 @@ def scan_run(  # noqa: PLR0917 - one keyword option per CLI flag
     charts_dir="",
     tag="",
     work_dir="",
+    tolerate_not_scanned="",
 ):
     """Run the security scans, print the summary table, fail on what the policy forbids."""
     verdict = scan_gate.run(
@@ -640,6 +643,7 @@ def scan_run(  # noqa: PLR0917 - one keyword option per CLI flag
         charts_dir=Path(charts_dir) if charts_dir else charts.CHARTS_DIR,
         tag=tag,
         workdir=Path(work_dir) if work_dir else scan_gate.WORK_DIR,
+        tolerate_not_scanned=_split(tolerate_not_scanned),
     )
     if not verdict.ok:
         raise Exit("scan failed:\n- " + "\n- ".join(verdict.failures), code=1)

@@ -71,6 +71,9 @@ class Tool:
     # Built only when something asks for it by name (the kind node image's parts),
     # not by `tools.install` of everything.
     on_demand: bool = False
+    # "publish": a release builds, signs or uploads with it; "test": it runs only on
+    # developer and CI machines. The security scan judges them differently.
+    role: str | None = None
 
     def expand(self, template: str) -> str:
         """Fill {version}, {plain}, {major}, {minor}, {os} and {arch} in a manifest string."""
@@ -140,6 +143,7 @@ def load_manifest(path: Path = paths.TOOLS_MANIFEST) -> dict[str, Tool]:
                 pip_package=entry.get("pip_package"),
                 pip_venv=entry.get("pip_venv"),
                 on_demand=bool(entry.get("on_demand", False)),
+                role=_role(entry.get("role"), name),
                 archive=Archive(
                     url=archive["url"],
                     member=archive.get("member"),
@@ -162,6 +166,15 @@ def _string_table(raw: object, where: str) -> dict[str, str]:
     ):
         raise TypeError(f'{where} must be a table of strings, e.g. {{ GOEXPERIMENT = "x" }}')
     return dict(raw)
+
+
+ROLES = ("publish", "test")
+
+
+def _role(raw: object, name: str) -> str | None:
+    if raw is None or raw in ROLES:
+        return None if raw is None else str(raw)
+    raise TypeError(f"[{name}] role = {raw!r}; use one of {', '.join(map(repr, ROLES))}")
 
 
 def normalise_version(text: str) -> str | None:

@@ -18,6 +18,7 @@ from brokkr_dev.scan.model import (
     not_scanned,
 )
 from brokkr_dev.scan.policy import Accepted, Mode, Policy, judge, load_accepted, load_policy
+from brokkr_dev.toolchain import ToolError
 
 POLICY = Policy(fail_on="MEDIUM", unrated_severity="HIGH", licences=frozenset({"MIT"}))
 TODAY = datetime.date(2026, 11, 30)
@@ -102,14 +103,33 @@ def test_not_scanned_warns_locally_and_fails_in_ci_and_release():
         assert strict.results[0].status is Status.NOT_SCANNED
 
 
+def test_a_tolerated_source_warns_in_ci_and_is_refused_in_release():
+    tolerated = frozenset({"trivy-vuln"})
+    missing = [
+        not_scanned("trivy-vuln", "brokkr-broker/amd64", "database unavailable"),
+        not_scanned("pypi", "docker/requirements.txt", "unreachable"),
+    ]
+    verdict = judge(missing, POLICY, [], Mode.CI, TODAY, tolerated=tolerated)
+    assert "trivy-vuln" in verdict.warnings[0] and "tolerated in ci mode" in verdict.warnings[0]
+    assert len(verdict.failures) == 1 and "pypi" in verdict.failures[0]
+    with pytest.raises(ScanError, match="release mode tolerates no missing"):
+        judge(missing, POLICY, [], Mode.RELEASE, TODAY, tolerated=tolerated)
+    with pytest.raises(ScanError, match="release mode tolerates no missing"):
+        gate.run(mode=Mode.RELEASE, config=False, tolerate_not_scanned=["trivy-vuln"])
+    with pytest.raises(ScanError, match=r"cannot tolerate \['checkov'\]"):
+        gate.run(config=False, tolerate_not_scanned=["checkov"])
+
+
 def test_the_table_has_one_row_per_result():
     verdict = judge(
         [result(Finding("CKV_K8S_43", "HIGH", "d"), Finding("CKV_9", "HIGH", "x"))],
         POLICY, [accepted()], Mode.LOCAL, TODAY,
     )  # fmt: skip
     lines = format_table(verdict.results, "MEDIUM").splitlines()
-    assert lines[0].split() == ["scanner", "target", "checks", "failed", "suppressed", "status"]
-    assert lines[1].split() == ["checkov", "brokkr-agent/minimal", "10", "1", "1", "failed"]
+    assert lines[0].split() == [
+        "scanner", "target", "checks", "failed", "suppressed", "policy", "status"
+    ]  # fmt: skip
+    assert lines[1].split() == ["checkov", "brokkr-agent/minimal", "10", "1", "1", "0", "failed"]
 
 
 def test_the_committed_policy_and_accepted_findings_load():
@@ -149,6 +169,90 @@ def test_one_entry_can_accept_several_ids_with_one_reason(tmp_path: Path):
     assert [f for f in verdict.failures if "GO-2" in f and "matched nothing" in f]
 
 
+def go_tool(name: str, *findings: Finding, test_only: bool) -> TargetResult:
+    return TargetResult("go-vulndb", name, 50, list(findings), test_only=test_only)
+
+
+def test_test_infrastructure_findings_are_accepted_by_policy_and_publishing_ones_fail():
+    policy = Policy("MEDIUM", "HIGH", frozenset(), accept_test_infrastructure=True)
+    verdict = judge(
+        [
+            go_tool("kubelet", Finding("GO-1", "HIGH", "x"), test_only=True),
+            go_tool("cosign", Finding("GO-1", "HIGH", "x"), test_only=False),
+        ],
+        policy, [], Mode.RELEASE, TODAY,
+    )  # fmt: skip
+    kubelet, cosign = verdict.results
+    assert kubelet.status is Status.PASSED and kubelet.by_policy == 1 and kubelet.suppressed == 0
+    assert "test infrastructure" in (kubelet.findings[0].accepted_by or "")
+    assert cosign.status is Status.FAILED
+    assert verdict.failures == ["go-vulndb on cosign: GO-1 [HIGH] x"]
+    row = format_table(verdict.results, "MEDIUM").splitlines()[1].split()
+    assert row == ["go-vulndb", "kubelet", "50", "0", "0", "1", "passed"]
+
+
+def test_without_the_policy_rule_test_infrastructure_fails_like_the_rest():
+    verdict = judge(
+        [go_tool("kubelet", Finding("GO-1", "HIGH", "x"), test_only=True)],
+        POLICY, [], Mode.LOCAL, TODAY,
+    )  # fmt: skip
+    assert verdict.failures == ["go-vulndb on kubelet: GO-1 [HIGH] x"]
+
+
+def test_an_accepted_entry_for_test_infrastructure_is_unused_under_the_policy():
+    policy = Policy("MEDIUM", "HIGH", frozenset(), accept_test_infrastructure=True)
+    entry = accepted(scanner="go-vulndb", id="GO-1", target="kubelet")
+    verdict = judge(
+        [go_tool("kubelet", Finding("GO-1", "HIGH", "x"), test_only=True)],
+        policy, [entry], Mode.LOCAL, TODAY,
+    )  # fmt: skip
+    assert [f for f in verdict.failures if "GO-1" in f and "matched nothing" in f]
+
+
+def test_an_unbuilt_test_tool_is_a_warning_even_in_release_mode():
+    policy = Policy("MEDIUM", "HIGH", frozenset(), accept_test_infrastructure=True)
+    unbuilt = not_scanned("go-vulndb", "kubelet", "not installed")
+    unbuilt.test_only = True
+    verdict = judge(
+        [unbuilt, not_scanned("go-vulndb", "cosign", "not installed")],
+        policy, [], Mode.RELEASE, TODAY,
+    )  # fmt: skip
+    assert len(verdict.warnings) == 1 and "kubelet" in verdict.warnings[0]
+    assert len(verdict.failures) == 1 and "cosign" in verdict.failures[0]
+
+
+def test_detail_globs_accept_each_flagged_key_on_its_own(tmp_path: Path):
+    path = tmp_path / "accepted.toml"
+    path.write_text(
+        '[[finding]]\nscanner = "trivy-config"\nid = "KSV-01010"\n'
+        'details = ["*_PORT", "*_WAIT"]\nreason = "numbers"\nreview_by = 2027-01-31\n'
+    )
+    entries = load_accepted(path)
+    assert [e.detail for e in entries] == ["*_PORT", "*_WAIT"]
+    flagged = [Finding("KSV-01010", "MEDIUM", "cm", detail=key) for key in ("A_PORT", "PASSWORD")]
+    verdict = judge(
+        [TargetResult("trivy-config", "brokkr-broker/minimal", 9, flagged)],
+        POLICY, entries, Mode.LOCAL, TODAY,
+    )  # fmt: skip
+    assert verdict.failures[0] == (
+        "trivy-config on brokkr-broker/minimal: KSV-01010 [MEDIUM] cm (PASSWORD)"
+    )
+    assert "detail *_WAIT) matched nothing" in verdict.failures[1]
+
+
+def test_policy_settings_are_read_and_a_wrong_rule_is_named(tmp_path: Path):
+    path = tmp_path / "policy.toml"
+    base = 'fail_on = "HIGH"\nunrated_severity = "HIGH"\nlicences = []\n'
+    path.write_text(base)
+    assert load_policy(path).accept_test_infrastructure is False
+    path.write_text(base + 'test_infrastructure = "accept"\ntrusted_registries = ["ghcr.io"]\n')
+    policy = load_policy(path)
+    assert policy.accept_test_infrastructure and policy.trusted_registries == ("ghcr.io",)
+    path.write_text(base + 'test_infrastructure = "ignore"\n')
+    with pytest.raises(ScanError, match="test_infrastructure = 'ignore'; use 'accept' or 'fail'"):
+        load_policy(path)
+
+
 def test_a_misspelt_severity_in_the_policy_is_named(tmp_path: Path):
     bad = tmp_path / "policy.toml"
     bad.write_text('fail_on = "SEVERE"\nunrated_severity = "HIGH"\nlicences = []\n')
@@ -183,8 +287,23 @@ def test_target_names_drop_the_staging_prefixes():
     assert gate.target_name("charts/brokkr-agent/minimal.yaml") == "brokkr-agent/minimal"
 
 
-def test_every_go_tool_and_companion_is_scanned():
+def test_every_go_tool_and_companion_is_scanned_with_its_role():
     binaries = gate.go_tool_binaries()
     for name in ("helm", "cosign", "kube-apiserver", "kubectl", "trivy", "govulncheck"):
         assert name in binaries
     assert "checkov" not in binaries and "hadolint" not in binaries
+    # What the release runs (release/signing.py, manifests.py, the image build) publishes.
+    publishing = {name for name, binary in binaries.items() if not binary.test_only}
+    assert publishing == {"helm", "cosign", "syft", "docker-buildx"}
+    assert binaries["kubelet"].test_only and binaries["kube-apiserver"].test_only
+
+
+def test_a_go_tool_without_a_role_or_with_a_wrong_one_is_refused(tmp_path: Path):
+    manifest = tmp_path / "tools.toml"
+    entry = '[newtool]\nversion = "v1.0.0"\ngo_module = "example.com/newtool"\n'
+    manifest.write_text(entry)
+    with pytest.raises(ScanError, match=r'\[newtool\] has no role: add role = "publish"'):
+        gate.go_tool_binaries(tmp_path, manifest)
+    manifest.write_text(entry + 'role = "shipped"\n')
+    with pytest.raises(ToolError, match="role = 'shipped'; use one of 'publish', 'test'"):
+        gate.go_tool_binaries(tmp_path, manifest)

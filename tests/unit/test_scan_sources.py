@@ -121,7 +121,7 @@ def test_checkov_report_is_split_per_file_with_unrated_severity():
     results = {r.target: r for r in checkov.parse(report, "HIGH", lambda p: p.lstrip("/"))}
     agent = results["charts/a/minimal.yaml"]
     assert agent.checks == 2
-    assert agent.findings[0].describe() == "CKV_K8S_16 [HIGH] privileged at Deployment.x line 3"
+    assert agent.findings[0].describe() == "CKV_K8S_16 [HIGH] privileged (Deployment.x) at line 3"
     assert results["docker/Dockerfile"].checks == 1
 
 
@@ -136,6 +136,51 @@ def test_trivy_misconfigurations_count_successes_and_failures():
     }  # fmt: skip
     assert trivy.misconf_checks(entry) == 21
     assert trivy.misconf_findings(entry)[0].describe() == "DS-0002 [HIGH] root user at line 7"
+
+
+def test_a_sensitive_configmap_finding_is_split_into_one_per_flagged_key():
+    message = (
+        "ConfigMap 'b' in 'ns' namespace stores sensitive contents in key(s) or value(s) "
+        '\'{"BROKKR__BROKER__PORT", "BROKKR__DATABASE__PORT"}\''
+    )
+    entry = {
+        "Misconfigurations": [
+            {"ID": "KSV-01010", "Title": "sensitive", "Severity": "MEDIUM", "Status": "FAIL",
+             "Message": message, "CauseMetadata": {"StartLine": 9}},
+            {"ID": "KSV-0125", "Title": "registry", "Severity": "MEDIUM", "Status": "FAIL",
+             "Message": "untrusted registry"},
+        ],
+    }  # fmt: skip
+    assert [f.describe() for f in trivy.misconf_findings(entry)] == [
+        "KSV-01010 [MEDIUM] sensitive (BROKKR__BROKER__PORT) at line 9",
+        "KSV-01010 [MEDIUM] sensitive (BROKKR__DATABASE__PORT) at line 9",
+        "KSV-0125 [MEDIUM] registry (untrusted registry)",
+    ]
+
+
+def test_licences_come_from_trivys_license_results_not_the_os_packages():
+    report = {
+        "Results": [
+            {"Class": "os-pkgs", "Target": "oci (debian 12.15)", "Packages": [{"Name": "apt"}]},
+            {"Class": "lang-pkgs", "Target": "Python", "Packages": [{"Name": "a"}, {"Name": "b"}]},
+            {"Class": "license", "Target": "OS Packages",
+             "Licenses": [{"PkgName": "apt", "Name": "GPL-2.0-only"}]},
+            {"Class": "license", "Target": "Python",
+             "Licenses": [{"PkgName": "a", "Name": "MIT", "FilePath": "a/METADATA"},
+                          {"PkgName": "b", "Name": "LGPL-3.0-only"}]},
+        ]
+    }  # fmt: skip
+    packages, found = trivy.parse_licences(report)
+    assert packages == 2
+    assert [(f.package, f.licence) for f in found] == [("a", "MIT"), ("b", "LGPL-3.0-only")]
+
+
+def test_licence_expressions_need_every_and_part_and_one_or_alternative():
+    allowed = frozenset({"MIT", "Apache-2.0", "BSD-2-Clause"})
+    assert images.licence_allowed("Apache-2.0 AND BSD-2-Clause", allowed)
+    assert not images.licence_allowed("Apache-2.0 AND LGPL-3.0-only", allowed)
+    assert images.licence_allowed("(LGPL-3.0-only OR MIT)", allowed)
+    assert not images.licence_allowed("LGPL-3.0-only", allowed)
 
 
 def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:

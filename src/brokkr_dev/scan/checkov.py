@@ -83,14 +83,9 @@ def parse(
                             id=str(check.get("check_id")),
                             severity=str(check.get("severity") or unrated).upper(),
                             title=str(check.get("check_name", "")),
-                            location=" ".join(
-                                part
-                                for part in (
-                                    str(check.get("resource") or ""),
-                                    f"line {lines[0]}" if lines else "",
-                                )
-                                if part
-                            ),
+                            location=f"line {lines[0]}" if lines else "",
+                            # The object (Kind.namespace.name): entries can accept by it.
+                            detail=str(check.get("resource") or ""),
                         )
                     )
     return list(by_file.values())

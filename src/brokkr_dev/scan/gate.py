@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import time
@@ -10,13 +12,15 @@ from pathlib import Path
 
 from brokkr_dev import charts, paths, toolchain
 from brokkr_dev import images as image_build
-from brokkr_dev.scan import checkov, govulns, images, pypi, render, trivy
+from brokkr_dev.scan import checkov, debian, govulns, images, pypi, render, trivy
 from brokkr_dev.scan.model import ScanError, Status, TargetResult, format_table
 from brokkr_dev.scan.policy import Mode, Policy, Verdict, judge, load_accepted, load_policy
 
 DOCKER_DIR = paths.REPO_ROOT / "docker"
 WORK_DIR = paths.REPO_ROOT / "build" / "scan"
 CONFIG_SCANNERS = ("trivy", "checkov")
+# The vulnerability data sources (table scanner names) that can be "not scanned".
+SOURCE_SCANNERS = (trivy.VULN_SCANNER, debian.SCANNER, pypi.SCANNER, govulns.SCANNER)
 Log = Callable[[str], None]
 
 
@@ -32,8 +36,8 @@ def mode_from(value: str) -> Mode:
 
 
 def dockerfiles(directory: Path) -> list[Path]:
-    """The Dockerfiles to scan in a directory."""
-    return sorted([*directory.glob("Dockerfile"), *directory.glob("*.Dockerfile")])
+    """The Dockerfiles to scan in a directory and below (docker/postgresql/ too)."""
+    return sorted([*directory.rglob("Dockerfile"), *directory.rglob("*.Dockerfile")])
 
 
 def stage(
@@ -45,8 +49,10 @@ def stage(
     (root / "docker").mkdir(parents=True)
     targets = []
     for dockerfile in dockerfiles(docker_dir):
-        shutil.copy2(dockerfile, root / "docker" / dockerfile.name)
-        targets.append(f"docker/{dockerfile.name}")
+        relative = dockerfile.relative_to(docker_dir)
+        (root / "docker" / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(dockerfile, root / "docker" / relative)
+        targets.append(f"docker/{relative}")
     if not targets:
         raise ScanError(f"no Dockerfile in {docker_dir}: nothing to scan there")
     errors = []
@@ -73,6 +79,7 @@ def config_results(
     scanners: Sequence[str] = CONFIG_SCANNERS,
     workdir: Path = WORK_DIR,
     unrated: str = "HIGH",
+    trusted_registries: tuple[str, ...] = (),
     helm: str = "helm",
     log: Log = print,
 ) -> list[TargetResult]:
@@ -89,7 +96,9 @@ def config_results(
     for scanner in scanners:
         started = time.monotonic()
         if scanner == "trivy":
-            found = trivy.config_scan(root, workdir / "trivy-cache", target_name)
+            found = trivy.config_scan(
+                root, workdir / "trivy-cache", target_name, trusted_registries
+            )
             name = trivy.SCANNER
         else:
             found = checkov.scan(root, ["dockerfile", "kubernetes"], unrated, target_name)
@@ -101,19 +110,29 @@ def config_results(
     return results
 
 
-def go_tool_binaries(bin_dir: Path = paths.BIN_DIR) -> dict[str, Path]:
-    """Every Go-built tool of tools.toml (with its companions) -> its binary.
+def go_tool_binaries(
+    bin_dir: Path = paths.BIN_DIR, manifest: Path = paths.TOOLS_MANIFEST
+) -> dict[str, govulns.GoBinary]:
+    """Every Go-built tool of tools.toml (with its companions) -> its binary and role.
 
     bin/ when linked there, else the machine's tool cache; a tool built nowhere is
-    reported "not scanned" by the Go scan.
+    reported "not scanned" by the Go scan. Every Go tool must declare its role, so
+    that no tool becomes test infrastructure by omission.
     """
     binaries = {}
-    for tool in toolchain.load_manifest().values():
-        if tool.go_module or tool.go_dir:
-            for name in (tool.binary, *tool.companions):
-                linked = bin_dir / name
-                cached = toolchain.cache_root(tool) / "bin" / name
-                binaries[name] = linked if linked.exists() else cached
+    for tool in toolchain.load_manifest(manifest).values():
+        if not (tool.go_module or tool.go_dir):
+            continue
+        if tool.role is None:
+            raise ScanError(
+                f'tools.toml [{tool.name}] has no role: add role = "publish" if a release '
+                'builds, signs or uploads anything with it, else role = "test"'
+            )
+        for name in (tool.binary, *tool.companions):
+            linked = bin_dir / name
+            cached = toolchain.cache_root(tool) / "bin" / name
+            path = linked if linked.exists() else cached
+            binaries[name] = govulns.GoBinary(path, test_only=tool.role == "test")
     return binaries
 
 
@@ -149,9 +168,22 @@ def run(
     charts_dir: Path = charts.CHARTS_DIR,
     tag: str = "",
     workdir: Path = WORK_DIR,
+    tolerate_not_scanned: Sequence[str] = (),
     log: Log = print,
 ) -> Verdict:
-    """Run the selected scans, print the table, and return the verdict."""
+    """Run the selected scans, print the table, and return the verdict.
+
+    tolerate_not_scanned: vulnerability sources (scanner names) whose absence is a
+    warning in ci mode, for a CI site that cannot reach them (.ci/run: trivy-vuln).
+    """
+    unknown = sorted(set(tolerate_not_scanned) - set(SOURCE_SCANNERS))
+    if unknown:
+        raise ScanError(
+            f"cannot tolerate {unknown}: not a vulnerability source; choose from "
+            f"{', '.join(SOURCE_SCANNERS)}"
+        )
+    if tolerate_not_scanned and mode is Mode.RELEASE:
+        raise ScanError("release mode tolerates no missing vulnerability source (docs/security.md)")
     policy = load_policy()
     accepted = load_accepted()
     results: list[TargetResult] = []
@@ -162,19 +194,47 @@ def run(
             scanners=scanners,
             workdir=workdir,
             unrated=policy.unrated_severity,
+            trusted_registries=policy.trusted_registries,
             log=log,
         )
     if sources:
         results += source_results(policy.unrated_severity, workdir)
     if image_scans:
         results += image_results(tag, workdir, policy, log)
-    verdict = judge(results, policy, accepted, mode)
+    verdict = judge(results, policy, accepted, mode, tolerated=frozenset(tolerate_not_scanned))
+    report = write_report(verdict, mode, workdir / "report.json")
     log(format_table(verdict.results, policy.fail_on))
     for warning in verdict.warnings:
         log(f"warning: {warning}")
     not_scanned = sum(1 for r in verdict.results if r.status is Status.NOT_SCANNED)
+    by_policy = sum(r.by_policy for r in verdict.results)
     log(
         f"mode {mode.value}: {len(verdict.results)} results, {not_scanned} not scanned, "
-        f"{len(verdict.failures)} failures (threshold {policy.fail_on})"
+        f"{by_policy} findings in test infrastructure accepted by policy, "
+        f"{len(verdict.failures)} failures (threshold {policy.fail_on}); every finding: {report}"
     )
     return verdict
+
+
+def write_report(verdict: Verdict, mode: Mode, path: Path) -> Path:
+    """Every result and every finding, accepted or not, as JSON (build/scan/report.json)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "mode": mode.value,
+        "failures": verdict.failures,
+        "warnings": verdict.warnings,
+        "results": [
+            {
+                "scanner": r.scanner,
+                "target": r.target,
+                "status": r.status.value if r.status else None,
+                "checks": r.checks,
+                "test_only": r.test_only,
+                "problem": r.problem,
+                "findings": [dataclasses.asdict(f) for f in r.findings],
+            }
+            for r in verdict.results
+        ],
+    }
+    path.write_text(json.dumps(document, indent=1) + "\n")
+    return path

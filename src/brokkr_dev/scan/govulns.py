@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 from brokkr_dev import paths
 from brokkr_dev.scan import osv
@@ -23,6 +24,13 @@ from brokkr_dev.scan.model import Finding, ScanError, TargetResult, not_scanned
 
 SCANNER = "go-vulndb"
 VULNDB_MODULE = "golang.org/x/vulndb"
+
+
+class GoBinary(NamedTuple):
+    """A Go tool binary to check, and whether it is test infrastructure only."""
+
+    path: Path
+    test_only: bool = False
 
 
 def fetch_vulndb(go: str = "go", version: str = "latest") -> Path:
@@ -151,7 +159,7 @@ def parse_govulncheck(stream: str) -> tuple[int, list[Finding], int]:
 
 
 def scan_binaries(
-    binaries: dict[str, Path],
+    binaries: dict[str, GoBinary],
     unrated: str,
     go: str = "go",
     data: Path | None = None,
@@ -159,21 +167,29 @@ def scan_binaries(
 ) -> list[TargetResult]:
     """One result per tool; all "not scanned" when the database cannot be fetched."""
     workdir = workdir or paths.REPO_ROOT / "build" / "scan"
+
+    def missing(name: str, why: str) -> TargetResult:
+        result = not_scanned(SCANNER, name, why)
+        result.test_only = binaries[name].test_only
+        return result
+
     try:
         db = build_db(data or fetch_vulndb(go), workdir / "govulndb")
     except ScanError as exc:
-        return [not_scanned(SCANNER, name, str(exc)) for name in binaries]
+        return [missing(name, str(exc)) for name in sorted(binaries)]
     results = []
-    for name, binary in sorted(binaries.items()):
+    for name, (binary, test_only) in sorted(binaries.items()):
         if not binary.exists():
-            results.append(not_scanned(SCANNER, name, f"{binary} is not installed"))
+            results.append(missing(name, f"{binary} is not installed"))
             continue
         try:
             modules, findings, _uncalled = govulncheck(binary, db)
         except ScanError as exc:
-            results.append(not_scanned(SCANNER, name, str(exc)))
+            results.append(missing(name, str(exc)))
             continue
         for finding in findings:
             finding.severity = unrated
-        results.append(TargetResult(SCANNER, name, checks=modules, findings=findings))
+        results.append(
+            TargetResult(SCANNER, name, checks=modules, findings=findings, test_only=test_only)
+        )
     return results

@@ -9,6 +9,7 @@ arm64 images need no emulation).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -52,6 +53,22 @@ def export(reference: str, archive: Path) -> Path:
     return archive
 
 
+def oci_layout(archive: Path, destination: Path) -> Path:
+    """Unpack an OCI archive into an OCI layout directory: what `trivy --input` reads.
+
+    Trivy takes a Docker archive (with manifest.json) or an OCI layout directory,
+    not a tar of the latter.
+    """
+    if destination.exists():
+        shutil.rmtree(destination)
+    destination.mkdir(parents=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(destination, filter="data")
+    if not (destination / "index.json").exists():
+        raise ScanError(f"{archive.name} holds no OCI layout (no index.json)")
+    return destination
+
+
 def dpkg_status(archive: Path, destination: Path) -> Path:
     """Extract the image's dpkg status file (from the topmost layer that has it)."""
     content: bytes | None = None
@@ -88,6 +105,16 @@ def _blob(archive: tarfile.TarFile, digest: str) -> IO[bytes]:
     return _member(archive, f"blobs/{algorithm}/{value}")
 
 
+def licence_allowed(expression: str, allowed: frozenset[str]) -> bool:
+    """Whether an SPDX licence expression is allowed: one OR alternative whose every
+    AND part is on the allowlist ("Apache-2.0 AND BSD-2-Clause" needs both)."""
+    flat = expression.replace("(", " ").replace(")", " ")
+    return any(
+        all(part.strip() in allowed for part in alternative.split(" AND "))
+        for alternative in flat.split(" OR ")
+    )
+
+
 def licence_result(
     target: str, packages: int, found: list[trivy.PackageLicence], allowed: frozenset[str]
 ) -> TargetResult:
@@ -96,7 +123,7 @@ def licence_result(
     seen = set()
     for item in found:
         key = (item.package, item.licence)
-        if item.licence in allowed or key in seen:
+        if licence_allowed(item.licence, allowed) or key in seen:
             continue
         seen.add(key)
         result.findings.append(
@@ -121,16 +148,17 @@ def scan_image(
     workdir.mkdir(parents=True, exist_ok=True)
     cache = workdir.parent / "trivy-cache"
     archive = export(reference, workdir / "image.oci.tar")
+    layout = oci_layout(archive, workdir / "oci")
 
     def sbom() -> TargetResult:
-        components = trivy.sbom(archive, workdir / "sbom.cdx.json", cache)
+        components = trivy.sbom(layout, workdir / "sbom.cdx.json", cache)
         result = TargetResult("sbom", name, checks=components)
         if components == 0:
             result.problem = "the SBOM lists no components"
         return result
 
     def licences() -> TargetResult:
-        packages, found = trivy.image_licences(archive, cache)
+        packages, found = trivy.image_licences(layout, cache)
         return licence_result(name, packages, found, policy.licences)
 
     def pending() -> TargetResult:
@@ -140,8 +168,8 @@ def scan_image(
     steps = {
         "sbom": sbom,
         "licence": licences,
-        "trivy-image": lambda: trivy.image_misconfig(archive, name, cache),
-        "trivy-vuln": lambda: trivy.image_vulnerabilities(archive, name, cache),
+        "trivy-image": lambda: trivy.image_misconfig(layout, name, cache),
+        "trivy-vuln": lambda: trivy.image_vulnerabilities(layout, name, cache),
         debian.SCANNER: pending,
     }
     results = []

@@ -40,11 +40,16 @@ class Finding:
     severity: str
     title: str
     location: str = ""
-    accepted_by: str | None = None  # the reason of the accepted-findings entry
+    # The scanner's own message for this instance (e.g. which ConfigMap keys Trivy
+    # flagged); accepted entries can match on it.
+    detail: str = ""
+    accepted_by: str | None = None  # the reason of the accepted-findings entry or policy
+    by_policy: bool = False  # accepted by a policy rule (test infrastructure), not an entry
 
     def describe(self) -> str:
+        detail = f" ({self.detail})" if self.detail else ""
         where = f" at {self.location}" if self.location else ""
-        return f"{self.id} [{self.severity}] {self.title}{where}"
+        return f"{self.id} [{self.severity}] {self.title}{detail}{where}"
 
 
 @dataclass
@@ -57,10 +62,19 @@ class TargetResult:
     findings: list[Finding] = field(default_factory=list)
     problem: str | None = None  # why the target was not scanned, or failed to prepare
     status: Status | None = None  # set by the policy
+    # Test infrastructure (a tool with role "test" in tools.toml): runs only on
+    # developer and CI machines and never builds, signs or publishes a release.
+    test_only: bool = False
 
     @property
     def suppressed(self) -> int:
-        return sum(1 for f in self.findings if f.accepted_by)
+        """Findings accepted by an entry of security/accepted.toml."""
+        return sum(1 for f in self.findings if f.accepted_by and not f.by_policy)
+
+    @property
+    def by_policy(self) -> int:
+        """Findings accepted by a policy rule (security/policy.toml)."""
+        return sum(1 for f in self.findings if f.by_policy)
 
 
 def not_scanned(scanner: str, target: str, why: str) -> TargetResult:
@@ -69,8 +83,12 @@ def not_scanned(scanner: str, target: str, why: str) -> TargetResult:
 
 
 def format_table(results: list[TargetResult], threshold: str) -> str:
-    """scanner, target, checks run, failed (at/above threshold), suppressed, status."""
-    header = ("scanner", "target", "checks", "failed", "suppressed", "status")
+    """scanner, target, checks run, failed (at/above threshold), suppressed, policy, status.
+
+    suppressed counts the findings accepted in security/accepted.toml, policy those
+    accepted by a policy rule (test infrastructure).
+    """
+    header = ("scanner", "target", "checks", "failed", "suppressed", "policy", "status")
     rows = [header]
     for result in results:
         failing = [
@@ -85,6 +103,7 @@ def format_table(results: list[TargetResult], threshold: str) -> str:
                 str(result.checks),
                 str(len(failing)),
                 str(result.suppressed),
+                str(result.by_policy),
                 result.status.value if result.status else "-",
             )
         )

@@ -5,6 +5,12 @@ the check or vulnerability ID, says why it is accepted and until when. An entry
 that matches nothing in a run of its scanner (the finding is fixed, or the ID is
 mistyped) and an entry past its review date both fail the gate, so the list
 cannot silently rot.
+
+One policy rule accepts findings wholesale: those in test infrastructure (Go tools
+with role "test" in tools.toml), when policy.toml says `test_infrastructure =
+"accept"`. They are still scanned, counted in the table's policy column and listed
+in the report; tools that build, sign or publish a release (role "publish") are
+judged like everything else.
 """
 
 from __future__ import annotations
@@ -17,10 +23,17 @@ from enum import Enum
 from pathlib import Path
 
 from brokkr_dev import paths
-from brokkr_dev.scan.model import ScanError, Status, TargetResult, severity_rank
+from brokkr_dev.scan.model import Finding, ScanError, Status, TargetResult, severity_rank
 
 POLICY_FILE = paths.REPO_ROOT / "security" / "policy.toml"
 ACCEPTED_FILE = paths.REPO_ROOT / "security" / "accepted.toml"
+
+
+TEST_INFRASTRUCTURE = (
+    "accepted by policy: test infrastructure (runs only on developer and CI machines on "
+    "our own inputs; builds, signs and publishes nothing; docs/security.md)"
+)
+TEST_INFRASTRUCTURE_CHOICES = ("accept", "fail")
 
 
 class Mode(Enum):
@@ -38,6 +51,10 @@ class Policy:
     fail_on: str
     unrated_severity: str
     licences: frozenset[str]
+    # Accept every finding of test infrastructure (reported, not failing); else judge it.
+    accept_test_infrastructure: bool = False
+    # Registries Trivy's KSV-0125 trusts for the charts' images (host suffixes).
+    trusted_registries: tuple[str, ...] = ()
     source: Path = POLICY_FILE
 
 
@@ -50,12 +67,14 @@ class Accepted:
     reason: str
     review_by: datetime.date
     target: str = "*"
+    detail: str = "*"  # glob over the finding's detail (the scanner's own message)
 
-    def matches(self, scanner: str, finding_id: str, target: str) -> bool:
+    def matches(self, scanner: str, finding: Finding, target: str) -> bool:
         return (
             self.scanner == scanner
-            and self.id == finding_id
+            and self.id == finding.id
             and fnmatch.fnmatchcase(target, self.target)
+            and fnmatch.fnmatchcase(finding.detail, self.detail)
         )
 
 
@@ -71,11 +90,19 @@ def _load_toml(path: Path) -> dict:
 def load_policy(path: Path = POLICY_FILE) -> Policy:
     """Read and validate security/policy.toml."""
     raw = _load_toml(path)
+    test_infrastructure = str(raw.get("test_infrastructure", "fail"))
+    if test_infrastructure not in TEST_INFRASTRUCTURE_CHOICES:
+        raise ScanError(
+            f"{path}: test_infrastructure = {test_infrastructure!r}; use "
+            f"{' or '.join(map(repr, TEST_INFRASTRUCTURE_CHOICES))}"
+        )
     try:
         policy = Policy(
             fail_on=str(raw["fail_on"]).upper(),
             unrated_severity=str(raw["unrated_severity"]).upper(),
             licences=frozenset(str(name) for name in raw["licences"]),
+            accept_test_infrastructure=test_infrastructure == "accept",
+            trusted_registries=tuple(str(name) for name in raw.get("trusted_registries", [])),
             source=path,
         )
     except (KeyError, TypeError) as exc:
@@ -92,7 +119,9 @@ def load_accepted(path: Path = ACCEPTED_FILE) -> list[Accepted]:
     """Read and validate security/accepted.toml ([[finding]] entries).
 
     An entry names one `id`, or several `ids` that share one reason (e.g. the Go
-    release's fixes); each ID is then matched, and judged unused, on its own.
+    release's fixes); each ID is then matched, and judged unused, on its own. In the
+    same way `detail` or `details` narrow it to findings whose detail matches (e.g.
+    the ConfigMap keys Trivy flagged), each glob judged unused on its own.
     """
     entries = []
     for number, raw in enumerate(_load_toml(path).get("finding", []), start=1):
@@ -105,6 +134,7 @@ def load_accepted(path: Path = ACCEPTED_FILE) -> list[Accepted]:
             raise ScanError(f"{where} lacks {', '.join(missing)}")
         if not isinstance(raw["review_by"], datetime.date):
             raise ScanError(f"{where}: review_by must be a date like 2027-03-31")
+        details = [raw["detail"]] if raw.get("detail") else list(raw.get("details") or ["*"])
         entries += [
             Accepted(
                 scanner=str(raw["scanner"]),
@@ -112,8 +142,10 @@ def load_accepted(path: Path = ACCEPTED_FILE) -> list[Accepted]:
                 reason=" ".join(str(raw["reason"]).split()),
                 review_by=raw["review_by"],
                 target=str(raw.get("target", "*")),
+                detail=str(detail),
             )
             for finding_id in ids
+            for detail in details
         ]
     return entries
 
@@ -137,25 +169,41 @@ def judge(
     accepted: list[Accepted],
     mode: Mode,
     today: datetime.date | None = None,
+    *,
+    tolerated: frozenset[str] = frozenset(),
 ) -> Verdict:
-    """Mark accepted findings, give every result a status, and list what fails the run."""
+    """Mark accepted findings, give every result a status, and list what fails the run.
+
+    tolerated: scanners whose "not scanned" is only a warning in ci mode (a source
+    this CI site cannot reach, named in the CI script); refused in release mode.
+
+    Test infrastructure is judged by the policy rule first, so an accepted entry
+    for a test-only tool matches nothing and is reported as unused.
+    """
+    if tolerated and mode is Mode.RELEASE:
+        raise ScanError("release mode tolerates no missing vulnerability source (docs/security.md)")
     verdict = Verdict(results)
     used: set[Accepted] = set()
     for result in results:
         for finding in result.findings:
+            if result.test_only and policy.accept_test_infrastructure:
+                finding.accepted_by, finding.by_policy = TEST_INFRASTRUCTURE, True
+                continue
             entry = next(
-                (a for a in accepted if a.matches(result.scanner, finding.id, result.target)),
+                (a for a in accepted if a.matches(result.scanner, finding, result.target)),
                 None,
             )
             if entry:
                 finding.accepted_by = entry.reason
                 used.add(entry)
-        _judge_result(result, policy, mode, verdict)
+        _judge_result(result, policy, mode, verdict, tolerated)
     verdict.failures += _stale(accepted, used, results, today or datetime.date.today())
     return verdict
 
 
-def _judge_result(result: TargetResult, policy: Policy, mode: Mode, verdict: Verdict) -> None:
+def _judge_result(
+    result: TargetResult, policy: Policy, mode: Mode, verdict: Verdict, tolerated: frozenset[str]
+) -> None:
     threshold = severity_rank(policy.fail_on)
     failing = [
         f for f in result.findings if not f.accepted_by and severity_rank(f.severity) >= threshold
@@ -165,6 +213,10 @@ def _judge_result(result: TargetResult, policy: Policy, mode: Mode, verdict: Ver
         message = f"{label}: NOT SCANNED: {result.problem}"
         if mode is Mode.LOCAL:
             verdict.warnings.append(message)
+        elif result.test_only and policy.accept_test_infrastructure:
+            verdict.warnings.append(f"{message} (test infrastructure: a warning in every mode)")
+        elif result.scanner in tolerated:
+            verdict.warnings.append(f"{message} (tolerated in {mode.value} mode by this run)")
         else:
             verdict.failures.append(f"{message} (a failure in {mode.value} mode)")
     elif result.problem or result.status is Status.ERROR:
@@ -197,7 +249,8 @@ def _stale(
             for scanner, target in scanned
         ):
             problems.append(
-                f"accepted finding {entry.id} ({entry.scanner}, target {entry.target}) matched "
+                f"accepted finding {entry.id} ({entry.scanner}, target {entry.target}"
+                f"{'' if entry.detail == '*' else f', detail {entry.detail}'}) matched "
                 f"nothing: unknown ID or fixed finding; correct or remove it in {ACCEPTED_FILE.name}"
             )
     return problems

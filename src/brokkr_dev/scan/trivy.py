@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from brokkr_dev import paths
 from brokkr_dev.scan.model import Finding, ScanError, TargetResult, not_scanned
 
 SCANNER = "trivy-config"
+VULN_SCANNER = "trivy-vuln"
 TIMEOUT = 900
 # A directory holding a Trivy cache with db/trivy.db (e.g. copied from a machine
 # that can download it); used as is, never updated.
@@ -60,13 +62,26 @@ def _tail(done: subprocess.CompletedProcess[str]) -> str:
 
 
 def config_scan(
-    directory: Path, cache_dir: Path, name_of: Callable[[str], str] = str
+    directory: Path,
+    cache_dir: Path,
+    name_of: Callable[[str], str] = str,
+    trusted_registries: tuple[str, ...] = (),
 ) -> list[TargetResult]:
     """`trivy config` of a directory: one result per file trivy recognised.
 
     name_of maps trivy's target (a path relative to the directory) to our name.
+    trusted_registries feed KSV-0125 (images from other registries fail); without
+    them Trivy trusts only a built-in list of cloud registries.
     """
-    report = run(["config", "--skip-check-update", str(directory)], cache_dir)
+    args = ["config", "--skip-check-update"]
+    if trusted_registries:
+        data = cache_dir / "check-data"
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "trusted-registries.json").write_text(
+            json.dumps({"ksv0125": {"trusted_registries": list(trusted_registries)}})
+        )
+        args += ["--config-data", str(data)]
+    report = run([*args, str(directory)], cache_dir)
     by_target: dict[str, TargetResult] = {}
     for entry in report.get("Results") or []:
         name = name_of(entry.get("Target", "?"))
@@ -82,6 +97,12 @@ def misconf_checks(entry: dict) -> int:
     return int(summary.get("Successes", 0)) + int(summary.get("Failures", 0))
 
 
+# KSV-01010 flags a ConfigMap by patterns over its keys and values and lists the
+# flagged keys in its message; one finding per key lets each key be judged.
+SENSITIVE_CONFIGMAP = "KSV-01010"
+FLAGGED_KEYS = re.compile(r"key\(s\) or value\(s\) '\{(.*)\}'")
+
+
 def misconf_findings(entry: dict) -> list[Finding]:
     """The failed checks of one result."""
     findings = []
@@ -95,14 +116,20 @@ def misconf_findings(entry: dict) -> list[Finding]:
             for part in (str(cause.get("Resource") or ""), f"line {line}" if line else "")
             if part
         )
-        findings.append(
+        check_id = str(item.get("ID") or item.get("AVDID"))
+        message = str(item.get("Message") or "")
+        keys = FLAGGED_KEYS.search(message) if check_id == SENSITIVE_CONFIGMAP else None
+        details = [key.strip().strip('"') for key in keys.group(1).split(",")] if keys else []
+        findings += [
             Finding(
-                id=str(item.get("ID") or item.get("AVDID")),
+                id=check_id,
                 severity=str(item.get("Severity", "UNKNOWN")).upper(),
                 title=str(item.get("Title", "")),
                 location=where,
+                detail=detail,
             )
-        )
+            for detail in details or [message]
+        ]
     return findings
 
 
@@ -159,20 +186,32 @@ def image_licences(archive: Path, cache_dir: Path) -> tuple[int, list[PackageLic
         ],
         cache_dir,
     )
+    return parse_licences(report)
+
+
+OS_PACKAGES = "OS Packages"  # the target of the Debian packages' licence result
+
+
+def parse_licences(report: dict) -> tuple[int, list[PackageLicence]]:
+    """(language packages, their licences) from a `--scanners license` report.
+
+    Trivy lists the packages in "lang-pkgs" results and their licences in separate
+    "license" results, one per ecosystem ("Python"; "OS Packages" for Debian's).
+    """
     packages = 0
     licences = []
     for entry in report.get("Results") or []:
-        if entry.get("Class") != "lang-pkgs":
-            continue
-        packages += len(entry.get("Packages") or [])
-        for item in entry.get("Licenses") or []:
-            licences.append(
+        if entry.get("Class") == "lang-pkgs":
+            packages += len(entry.get("Packages") or [])
+        elif entry.get("Class") == "license" and entry.get("Target") != OS_PACKAGES:
+            licences += [
                 PackageLicence(
                     package=str(item.get("PkgName") or item.get("FilePath") or "?"),
                     licence=str(item.get("Name", "?")),
                     path=str(item.get("FilePath") or ""),
                 )
-            )
+                for item in entry.get("Licenses") or []
+            ]
     return packages, licences
 
 
@@ -225,12 +264,12 @@ def image_vulnerabilities(archive: Path, target: str, cache_dir: Path) -> Target
     except ScanError as exc:
         first = str(exc).splitlines()[-1][:300]
         return not_scanned(
-            "trivy-vuln",
+            VULN_SCANNER,
             target,
             f"Trivy's vulnerability database is unavailable ({first}); set "
             f"{DB_DIR_ENV} or {DB_REPOSITORY_ENV} (docs/security.md)",
         )
-    result = TargetResult("trivy-vuln", target)
+    result = TargetResult(VULN_SCANNER, target)
     for entry in report.get("Results") or []:
         result.checks += len(entry.get("Packages") or [])
         for item in entry.get("Vulnerabilities") or []:
