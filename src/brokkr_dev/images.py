@@ -411,24 +411,26 @@ def build(
     ca_bundle: Path | None = None,
     push: bool = False,
     log: Log = print,
+    root: Path = paths.REPO_ROOT,
 ) -> BuildResult:
     """Build every target for every architecture, then one manifest list per target and tag.
 
     Whichever builder runs, the per-architecture images and the manifest lists end up
-    in podman storage, where the release pipeline pushes them from.
+    in podman storage, where the release pipeline pushes them from. `root` is the
+    checkout to build (a release of another commit builds from its own checkout).
     """
     for target in targets:
         image_name(target)  # validates
     arches = [arch_of(a) for a in arches]
     engine = choose_engine(engine)
-    info = read_build_info()
-    changed = write_requirements()
+    info = read_build_info(root)
+    changed = write_requirements(root)
     for path in changed:
-        log(f"updated {path.relative_to(paths.REPO_ROOT)} from uv.lock (commit it)")
+        log(f"updated {path.relative_to(root)} from uv.lock (commit it)")
     if offline:
-        ensure_wheelhouse(arches, log=log)
+        ensure_wheelhouse(arches, root=root, log=log)
     else:
-        clear_wheelhouse()
+        clear_wheelhouse(root)
         if ca_bundle is None and HOST_CA_BUNDLE.exists():
             ca_bundle = HOST_CA_BUNDLE
     ensure_podman_host([a for a in arches if a != native_arch()])
@@ -451,6 +453,8 @@ def build(
                 info=info,
                 registry=registry,
                 ca_bundle=ca_bundle,
+                context=root,
+                dockerfile=root / DOCKERFILE.relative_to(paths.REPO_ROOT),
             )
             for arch in arches
         ]
