@@ -159,6 +159,7 @@ class State:
     stack: str
     target_ns: str
     rows: set[tuple[str, str]] = field(default_factory=set)
+    configmaps: list[str] = field(default_factory=list)  # applied through the stack
     upgraded: bool = False
 
 
@@ -232,13 +233,19 @@ def broker_api(cluster: Cluster, pak: str) -> Iterator[BrokerAdmin]:
         forward.stop()
 
 
-def deploy_and_wait(state: State, name: str) -> None:
-    """Post a ConfigMap to the stack; the agent must apply it and report SUCCESS."""
-    manifest = (
+def configmap(state: State, name: str) -> str:
+    return (
         "apiVersion: v1\nkind: ConfigMap\n"
         f"metadata:\n  name: {name}\n  namespace: {state.target_ns}\n"
         f"data:\n  written: {name}\n"
     )
+
+
+def deploy_and_wait(state: State, name: str) -> None:
+    """Post the stack's next deployment object: every ConfigMap so far plus `name`
+    (the agent prunes what leaves the stack). It must be applied and reported SUCCESS."""
+    state.configmaps.append(name)
+    manifest = "---\n".join(configmap(state, n) for n in state.configmaps)
     with broker_api(state.cluster, state.admin_pak) as admin:
         deployed = admin.deploy(state.stack, manifest)
         path = f"/api/v1/namespaces/{state.target_ns}/configmaps/{name}"
@@ -254,6 +261,12 @@ def deploy_and_wait(state: State, name: str) -> None:
             f"the agent's event for {name}",
         )
         assert event["status"] == "SUCCESS", event
+
+
+def configmaps_in_place(state: State) -> None:
+    for name in state.configmaps:
+        path = f"/api/v1/namespaces/{state.target_ns}/configmaps/{name}"
+        assert state.cluster.api.exists(path), f"ConfigMap {name} is gone"
 
 
 def psql(cluster: Cluster, sql: str) -> list[str]:
@@ -392,6 +405,7 @@ def test_upgrade_from_the_previous_release_keeps_data_pak_and_reconciling(
         APPLY_TIMEOUT,
         "a heartbeat of the upgraded agent",
     )
+    configmaps_in_place(state)  # what N-1's agent applied stays in place
     deploy_and_wait(state, "after-upgrade")
     assert seen.longest_gap < UNAVAILABLE_BOUND_S, (
         f"the broker was unavailable for {seen.longest_gap:.1f} s during the upgrade "
@@ -419,5 +433,6 @@ def test_rollback_brings_the_previous_release_back_with_its_data(
     missing = rows - table_rows(cluster)
     assert not missing, f"rows lost in the rollback: {sorted(missing)[:10]}"
     agent_can_call(state.agent_pak, state.agent_id, cluster)
+    configmaps_in_place(state)
     deploy_and_wait(state, "after-rollback")
     assert seen.longest_gap < UNAVAILABLE_BOUND_S
