@@ -28,6 +28,7 @@ from brokkr_dev import paths
 from brokkr_dev.release import ReleaseError, git
 from brokkr_dev.release.pipeline import Outcome
 from brokkr_dev.release.plan import Options
+from brokkr_dev.release.run import release
 from brokkr_dev.release.stamp import read_project_version, stamp_all
 from brokkr_dev.release.version import Version, parse
 
@@ -50,7 +51,9 @@ class PreviousRelease:
     def describe(self) -> str:
         if self.tag:
             return f"{self.version.tag} (git tag {self.tag})"
-        return f"{self.version.tag} (the working tree stamped as {self.version.plain}; no earlier tag)"
+        return (
+            f"{self.version.tag} (the working tree stamped as {self.version.plain}; no earlier tag)"
+        )
 
 
 def stamped_version(current: Version) -> Version:
@@ -142,8 +145,6 @@ def publish(
     Unsigned and without a GitHub release or git tag: a stand-in for the published
     release that upgrade tests install from `oci://HOST/PATH/charts/...`.
     """
-    from brokkr_dev.release.run import release  # run imports the pipeline's heavy parts
-
     previous = find(root)
     log(f"previous release: {previous.describe()}")
     with tempfile.TemporaryDirectory(prefix="brokkr-previous-") as tmp:
