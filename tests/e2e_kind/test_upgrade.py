@@ -197,6 +197,7 @@ def installed(
             )
             generator = admin.generator(f"upgrade-{secrets.token_hex(3)}")
             admin.register(generator, agent_id)
+            admin.register(generator, idle_id)
             stack = admin.stack(f"upgrade-{secrets.token_hex(3)}", generator)
             admin.target(agent_id, stack)
             admin.target(idle_id, stack)
