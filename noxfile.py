@@ -273,6 +273,18 @@ def images(session: nox.Session) -> None:
     invoke(session, "images.measure")
 
 
+@nox.session(name="rebuild-bench", python=PYTHON)
+def rebuild_bench(session: nox.Session) -> None:
+    """Time code-only rebuilds of the amd64 broker and agent against the 30 s goal.
+
+    Posargs go to `invoke images.rebuild-bench`, e.g. `-- --engine buildx --runs 5`;
+    BROKKR_PODMAN_STORAGE=vfs measures the vfs store (docs/images.md).
+    """
+    install(session)
+    invoke(session, "system.install", "--features", "containers")
+    invoke(session, "images.rebuild-bench", *session.posargs)
+
+
 @nox.session(name="e2e-kind", python=PYTHON)
 def e2e_kind(session: nox.Session) -> None:
     """Both charts on real pods of a kind cluster, offline (docs/e2e.md).

@@ -33,8 +33,10 @@ from brokkr_dev import (
     localstack,
     monitoring,
     paths,
+    podman_storage,
     postgres,
     postgres_image,
+    rebuildbench,
     system,
     toolchain,
 )
@@ -60,6 +62,7 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     localstack.StackError,
     BrokerCallError,
     containers.ContainerError,
+    podman_storage.StorageError,
     engine.EngineError,
     ReleaseError,
     ScanError,
@@ -407,6 +410,20 @@ def images_measure(c, platforms="", tag=""):
     print(images.format_sizes(images.measure_all(info, _arches(platforms), tag)))
 
 
+@task(
+    help={
+        "engine": "podman (default), buildx or auto",
+        "runs": "measured rebuilds after one warm-up build (default 3)",
+    }
+)
+def images_rebuild_bench(c, engine="podman", runs=3):
+    """Time code-only rebuilds of broker and agent (native arch) against the 30 s goal.
+
+    BROKKR_PODMAN_STORAGE=vfs|overlay|auto picks podman's storage (docs/images.md)."""
+    figures = rebuildbench.run(engine=engine, runs=int(runs))
+    print(figures.summary())
+
+
 @task(help={"platforms": "comma-separated, e.g. linux/arm64 (default: this host's)"})
 def images_postgresql(c, platforms=""):
     """Build the PostgreSQL test image from Debian's packages (skipped when up to date)."""
@@ -577,6 +594,7 @@ images_ns.add_task(images_requirements, "requirements")
 images_ns.add_task(images_wheelhouse, "wheelhouse")
 images_ns.add_task(images_measure, "measure")
 images_ns.add_task(images_postgresql, "postgresql")
+images_ns.add_task(images_rebuild_bench, "rebuild-bench")
 
 e2e_ns = Collection("e2e")
 e2e_ns.add_task(e2e_kind_run, "kind")

@@ -2,9 +2,10 @@
 
 Docker Buildx (the pinned plugin, see buildx.py) is used when a Docker *engine*
 answers (a `docker` CLI alone is not enough); otherwise Podman. Podman on these hosts (no systemd cgroup delegation,
-hybrid cgroups, a restrictive RLIMIT_NOFILE) needs the vfs storage driver, runc,
-cgroupfs and no default ulimits; `ensure_podman_host()` puts that in place, and
-`podman()` adds the global flags to every call.
+hybrid cgroups, a restrictive RLIMIT_NOFILE) needs runc, cgroupfs and no default
+ulimits; `ensure_podman_host()` puts that in place, and `podman()` adds the global
+flags to every call, with the storage podman_storage chose (overlay in our own store
+where the kernel allows it, else the machine-wide vfs store).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-# Flags that make podman work without systemd, overlayfs or crun on these hosts.
-PODMAN_GLOBAL_FLAGS = (
-    "--storage-driver",
-    "vfs",
+import tomlkit
+import tomlkit.exceptions
+
+from brokkr_dev import podman_storage
+
+# Flags that make podman work without systemd or crun on these hosts.
+PODMAN_RUNTIME_FLAGS = (
     "--runtime",
     "runc",
     "--cgroup-manager",
@@ -35,8 +39,17 @@ class ContainerError(RuntimeError):
 
 
 def podman(*args: str) -> list[str]:
-    """The podman command line with this project's global flags."""
-    return ["podman", *PODMAN_GLOBAL_FLAGS, *args]
+    """The podman command line with this project's storage and runtime flags."""
+    return ["podman", *podman_global_flags(), *args]
+
+
+def podman_global_flags() -> list[str]:
+    """Storage (chosen once per process) and runtime flags for every podman call."""
+    try:
+        storage = podman_storage.current()
+    except podman_storage.StorageError as exc:
+        raise ContainerError(str(exc)) from None
+    return [*storage.flags, *PODMAN_RUNTIME_FLAGS]
 
 
 def docker_engine_works(docker: str | None = None, timeout: float = 15) -> bool:
@@ -79,36 +92,24 @@ def choose_engine(requested: str = "auto") -> str:
 def with_default_ulimits_disabled(text: str) -> str:
     """containers.conf text with `default_ulimits = []` in its [containers] table.
 
-    Keeps every other line. Without it runc/crun fail with `setrlimit RLIMIT_NOFILE:
-    Operation not permitted` on these hosts.
+    Edited with tomlkit, so every other setting, comment and layout stays as it was
+    (a multi-line array included). Without it runc/crun fail with `setrlimit
+    RLIMIT_NOFILE: Operation not permitted` on these hosts.
     """
-    lines = text.splitlines()
-    out: list[str] = []
-    section = None
-    done = False
-    for line in lines:
-        stripped = line.strip()
-        if stripped.startswith("[") and stripped.endswith("]"):
-            if section == "containers" and not done:
-                out.append("default_ulimits = []")
-                done = True
-            section = stripped.strip("[]").strip()
-        elif section == "containers" and stripped.split("=")[0].strip() == "default_ulimits":
-            if not done:
-                out.append("default_ulimits = []")
-                done = True
-            continue
-        out.append(line)
-    if not done:
-        if section == "containers":
-            out.append("default_ulimits = []")
-        else:
-            out.extend(
-                ["", "[containers]", "default_ulimits = []"]
-                if out
-                else ["[containers]", "default_ulimits = []"]
-            )
-    return "\n".join(out) + "\n"
+    try:
+        document = tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as exc:
+        raise ContainerError(
+            f"containers.conf is not valid TOML ({exc}); fix it, or add `[containers]` / "
+            "`default_ulimits = []` to it by hand"
+        ) from None
+    table = document.get("containers")
+    if table is None:
+        table = tomlkit.table()
+        document["containers"] = table
+    if table.get("default_ulimits") != []:
+        table["default_ulimits"] = tomlkit.array()
+    return tomlkit.dumps(document)
 
 
 def ensure_containers_conf(path: Path = CONTAINERS_CONF) -> bool:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from brokkr_dev import baseimages, buildx, paths
+from brokkr_dev import baseimages, buildx, paths, podman_storage
 from brokkr_dev.containers import ContainerError, choose_engine, ensure_podman_host, podman
 
 TARGETS = ("broker", "agent")
@@ -422,8 +422,62 @@ def build(
     for target in targets:
         image_name(target)  # validates
     arches = [arch_of(a) for a in arches]
-    engine = choose_engine(engine)
+    setup = prepare(
+        engine=engine, arches=arches, base_image=base_image, offline=offline,
+        ca_bundle=ca_bundle, log=log, root=root,
+    )  # fmt: skip
     info = read_build_info(root)
+    result = BuildResult(engine=setup.engine)
+    for target in targets:
+        requests = [setup.request(target, arch, info, registry, root) for arch in arches]
+        for request in requests:
+            log(f"building {request.references[0]} with {setup.engine} (base {request.base_image})")
+            started = time.monotonic()
+            setup.build_one(request)
+            result.seconds[(target, request.arch)] = round(time.monotonic() - started, 1)
+            result.images[(target, request.arch)] = request.references
+        result.manifests[target] = podman_manifests(requests, push=push, log=log)
+    return result
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A host ready to build: the engine, its build function and the base images."""
+
+    engine: str
+    build_one: Callable[[BuildRequest], None]
+    base_images: dict[str, str]  # arch -> BASE_IMAGE
+    ca_bundle: Path | None
+
+    def request(
+        self, target: str, arch: str, info: BuildInfo, registry: str = DEFAULT_REGISTRY,
+        context: Path = paths.REPO_ROOT,
+    ) -> BuildRequest:  # fmt: skip
+        """One target and architecture, built from `context` (its docker/Dockerfile)."""
+        return BuildRequest(
+            target=target,
+            arch=arch,
+            base_image=self.base_images[arch],
+            info=info,
+            registry=registry,
+            ca_bundle=self.ca_bundle,
+            context=context,
+            dockerfile=context / "docker" / "Dockerfile",
+        )
+
+
+def prepare(
+    *,
+    engine: str,
+    arches: Sequence[str],
+    base_image: str = "",
+    offline: bool = True,
+    ca_bundle: Path | None = None,
+    log: Log = print,
+    root: Path = paths.REPO_ROOT,
+) -> Prepared:
+    """Everything before the builds: requirements, wheelhouse or CA, host, base images."""
+    engine = choose_engine(engine)
     changed = write_requirements(root)
     for path in changed:
         log(f"updated {path.relative_to(root)} from uv.lock (commit it)")
@@ -434,38 +488,31 @@ def build(
         if ca_bundle is None and HOST_CA_BUNDLE.exists():
             ca_bundle = HOST_CA_BUNDLE
     ensure_podman_host([a for a in arches if a != native_arch()])
-    pinned_bases: dict[str, str] = {}  # arch -> local base image by digest (podman)
+    log(f"podman storage: {podman_storage.current().reason}")
+    bases = {arch: base_image_for(arch, base_image) for arch in arches}
     if not base_image:
         for arch in arches:
             pinned = baseimages.ensure(baseimages.for_arch(arch), log=log)
             if engine == "podman":
-                pinned_bases[arch] = pinned
+                bases[arch] = pinned  # local base by digest (podman storage)
     build_one = (
         _podman_builder() if engine == "podman" else _buildx_builder(base_image, arches, log)
     )
-    result = BuildResult(engine=engine)
-    for target in targets:
-        requests = [
-            BuildRequest(
-                target=target,
-                arch=arch,
-                base_image=pinned_bases.get(arch) or base_image_for(arch, base_image),
-                info=info,
-                registry=registry,
-                ca_bundle=ca_bundle,
-                context=root,
-                dockerfile=root / DOCKERFILE.relative_to(paths.REPO_ROOT),
-            )
-            for arch in arches
-        ]
-        for request in requests:
-            log(f"building {request.references[0]} with {engine} (base {request.base_image})")
-            started = time.monotonic()
-            build_one(request)
-            result.seconds[(target, request.arch)] = round(time.monotonic() - started, 1)
-            result.images[(target, request.arch)] = request.references
-        result.manifests[target] = podman_manifests(requests, push=push, log=log)
-    return result
+    return Prepared(engine, build_one, bases, ca_bundle)
+
+
+def copy_build_context(destination: Path, root: Path = paths.REPO_ROOT) -> Path:
+    """Copy the files docker/Dockerfile reads (what .dockerignore lets through) and the
+    wheelhouse into `destination`, to build from an edited copy; returns it."""
+    for name in ("pyproject.toml", "README.md", "LICENSE", ".dockerignore"):
+        shutil.copy2(root / name, destination / name)
+    shutil.copytree(root / "docker", destination / "docker")
+    shutil.copytree(
+        root / "src" / "brokkr",
+        destination / "src" / "brokkr",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    return destination
 
 
 def _podman_builder() -> Callable[[BuildRequest], None]:

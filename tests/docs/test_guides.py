@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pytest
 from brokkr_dev import docexec, localstack, paths
 from brokkr_dev.cluster.api import KubeClient
 from brokkr_dev.release import manifests
+from tests.docs.guiderun import guide_env, run_guide
 
 GUIDES = paths.REPO_ROOT / "docs" / "operators"
 pytestmark = [pytest.mark.postgres, pytest.mark.k8s, pytest.mark.charts, pytest.mark.slow]
@@ -68,33 +68,6 @@ def release_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return directory.as_uri()
 
 
-def guide_env(workdir: Path, kubeconfig: str) -> dict[str, str]:
-    """The shell environment of a guide run: pinned tools and the services first on
-    PATH, this cluster only, helm's state in the work directory."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("BROKKR_", "HELM_")) and k != "KUBECONFIG"
-    }
-    venv_bin = Path(sys.executable).parent
-    env["PATH"] = os.pathsep.join([str(paths.BIN_DIR), str(venv_bin), env.get("PATH", "")])
-    env["KUBECONFIG"] = kubeconfig
-    for kind in ("CACHE", "CONFIG", "DATA"):
-        env[f"HELM_{kind}_HOME"] = str(workdir / ".helm" / kind.lower())
-    return env
-
-
-def run_guide(guide: Path, values: dict[str, str], workdir: Path, env: dict[str, str]) -> None:
-    plan = docexec.script(docexec.guide_blocks(guide, paths.REPO_ROOT), "local", values)
-    result = docexec.run(plan, workdir, env)
-    print(
-        f"{guide.name}: {len(plan.blocks)} blocks in {result.seconds:.1f} s\n{result.output[-12000:]}"
-    )
-    assert result.returncode == 0, (
-        f"{guide.name} failed (exit {result.returncode}):\n{result.output[-6000:]}"
-    )
-
-
 @pytest.mark.parametrize("guide", guides_for("local", exclude=("air-gapped.md",)), ids=str)
 def test_guide_commands_run_on_the_local_stack(
     guide: Path, local_brokkr: dict[str, Any], release_url: str, tmp_path: Path
@@ -110,7 +83,7 @@ def test_guide_commands_run_on_the_local_stack(
         "BROKKR_RELEASE_URL": release_url,
     }
     try:
-        run_guide(guide, values, tmp_path, guide_env(tmp_path, local_brokkr["kubeconfig"]))
+        run_guide(guide, "local", values, tmp_path, guide_env(tmp_path, local_brokkr["kubeconfig"]))
     finally:
         client = KubeClient.from_kubeconfig(Path(local_brokkr["kubeconfig"]))
         client.request("DELETE", f"/api/v1/namespaces/{namespace}")

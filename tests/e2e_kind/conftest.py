@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from brokkr_dev import charts, e2e_kind, postgres_image, toolchain
 from brokkr_dev.broker_admin import BrokerAdmin
+from brokkr_dev.containers import podman
 from brokkr_dev.localnet import free_port
 from brokkr_dev.localnet import wait_for as poll
 from tests.fixtures.kind import KindCluster
@@ -182,13 +184,39 @@ class KindImages:
         return {"registry": registry, "repository": repository, "tag": tag, "pullPolicy": "Never"}
 
 
+def chart_default_image(chart: Path, *keys: str) -> str:
+    """The image a chart's pods ask for with default values (registry/repository:tag)."""
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+    for key in keys:
+        values = values[key]
+    app_version = yaml.safe_load((chart / "Chart.yaml").read_text())["appVersion"]
+    return f"{values['registry']}/{values['repository']}:{values['tag'] or app_version}"
+
+
+def also_as_chart_defaults(built: e2e_kind.BuiltImages) -> list[str]:
+    """Tag the built images with the references the charts use by default (the
+    guides install with defaults; nothing can be pulled here, and the default
+    `IfNotPresent` finds them in the node). PostgreSQL is our Debian-built stand-in
+    for the official image, under that image's name."""
+    names = {
+        built.broker: chart_default_image(BROKER_CHART, "image"),
+        built.agent: chart_default_image(AGENT_CHART, "image"),
+        built.postgresql.reference: chart_default_image(BROKER_CHART, "postgresql", "image"),
+    }
+    for reference, default in names.items():
+        subprocess.run(podman("tag", reference, default), check=True, capture_output=True)
+    return list(names.values())
+
+
 @pytest.fixture(scope="session")
 def kind_images(kind_cluster: KindCluster) -> KindImages:
-    """Broker, agent and PostgreSQL images for the node's architecture, in the node."""
+    """Broker, agent and PostgreSQL images for the node's architecture, in the node,
+    also under the charts' default references."""
     arch = e2e_kind.node_arch(kind_cluster.client)
     built = e2e_kind.images_for(arch)
     started = time.monotonic()
-    kind_cluster.load_images([built.broker, built.agent, built.postgresql.reference])
+    references = [built.broker, built.agent, built.postgresql.reference]
+    kind_cluster.load_images([*references, *also_as_chart_defaults(built)])
     e2e_kind.record("images_load_s", time.monotonic() - started)
     return KindImages(built.broker, built.agent, built.postgresql, arch)
 

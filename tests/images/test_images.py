@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from brokkr_dev import images, paths
+from brokkr_dev import images
 from brokkr_dev.containers import podman
 from tests.fixtures.images import BuiltImages, inspect, podman_run
 
@@ -115,20 +113,10 @@ def test_manifest_list_holds_both_architectures(built_images: BuiltImages, targe
         assert f"{images.image_name(target)}:{tag}" in built_images.result.manifests[target]
 
 
-def _copy_context(destination: Path) -> None:
-    """The files the Dockerfile reads (what .dockerignore lets through), and the wheelhouse."""
-    root = paths.REPO_ROOT
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy2(root / name, destination / name)
-    shutil.copytree(root / "docker", destination / "docker")
-    shutil.copytree(root / "src" / "brokkr", destination / "src" / "brokkr")
-    shutil.copy2(root / ".dockerignore", destination / ".dockerignore")
-
-
 def test_code_only_change_reuses_the_dependency_layer(built_images: BuiltImages, tmp_path):
     arch = images.native_arch()
     original = inspect(built_images.ref("broker", arch))["RootFS"]["Layers"]
-    _copy_context(tmp_path)
+    images.copy_build_context(tmp_path)
     marker = f"# code-only change {time.time_ns()}\n"
     with (tmp_path / "src" / "brokkr" / "__init__.py").open("a") as handle:
         handle.write(marker)

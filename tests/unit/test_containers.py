@@ -29,6 +29,25 @@ def test_default_ulimits_are_disabled_and_other_settings_kept(before):
     assert containers.with_default_ulimits_disabled(after) == after  # idempotent
 
 
+def test_a_multi_line_ulimits_array_is_replaced_and_comments_kept():
+    # The hand-written line editor this replaced left the array's tail behind here.
+    before = (
+        "# host settings\n[containers]\ndefault_ulimits = [\n"
+        '  "nofile=1280:2560",  # too low\n]\nnetns = "host"  # why\n'
+    )
+    after = containers.with_default_ulimits_disabled(before)
+    assert tomllib.loads(after)["containers"] == {"default_ulimits": [], "netns": "host"}
+    assert "# host settings" in after and "# why" in after
+
+
+def test_a_broken_containers_conf_is_named_not_overwritten(tmp_path):
+    path = tmp_path / "containers.conf"
+    path.write_text("[containers\nnetns = host\n")
+    with pytest.raises(containers.ContainerError, match="not valid TOML"):
+        containers.ensure_containers_conf(path)
+    assert path.read_text() == "[containers\nnetns = host\n"
+
+
 def test_ensure_containers_conf_writes_once(tmp_path):
     path = tmp_path / "containers.conf"
     assert containers.ensure_containers_conf(path) is True

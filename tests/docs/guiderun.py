@@ -1,0 +1,43 @@
+"""Running an operator guide's marked blocks: the shell environment and the assertion.
+
+Shared by tests/docs (the `local` environment) and tests/e2e_kind (`kind`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from brokkr_dev import docexec, paths
+
+
+def guide_env(workdir: Path, kubeconfig: str) -> dict[str, str]:
+    """The shell environment of a guide run: pinned tools and the services first on
+    PATH, this cluster only, helm's state in the work directory."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BROKKR_", "HELM_")) and k != "KUBECONFIG"
+    }
+    venv_bin = Path(sys.executable).parent
+    env["PATH"] = os.pathsep.join([str(paths.BIN_DIR), str(venv_bin), env.get("PATH", "")])
+    env["KUBECONFIG"] = kubeconfig
+    for kind in ("CACHE", "CONFIG", "DATA"):
+        env[f"HELM_{kind}_HOME"] = str(workdir / ".helm" / kind.lower())
+    return env
+
+
+def run_guide(
+    guide: Path, environment: str, values: dict[str, str], workdir: Path, env: dict[str, str]
+) -> float:
+    """Run the guide's blocks for `environment`; the seconds they took."""
+    plan = docexec.script(docexec.guide_blocks(guide, paths.REPO_ROOT), environment, values)
+    result = docexec.run(plan, workdir, env)
+    print(
+        f"{guide.name}: {len(plan.blocks)} blocks in {result.seconds:.1f} s\n{result.output[-12000:]}"
+    )
+    assert result.returncode == 0, (
+        f"{guide.name} failed (exit {result.returncode}):\n{result.output[-6000:]}"
+    )
+    return result.seconds

@@ -1,0 +1,84 @@
+"""Operator guides on real pods: the quick start's `on=kind` blocks, word for word,
+and the image-pull failure the troubleshooting guide describes.
+
+The quick start installs both charts with their defaults; `kind_images` loaded the
+session's images under the charts' default references, so nothing is pulled.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from brokkr_dev import charts, e2e_kind, paths
+from brokkr_dev.localnet import free_port
+from brokkr_dev.localnet import wait_for as poll
+from tests.docs.guiderun import guide_env, run_guide
+from tests.e2e_kind.conftest import AGENT_CHART, Cluster, KindImages, remove_namespace
+
+pytestmark = pytest.mark.kind
+QUICK_START = paths.REPO_ROOT / "docs" / "operators" / "quick-start.md"
+
+
+def test_quick_start_runs_word_for_word_on_kind(
+    cluster: Cluster, kind_images: KindImages, tmp_path: Path
+):
+    namespace = f"quickstart-{secrets.token_hex(3)}"
+    values = {
+        "BROKKR_CHARTS": str(charts.CHARTS_DIR),
+        "BROKKR_NAMESPACE": namespace,
+        "BROKKR_LOCAL_PORT": str(free_port()),
+    }
+    env = guide_env(tmp_path, str(cluster.kind.kubeconfig))
+    try:
+        seconds = run_guide(QUICK_START, "kind", values, tmp_path, env)
+    finally:
+        if cluster.api.exists(f"/api/v1/namespaces/{namespace}"):
+            remove_namespace(cluster, namespace)
+    e2e_kind.record("quick_start_guide_s", seconds)
+
+
+def test_an_image_that_cannot_be_pulled_fails_as_troubleshooting_describes(
+    cluster: Cluster, tmp_path: Path
+):
+    """docs/operators/troubleshooting.md quotes the event this test prints."""
+    namespace = f"pull-{secrets.token_hex(3)}"
+    missing = "0.0.0-missing"
+    cluster.kubectl("create", "namespace", namespace)
+    try:
+        cluster.helm(
+            "install",
+            "pull",
+            AGENT_CHART,
+            "--namespace",
+            namespace,
+            "--set",
+            "broker.url=http://broker.invalid:3000",
+            "--set",
+            "agent.name=pull",
+            "--set",
+            "agent.clusterName=pull",
+            "--set",
+            "pak.value=brokkr_Abcd1234_abcdefghijklmnopqrstuvwx",
+            "--set",
+            f"image.tag={missing}",
+        )
+
+        def pull_failed() -> str | None:
+            for pod in cluster.pods(namespace, "app.kubernetes.io/instance=pull"):
+                for status in pod["status"].get("containerStatuses") or []:
+                    reason = (status["state"].get("waiting") or {}).get("reason")
+                    if reason in ("ErrImagePull", "ImagePullBackOff"):
+                        return str(reason)
+            return None
+
+        reason = poll(pull_failed, 180, "the agent pod to fail pulling its image")
+        events = cluster.api.get(f"/api/v1/namespaces/{namespace}/events")["items"]
+        failed = [e["message"] for e in events if e.get("reason") == "Failed"]
+        print(f"\nwaiting reason {reason}; events:\n" + "\n".join(failed))
+        image = f"ghcr.io/colliery-io/brokkr-agent:{missing}"
+        assert any(f'Failed to pull image "{image}"' in m for m in failed), failed
+    finally:
+        remove_namespace(cluster, namespace)
