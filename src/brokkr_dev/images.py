@@ -411,23 +411,25 @@ def build(
     ca_bundle: Path | None = None,
     push: bool = False,
     log: Log = print,
+    root: Path = paths.REPO_ROOT,
 ) -> BuildResult:
     """Build every target for every architecture, then one manifest list per target and tag.
 
     Whichever builder runs, the per-architecture images and the manifest lists end up
-    in podman storage, where the release pipeline pushes them from.
+    in podman storage, where the release pipeline pushes them from. `root` is the
+    checkout to build (a release of another commit builds from its own checkout).
     """
     for target in targets:
         image_name(target)  # validates
     arches = [arch_of(a) for a in arches]
     setup = prepare(
         engine=engine, arches=arches, base_image=base_image, offline=offline,
-        ca_bundle=ca_bundle, log=log,
+        ca_bundle=ca_bundle, log=log, root=root,
     )  # fmt: skip
-    info = read_build_info()
+    info = read_build_info(root)
     result = BuildResult(engine=setup.engine)
     for target in targets:
-        requests = [setup.request(target, arch, info, registry) for arch in arches]
+        requests = [setup.request(target, arch, info, registry, root) for arch in arches]
         for request in requests:
             log(f"building {request.references[0]} with {setup.engine} (base {request.base_image})")
             started = time.monotonic()
@@ -472,16 +474,17 @@ def prepare(
     offline: bool = True,
     ca_bundle: Path | None = None,
     log: Log = print,
+    root: Path = paths.REPO_ROOT,
 ) -> Prepared:
     """Everything before the builds: requirements, wheelhouse or CA, host, base images."""
     engine = choose_engine(engine)
-    changed = write_requirements()
+    changed = write_requirements(root)
     for path in changed:
-        log(f"updated {path.relative_to(paths.REPO_ROOT)} from uv.lock (commit it)")
+        log(f"updated {path.relative_to(root)} from uv.lock (commit it)")
     if offline:
-        ensure_wheelhouse(arches, log=log)
+        ensure_wheelhouse(arches, root=root, log=log)
     else:
-        clear_wheelhouse()
+        clear_wheelhouse(root)
         if ca_bundle is None and HOST_CA_BUNDLE.exists():
             ca_bundle = HOST_CA_BUNDLE
     ensure_podman_host([a for a in arches if a != native_arch()])

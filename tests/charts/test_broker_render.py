@@ -414,6 +414,24 @@ def test_workers_and_pool_size_reach_the_broker_with_defaults_for_one_cpu():
     assert "workers" in render_error(BROKER, {"broker": {"workers": 0}})
 
 
+def test_shutdown_delay_and_drain_reach_the_broker_and_fit_the_grace_period():
+    """A rollout refuses nothing: the broker stays up `shutdownDelay` seconds after
+    SIGTERM while endpoints drop it, then drains; the kubelet waits for both."""
+    rendered = render(BROKER)
+    data = rendered.one("ConfigMap", "broker")["data"]
+    assert (data["BROKKR__BROKER__SHUTDOWN_DELAY"], data["BROKKR__BROKER__DRAIN_TIMEOUT"]) == (
+        "5",
+        "25",
+    )
+    pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 35
+    tuned = render(BROKER, {"broker": {"shutdownDelay": 2.5, "drainTimeout": 10}})
+    assert tuned.one("ConfigMap", "broker")["data"]["BROKKR__BROKER__SHUTDOWN_DELAY"] == "2.5"
+    pod = tuned.one("Deployment")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 18  # ceil(12.5) + 5
+    assert "shutdownDelay" in render_error(BROKER, {"broker": {"shutdownDelay": -1}})
+
+
 # --- helm test ---------------------------------------------------------------------
 
 

@@ -56,3 +56,57 @@ def test_two_processes_migrate_once(empty_database_url: str):
 def test_migrate_is_idempotent(empty_database_url: str):
     assert [m.version for m in migrate.apply(empty_database_url)] == [1]
     assert migrate.apply(empty_database_url) == []
+
+
+# --- compatibility policy (docs/upgrading.md) ----------------------------------------
+
+
+def newer(version: int, sql: str) -> migrate.Migration:
+    """A migration as a newer broker ships it."""
+    return migrate.Migration(version, "from_a_newer_broker", sql)
+
+
+def serve_process(database_url: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKKR")}
+    env.update(BROKKR__DATABASE__URL=database_url, BROKKR__DATABASE__STARTUP_WAIT="0")
+    return subprocess.run(
+        [sys.executable, "-m", "brokkr.broker.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_compatible_newer_schema_is_run_on_with_a_warning(empty_database_url: str):
+    additive = newer(2, "ALTER TABLE agents ADD COLUMN nickname text;")
+    assert additive.backward_compatible
+    applied = migrate.apply(empty_database_url, [*migrate.available(), additive])
+    assert [m.version for m in applied] == [1, 2]
+    # this broker knows only 0001: a rollback to it runs, and says why
+    (warning,) = migrate.check(empty_database_url)
+    assert "0002_from_a_newer_broker" in warning and "keep older brokers working" in warning
+    assert migrate.apply(empty_database_url) == []
+
+
+def test_a_breaking_newer_schema_stops_the_older_broker_with_what_to_do(empty_database_url: str):
+    breaking = newer(
+        2, "-- brokkr: breaks-older-brokers\nALTER TABLE agents DROP COLUMN k8s_api_latency_ms;\n"
+    )
+    assert not breaking.backward_compatible
+    migrate.apply(empty_database_url, [*migrate.available(), breaking])
+    with psycopg.connect(empty_database_url) as conn:
+        flags = conn.execute(
+            "SELECT version, backward_compatible FROM schema_migrations ORDER BY 1"
+        ).fetchall()
+    assert flags == [(1, True), (2, False)]
+    with pytest.raises(migrate.SchemaTooNewError, match="0002_from_a_newer_broker"):
+        migrate.check(empty_database_url)
+    with pytest.raises(migrate.SchemaTooNewError):
+        migrate.apply(empty_database_url)
+    started = serve_process(empty_database_url)
+    assert started.returncode == 1, started.stderr
+    assert "error: the database schema was migrated by a newer Brokkr broker" in started.stderr
+    assert "Run the newer broker version again" in started.stderr
+    assert "docs/upgrading.md" in started.stderr and "Traceback" not in started.stderr

@@ -191,3 +191,8 @@ hash is lowercase hex SHA-256 of the long part.
 {{- .Values.tls.existingSecret }}
 {{- end }}
 {{- end }}
+
+{{/* Seconds the kubelet waits after SIGTERM: the broker's shutdown delay and drain, plus 5. */}}
+{{- define "brokkr-broker.terminationGracePeriod" -}}
+{{- add (ceil (addf .Values.broker.shutdownDelay .Values.broker.drainTimeout)) 5 }}
+{{- end }}

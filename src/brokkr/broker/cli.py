@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (bootstrap.BootstrapError, CliError, ValueError) as exc:
+    except (bootstrap.BootstrapError, CliError, migrate.SchemaTooNewError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except psycopg.OperationalError as exc:

@@ -64,6 +64,9 @@ def prepare_database(settings: Settings) -> list[str]:
 
 def _prepare_database(settings: Settings) -> list[str]:
     conninfo = settings.database.conninfo()
+    # A schema from a newer broker that breaks this one stops the start here
+    # (SchemaTooNewError: the CLI names what to do); a compatible one only warns.
+    warnings = migrate.check(conninfo)
     if settings.broker.migrate_on_start:
         applied = migrate.apply(conninfo)
         log.info(
@@ -71,7 +74,7 @@ def _prepare_database(settings: Settings) -> list[str]:
             migrate.latest_version(),
             len(applied),
         )
-    return bootstrap.ensure_admin(conninfo, settings.broker)
+    return warnings + bootstrap.ensure_admin(conninfo, settings.broker)
 
 
 async def serve(settings: Settings, warnings: list[str], sock: socket.socket | None = None) -> bool:

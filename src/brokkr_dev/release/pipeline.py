@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from brokkr_dev import paths
 from brokkr_dev.release import ReleaseError, chart_images, git, notes
 from brokkr_dev.release.assets import content_type, release_assets
 from brokkr_dev.release.github import Asset, GitHub
@@ -35,8 +36,9 @@ STEPS = (
 COMMAND_TIMEOUT = 1800
 
 
-def images_builder(engine: str = "auto") -> ImageBuilder:
-    """The project's image build (brokkr_dev.images) with a builder: auto, buildx, podman.
+def images_builder(engine: str = "auto", root: Path = paths.REPO_ROOT) -> ImageBuilder:
+    """The project's image build (brokkr_dev.images) of the checkout at `root` (default:
+    this repository) with a builder: auto, buildx, podman.
 
     Either builder leaves the manifest list in podman storage; the steps below push,
     tag and sign it from there without knowing which builder made it.
@@ -46,7 +48,7 @@ def images_builder(engine: str = "auto") -> ImageBuilder:
     def build(name: str, platforms: Sequence[str]) -> str:
         target = name.removeprefix("brokkr-")
         arches = tuple(p.split("/", 1)[1] for p in platforms)
-        result = images.build(targets=(target,), arches=arches, engine=engine)
+        result = images.build(targets=(target,), arches=arches, engine=engine, root=root)
         return str(result.manifests[target][0])
 
     return build
@@ -94,7 +96,7 @@ class Pipeline:
         self.plan = plan
         self.options: Options = plan.options
         self.registry = registry
-        self.builder = builder or images_builder(plan.options.engine)
+        self.builder = builder or images_builder(plan.options.engine, plan.options.root)
         self.podman = list(podman) if podman is not None else default_podman()
         self.helm = helm
         self.signer = signer
