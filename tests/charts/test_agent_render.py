@@ -125,7 +125,7 @@ def test_namespace_scope_binds_a_role_in_the_watched_namespace():
     assert binding["metadata"]["namespace"] == "apps"
     assert binding["subjects"][0]["namespace"] == "brokkr"
     assert [c["metadata"]["name"] for c in manifests.all("ClusterRole")] == [
-        "brokkr-brokkr-agent-discovery"
+        "brokkr-brokkr-brokkr-agent-discovery"
     ]
     assert manifests.one("ConfigMap")["data"]["BROKKR__AGENT__WATCH_NAMESPACE"] == "apps"
     assert {tuple(rule["verbs"]) for rule in role["rules"]} == {
@@ -311,3 +311,14 @@ def test_helm_test_pod_trusts_the_brokers_ca():
 
 def test_helm_test_pod_can_be_left_out():
     assert not agent({"tests": {"enabled": False}}).all("Pod")
+
+
+def test_same_release_name_in_two_namespaces_shares_no_cluster_scoped_object():
+    def cluster_scoped(namespace: str) -> set[tuple[str, str]]:
+        manifests = agent(namespace=namespace)
+        kinds = ("ClusterRole", "ClusterRoleBinding")
+        return {(k, m["metadata"]["name"]) for k in kinds for m in manifests.all(k)}
+
+    first, second = cluster_scoped("team-a"), cluster_scoped("team-b")
+    assert len(first) == len(second) == 4
+    assert not first & second

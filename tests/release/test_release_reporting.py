@@ -84,6 +84,7 @@ def test_release_attaches_assets_and_notifies(
     platforms = ("linux-amd64", "linux-arm64")
     expected = {f"brokkr-{n}-1.0.0.tgz" for n in ("broker", "agent")}
     expected |= {f"brokkr-{n}-1.0.0-{p}.spdx.json" for n in ("broker", "agent") for p in platforms}
+    expected |= {f"brokkr-{n}-install.yaml" for n in ("broker", "agent")}
     assert set(assets) == expected | {"SHA256SUMS"}
 
     # the files in dist/<tag>/ are the ones uploaded, SHA256SUMS last
@@ -116,6 +117,13 @@ def test_release_attaches_assets_and_notifies(
             str(directory / f"{name}-1.0.0.tgz"),
         )
         assert "appVersion: 1.0.0" in shown
+
+    # each install manifest runs exactly the image this release published, by digest
+    for name in ("brokkr-broker", "brokkr-agent"):
+        text = assets[f"{name}-install.yaml"].decode()
+        assert text.startswith(f"# Brokkr {name} 1.0.0:")
+        pinned = f"image: {oci_registry.host}/brokkr/{name}@{outcome.images[name]}"
+        assert pinned in text.replace('"', "")
 
     # each SBOM is the SPDX document attested to that platform image
     for platform, digest in outcome.platforms["brokkr-agent"].items():

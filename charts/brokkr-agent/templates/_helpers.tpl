@@ -17,6 +17,12 @@
 {{- end }}
 {{- end }}
 
+{{- /* Cluster-scoped objects (ClusterRoles and their bindings) carry the release's
+namespace too: two releases of the same name in two namespaces must not share them. */}}
+{{- define "brokkr-agent.clusterScopedName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "brokkr-agent.fullname" .) }}
+{{- end }}
+
 {{- define "brokkr-agent.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ include "brokkr-agent.selectorLabels" . }}

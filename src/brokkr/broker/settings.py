@@ -33,6 +33,9 @@ class DatabaseSettings(BaseModel):
     # Seconds a request waits for a pooled connection before it answers 503.
     pool_timeout: float = Field(default=2.0, gt=0)
     connect_timeout: int = Field(default=2, ge=1)
+    # Longest pause, in seconds, between attempts to reach a database that went away:
+    # the broker answers again at most about this long after PostgreSQL is back.
+    reconnect_max_delay: float = Field(default=4.0, gt=0)
     # Seconds `serve` keeps retrying an unreachable database at start-up before it
     # exits 1 (0: fail at once). Lets a broker start beside a PostgreSQL that is still
     # starting (the chart's bundled one) without crash-looping.

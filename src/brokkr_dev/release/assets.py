@@ -4,6 +4,8 @@ Every asset is read back from the registry, so it is exactly what was published 
 signed, whether this run pushed it or an earlier (interrupted) run did:
 
 - chart archives are the charts' OCI layers (their SHA-256 is the layer digest);
+- install manifests (`<chart>-install.yaml`, for people without Helm) are those
+  archives rendered by `helm template`, each image pinned by its published digest;
 - SBOMs are the SPDX documents inside the cosign attestations of each platform image.
 
 `release_assets` is the one list of assets; add new kinds there.
@@ -13,10 +15,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
+import tarfile
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
-from brokkr_dev.release import ReleaseError
+from brokkr_dev.release import ReleaseError, manifests
 from brokkr_dev.release.github import Asset
 from brokkr_dev.release.plan import Plan
 from brokkr_dev.release.registry import Registry
@@ -66,6 +72,27 @@ def chart_archives(registry: Registry, plan: Plan, digests: dict[str, str]) -> l
     return assets
 
 
+def install_manifests(plan: Plan, archives: Sequence[Asset], images: dict[str, str]) -> list[Asset]:
+    """`<chart>-install.yaml` of every chart, rendered from its published archive.
+
+    `images` maps an image name (the same as its chart's) to the digest of its
+    published manifest list: the files pin the exact images this release signed.
+    """
+    pinned: dict[str, dict[str, object]] = {}
+    for image in plan.images:
+        registry, repository = image.repository.split("/", 1)
+        digest = images[image.name]
+        pinned[image.name] = {
+            "image": {"registry": registry, "repository": repository, "digest": digest}
+        }
+    with tempfile.TemporaryDirectory() as tmp:
+        for archive in archives:
+            with tarfile.open(fileobj=io.BytesIO(archive.data), mode="r:gz") as tar:
+                tar.extractall(tmp, filter="data")
+        rendered = manifests.install_manifests(Path(tmp), extra_values=pinned)
+    return [Asset(name, text.encode(), content_type(name)) for name, text in rendered]
+
+
 def attested_sbom(registry: Registry, repo: str, digest: str) -> bytes:
     """The SPDX JSON document attested (by cosign) to one image digest."""
     for layer in _layers(registry, repo, attestation_tag(digest)):
@@ -90,7 +117,11 @@ def sboms(registry: Registry, plan: Plan, platforms: dict[str, dict[str, str]]) 
     return assets
 
 
-CONTENT_TYPES = {".tgz": "application/gzip", ".json": "application/json"}
+CONTENT_TYPES = {
+    ".tgz": "application/gzip",
+    ".json": "application/json",
+    ".yaml": "application/yaml",
+}
 
 
 def content_type(name: str) -> str:
@@ -113,9 +144,11 @@ def release_assets(
     plan: Plan,
     charts: dict[str, str],
     platforms: dict[str, dict[str, str]],
+    images: dict[str, str],
 ) -> list[Asset]:
     """Everything attached to the GitHub release, the checksums file last."""
     found = chart_archives(registry, plan, charts)
+    found += install_manifests(plan, found, images)
     if plan.options.sign and plan.options.sbom:
         found += sboms(registry, plan, platforms)
     names = [a.name for a in found]

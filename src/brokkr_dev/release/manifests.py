@@ -1,8 +1,8 @@
 """Raw manifests for people who do not use Helm: `helm template` of both charts.
 
 A release attaches `brokkr-broker-install.yaml` and `brokkr-agent-install.yaml`.
-The hook for the release's asset list is `install_manifests(charts_dir)`: (name,
-text) pairs rendered from the charts as stamped for the release.
+The release's asset list renders them with `install_manifests` from the chart
+archives it published, with each image pinned by the digest it published.
 
 The values are the charts' defaults except where a default would publish a secret:
 `helm template` cannot `lookup` an earlier install, so the admin PAK and the bundled
@@ -83,13 +83,19 @@ def secrets_with_data(rendered: str) -> list[str]:
     return found
 
 
-def render(charts_dir: Path, spec: InstallManifest, helm: str | None = None) -> str:
-    """The install manifest of one chart (header included)."""
+def render(
+    charts_dir: Path,
+    spec: InstallManifest,
+    helm: str | None = None,
+    extra_values: dict[str, object] | None = None,
+) -> str:
+    """The install manifest of one chart (header included); `extra_values` are
+    top-level keys set on top of the spec's (a release pins its images there)."""
     chart = charts_dir / spec.chart
     version = str(yaml.safe_load((chart / "Chart.yaml").read_text())["version"])
     with tempfile.TemporaryDirectory() as tmp:
         values = Path(tmp) / "values.yaml"
-        values.write_text(yaml.safe_dump(spec.values))
+        values.write_text(yaml.safe_dump({**spec.values, **(extra_values or {})}))
         done = charts.run(
             [
                 helm or charts.tool("helm"),
@@ -113,11 +119,18 @@ def render(charts_dir: Path, spec: InstallManifest, helm: str | None = None) -> 
     return header(spec, version) + done.stdout
 
 
-def install_manifests(charts_dir: Path, helm: str | None = None) -> list[tuple[str, str]]:
+def install_manifests(
+    charts_dir: Path,
+    helm: str | None = None,
+    extra_values: dict[str, dict[str, object]] | None = None,
+) -> list[tuple[str, str]]:
     """(file name, text) of both install manifests: the release's asset list wraps
-    each into an asset. Give it the charts as stamped for the release."""
+    each into an asset. Give it the charts as stamped for the release;
+    `extra_values` maps a chart name to values set on top of its spec's."""
+    extra = extra_values or {}
     return [
-        (f"{spec.chart}-install.yaml", render(charts_dir, spec, helm)) for spec in INSTALL_MANIFESTS
+        (f"{spec.chart}-install.yaml", render(charts_dir, spec, helm, extra.get(spec.chart)))
+        for spec in INSTALL_MANIFESTS
     ]
 
 

@@ -320,7 +320,11 @@ class Pipeline:
         directory = self.options.root / "dist" / self.options.version.tag
         directory.mkdir(parents=True, exist_ok=True)
         found = release_assets(
-            self.registry, self.plan, self.outcome.charts, self.outcome.platforms
+            self.registry,
+            self.plan,
+            self.outcome.charts,
+            self.outcome.platforms,
+            self.outcome.images,
         )
         self.outcome.assets = []
         for asset in found:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from brokkr.broker.settings import DatabaseSettings
+
+log = logging.getLogger(__name__)
 
 
 def make_pool(settings: DatabaseSettings) -> AsyncConnectionPool[AsyncConnection[dict]]:
@@ -14,6 +19,13 @@ def make_pool(settings: DatabaseSettings) -> AsyncConnectionPool[AsyncConnection
 
     The pool keeps trying to (re)connect in the background, so the broker starts
     and recovers without a restart when PostgreSQL is down and comes back.
+
+    psycopg_pool retries a lost connection with a delay that doubles until its
+    `reconnect_timeout` (5 minutes by default) and then gives the slot up: after
+    an outage of half a minute, the next attempt could come a minute after the
+    database returned. Here each series of attempts lasts twice
+    `reconnect_max_delay`, so no pause grows beyond about that, and a series
+    that gives up starts the next one at once (`_try_again`).
     """
     # UTC sessions: timestamps leave PostgreSQL and Python in the same form.
     options = f"-c statement_timeout={settings.statement_timeout_ms} -c TimeZone=UTC"
@@ -24,6 +36,8 @@ def make_pool(settings: DatabaseSettings) -> AsyncConnectionPool[AsyncConnection
         timeout=settings.pool_timeout,
         open=False,
         name="brokkr",
+        reconnect_timeout=2 * settings.reconnect_max_delay,
+        reconnect_failed=_try_again,
         kwargs={
             "row_factory": dict_row,
             # Each statement commits by itself (no COMMIT round trip per request);
@@ -34,3 +48,15 @@ def make_pool(settings: DatabaseSettings) -> AsyncConnectionPool[AsyncConnection
             "application_name": "brokkr-broker",
         },
     )
+
+
+async def _try_again(pool: AsyncConnectionPool[Any]) -> None:
+    """A series of reconnect attempts gave up: start a new one unless the pool closed.
+
+    `check` lets the pool grow back towards `min_size` (one new series, at most one
+    at a time) without waiting for a request to ask for a connection.
+    """
+    if pool.closed:
+        return
+    log.warning("database still unreachable; retrying")
+    await pool.check()
