@@ -36,6 +36,7 @@ IMAGES_ENV = "BROKKR_E2E_IMAGES"  # JSON file with the references the session bu
 CLUSTER_ENV = "BROKKR_KIND_CLUSTER"  # the kind_cluster fixture's cluster name
 DEFAULT_CLUSTER = "e2e"
 TEST_PATH = "tests/e2e_kind"
+RECORDED_HEADER = "recorded by the tests (s; MiB where the name ends in _mib)"
 Log = Callable[[str], None]
 
 
@@ -46,7 +47,8 @@ def timings_file() -> Path:
 
 
 def record(name: str, seconds: float, path: Path | None = None) -> None:
-    """Add one figure (seconds, rounded to 0.1) to the run's timings file."""
+    """Add one figure (rounded to 0.1) to the run's timings file: seconds, or MiB for a
+    name that ends in `_mib`."""
     target = path or timings_file()
     target.parent.mkdir(parents=True, exist_ok=True)
     found = json.loads(target.read_text()) if target.exists() else {}
@@ -168,6 +170,6 @@ def report(phases: dict[str, float], figures: dict[str, float]) -> str:
     lines += [f"  {name:32} {seconds:7.1f}" for name, seconds in phases.items()]
     lines.append(f"  {'total':32} {sum(phases.values()):7.1f}")
     if figures:
-        lines.append("recorded by the tests (s)")
+        lines.append(RECORDED_HEADER)
         lines += [f"  {name:32} {value:7.1f}" for name, value in sorted(figures.items())]
     return "\n".join(lines)

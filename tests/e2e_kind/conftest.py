@@ -231,6 +231,14 @@ class Brokkr:
     agent_id: str
     agent_pak: str
     seconds: dict[str, float] = field(default_factory=dict)
+    forward: PortForward | None = None
+
+    def reconnect(self) -> None:
+        """A new port-forward for `admin`: kubectl's ends with the broker pod it picked."""
+        if self.forward is not None:
+            self.forward.stop()
+        self.forward = PortForward(self.cluster, NAMESPACE, BROKER, 3000)
+        self.admin.api = self.forward.url + "/api/v1"
 
 
 def broker_values(kind_images: KindImages) -> dict[str, Any]:
@@ -369,7 +377,9 @@ def brokkr(
         }
         for key, value in seconds.items():
             e2e_kind.record(key, value)
-        yield Brokkr(cluster, kind_images, admin, agent_id, agent_pak, seconds)
+        installed = Brokkr(cluster, kind_images, admin, agent_id, agent_pak, seconds, forward)
+        yield installed
+        forward = installed.forward or forward  # a test may have reconnected
     finally:
         forward.stop()
         for release in (AGENT_RELEASE, BROKER_RELEASE):

@@ -1,13 +1,16 @@
-"""Backoff, metrics text, /health document and kubeconfig reading (no services needed)."""
+"""Backoff, metrics text, /health document, kubeconfig reading and the broker client's
+connection handling (a local HTTP server; no services needed)."""
 
 import base64
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 
-from brokkr.agent.broker_client import describe
+from brokkr.agent.broker_client import BrokerClient, BrokerError, describe
 from brokkr.agent.kube import KubeConfigError, Resource, from_kubeconfig
 from brokkr.agent.service import backoff
 from brokkr.agent.state import AgentState
@@ -126,3 +129,48 @@ def test_request_failures_are_described_in_one_line():
     )
     assert describe(tls) == "certificate verify failed: self-signed certificate"
     assert describe(requests.ReadTimeout()) == "timed out"
+
+
+class _PinningServer(ThreadingHTTPServer):
+    """Answers 404 on the first connection (kept alive, like a wrong server would),
+    204 on every later one (the broker the agent should reach)."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.connections = 0
+        super().__init__(("127.0.0.1", 0), _PinningHandler)
+
+
+class _PinningHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as a real server does
+    server: _PinningServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections += 1
+        self.connection_number = self.server.connections
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(404 if self.connection_number == 1 else 204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_failed_call_drops_the_kept_alive_connection_so_the_next_one_connects_afresh():
+    server = _PinningServer()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = BrokerClient(f"http://127.0.0.1:{server.server_address[1]}", "pak", None, 5)
+        with pytest.raises(BrokerError) as failed:
+            client.heartbeat("a1", True, 3)
+        assert failed.value.status == 404
+        client.heartbeat("a1", True, 3)  # a new connection: 204, not the pinned 404
+        assert server.connections == 2
+    finally:
+        server.shutdown()
+        server.server_close()

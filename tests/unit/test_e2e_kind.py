@@ -25,7 +25,7 @@ def test_report_lists_phases_with_a_total_then_the_recorded_figures():
     text = e2e_kind.report({"images": 12.0, "tests": 80.5}, {"both_install_to_ready_s": 41.2})
     lines = text.splitlines()
     assert any(line.split() == ["total", "92.5"] for line in lines)
-    assert lines.index("recorded by the tests (s)") < next(
+    assert lines.index(e2e_kind.RECORDED_HEADER) < next(
         i for i, line in enumerate(lines) if "both_install_to_ready_s" in line
     )
 

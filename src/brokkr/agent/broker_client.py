@@ -63,8 +63,10 @@ class BrokerClient:
                 "a private CA, set BROKKR__AGENT__CA_FILE to its CA bundle"
             ) from None
         except requests.RequestException as exc:
+            self.reconnect()
             raise BrokerError(f"{method} {path}: broker unreachable ({describe(exc)})") from None
         if response.status_code >= 400:
+            self.reconnect()
             code, message = "", response.text[:300]
             try:
                 body = response.json()
@@ -79,6 +81,16 @@ class BrokerClient:
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
+
+    def reconnect(self) -> None:
+        """Drop the kept-alive connections: after a failure the next call connects afresh.
+
+        A connection outlives the broker pod it reached; when a Service has no ready
+        endpoint for a moment, a new one may even reach another server that keeps it
+        alive and answers every request with an error. Reusing it would pin the agent
+        there; a new connection goes to wherever the broker's address leads now.
+        """
+        self.session.close()  # the session stays usable; its pools start empty
 
     def verify_pak(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("POST", "/auth/pak")

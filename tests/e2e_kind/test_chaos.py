@@ -1,0 +1,380 @@
+"""Chaos on real pods: Brokkr converges after pods die and after a network partition.
+
+Each test breaks one thing while the agent works (the broker pod, the PostgreSQL
+pod, the agent pod, the network between agent and broker), states the bound it
+expects for convergence, and records the time it measured with `e2e_kind.record`
+(printed in the timings table of `nox -s e2e-kind`; figures in docs/e2e.md).
+
+The tests share the installation of the session fixture `brokkr` and leave it as
+they found it (every pod Ready, one pod per component). pytest runs this file
+before test_charts_on_kind.py (alphabetical order), whose last test uninstalls.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from brokkr.agent.manifests import OBJECT_ANNOTATION, STACK_LABEL
+from brokkr_dev import e2e_kind
+from brokkr_dev.localnet import wait_for as poll
+from tests.e2e_kind.conftest import (
+    AGENT_RELEASE,
+    NAMESPACE,
+    Brokkr,
+    Cluster,
+    ready,
+    selector,
+)
+
+pytestmark = [pytest.mark.kind, pytest.mark.slow]
+
+# Convergence bounds (seconds), from the moment the fault starts (or ends, for the
+# partition). They hold on the project's loaded 2-core machine with room to spare;
+# the measured times are recorded, not asserted.
+BROKER_POD_BOUND = 120  # new broker pod Ready + agent backoff + re-apply + report
+POSTGRESQL_POD_BOUND = 120  # new PostgreSQL pod Ready + the broker's pool reconnecting
+AGENT_POD_BOUND = 120  # new agent pod started + identified + re-apply + report
+PARTITION_BOUND = 60  # the agent's backoff delay at the cut's end + one cycle
+OUTAGE_SEEN_BOUND = 60  # the agent's /health reports the broker unreachable
+POLLING_INTERVAL = 2  # the agent's, set by agent_values() in conftest.py
+STACK_SIZE = 150  # ConfigMaps per stack: enough that an apply takes seconds, so a
+# fault can land in the middle of it
+
+
+@dataclass(frozen=True)
+class Target:
+    """A namespace and a stack that the in-cluster agent is targeted at."""
+
+    namespace: str
+    stack: str
+
+
+@pytest.fixture
+def target(brokkr: Brokkr) -> Iterator[Target]:
+    cluster, admin = brokkr.cluster, brokkr.admin
+    namespace = f"chaos-{secrets.token_hex(3)}"
+    cluster.api.create(
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+    )
+    try:
+        generator = admin.generator(namespace)
+        stack = admin.stack(namespace, generator)
+        admin.register(generator, brokkr.agent_id)
+        admin.target(brokkr.agent_id, stack)
+        yield Target(namespace, stack)
+    finally:
+        cluster.api.request("DELETE", f"/api/v1/namespaces/{namespace}")
+
+
+def configmaps(namespace: str, prefix: str, count: int = STACK_SIZE) -> tuple[str, set[str]]:
+    """A stack of `count` ConfigMaps named `<prefix>-NNN`: (YAML, names)."""
+    names = [f"{prefix}-{i:03d}" for i in range(count)]
+    docs = [
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {namespace}\n"
+        f"data:\n  version: {prefix}\n"
+        for name in names
+    ]
+    return "---\n".join(docs), set(names)
+
+
+def owned(cluster: Cluster, stack: str) -> dict[str, str]:
+    """Every object of the stack in the whole cluster: namespace/name -> deployment object id."""
+    items = cluster.api.get("/api/v1/configmaps", labelSelector=f"{STACK_LABEL}={stack}")["items"]
+    return {
+        f"{i['metadata']['namespace']}/{i['metadata']['name']}": i["metadata"]["annotations"][
+            OBJECT_ANNOTATION
+        ]
+        for i in items
+    }
+
+
+def applied_count(cluster: Cluster, stack: str, deployment_object: str) -> int:
+    return sum(1 for do in owned(cluster, stack).values() if do == deployment_object)
+
+
+def wait_mid_apply(cluster: Cluster, stack: str, deployment_object: str) -> int:
+    """Wait until the agent has applied some objects of the deployment object; how many."""
+    applied = poll(
+        lambda: applied_count(cluster, stack, deployment_object),
+        120,
+        f"the agent to start applying {deployment_object}",
+        interval=0.05,
+    )
+    assert applied < STACK_SIZE, (
+        f"the agent applied all {STACK_SIZE} objects before the fault: raise STACK_SIZE"
+    )
+    return applied
+
+
+def only_pod(cluster: Cluster, component: str, release: str) -> dict[str, Any]:
+    """The single pod of a component, once it is Ready and alone (the old one gone)."""
+
+    def alone_and_ready() -> dict[str, Any] | None:
+        pods = cluster.pods(NAMESPACE, selector(component, release))
+        if len(pods) != 1 or "deletionTimestamp" in pods[0]["metadata"]:
+            return None
+        return pods[0] if ready(pods[0]) else None
+
+    found: dict[str, Any] = poll(alone_and_ready, 180, f"one Ready {component} pod", interval=0.5)
+    return found
+
+
+def delete_pod(cluster: Cluster, pod: dict[str, Any]) -> float:
+    """Delete a pod as an eviction or a node drain would (its grace period); the start time."""
+    started = time.monotonic()
+    name = pod["metadata"]["name"]
+    response = cluster.api.request("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}")
+    assert response.status_code == 200, response.text
+    return started
+
+
+def replaced(cluster: Cluster, old: dict[str, Any], component: str, release: str) -> bool:
+    pods = cluster.pods(NAMESPACE, selector(component, release))
+    return any(p["metadata"]["uid"] != old["metadata"]["uid"] and ready(p) for p in pods)
+
+
+def succeeded(brokkr: Brokkr, deployment_object: str) -> dict[str, Any] | None:
+    event = brokkr.admin.event_for(brokkr.agent_id, deployment_object)
+    return event if event and event["status"] == "SUCCESS" else None
+
+
+def converged(brokkr: Brokkr, target: Target, deployment_object: str, names: set[str]) -> bool:
+    """The stack's objects are exactly `names`, all from this deployment object, reported."""
+    expected = {f"{target.namespace}/{name}": deployment_object for name in names}
+    return owned(brokkr.cluster, target.stack) == expected and bool(
+        succeeded(brokkr, deployment_object)
+    )
+
+
+def readyz(brokkr: Brokkr) -> int:
+    url = brokkr.admin.api.removesuffix("/api/v1") + "/readyz"
+    return brokkr.admin.session.get(url, timeout=5).status_code
+
+
+def test_broker_pod_deleted_while_the_agent_applies_a_stack_the_agent_converges(
+    brokkr: Brokkr, target: Target
+):
+    cluster = brokkr.cluster
+    yaml_text, names = configmaps(target.namespace, "during-broker-loss")
+    broker = only_pod(cluster, "broker", "broker")
+    deployed = brokkr.admin.deploy(target.stack, yaml_text)
+    wait_mid_apply(cluster, target.stack, deployed["id"])
+    started = delete_pod(cluster, broker)
+    # Once the old pod is gone: kubectl's port-forward ended with it (the agent itself
+    # goes through the Service).
+    poll(lambda: replaced(cluster, broker, "broker", "broker"), BROKER_POD_BOUND, "a new broker")
+    only_pod(cluster, "broker", "broker")
+    brokkr.reconnect()
+    poll(
+        lambda: converged(brokkr, target, deployed["id"], names),
+        BROKER_POD_BOUND - (time.monotonic() - started),
+        "the agent to apply the whole stack and report it to the new broker",
+        interval=1,
+    )
+    e2e_kind.record("chaos_broker_pod_converged_s", time.monotonic() - started)
+
+
+def test_postgresql_pod_deleted_readyz_goes_503_and_returns_with_nothing_lost(
+    brokkr: Brokkr, target: Target
+):
+    cluster, admin = brokkr.cluster, brokkr.admin
+    yaml_text, names = configmaps(target.namespace, "before-db-loss", count=3)
+    deployed = admin.deploy(target.stack, yaml_text)
+    poll(lambda: converged(brokkr, target, deployed["id"], names), 120, "the stack applied")
+    rows = {
+        "agents": admin.call("GET", "/agents"),
+        "stacks": admin.call("GET", "/stacks"),
+        "deployment_objects": admin.call("GET", f"/stacks/{target.stack}/deployment-objects"),
+        "events": admin.events(brokkr.agent_id),
+    }
+    assert readyz(brokkr) == 200
+    postgresql = only_pod(cluster, "postgresql", "broker")
+    started = delete_pod(cluster, postgresql)
+    # The port-forward reaches the broker pod itself, so its 503 is seen even while
+    # the pod is out of the Service's endpoints.
+    poll(lambda: readyz(brokkr) == 503, POSTGRESQL_POD_BOUND, "the broker's /readyz to say 503")
+    down = time.monotonic() - started
+    poll(
+        lambda: readyz(brokkr) == 200,
+        POSTGRESQL_POD_BOUND - down,
+        "the broker's /readyz to return to 200 by itself",
+        interval=0.5,
+    )
+    e2e_kind.record("chaos_postgresql_pod_readyz_503_after_s", down)
+    e2e_kind.record("chaos_postgresql_pod_readyz_back_s", time.monotonic() - started)
+    assert replaced(cluster, postgresql, "postgresql", "broker")
+    after = {
+        "agents": admin.call("GET", "/agents"),
+        "stacks": admin.call("GET", "/stacks"),
+        "deployment_objects": admin.call("GET", f"/stacks/{target.stack}/deployment-objects"),
+        "events": admin.events(brokkr.agent_id),
+    }
+    for table, before in rows.items():
+        # Agents carry their heartbeat time, which moves on: compare the rest.
+        assert strip_times(after[table]) == strip_times(before), f"{table} changed"
+    only_pod(cluster, "broker", "broker")
+
+
+def strip_times(rows: Any) -> Any:
+    """Rows without the fields a live agent keeps updating."""
+    volatile = {"last_heartbeat", "k8s_reachable", "k8s_api_latency_ms", "k8s_reported_at"}
+    if isinstance(rows, list):
+        return [strip_times(row) for row in rows]
+    return {key: value for key, value in rows.items() if key not in volatile}
+
+
+def test_agent_pod_deleted_mid_apply_converges_without_duplicates_or_orphans(
+    brokkr: Brokkr, target: Target
+):
+    cluster = brokkr.cluster
+    first_yaml, first_names = configmaps(target.namespace, "first")
+    first = brokkr.admin.deploy(target.stack, first_yaml)
+    poll(
+        lambda: converged(brokkr, target, first["id"], first_names),
+        AGENT_POD_BOUND,
+        "the first version applied",
+        interval=1,
+    )
+    # The second version renames every object: what the first left must be pruned.
+    second_yaml, second_names = configmaps(target.namespace, "second")
+    agent = only_pod(cluster, "agent", AGENT_RELEASE)
+    second = brokkr.admin.deploy(target.stack, second_yaml)
+    wait_mid_apply(cluster, target.stack, second["id"])
+    started = delete_pod(cluster, agent)
+    poll(
+        lambda: converged(brokkr, target, second["id"], second_names),
+        AGENT_POD_BOUND,
+        "the new agent pod to apply the second version and prune the first",
+        interval=1,
+    )
+    e2e_kind.record("chaos_agent_pod_converged_s", time.monotonic() - started)
+    assert replaced(cluster, agent, "agent", AGENT_RELEASE)
+    reports = [
+        e for e in brokkr.admin.events(brokkr.agent_id) if e["deployment_object_id"] == second["id"]
+    ]
+    # The killed agent abandoned the apply unreported; only the new one reported it.
+    assert [e["status"] for e in reports] == ["SUCCESS"], reports
+    only_pod(cluster, "agent", AGENT_RELEASE)
+
+
+class Partition:
+    """Drop every packet between two pods on the node's forwarding path, both ways.
+
+    The rules go into the mangle table's FORWARD chain, after kube-proxy's DNAT (so
+    they see pod addresses) and before any filter rule: established connections (the
+    agent's kept-alive session) are cut too, and kube-router, which keeps its own
+    jump first in the filter table's FORWARD chain, cannot let traffic past them.
+    """
+
+    def __init__(self, brokkr: Brokkr, a: dict[str, Any], b: dict[str, Any]) -> None:
+        kind = brokkr.cluster.kind.kind
+        assert kind is not None
+        self.engine = kind.engine
+        self.node = a["spec"]["nodeName"]
+        ip_a, ip_b = a["status"]["podIP"], b["status"]["podIP"]
+        self.rules = [
+            ["-s", ip_a, "-d", ip_b, "-j", "DROP"],
+            ["-s", ip_b, "-d", ip_a, "-j", "DROP"],
+        ]
+
+    def iptables(self, *args: str, check: bool = True) -> str:
+        return self.engine.docker("exec", self.node, "iptables", "-t", "mangle", *args, check=check)
+
+    def cut(self) -> None:
+        for rule in self.rules:
+            self.iptables("-I", "FORWARD", "1", *rule)
+
+    def holds(self) -> bool:
+        """Both rules are still in place (nothing removed or bypassed them)."""
+        listing = self.iptables("-S", "FORWARD")
+        return all(f"-A FORWARD -s {r[1]}/32 -d {r[3]}/32 -j DROP" in listing for r in self.rules)
+
+    def heal(self) -> None:
+        for rule in self.rules:
+            self.iptables("-D", "FORWARD", *rule, check=False)
+
+
+def agent_health(cluster: Cluster, pod: dict[str, Any]) -> dict[str, Any]:
+    """The agent's /health document, through the API server's pod proxy (not cut)."""
+    name = pod["metadata"]["name"]
+    path = f"/api/v1/namespaces/{NAMESPACE}/pods/{name}:8080/proxy/health"
+    found: dict[str, Any] = cluster.api.get(path)
+    return found
+
+
+def backoff_delays(cluster: Cluster, pod: dict[str, Any], since: float) -> dict[int, float]:
+    """Consecutive failures -> the delay the agent chose, from its log since `since`."""
+    name = pod["metadata"]["name"]
+    seconds = int(time.monotonic() - since) + 1
+    path = f"/api/v1/namespaces/{NAMESPACE}/pods/{name}/log"
+    text = cluster.api.request("GET", path, sinceSeconds=seconds).text
+    found = re.findall(r"next try in ([\d.]+) s \((\d+) consecutive failures\)", text)
+    return {int(failures): float(delay) for delay, failures in found}
+
+
+def test_network_partition_agent_keeps_state_backs_off_reports_and_converges(
+    brokkr: Brokkr, target: Target
+):
+    cluster = brokkr.cluster
+    path = f"/api/v1/namespaces/{target.namespace}/configmaps/kept"
+    yaml_text = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\n  namespace: {target.namespace}\ndata:\n  version: before\n"
+    before = brokkr.admin.deploy(target.stack, yaml_text)
+    poll(lambda: succeeded(brokkr, before["id"]), 120, "the stack applied before the cut")
+    agent = only_pod(cluster, "agent", AGENT_RELEASE)
+    broker = only_pod(cluster, "broker", "broker")
+    split = Partition(brokkr, agent, broker)
+    split.cut()
+    try:
+        cut_at = time.monotonic()
+        health = poll(
+            lambda: (h := agent_health(cluster, agent))["broker"]["connected"] is False and h,
+            OUTAGE_SEEN_BOUND,
+            "the agent's /health to report the broker unreachable",
+            interval=0.5,
+        )
+        e2e_kind.record("chaos_partition_outage_on_health_s", time.monotonic() - cut_at)
+        assert health["status"] == "degraded", health
+        assert health["broker"]["error"], health
+        # A new version waits at the broker (reached through the API server, not cut).
+        after = brokkr.admin.deploy(target.stack, yaml_text.replace("before", "after"))
+        # Backing off: three failures in a row, the third delay longer than the interval.
+        delays = poll(
+            lambda: (d := backoff_delays(cluster, agent, cut_at)).get(3) and d,
+            OUTAGE_SEEN_BOUND * 2,
+            "three consecutive failed cycles in the agent's log",
+            interval=1,
+        )
+        assert delays[3] >= 2 * POLLING_INTERVAL and delays[3] > delays[1], delays
+        # The agent keeps what it applied while it cannot reach the broker.
+        assert cluster.api.get(path)["data"] == {"version": "before"}
+        assert agent_health(cluster, agent)["status"] == "degraded"
+        assert split.holds(), "the partition did not hold for the whole outage"
+    finally:
+        split.heal()
+    healed_at = time.monotonic()
+    poll(
+        lambda: (
+            succeeded(brokkr, after["id"]) and cluster.api.get(path)["data"]["version"] == "after"
+        ),
+        PARTITION_BOUND,
+        "the agent to apply the new version after the network returns",
+        interval=0.5,
+    )
+    e2e_kind.record("chaos_partition_converged_after_heal_s", time.monotonic() - healed_at)
+    health = poll(
+        lambda: (h := agent_health(cluster, agent))["status"] == "healthy" and h,
+        PARTITION_BOUND,
+        "the agent's /health to be healthy again",
+    )
+    assert health["broker"]["connected"] is True and health["broker"]["error"] is None
+    # The same pod rode it out, and the stack is exactly the new version.
+    assert only_pod(cluster, "agent", AGENT_RELEASE)["metadata"]["uid"] == agent["metadata"]["uid"]
+    assert owned(cluster, target.stack) == {f"{target.namespace}/kept": after["id"]}
