@@ -225,6 +225,22 @@ def test_networkpolicy_allows_dns_api_server_and_broker_only():
     assert len(egress) == 3
 
 
+@pytest.mark.parametrize(
+    ("url", "port"),
+    [
+        ("http://brokkr-broker:3000", 3000),
+        ("https://brokkr.example.com", 443),
+        ("http://brokkr-broker.brokkr.svc", 80),
+        ("https://[fd00::1]:8443/", 8443),
+    ],
+)
+def test_networkpolicy_takes_the_broker_port_from_the_url(url, port):
+    """The quick start's agent (broker.url with :3000, no broker.port) was cut off
+    from its broker by its own egress rule while it allowed only 443."""
+    policy = agent({"broker": {"url": url}}).one("NetworkPolicy")["spec"]
+    assert policy["egress"][-1]["ports"] == [{"port": port, "protocol": "TCP"}]
+
+
 def test_defaults_have_a_networkpolicy_and_cpu_limits():
     """Secure defaults (scan findings): egress limited, CPU and memory capped."""
     manifests = agent()

@@ -23,6 +23,17 @@ namespace too: two releases of the same name in two namespaces must not share th
 {{- printf "%s-%s" .Release.Namespace (include "brokkr-agent.fullname" .) }}
 {{- end }}
 
+{{- /* The broker's TCP port for the egress rule: broker.port, else broker.url's. */}}
+{{- define "brokkr-agent.brokerPort" -}}
+{{- if .Values.broker.port }}
+{{- .Values.broker.port }}
+{{- else }}
+{{- $url := urlParse .Values.broker.url }}
+{{- $explicit := regexFind ":[0-9]+$" $url.host | trimPrefix ":" }}
+{{- $explicit | default (ternary "443" "80" (eq $url.scheme "https")) }}
+{{- end }}
+{{- end }}
+
 {{- define "brokkr-agent.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ include "brokkr-agent.selectorLabels" . }}
