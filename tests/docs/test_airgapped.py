@@ -16,7 +16,8 @@ import pytest
 
 from brokkr_dev import paths
 from brokkr_dev.release.registry import Registry
-from tests.docs.test_guides import GUIDES, guide_env, run_guide
+from tests.docs.guiderun import guide_env, run_guide
+from tests.docs.test_guides import GUIDES
 from tests.fixtures.registry import LocalRegistry
 from tests.fixtures.release import run
 
@@ -62,6 +63,7 @@ def test_air_gapped_guide_installs_from_the_mirror_only(
     try:
         run_guide(
             GUIDES / "air-gapped.md",
+            "local",
             values,
             tmp_path,
             guide_env(tmp_path, str(k8s_cluster.kubeconfig)),

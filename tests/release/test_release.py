@@ -237,7 +237,7 @@ def test_chart_whose_default_image_tag_is_not_published_is_refused_before_any_pu
     deployment = brokkr_repo / "charts" / "brokkr-agent" / "templates" / "deployment.yaml"
     # a default tag that no release publishes
     deployment.write_text(
-        deployment.read_text().replace('(printf "v%s" .Chart.AppVersion)', '"edge"')
+        deployment.read_text().replace('(printf "v%s" $.Chart.AppVersion)', '"edge"')
     )
     run("git", "commit", "-qam", "chore: untagged default", cwd=brokkr_repo)
     with pytest.raises(ReleaseError) as info:
