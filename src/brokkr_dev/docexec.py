@@ -26,6 +26,7 @@ import re
 import shlex
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -177,27 +178,37 @@ class Result:
 
 
 def run(plan: Script, cwd: Path, env: Mapping[str, str]) -> Result:
-    """Run the script with bash in its own process group; the group is stopped at the
-    end, so a `kubectl port-forward &` left by a guide does not outlive the run."""
+    """Run the script with bash in its own process group; the group is stopped when
+    bash ends, so a `kubectl port-forward &` left by a guide does not outlive the run.
+
+    The output goes to a file, not a pipe: a background job that kept the pipe open
+    would otherwise hold the run until its timeout after bash had already failed.
+    """
     started = time.monotonic()
-    child = subprocess.Popen(
-        ["bash", "-c", plan.text],
-        cwd=cwd,
-        env=dict(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        output, _ = child.communicate(timeout=plan.timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        output, _ = child.communicate()
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as log:
+        child = subprocess.Popen(
+            ["bash", "-c", plan.text],
+            cwd=cwd,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        timed_out = False
+        try:
+            child.wait(timeout=plan.timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGTERM)
+        log.seek(0)
+        output = log.read()
+    if timed_out:
         output += f"\ndocexec: timed out after {plan.timeout} s"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGTERM)
     return Result(child.returncode, output, time.monotonic() - started)
 
 

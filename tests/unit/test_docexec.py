@@ -99,6 +99,18 @@ def test_a_timeout_stops_the_whole_process_group(tmp_path: Path):
     assert result.seconds < 10
 
 
+def test_a_failure_returns_at_once_although_a_background_job_holds_the_output(
+    tmp_path: Path,
+):
+    """A guide's `kubectl port-forward &` outlived its failed script and kept the
+    output pipe open: the run waited for the whole timeout (18 min on kind)."""
+    text = "<!-- brokkr:exec timeout=60 -->\n```sh\nsleep 60 &\necho before; false\n```\n"
+    result = docexec.run(script(extract(text, "g.md"), "local", {}), tmp_path, os.environ)
+    assert result.returncode != 0 and "before" in result.output
+    assert "timed out" not in result.output
+    assert result.seconds < 30
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
