@@ -101,20 +101,45 @@ def test_kubeconfig_with_inline_client_certificate(tmp_path: Path):
     }
     access = from_kubeconfig(_kubeconfig(tmp_path, data))
     assert access.server == "https://127.0.0.1:6443"
-    assert isinstance(access.verify, str) and Path(access.verify).read_bytes() == b"CA"
-    assert access.cert is not None
-    assert Path(access.cert[1]).read_bytes() == b"KEY"
-    assert Path(access.cert[1]).stat().st_mode & 0o077 == 0
-    assert access.token() is None
+    assert access.config.user is not None
+    assert access.config.user.client_key_data == data["client-key-data"]
+    # "CA" is no certificate: the error names the kubeconfig instead of an ssl traceback.
+    with pytest.raises(KubeConfigError, match=r"kubeconfig .*config \(context local\)"):
+        access.http_client(5.0)
 
 
 def test_kubeconfig_with_token_and_a_missing_context(tmp_path: Path):
     access = from_kubeconfig(_kubeconfig(tmp_path, {"token": "t0k"}))
-    assert access.token() == "t0k"
+    assert access.config.user is not None and access.config.user.token == "t0k"
+    assert access.proxy is None
     broken = tmp_path / "broken"
     broken.write_text("current-context: nope\ncontexts: []\n")
     with pytest.raises(KubeConfigError, match="no context named 'nope'"):
         from_kubeconfig(broken)
+
+
+def test_kubeconfig_naming_a_missing_user_is_refused(tmp_path: Path):
+    path = _kubeconfig(tmp_path, {"token": "t0k"})
+    path.write_text(path.read_text().replace('"name": "u"', '"name": "someone-else"'))
+    with pytest.raises(KubeConfigError, match="names user 'u', which is not in users"):
+        from_kubeconfig(path)
+
+
+def test_exec_plugins_need_an_api_version_lightkube_speaks(tmp_path: Path):
+    plugin = {"command": "aws", "args": ["eks", "get-token"]}
+    v1 = {"exec": {**plugin, "apiVersion": "client.authentication.k8s.io/v1"}}
+    with pytest.raises(KubeConfigError, match=r"set the user's exec apiVersion to .*v1beta1"):
+        from_kubeconfig(_kubeconfig(tmp_path, v1))
+    v1beta1 = {"exec": {**plugin, "apiVersion": "client.authentication.k8s.io/v1beta1"}}
+    access = from_kubeconfig(_kubeconfig(tmp_path, v1beta1))
+    assert access.config.user is not None and access.config.user.exec is not None
+    assert access.config.user.exec.command == "aws"
+
+
+def test_auth_provider_users_are_refused_with_the_fix(tmp_path: Path):
+    user = {"auth-provider": {"name": "oidc", "config": {}}}
+    with pytest.raises(KubeConfigError, match="exec credential plugin instead"):
+        from_kubeconfig(_kubeconfig(tmp_path, user))
 
 
 def test_request_failures_are_described_in_one_line():

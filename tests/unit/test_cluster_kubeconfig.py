@@ -63,16 +63,26 @@ def test_exec_plugins_are_refused_with_the_fix(tmp_path) -> None:
                 "current-context": "x",
                 "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
                 "clusters": [{"name": "c", "cluster": {"server": "https://h"}}],
-                "users": [{"name": "u", "user": {"exec": {"command": "aws"}}}],
+                "users": [
+                    {
+                        "name": "u",
+                        "user": {
+                            "exec": {
+                                "apiVersion": "client.authentication.k8s.io/v1beta1",
+                                "command": "aws",
+                            }
+                        },
+                    }
+                ],
             }
         )
     )
-    with pytest.raises(ValueError, match="exec/auth-provider plugin"):
+    with pytest.raises(ValueError, match="from an exec plugin, which have nothing static"):
         kubeconfig.load(path)
 
 
 def test_missing_context_entry_is_named(tmp_path) -> None:
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump({"current-context": "nope", "contexts": []}))
-    with pytest.raises(ValueError, match="no entry named 'nope' in contexts"):
+    with pytest.raises(ValueError, match="no context named 'nope'"):
         kubeconfig.load(path)

@@ -10,7 +10,7 @@ import requests
 from brokkr import __version__
 
 
-def describe(exc: requests.RequestException) -> str:
+def describe(exc: Exception) -> str:
     """A one-line cause for a failed request ('[Errno 111] Connection refused', 'timed out')."""
     if isinstance(exc, requests.Timeout):
         return "timed out"

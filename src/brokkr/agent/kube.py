@@ -1,42 +1,41 @@
-"""A small Kubernetes API client: discovery, server-side apply, get, delete, list.
+"""The agent's Kubernetes calls on lightkube's transport: discovery, apply, get, delete, list.
 
-Built on `requests` rather than the official client to stay small. Every request
-has a bounded timeout; 429 and 5xx answers and connection failures are retried a
-few times with exponential backoff and jitter (honouring Retry-After), then raised
-as a *transient* KubeError so the caller can retry on its next cycle.
+Credentials, TLS, contexts, exec plugins and rotating tokens come from lightkube
+(`brokkr.kubeaccess`). What stays here is what the agent needs beyond it: lightkube's
+typed client wants a Python class per kind and has neither discovery of arbitrary
+groups nor metadata-only lists, while the agent applies whatever kinds the server
+serves and prunes by labels over all of them; and lightkube does not retry. So every
+call is a path on lightkube's HTTP client, with a bounded timeout; 429 and 5xx answers
+and connection failures are retried a few times with exponential backoff and jitter
+(honouring Retry-After), then raised as a *transient* KubeError so the caller can
+retry on its next cycle.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import os
 import random
-import tempfile
+import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import requests
-import urllib3
-import yaml
+import httpx2
+from lightkube.core.exceptions import ConfigError
 
 from brokkr.agent.broker_client import describe
 from brokkr.agent.manifests import FIELD_MANAGER, split_api_version
+from brokkr.kubeaccess import Access, KubeConfigError, from_kubeconfig, resolve
+
+__all__ = ["KubeClient", "KubeConfigError", "KubeError", "Resource", "from_kubeconfig", "resolve"]
 
 log = logging.getLogger(__name__)
 
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 _TRANSIENT_STATUS = {429, 500, 502, 503, 504}
 _METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
-
-
-class KubeConfigError(RuntimeError):
-    """No usable cluster credentials; the message says where we looked and what to set."""
 
 
 class KubeError(RuntimeError):
@@ -55,135 +54,6 @@ class KubeError(RuntimeError):
     @property
     def transient(self) -> bool:
         return self.status == 0 or self.status in _TRANSIENT_STATUS
-
-
-def _no_token() -> str | None:
-    return None
-
-
-@dataclass
-class ClusterAccess:
-    """Where the API server is and how to authenticate to it."""
-
-    server: str
-    verify: bool | str = True
-    cert: tuple[str, str] | None = None
-    token: Callable[[], str | None] = _no_token
-    source: str = ""
-
-
-def _fixed_token(value: str) -> Callable[[], str | None]:
-    return lambda: value
-
-
-def _token_file_reader(path: Path) -> Callable[[], str | None]:
-    # Projected service account tokens rotate; read the file at most once a minute.
-    cache: dict[str, Any] = {"at": 0.0, "token": None}
-
-    def read() -> str | None:
-        if time.monotonic() - cache["at"] > 60:
-            cache["token"] = path.read_text().strip()
-            cache["at"] = time.monotonic()
-        return cache["token"]
-
-    return read
-
-
-def in_cluster() -> ClusterAccess | None:
-    """The pod's service account access, or None outside a pod."""
-    host = os.environ.get("KUBERNETES_SERVICE_HOST")
-    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-    token = SERVICE_ACCOUNT_DIR / "token"
-    if not host or not token.exists():
-        return None
-    if ":" in host:
-        host = f"[{host}]"
-    return ClusterAccess(
-        server=f"https://{host}:{port}",
-        verify=str(SERVICE_ACCOUNT_DIR / "ca.crt"),
-        token=_token_file_reader(token),
-        source="in-cluster service account",
-    )
-
-
-def from_kubeconfig(path: Path) -> ClusterAccess:
-    """Access for the current context of a kubeconfig file (token, token file or client cert)."""
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise KubeConfigError(f"kubeconfig {path}: cannot read it: {exc}") from None
-
-    def named(section: str, name: str) -> dict[str, Any]:
-        for entry in config.get(section) or []:
-            if entry.get("name") == name:
-                return dict(entry.get(section[:-1]) or {})
-        raise KubeConfigError(f"kubeconfig {path}: no {section[:-1]} named {name!r}")
-
-    context_name = config.get("current-context")
-    if not context_name:
-        raise KubeConfigError(f"kubeconfig {path}: no current-context set")
-    context = named("contexts", context_name)
-    cluster = named("clusters", context.get("cluster", ""))
-    user = named("users", context.get("user", "")) if context.get("user") else {}
-    base = path.parent
-    private = Path(tempfile.mkdtemp(prefix="brokkr-agent-kube-"))
-
-    def file_or_data(key: str) -> str | None:
-        data = (
-            cluster.get(f"{key}-data")
-            if key == "certificate-authority"
-            else user.get(f"{key}-data")
-        )
-        if data:
-            target = private / key
-            target.write_bytes(base64.b64decode(data))
-            target.chmod(0o600)
-            return str(target)
-        value = cluster.get(key) if key == "certificate-authority" else user.get(key)
-        return str(base / value) if value else None
-
-    verify: bool | str = True
-    if cluster.get("insecure-skip-tls-verify"):
-        verify = False
-    ca = file_or_data("certificate-authority")
-    if ca:
-        verify = ca
-    cert_file, key_file = file_or_data("client-certificate"), file_or_data("client-key")
-    token: Callable[[], str | None] = _no_token
-    if user.get("token"):
-        token = _fixed_token(str(user["token"]))
-    elif user.get("tokenFile"):
-        token = _token_file_reader(base / user["tokenFile"])
-    server = cluster.get("server")
-    if not server:
-        raise KubeConfigError(
-            f"kubeconfig {path}: cluster of context {context_name!r} has no server"
-        )
-    return ClusterAccess(
-        server=str(server).rstrip("/"),
-        verify=verify,
-        cert=(cert_file, key_file) if cert_file and key_file else None,
-        token=token,
-        source=f"kubeconfig {path} (context {context_name})",
-    )
-
-
-def resolve_access(kubeconfig: str | None) -> ClusterAccess:
-    """BROKKR__AGENT__KUBECONFIG if set, else the in-cluster account, else $KUBECONFIG or ~/.kube/config."""
-    if kubeconfig:
-        return from_kubeconfig(Path(kubeconfig))
-    access = in_cluster()
-    if access:
-        return access
-    fallback = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or str(
-        Path.home() / ".kube/config"
-    )
-    if Path(fallback).exists():
-        return from_kubeconfig(Path(fallback))
-    raise KubeConfigError(
-        "no Kubernetes credentials: not running in a pod (no service account token) and no "
-        f"kubeconfig at {fallback}; set BROKKR__AGENT__KUBECONFIG to a kubeconfig file"
-    )
 
 
 @dataclass(frozen=True)
@@ -210,31 +80,25 @@ class Resource:
 
 
 class KubeClient:
-    """Thread-safe enough for one reconcile thread plus health probes (separate sessions)."""
+    """One HTTP client (thread-safe connection pool) for the reconcile thread and health probes."""
 
-    def __init__(self, access: ClusterAccess, timeout: float = 10.0, attempts: int = 3) -> None:
+    def __init__(self, access: Access, timeout: float = 10.0, attempts: int = 3) -> None:
         self.access = access
         self.timeout = timeout
         self.attempts = attempts
-        self._local = threading.local()
+        self._http = access.http_client(timeout)
         self._discovery: dict[str, list[Resource] | None] = {}
         self._lock = threading.Lock()
-        if access.verify is False:
-            # Said once here instead of a urllib3 warning on every request.
+        if access.config.cluster.insecure:
             log.warning(
                 "TLS verification of the Kubernetes API is off (insecure-skip-tls-verify in %s)",
                 access.source,
             )
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+    def close(self) -> None:
+        self._http.close()
 
     # --- transport -------------------------------------------------------------
-
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            self._local.session = session
-        return session
 
     def request(
         self,
@@ -247,12 +111,9 @@ class KubeClient:
         accept: str = "application/json",
         timeout: float | None = None,
         attempts: int | None = None,
-    ) -> requests.Response:
+    ) -> httpx2.Response:
         """One API call with retries for transient failures; raises KubeError on failure."""
         headers = {"Accept": accept}
-        token = self.access.token()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
@@ -260,31 +121,33 @@ class KubeClient:
         attempts = attempts or self.attempts
         for attempt in range(1, attempts + 1):
             try:
-                response = self._session().request(
+                response = self._http.request(
                     method,
-                    self.access.server + path,
+                    path,
                     params=params,
-                    data=data,
+                    content=data,
                     headers=headers,
                     timeout=timeout or self.timeout,
-                    # Per request: a session-level CA would lose to $REQUESTS_CA_BUNDLE.
-                    verify=self.access.verify,
-                    cert=self.access.cert,
                 )
-            except requests.exceptions.SSLError as exc:
-                raise KubeError(
-                    f"TLS verification of the Kubernetes API at {self.access.server} failed: "
-                    f"{describe(exc)}"
-                ) from None
-            except requests.RequestException as exc:
+            except httpx2.HTTPError as exc:
+                if isinstance(exc.__cause__ or exc.__context__, ssl.SSLError) or (
+                    "certificate verify failed" in str(exc)
+                ):
+                    raise KubeError(
+                        f"TLS verification of the Kubernetes API at {self.access.server} "
+                        f"failed: {describe(exc)}"
+                    ) from None
                 error = KubeError(
-                    f"{method} {path}: no answer from the Kubernetes API ({describe(exc)})"
+                    f"{method} {path}: no answer from the Kubernetes API ({_describe(exc)})"
                 )
                 retry_after = None
+            except ConfigError as exc:
+                # lightkube's credential step failed (exec plugin exited non-zero, token file gone).
+                raise KubeError(f"credentials from {self.access.source} failed: {exc}") from None
             else:
                 if response.status_code < 400:
                     return response
-                error = _api_error(method, path, response)
+                error = _api_error(response)
                 if not error.transient:
                     raise error
                 retry_after = response.headers.get("Retry-After")
@@ -422,8 +285,12 @@ class KubeClient:
             params["continue"] = token
 
 
-def _api_error(method: str, path: str, response: requests.Response) -> KubeError:
-    reason, message = response.reason or "", response.text[:500]
+def _describe(exc: Exception) -> str:
+    return "timed out" if isinstance(exc, httpx2.TimeoutException) else describe(exc)
+
+
+def _api_error(response: httpx2.Response) -> KubeError:
+    reason, message = response.reason_phrase or "", response.text[:500]
     try:
         status = response.json()
         reason = status.get("reason") or reason

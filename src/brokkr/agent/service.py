@@ -14,7 +14,7 @@ from typing import Any
 from brokkr.agent import manifests
 from brokkr.agent.broker_client import BrokerClient, BrokerError, BrokerTlsError
 from brokkr.agent.health import Readiness, serve
-from brokkr.agent.kube import KubeClient, KubeConfigError, KubeError, resolve_access
+from brokkr.agent.kube import KubeClient, KubeConfigError, KubeError, resolve
 from brokkr.agent.reconcile import SUCCESS, Abandoned, Reconciler
 from brokkr.agent.settings import Settings
 from brokkr.agent.state import AgentState
@@ -88,12 +88,12 @@ class Agent:
 
     def run(self) -> int:
         try:
-            access = resolve_access(self.settings.kubeconfig)
+            access = resolve(self.settings.kubeconfig)
+            kube = KubeClient(access, timeout=self.settings.request_timeout)
         except KubeConfigError as exc:
             log.error("%s", exc)
             return EXIT_STARTUP
         log.info("Kubernetes API %s via %s", access.server, access.source)
-        kube = KubeClient(access, timeout=self.settings.request_timeout)
         readiness = Readiness(kube, self.state)
         try:
             server = serve(

@@ -1,20 +1,24 @@
-"""A minimal Kubernetes API client on `requests`, enough for cluster automation
-and tests: JSON CRUD, polling, and credentials from a kubeconfig."""
+"""A path-based adapter on lightkube's HTTP client, for cluster automation and tests.
+
+lightkube (via `brokkr.kubeaccess`, shared with the agent) reads the kubeconfig and
+sets up TLS, credentials (tokens, client certificates, exec plugins) and the proxy.
+Tests and automation speak in API paths and JSON (`api.get("/api/v1/nodes")`), which
+reads like the API reference and works for any kind without a Python class per
+kind; this adapter keeps that small surface, raising ApiError for refusals and
+KubeUnreachable (an OSError, so polling treats it as "not yet") for no answer.
+"""
 
 from __future__ import annotations
 
-import atexit
-import json
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import requests
+import httpx2
+from lightkube.core.exceptions import ConfigError
 
+from brokkr import kubeaccess
 from brokkr_dev import localnet
-from brokkr_dev.cluster.kubeconfig import Credentials, load
 
 T = TypeVar("T")
 
@@ -28,49 +32,59 @@ class ApiError(RuntimeError):
         super().__init__(f"{method} {path} -> HTTP {status}: {body[:500]}")
 
 
+class KubeUnreachable(ConnectionError):
+    """No answer from the API server (refused, timed out, TLS or credential failure)."""
+
+
 class KubeClient:
     """JSON requests against one API server with one identity."""
 
-    def __init__(self, credentials: Credentials, timeout: float = 15.0) -> None:
-        self.server = credentials.server
+    def __init__(self, access: kubeaccess.Access, timeout: float = 15.0) -> None:
+        self.access = access
+        self.server = access.server
         self.timeout = timeout
-        self._files = Path(tempfile.mkdtemp(prefix="brokkr-kube-"))
-        atexit.register(shutil.rmtree, self._files, ignore_errors=True)
-        self.session = requests.Session()
-        # Ignore proxy and CA-bundle environment variables: they would route requests
-        # to a local API server through an HTTP proxy, or override its CA (requests
-        # lets REQUESTS_CA_BUNDLE win over session.verify).
-        self.session.trust_env = False
-        ca = self._files / "ca.crt"
-        ca.write_bytes(credentials.ca_pem)
-        self.session.verify = str(ca)
-        if credentials.cert_pem and credentials.key_pem:
-            cert, key = self._files / "client.crt", self._files / "client.key"
-            key.touch(mode=0o600)
-            key.write_bytes(credentials.key_pem)
-            cert.write_bytes(credentials.cert_pem)
-            self.session.cert = (str(cert), str(key))
-        if credentials.token:
-            self.session.headers["Authorization"] = f"Bearer {credentials.token}"
+        # trust_env off: proxy and CA-bundle environment variables must not send requests
+        # for a local API server through an HTTP proxy or replace its CA. A kubeconfig's
+        # own proxy-url still applies.
+        self._http = access.http_client(timeout, trust_env=False)
 
     @classmethod
-    def from_kubeconfig(cls, path: Path, timeout: float = 15.0) -> KubeClient:
-        return cls(load(path), timeout=timeout)
+    def from_kubeconfig(
+        cls, path: Path, timeout: float = 15.0, context: str | None = None
+    ) -> KubeClient:
+        try:
+            return cls(kubeaccess.from_kubeconfig(Path(path), context), timeout=timeout)
+        except kubeaccess.KubeConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     def with_token(self, token: str) -> KubeClient:
         """A client for the same server that authenticates with a bearer token only."""
-        ca = Path(str(self.session.verify)).read_bytes()
-        return KubeClient(Credentials(self.server, ca, token=token), timeout=self.timeout)
+        return KubeClient(self.access.with_token(token), timeout=self.timeout)
 
-    def request(self, method: str, path: str, body: Any = None, **params: Any) -> requests.Response:
+    def request(self, method: str, path: str, body: Any = None, **params: Any) -> httpx2.Response:
         """Send a request and return the response whatever its status."""
-        return self.session.request(
-            method, self.server + path, json=body, params=params or None, timeout=self.timeout
-        )
+        return self._send(method, path, body, params, "application/json")
+
+    def _send(
+        self, method: str, path: str, body: Any, params: dict[str, Any], content_type: str
+    ) -> httpx2.Response:
+        try:
+            return self._http.request(
+                method,
+                path,
+                json=body,
+                params=params or None,
+                headers={"Content-Type": content_type} if body is not None else None,
+            )
+        except (httpx2.HTTPError, ConfigError) as exc:
+            raise KubeUnreachable(f"{method} {self.server}{path}: {exc}") from exc
 
     def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
         """Send a request and return its JSON body; raise ApiError unless it succeeded."""
-        response = self.request(method, path, body, **params)
+        return self._checked(method, path, self.request(method, path, body, **params))
+
+    @staticmethod
+    def _checked(method: str, path: str, response: httpx2.Response) -> Any:
         if response.status_code >= 400:
             raise ApiError(method, path, response.status_code, response.text)
         return response.json() if response.content else None
@@ -83,15 +97,8 @@ class KubeClient:
 
     def patch(self, path: str, body: Any) -> Any:
         """A JSON merge patch (RFC 7386): the fields given replace those stored."""
-        response = self.session.patch(
-            self.server + path,
-            data=json.dumps(body),
-            headers={"Content-Type": "application/merge-patch+json"},
-            timeout=self.timeout,
-        )
-        if response.status_code >= 400:
-            raise ApiError("PATCH", path, response.status_code, response.text)
-        return response.json()
+        response = self._send("PATCH", path, body, {}, "application/merge-patch+json")
+        return self._checked("PATCH", path, response)
 
     def delete(self, path: str, **params: Any) -> Any:
         return self.call("DELETE", path, **params)
@@ -100,20 +107,18 @@ class KubeClient:
         response = self.request("GET", path)
         if response.status_code == 404:
             return False
-        if response.status_code >= 400:
-            raise ApiError("GET", path, response.status_code, response.text)
+        self._checked("GET", path, response)
         return True
 
     def healthy(self) -> bool:
         """True when /readyz answers 200."""
         try:
             return self.request("GET", "/readyz").status_code == 200
-        except requests.RequestException:
+        except KubeUnreachable:
             return False
 
     def close(self) -> None:
-        self.session.close()
-        shutil.rmtree(self._files, ignore_errors=True)
+        self._http.close()
 
 
 def wait_for(

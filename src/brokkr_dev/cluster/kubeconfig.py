@@ -1,13 +1,18 @@
-"""Writing and reading kubeconfig files (client-certificate and token users)."""
+"""Writing kubeconfig files (client-certificate and token users) for the clusters we start.
+
+Reading one is lightkube's job (`brokkr.kubeaccess`); `load` only turns its view of a
+kubeconfig back into the static credentials `render` writes."""
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
+from lightkube.config.models import User
+
+from brokkr import kubeaccess
 
 
 @dataclass(frozen=True)
@@ -61,51 +66,34 @@ def write(path: Path, text: str) -> None:
 
 
 def load(path: Path) -> Credentials:
-    """The current context's server and credentials, with a clear error for what is
-    unsupported (exec plugins, auth providers) or missing."""
+    """The current context's server and static credentials, as lightkube reads them
+    (`brokkr.kubeaccess`), to derive other kubeconfigs from (a token user on the same
+    server, a dead server with the same CA). An exec plugin's credentials are not static,
+    so such a kubeconfig is refused with the fix."""
     try:
-        document: Any = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"kubeconfig {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"kubeconfig {path} is not valid YAML: {exc}") from exc
-    if not isinstance(document, dict):
-        raise ValueError(f"kubeconfig {path} is not a mapping")
-    try:
-        current = document["current-context"]
-        context = _named(document, "contexts", current, path)["context"]
-        cluster = _named(document, "clusters", context["cluster"], path)["cluster"]
-        user = _named(document, "users", context["user"], path).get("user") or {}
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"kubeconfig {path} lacks {exc} in its current context") from exc
-    if "exec" in user or "auth-provider" in user:
+        config = kubeaccess.from_kubeconfig(path).config
+    except kubeaccess.KubeConfigError as exc:
+        raise ValueError(str(exc)) from None
+    user = config.user or User()
+    if user.exec:
         raise ValueError(
-            f"kubeconfig {path} uses an exec/auth-provider plugin, which these tools do not "
-            "run; give a kubeconfig with a client certificate or a token"
+            f"kubeconfig {path} gets its credentials from an exec plugin, which have nothing "
+            "static to copy; give a kubeconfig with a client certificate or a token"
         )
+    cluster = config.cluster
+
+    def data_or_file(data: str | None, file: str | None) -> bytes | None:
+        if data:
+            return base64.b64decode(data)
+        return Path(config.abs_file(file)).read_bytes() if file else None
+
     return Credentials(
-        server=str(cluster["server"]).rstrip("/"),
-        ca_pem=_data_or_file(cluster, "certificate-authority", path) or b"",
-        cert_pem=_data_or_file(user, "client-certificate", path),
-        key_pem=_data_or_file(user, "client-key", path),
-        token=user.get("token"),
+        server=str(cluster.server).rstrip("/"),
+        ca_pem=data_or_file(cluster.certificate_auth_data, cluster.certificate_auth) or b"",
+        cert_pem=data_or_file(user.client_cert_data, user.client_cert),
+        key_pem=data_or_file(user.client_key_data, user.client_key),
+        token=user.token,
     )
-
-
-def _named(document: dict[str, Any], section: str, name: str, path: Path) -> dict[str, Any]:
-    for entry in document.get(section) or []:
-        if entry.get("name") == name:
-            return entry
-    raise ValueError(f"kubeconfig {path}: no entry named {name!r} in {section}")
-
-
-def _data_or_file(section: dict[str, Any], field: str, path: Path) -> bytes | None:
-    if section.get(f"{field}-data"):
-        return base64.b64decode(section[f"{field}-data"])
-    if section.get(field):
-        file = Path(section[field])
-        return (file if file.is_absolute() else path.parent / file).read_bytes()
-    return None
 
 
 def _b64(data: bytes) -> str:
