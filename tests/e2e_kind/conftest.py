@@ -263,6 +263,11 @@ def agent_values(kind_images: KindImages, pak: str) -> dict[str, Any]:
     }
 
 
+def helm_wait(namespace: str = NAMESPACE) -> list[str]:
+    """helm arguments for a release in `namespace` that waits until it is Ready."""
+    return ["--namespace", namespace, "--wait", "--timeout", f"{READY_TIMEOUT}s"]
+
+
 def write_values(directory: Path, name: str, values: dict[str, Any]) -> Path:
     path = directory / f"{name}.yaml"
     path.write_text(json.dumps(values))  # JSON is YAML
@@ -344,7 +349,7 @@ def brokkr(
     if cluster.api.exists(f"/api/v1/namespaces/{NAMESPACE}"):
         remove_namespace(cluster, NAMESPACE)  # left over from an interrupted run
     restricted_namespace(cluster, NAMESPACE)
-    wait = ["--namespace", NAMESPACE, "--wait", "--timeout", f"{READY_TIMEOUT}s"]
+    wait = helm_wait()
     started = time.monotonic()
     cluster.helm(
         "install",

@@ -43,6 +43,7 @@ from tests.e2e_kind.conftest import (
     Cluster,
     KindImages,
     PortForward,
+    helm_wait,
     ready,
     remove_namespace,
     restricted_namespace,
@@ -163,10 +164,6 @@ class State:
     upgraded: bool = False
 
 
-def helm_wait() -> list[str]:
-    return ["--namespace", NAMESPACE, "--wait", "--timeout", f"{READY_TIMEOUT}s"]
-
-
 @pytest.fixture(scope="module")
 def installed(
     cluster: Cluster,
@@ -184,7 +181,7 @@ def installed(
     try:
         cluster.helm(
             "install", BROKER_RELEASE, previous_release.chart("brokkr-broker"), *version,
-            *helm_wait(), "--values",
+            *helm_wait(NAMESPACE), "--values",
             write_values(work, "broker-old", broker_values(
                 previous_release.images["brokkr-broker"], kind_images)),
         )  # fmt: skip
@@ -203,7 +200,7 @@ def installed(
             admin.target(idle_id, stack)
         cluster.helm(
             "install", AGENT_RELEASE, previous_release.chart("brokkr-agent"), *version,
-            *helm_wait(), "--values",
+            *helm_wait(NAMESPACE), "--values",
             write_values(work, "agent-old", agent_values(
                 previous_release.images["brokkr-agent"], agent_pak)),
         )  # fmt: skip
@@ -384,9 +381,9 @@ def test_upgrade_from_the_previous_release_keeps_data_pak_and_reconciling(
     state.rows = table_rows(cluster)
     beat_before = heartbeat(cluster, state.admin_pak, state.agent_id)
     upgrade = [
-        ["upgrade", BROKER_RELEASE, str(BROKER_CHART), *helm_wait(), "--values",
+        ["upgrade", BROKER_RELEASE, str(BROKER_CHART), *helm_wait(NAMESPACE), "--values",
          str(write_values(state.work, "broker-new", broker_values(kind_images.broker, kind_images)))],
-        ["upgrade", AGENT_RELEASE, str(AGENT_CHART), *helm_wait(), "--values",
+        ["upgrade", AGENT_RELEASE, str(AGENT_CHART), *helm_wait(NAMESPACE), "--values",
          str(write_values(state.work, "agent-new", agent_values(kind_images.agent, state.agent_pak)))],
     ]  # fmt: skip
     seen, seconds = helm_change(state, kind_images, upgrade, "upgrade")
@@ -421,8 +418,8 @@ def test_rollback_brings_the_previous_release_back_with_its_data(
     assert state.upgraded, "the upgrade test must run first (same module, in order)"
     rows = table_rows(cluster)
     rollback = [
-        ["rollback", BROKER_RELEASE, "1", *helm_wait()],
-        ["rollback", AGENT_RELEASE, "1", *helm_wait()],
+        ["rollback", BROKER_RELEASE, "1", *helm_wait(NAMESPACE)],
+        ["rollback", AGENT_RELEASE, "1", *helm_wait(NAMESPACE)],
     ]
     seen, seconds = helm_change(state, kind_images, rollback, "rollback")
     e2e_kind.record("rollback_s", seconds)
