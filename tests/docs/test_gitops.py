@@ -55,17 +55,27 @@ def application_crd() -> Path:
     return Path(info["Dir"]) / "manifests" / "crds" / "application-crd.yaml"
 
 
-def test_argo_cd_applications_pass_a_server_side_dry_run(application_crd: Path, k8s_cluster):
+@pytest.fixture(scope="module")
+def argo_cd_crd(application_crd: Path, k8s_cluster) -> None:
+    """Argo CD's Application CRD, installed and Established, and its namespace."""
+    k8s_cluster.kubectl("apply", "--server-side", "-f", str(application_crd))
+
+    def established() -> bool:
+        # Polled and read here: `kubectl wait` and jsonpath filters both error out
+        # while the new CRD's status.conditions is still null.
+        crd = json.loads(
+            k8s_cluster.kubectl("get", "crd/applications.argoproj.io", "-o", "json").stdout
+        )
+        conditions = crd.get("status", {}).get("conditions") or []
+        return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+    k8s_cluster.wait_for(established, "the Application CRD to be Established")
+    k8s_cluster.kubectl("create", "namespace", "argocd", check=False)
+
+
+def test_argo_cd_applications_pass_a_server_side_dry_run(argo_cd_crd, k8s_cluster):
     applications = guide_objects("Application")
     assert {a["metadata"]["name"] for a in applications} == {"brokkr-broker", "brokkr-agent"}
-    k8s_cluster.kubectl("apply", "--server-side", "-f", str(application_crd))
-    k8s_cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/applications.argoproj.io",
-    )
-    k8s_cluster.kubectl("create", "namespace", "argocd", check=False)
     for application in applications:
         done = subprocess.run(
             [
@@ -87,10 +97,8 @@ def test_argo_cd_applications_pass_a_server_side_dry_run(application_crd: Path, 
         assert "serverside-applied (server dry run)" in done.stdout
 
 
-def test_a_broken_application_is_refused_by_the_same_dry_run(application_crd: Path, k8s_cluster):
+def test_a_broken_application_is_refused_by_the_same_dry_run(argo_cd_crd, k8s_cluster):
     """The check can fail: a typo'd field is rejected by the CRD's schema."""
-    k8s_cluster.kubectl("apply", "--server-side", "-f", str(application_crd))
-    k8s_cluster.kubectl("create", "namespace", "argocd", check=False)
     broken = guide_objects("Application")[0]
     broken["spec"]["source"]["targetRevison"] = "0.1.0"
     done = subprocess.run(
