@@ -15,6 +15,10 @@ class BrokerCallError(RuntimeError):
     """The broker answered an admin call with an error status; the message has its body."""
 
 
+class BrokerUnavailable(BrokerCallError):
+    """503: the broker runs but cannot serve now (database away, draining); retry later."""
+
+
 class BrokerAdmin:
     """The broker API as the admin: set up generators, agents, stacks and targets."""
 
@@ -28,9 +32,8 @@ class BrokerAdmin:
             method, self.api + path, json=body, params=params or None, timeout=10
         )
         if response.status_code >= 400:
-            raise BrokerCallError(
-                f"broker: {method} {path}: {response.status_code} {response.text}"
-            )
+            error = BrokerUnavailable if response.status_code == 503 else BrokerCallError
+            raise error(f"broker: {method} {path}: {response.status_code} {response.text}")
         return response.json() if response.content else None
 
     def generator(self, name: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from brokkr_dev.broker_admin import BrokerUnavailable
 from brokkr_dev.containers import podman
 from brokkr_dev.localnet import wait_for as poll
 from tests.e2e_kind.conftest import (
@@ -92,9 +93,16 @@ def test_bundled_postgresql_keeps_its_data_on_a_bound_pvc_across_a_restart(brokk
         )
 
     poll(restarted, 180, "a new, Ready PostgreSQL pod")
-    # The broker reconnects (its readiness probe checks the database) and still knows it.
+    # The broker reconnects by itself and still knows the agent. Its pod may never
+    # have looked unready (a short outage can fall between two kubelet probes), so
+    # the API says when it is back: 503 "retry later" until then.
     poll(lambda: ready(cluster.pods(NAMESPACE, selector("broker"))[0]), 120, "the broker Ready")
-    agent = poll(lambda: brokkr.admin.get_agent(marker), 60, "the broker to answer again")
+    agent = poll(
+        lambda: brokkr.admin.get_agent(marker),
+        60,
+        "the broker to answer again",
+        not_yet=(BrokerUnavailable,),
+    )
     assert agent["id"] == marker
 
 
