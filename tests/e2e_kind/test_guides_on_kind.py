@@ -1,8 +1,9 @@
-"""Operator guides on real pods: the quick start's `on=kind` blocks, word for word,
-and the image-pull failure the troubleshooting guide describes.
+"""Operator guides on real pods: the quick start and the raw-manifests guide, word
+for word, and the image-pull failure the troubleshooting guide describes.
 
-The quick start installs both charts with their defaults; `kind_images` loaded the
-session's images under the charts' default references, so nothing is pulled.
+Both guides install the charts' defaults (the raw manifests are `helm template` of
+them); `kind_images` loaded the session's images under the charts' default
+references, so nothing is pulled.
 """
 
 from __future__ import annotations
@@ -13,13 +14,26 @@ from pathlib import Path
 import pytest
 
 from brokkr_dev import charts, e2e_kind, paths
+from brokkr_dev.release import manifests
 from brokkr_dev.localnet import free_port
 from brokkr_dev.localnet import wait_for as poll
 from tests.docs.guiderun import guide_env, run_guide
 from tests.e2e_kind.conftest import AGENT_CHART, Cluster, KindImages, remove_namespace
 
 pytestmark = pytest.mark.kind
-QUICK_START = paths.REPO_ROOT / "docs" / "operators" / "quick-start.md"
+GUIDES = paths.REPO_ROOT / "docs" / "operators"
+
+
+def run_on_kind(
+    cluster: Cluster, guide: str, values: dict[str, str], namespace: str, tmp_path: Path
+) -> float:
+    """Run `guide`'s kind blocks; its namespace goes even when the guide fails."""
+    env = guide_env(tmp_path, str(cluster.kind.kubeconfig))
+    try:
+        return run_guide(GUIDES / guide, "kind", values, tmp_path, env)
+    finally:
+        if cluster.api.exists(f"/api/v1/namespaces/{namespace}"):
+            remove_namespace(cluster, namespace)
 
 
 def test_quick_start_runs_word_for_word_on_kind(
@@ -31,13 +45,31 @@ def test_quick_start_runs_word_for_word_on_kind(
         "BROKKR_NAMESPACE": namespace,
         "BROKKR_LOCAL_PORT": str(free_port()),
     }
-    env = guide_env(tmp_path, str(cluster.kind.kubeconfig))
-    try:
-        seconds = run_guide(QUICK_START, "kind", values, tmp_path, env)
-    finally:
-        if cluster.api.exists(f"/api/v1/namespaces/{namespace}"):
-            remove_namespace(cluster, namespace)
+    seconds = run_on_kind(cluster, "quick-start.md", values, namespace, tmp_path)
     e2e_kind.record("quick_start_guide_s", seconds)
+
+
+def test_raw_manifests_run_word_for_word_on_kind(
+    cluster: Cluster, kind_images: KindImages, tmp_path: Path
+):
+    """The release's install.yaml files, applied with kubectl as the guide says."""
+    assets = tmp_path / "release-assets"
+    manifests.write_install_manifests(charts.CHARTS_DIR, assets)
+    values = {"BROKKR_RELEASE_URL": assets.as_uri(), "BROKKR_LOCAL_PORT": str(free_port())}
+    # The guide's names are fixed: namespace `brokkr`, ClusterRole(Binding)s named
+    # after the release. Cluster-scoped leftovers of a failed run would block the next.
+    try:
+        seconds = run_on_kind(cluster, "raw-manifests.md", values, "brokkr", tmp_path)
+    finally:
+        for kind in ("clusterrolebindings", "clusterroles"):
+            cluster.kubectl(
+                "delete",
+                kind,
+                "-l",
+                "app.kubernetes.io/instance=brokkr-agent",
+                "--ignore-not-found",
+            )
+    e2e_kind.record("raw_manifests_guide_s", seconds)
 
 
 def test_an_image_that_cannot_be_pulled_fails_as_troubleshooting_describes(
