@@ -21,7 +21,6 @@ import pytest
 
 from brokkr_dev import docexec, localstack, paths
 from brokkr_dev.cluster.api import KubeClient
-from brokkr_dev.release import manifests
 from tests.docs.guiderun import guide_env, run_guide
 
 GUIDES = paths.REPO_ROOT / "docs" / "operators"
@@ -60,17 +59,9 @@ def local_brokkr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         localstack.down(lambda _line: None, where)
 
 
-@pytest.fixture(scope="session")
-def release_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The install.yaml assets a release attaches, rendered here, as a file:// URL."""
-    directory = tmp_path_factory.mktemp("release-assets")
-    manifests.write_install_manifests(paths.REPO_ROOT / "charts", directory)
-    return directory.as_uri()
-
-
 @pytest.mark.parametrize("guide", guides_for("local", exclude=("air-gapped.md",)), ids=str)
 def test_guide_commands_run_on_the_local_stack(
-    guide: Path, local_brokkr: dict[str, Any], release_url: str, tmp_path: Path
+    guide: Path, local_brokkr: dict[str, Any], tmp_path: Path
 ):
     stem = re.sub(r"[^a-z0-9]+", "-", guide.stem.lower())[:30]
     namespace = f"docs-{stem}-{secrets.token_hex(3)}"
@@ -80,7 +71,6 @@ def test_guide_commands_run_on_the_local_stack(
         "BROKKR_AGENT_URL": local_brokkr["agent_health"].removesuffix("/health"),
         "BROKKR_CHARTS": str(paths.REPO_ROOT / "charts"),
         "BROKKR_NAMESPACE": namespace,
-        "BROKKR_RELEASE_URL": release_url,
     }
     try:
         run_guide(guide, "local", values, tmp_path, guide_env(tmp_path, local_brokkr["kubeconfig"]))

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from brokkr_dev import charts, e2e_kind, paths
-from brokkr_dev.release import manifests
 from brokkr_dev.localnet import free_port
 from brokkr_dev.localnet import wait_for as poll
+from brokkr_dev.release import manifests
 from tests.docs.guiderun import guide_env, run_guide
 from tests.e2e_kind.conftest import AGENT_CHART, Cluster, KindImages, remove_namespace
 
