@@ -406,7 +406,7 @@ def _go_build_in_module(tool: Tool, go: str, env: dict[str, str], ldflags: str, 
     """
     module = f"{tool.go_module}@{tool.go_version or tool.version}"
     log(f"{tool.name} {tool.version}: go build in a copy of {module} (first time only)")
-    source = Path(_go_output([go, "mod", "download", "-json", module], tool, env, "Dir"))
+    source = module_dir(tool, go, env)
     scratch = cache_root(tool) / "src"
     if scratch.exists():
         shutil.rmtree(scratch)
@@ -418,8 +418,20 @@ def _go_build_in_module(tool: Tool, go: str, env: dict[str, str], ldflags: str, 
     if edits:
         _run([go, "mod", "edit", *edits], tool, cwd=scratch, env=env)
     output = str(cache_root(tool) / "bin" / tool.binary)
-    _run([go, "build", "-trimpath", "-ldflags", ldflags, "-o", output, "."], tool, cwd=scratch, env=env)
+    build = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", output, "."]
+    _run(build, tool, cwd=scratch, env=env)
     shutil.rmtree(scratch)
+
+
+def module_dir(tool: Tool, go: str | None = None, env: dict[str, str] | None = None) -> Path:
+    """The pinned module's files in the Go module cache, downloaded through the module
+    proxy the first time (read-only; e.g. the CRDs a controller ships)."""
+    go = go or shutil.which("go")
+    if go is None or not tool.go_module:
+        raise ToolError(f"{tool.name}: needs Go and a go_module to find its module's files")
+    module = f"{tool.go_module}@{tool.go_version or tool.version}"
+    download = [go, "mod", "download", "-json", module]
+    return Path(_go_output(download, tool, dict(env or os.environ), "Dir"))
 
 
 def _local_replaces(tool: Tool, go: str, env: dict[str, str], module_dir: Path) -> list[str]:

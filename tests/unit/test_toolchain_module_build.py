@@ -74,7 +74,12 @@ def proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     assert GO, "this test needs the Go toolchain (https://go.dev/dl)"
     root = tmp_path / "proxy"
     # As the real proxy serves it: the nested ./api module is not in the zip.
-    publish(root, "example.test/ctl", "v1.0.0", {"go.mod": CONTROLLER_GO_MOD, "main.go": CONTROLLER_MAIN})
+    publish(
+        root,
+        "example.test/ctl",
+        "v1.0.0",
+        {"go.mod": CONTROLLER_GO_MOD, "main.go": CONTROLLER_MAIN},
+    )
     publish(root, "example.test/ctl/api", "v1.0.0", library("example.test/ctl/api", "api-1.0.0"))
     publish(root, "example.test/dep", "v1.0.0", library("example.test/dep", "dep-1.0.0"))
     # example.test/dep v1.0.1, which the go.mod requires, is not served at all.
