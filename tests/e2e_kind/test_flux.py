@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import datetime
-import re
+import functools
 import subprocess
 import time
 from collections.abc import Iterator
@@ -35,7 +35,7 @@ import pytest
 import requests
 import yaml
 
-from brokkr_dev import e2e_kind, paths, toolchain
+from brokkr_dev import docexec, e2e_kind, paths, toolchain
 from brokkr_dev.localnet import free_port
 from brokkr_dev.localnet import wait_for as poll
 from tests.e2e_kind.conftest import (
@@ -54,7 +54,6 @@ pytestmark = pytest.mark.kind
 
 NAMESPACE = "brokkr-flux"
 GUIDE = paths.REPO_ROOT / "docs" / "operators" / "gitops.md"
-_YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.MULTILINE | re.DOTALL)
 SOURCE_API = "/apis/source.toolkit.fluxcd.io/v1"
 HELM_API = "/apis/helm.toolkit.fluxcd.io/v2"
 SOURCES = f"{SOURCE_API}/namespaces/{NAMESPACE}/ocirepositories"
@@ -65,9 +64,7 @@ START_TIMEOUT = 60
 
 def guide_flux_objects() -> list[dict[str, Any]]:
     """The guide's OCIRepositories and HelmReleases, as written there."""
-    blocks = _YAML_BLOCK.findall(GUIDE.read_text())
-    documents = [d for block in blocks for d in yaml.safe_load_all(block) if d]
-    return [d for d in documents if d["kind"] in ("OCIRepository", "HelmRelease")]
+    return docexec.yaml_objects(GUIDE, "OCIRepository", "HelmRelease")
 
 
 def guide_broker_objects() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -190,7 +187,7 @@ def flux(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         cluster.kubectl("apply", "--server-side", "-f", crd)
     for crd in crds:
         name = yaml.safe_load(crd.read_text())["metadata"]["name"]
-        poll(lambda name=name: established(cluster, name), 60, f"CRD {name} to be Established")
+        poll(functools.partial(established, cluster, name), 60, f"CRD {name} Established")
     if cluster.api.exists(f"/api/v1/namespaces/{NAMESPACE}"):
         remove_namespace(cluster, NAMESPACE)  # left over from an interrupted run
     restricted_namespace(cluster, NAMESPACE)
