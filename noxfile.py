@@ -309,5 +309,6 @@ def e2e_kind(session: nox.Session) -> None:
     """
     install(session)
     invoke(session, "system.install", "--features", "base,containers")
-    tools(session, "helm", "kind", "kubernetes-node")
+    # Flux's controllers for tests/e2e_kind/test_flux.py: built before the tests start.
+    tools(session, "helm", "kind", "kubernetes-node", "source-controller", "helm-controller")
     invoke(session, "e2e.kind", "--pytest-args", " ".join(session.posargs))

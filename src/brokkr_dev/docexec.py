@@ -31,12 +31,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 ENVIRONMENTS = ("local", "kind")
 DEFAULT_TIMEOUT = 120
 SHELLS = ("sh", "bash")
 _MARKER = re.compile(r"^\s*<!--\s*brokkr:(?P<kind>[a-z-]+)(?P<options>[^>]*?)\s*-->\s*$")
 _FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})\s*(?P<info>.*)$")
+_YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.MULTILINE | re.DOTALL)
 _EXPORT = re.compile(r"^export\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)$")
 
 
@@ -215,3 +219,11 @@ def run(plan: Script, cwd: Path, env: Mapping[str, str]) -> Result:
 def guide_blocks(path: Path, root: Path) -> list[Block]:
     """The marked blocks of a guide file, named relative to `root` in errors."""
     return extract(path.read_text(encoding="utf-8"), str(path.relative_to(root)))
+
+
+def yaml_objects(path: Path, *kinds: str) -> list[dict[str, Any]]:
+    """The objects of the given kinds in a guide's ```yaml blocks, in order (the
+    examples a test applies or validates as the guide shows them)."""
+    blocks = _YAML_BLOCK.findall(path.read_text(encoding="utf-8"))
+    documents = [d for block in blocks for d in yaml.safe_load_all(block) if d]
+    return [d for d in documents if d.get("kind") in kinds]

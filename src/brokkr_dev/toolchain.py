@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import platform
 import re
@@ -22,6 +23,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from brokkr_dev import paths
 
@@ -60,6 +62,12 @@ class Tool:
     # Extra environment for the Go build (e.g. GOEXPERIMENT), as tools.toml `go_env`.
     go_env: dict[str, str] = field(default_factory=dict)
     go_dir: str | None = None  # a wrapper module in the repo, built with `go build`
+    # Build go_module with `go build` inside a writable copy of the module itself, for
+    # modules whose go.mod has replace directives (`go install mod@version` refuses them).
+    go_build_in_module: bool = False
+    # With go_build_in_module: extra `replace` directives for that copy, old -> new@version
+    # (a dependency version the module proxy refuses, swapped for a served one).
+    go_replace: dict[str, str] = field(default_factory=dict)
     # With go_dir: the main packages to build there (default "."). Each one yields a
     # binary named after its last path element; all of them share the tool's version.
     go_packages: tuple[str, ...] = ()
@@ -139,6 +147,8 @@ def load_manifest(path: Path = paths.TOOLS_MANIFEST) -> dict[str, Tool]:
                 go_ldflags=entry.get("go_ldflags", ""),
                 go_env=_string_table(entry.get("go_env", {}), f"[{name}] go_env"),
                 go_dir=entry.get("go_dir"),
+                go_build_in_module=bool(entry.get("go_build_in_module", False)),
+                go_replace=_string_table(entry.get("go_replace", {}), f"[{name}] go_replace"),
                 go_packages=tuple(entry.get("go_packages", ())),
                 pip_package=entry.get("pip_package"),
                 pip_venv=entry.get("pip_venv"),
@@ -192,6 +202,8 @@ def probe_version(tool: Tool, binary: Path) -> str | None:
     """
     if tool.pip_venv:
         return _venv_version(tool, binary)
+    if not tool.version_args:
+        return _cache_version(tool, binary)
     try:
         result = subprocess.run(
             [str(binary), *tool.version_args],
@@ -207,6 +219,15 @@ def probe_version(tool: Tool, binary: Path) -> str | None:
         match = re.search(tool.version_pattern, output)
         return normalise_version(match.group(1)) if match else None
     return normalise_version(output)
+
+
+def _cache_version(tool: Tool, binary: Path) -> str | None:
+    """The version of a program that prints none (Flux's controllers): only the
+    installer's own build counts, and its cache directory is named after the version."""
+    built = cache_root(tool) / "bin" / tool.binary
+    if binary.exists() and built.exists() and binary.resolve() == built.resolve():
+        return normalise_version(tool.version)
+    return None
 
 
 def _venv_version(tool: Tool, binary: Path) -> str | None:
@@ -364,6 +385,8 @@ def _go_install(tool: Tool, go: str, log: Log) -> Path:
             output = str(target / tool.binary)
             command = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", output, "."]
         _run(command, tool, cwd=source, env=env)
+    elif tool.go_build_in_module:
+        _go_build_in_module(tool, go, env, ldflags, log)
     else:
         module = f"{tool.go_module}@{tool.go_version or tool.version}"
         log(f"{tool.name} {tool.version}: go install {module} (first time only)")
@@ -372,6 +395,62 @@ def _go_install(tool: Tool, go: str, log: Log) -> Path:
         if built.name != tool.binary and built.exists():
             built.rename(target / tool.binary)
     return target / tool.binary
+
+
+def _go_build_in_module(tool: Tool, go: str, env: dict[str, str], ldflags: str, log: Log) -> None:
+    """`go build` the module's main package inside a scratch copy of the module.
+
+    Replaces by local path point at nested modules (e.g. `./api`), which the module
+    proxy's zip leaves out: they are dropped, so those requirements resolve from the
+    proxy at the version the go.mod requires. Then go_replace is applied.
+    """
+    module = f"{tool.go_module}@{tool.go_version or tool.version}"
+    log(f"{tool.name} {tool.version}: go build in a copy of {module} (first time only)")
+    source = module_dir(tool, go, env)
+    scratch = cache_root(tool) / "src"
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    shutil.copytree(source, scratch)
+    for path in [scratch, *scratch.rglob("*")]:  # the module cache is read-only
+        path.chmod(path.stat().st_mode | 0o200)
+    edits = [f"-dropreplace={old}" for old in _local_replaces(tool, go, env, scratch)]
+    edits += [f"-replace={old}={new}" for old, new in tool.go_replace.items()]
+    if edits:
+        _run([go, "mod", "edit", *edits], tool, cwd=scratch, env=env)
+    output = str(cache_root(tool) / "bin" / tool.binary)
+    build = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", output, "."]
+    _run(build, tool, cwd=scratch, env=env)
+    shutil.rmtree(scratch)
+
+
+def module_dir(tool: Tool, go: str | None = None, env: dict[str, str] | None = None) -> Path:
+    """The pinned module's files in the Go module cache, downloaded through the module
+    proxy the first time (read-only; e.g. the CRDs a controller ships)."""
+    go = go or shutil.which("go")
+    if go is None or not tool.go_module:
+        raise ToolError(f"{tool.name}: needs Go and a go_module to find its module's files")
+    module = f"{tool.go_module}@{tool.go_version or tool.version}"
+    download = [go, "mod", "download", "-json", module]
+    return Path(_go_output(download, tool, dict(env or os.environ), "Dir"))
+
+
+def _local_replaces(tool: Tool, go: str, env: dict[str, str], module_dir: Path) -> list[str]:
+    replaces = _go_output([go, "mod", "edit", "-json"], tool, env, "Replace", cwd=module_dir) or []
+    return [r["Old"]["Path"] for r in replaces if r["New"]["Path"].startswith(("./", "../"))]
+
+
+def _go_output(
+    command: list[str], tool: Tool, env: dict[str, str], key: str, cwd: Path | None = None
+) -> Any:
+    """One field of a go command's -json output (None when the field is absent)."""
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, check=False)
+    if done.returncode == 0:
+        try:
+            return json.loads(done.stdout).get(key)
+        except json.JSONDecodeError:
+            pass
+    tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
+    raise ToolError(f"{tool.name}: `{' '.join(command)}` failed:\n{tail}")
 
 
 def _pip_install(tool: Tool, log: Log) -> Path:

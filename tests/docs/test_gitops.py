@@ -8,7 +8,6 @@ server-side dry run, with the CRD's real OpenAPI schema.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,23 +15,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from brokkr_dev import paths
+from brokkr_dev import docexec, paths
 
 pytestmark = [pytest.mark.k8s, pytest.mark.charts, pytest.mark.slow]
 # The newest Argo CD release whose go.mod the pinned Go toolchain accepts.
 ARGOCD_MODULE = "github.com/argoproj/argo-cd/v3@v3.5.7"
 GUIDE = paths.REPO_ROOT / "docs" / "operators" / "gitops.md"
-_YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
 def guide_objects(kind: str) -> list[dict]:
-    documents = [
-        d
-        for block in _YAML_BLOCK.findall(GUIDE.read_text())
-        for d in yaml.safe_load_all(block)
-        if d
-    ]
-    return [d for d in documents if d.get("kind") == kind]
+    return docexec.yaml_objects(GUIDE, kind)
 
 
 @pytest.fixture(scope="module")

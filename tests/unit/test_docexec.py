@@ -171,3 +171,14 @@ def test_a_failure_inside_a_shell_function_still_names_the_block(tmp_path: Path)
     result = docexec.run(script(extract(text, "g.md"), "local", {}), tmp_path, os.environ)
     assert result.returncode != 0 and "not reached" not in result.output
     assert "docexec: failed in g.md:2" in result.output
+
+
+def test_yaml_objects_reads_every_document_of_the_yaml_blocks_by_kind(tmp_path: Path):
+    guide = tmp_path / "guide.md"
+    guide.write_text(
+        "Text.\n\n```yaml\nkind: A\nmetadata: {name: one}\n---\nkind: B\n---\n```\n\n"
+        "```sh\nkind: A\n```\n\n```yaml\nkind: A\nmetadata: {name: two}\n```\n"
+    )
+    found = docexec.yaml_objects(guide, "A")
+    assert [d["metadata"]["name"] for d in found] == ["one", "two"]  # not the sh block
+    assert [d["kind"] for d in docexec.yaml_objects(guide, "A", "B")] == ["A", "B", "A"]
