@@ -16,6 +16,7 @@ import requests
 import yaml
 
 from brokkr_dev import paths
+from brokkr_dev.cluster.process import stop_child
 from brokkr_dev.localnet import free_port, wait_for
 
 
@@ -77,13 +78,8 @@ class Prometheus:
         return jobs
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        if self.process:
+            stop_child(self.process, timeout=15)
         self.session.close()
 
 

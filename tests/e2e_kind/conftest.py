@@ -30,6 +30,7 @@ import yaml
 
 from brokkr_dev import charts, e2e_kind, postgres_image, toolchain
 from brokkr_dev.broker_admin import BrokerAdmin
+from brokkr_dev.cluster.process import stop_child
 from brokkr_dev.containers import podman
 from brokkr_dev.localnet import free_port
 from brokkr_dev.localnet import wait_for as poll
@@ -304,16 +305,14 @@ class PortForward:
         return f"http://127.0.0.1:{self.local}"
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_child(self.process, timeout=10)
 
 
 def restricted_namespace(cluster: Cluster, name: str) -> None:
-    """A namespace where PodSecurity admission enforces the restricted profile."""
+    """A new namespace where PodSecurity admission enforces the restricted profile
+    (one left over from an interrupted run is removed first)."""
+    if cluster.api.exists(f"/api/v1/namespaces/{name}"):
+        remove_namespace(cluster, name)
     cluster.api.create(
         "/api/v1/namespaces",
         {
@@ -346,8 +345,6 @@ def brokkr(
 ) -> Iterator[Brokkr]:
     """Install both charts into a restricted namespace and wait until every pod is Ready."""
     work = tmp_path_factory.mktemp("e2e-kind")
-    if cluster.api.exists(f"/api/v1/namespaces/{NAMESPACE}"):
-        remove_namespace(cluster, NAMESPACE)  # left over from an interrupted run
     restricted_namespace(cluster, NAMESPACE)
     wait = helm_wait()
     started = time.monotonic()

@@ -36,6 +36,7 @@ import requests
 import yaml
 
 from brokkr_dev import docexec, e2e_kind, paths, toolchain
+from brokkr_dev.cluster.process import stop_child
 from brokkr_dev.localnet import free_port
 from brokkr_dev.localnet import wait_for as poll
 from tests.e2e_kind.conftest import (
@@ -129,12 +130,7 @@ class Controller:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_child(self.process, timeout=15)
 
 
 @dataclass
@@ -188,8 +184,6 @@ def flux(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     for crd in crds:
         name = yaml.safe_load(crd.read_text())["metadata"]["name"]
         poll(functools.partial(established, cluster, name), 60, f"CRD {name} Established")
-    if cluster.api.exists(f"/api/v1/namespaces/{NAMESPACE}"):
-        remove_namespace(cluster, NAMESPACE)  # left over from an interrupted run
     restricted_namespace(cluster, NAMESPACE)
     registry = LocalRegistry(tmp_path_factory.mktemp("flux-registry"))
     state = Flux(cluster, registry, work, [])

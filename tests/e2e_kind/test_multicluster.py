@@ -120,9 +120,7 @@ def fleet(
     """The broker (NodePort) and one agent in each cluster, both ACTIVE and Ready."""
     work = tmp_path_factory.mktemp("multicluster")
     for each in (cluster, second):
-        if each.api.exists(f"/api/v1/namespaces/{NAMESPACE}"):
-            remove_namespace(each, NAMESPACE)  # left over from an interrupted run
-    restricted_namespace(cluster, NAMESPACE)
+        restricted_namespace(each, NAMESPACE)
     values = broker_values(kind_images) | {"service": {"type": "NodePort", "port": 3000}}
     helm_install(cluster, HUB, BROKER_CHART, values, work)
     forward = PortForward(cluster, NAMESPACE, BROKER, 3000)
@@ -143,7 +141,6 @@ def fleet(
         external["agent"] |= {"name": "west", "clusterName": "cluster-two"}
         started = time.monotonic()
         helm_install(cluster, "east", AGENT_CHART, local, work)
-        restricted_namespace(second, NAMESPACE)
         helm_install(second, "west", AGENT_CHART, external, work)
         e2e_kind.record("multicluster_agents_install_to_ready_s", time.monotonic() - started)
         yield Fleet(admin, here, there)

@@ -44,8 +44,6 @@ def two_brokers(
     cluster: Cluster, kind_images: KindImages, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     """The broker chart with 2 replicas and the chart's default shutdown delay."""
-    if cluster.api.exists(f"/api/v1/namespaces/{NAMESPACE}"):
-        remove_namespace(cluster, NAMESPACE)
     restricted_namespace(cluster, NAMESPACE)
     values = {**broker_values(kind_images), "replicaCount": 2}
     work = tmp_path_factory.mktemp("rollout")

@@ -173,8 +173,6 @@ def installed(
 ) -> Iterator[State]:
     """N-1 from oci:// with data in it: both releases, an applied stack, an idle agent."""
     work = tmp_path_factory.mktemp("upgrade")
-    if cluster.api.exists(f"/api/v1/namespaces/{NAMESPACE}"):
-        remove_namespace(cluster, NAMESPACE)
     restricted_namespace(cluster, NAMESPACE)
     version = ["--version", previous_release.version, "--plain-http"]
     target_ns = f"upgraded-{secrets.token_hex(3)}"

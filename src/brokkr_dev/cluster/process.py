@@ -16,6 +16,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 STOP_TIMEOUT = 20.0
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -107,6 +108,19 @@ def stop(record: ProcessRecord, pid_dir: Path, timeout: float = STOP_TIMEOUT) ->
                 time.sleep(0.05)
     (pid_dir / f"{record.name}.json").unlink(missing_ok=True)
     return was_running
+
+
+def stop_child(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
+    """Stop a child process we hold a Popen for: SIGTERM, SIGKILL after `timeout`,
+    and reap it (a no-op when it has already exited)."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def _terminate_with_parent() -> None:
