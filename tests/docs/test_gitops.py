@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from brokkr_dev import docexec, paths
+from brokkr_dev.cluster.api import crd_established
 
 pytestmark = [pytest.mark.k8s, pytest.mark.charts, pytest.mark.slow]
 # The newest Argo CD release whose go.mod the pinned Go toolchain accepts.
@@ -51,17 +52,10 @@ def application_crd() -> Path:
 def argo_cd_crd(application_crd: Path, k8s_cluster) -> None:
     """Argo CD's Application CRD, installed and Established, and its namespace."""
     k8s_cluster.kubectl("apply", "--server-side", "-f", str(application_crd))
-
-    def established() -> bool:
-        # Polled and read here: `kubectl wait` and jsonpath filters both error out
-        # while the new CRD's status.conditions is still null.
-        crd = json.loads(
-            k8s_cluster.kubectl("get", "crd/applications.argoproj.io", "-o", "json").stdout
-        )
-        conditions = crd.get("status", {}).get("conditions") or []
-        return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
-
-    k8s_cluster.wait_for(established, "the Application CRD to be Established")
+    k8s_cluster.wait_for(
+        lambda: crd_established(k8s_cluster.client, "applications.argoproj.io"),
+        "the Application CRD to be Established",
+    )
     k8s_cluster.kubectl("create", "namespace", "argocd", check=False)
 
 

@@ -36,6 +36,7 @@ import requests
 import yaml
 
 from brokkr_dev import docexec, e2e_kind, paths, toolchain
+from brokkr_dev.cluster.api import crd_established
 from brokkr_dev.cluster.process import stop_child
 from brokkr_dev.localnet import free_port
 from brokkr_dev.localnet import wait_for as poll
@@ -183,7 +184,7 @@ def flux(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         cluster.kubectl("apply", "--server-side", "-f", crd)
     for crd in crds:
         name = yaml.safe_load(crd.read_text())["metadata"]["name"]
-        poll(functools.partial(established, cluster, name), 60, f"CRD {name} Established")
+        poll(functools.partial(crd_established, cluster.api, name), 60, f"CRD {name} Established")
     restricted_namespace(cluster, NAMESPACE)
     registry = LocalRegistry(tmp_path_factory.mktemp("flux-registry"))
     state = Flux(cluster, registry, work, [])
@@ -219,11 +220,6 @@ def flux(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         remove_namespace(cluster, NAMESPACE)
         for crd in crds:
             cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", crd, check=False)
-
-
-def established(cluster: Cluster, crd: str) -> bool:
-    found = cluster.api.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}")
-    return condition(found, "Established").get("status") == "True"
 
 
 def remove_flux_objects(cluster: Cluster) -> None:

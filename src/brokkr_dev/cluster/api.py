@@ -121,6 +121,14 @@ class KubeClient:
         self._http.close()
 
 
+def crd_established(client: KubeClient, name: str) -> bool:
+    """Whether CustomResourceDefinition `name` is Established. Read from the object:
+    `kubectl wait` errors out, instead of waiting, while a new CRD's conditions are null."""
+    crd = client.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
 def wait_for(
     condition: Callable[[], T | None],
     timeout: float,
