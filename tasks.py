@@ -19,30 +19,29 @@ from invoke.collection import Collection
 from invoke.exceptions import Exit
 from invoke.tasks import task as invoke_task
 
-from brokkr_dev import (
-    agentbench,
+from brokkr_dev import clusters as cluster
+from brokkr_dev.base import paths, system, toolchain
+from brokkr_dev.bench import agent as agentbench
+from brokkr_dev.bench import broker as bench
+from brokkr_dev.bench import cluster as cluster_benchmark
+from brokkr_dev.bench import rebuild as rebuildbench
+from brokkr_dev.charts import crdschemas
+from brokkr_dev.charts import lint as charts
+from brokkr_dev.clusters import e2e_kind, pin
+from brokkr_dev.containers import (
     baseimages,
-    bench,
-    charts,
-    cluster,
-    containers,
-    crdschemas,
-    e2e_kind,
     engine,
     images,
-    localstack,
-    monitoring,
-    paths,
     podman_storage,
-    postgres,
     postgres_image,
-    rebuildbench,
-    system,
-    toolchain,
 )
-from brokkr_dev.broker_admin import BrokerCallError
-from brokkr_dev.cluster import bench as cluster_benchmark
-from brokkr_dev.cluster import pin
+from brokkr_dev.containers import (
+    podman as containers,
+)
+from brokkr_dev.local import postgres
+from brokkr_dev.local import stack as localstack
+from brokkr_dev.local.broker_admin import BrokerCallError
+from brokkr_dev.monitoring import rules as monitoring
 from brokkr_dev.release import ReleaseError
 from brokkr_dev.release import manifests as release_manifests_module
 from brokkr_dev.release import run as release

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from brokkr_dev import charts
+from brokkr_dev.charts import lint as charts
 
 BROKER = charts.Chart(charts.CHARTS_DIR / "brokkr-broker")
 AGENT = charts.Chart(charts.CHARTS_DIR / "brokkr-agent")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from brokkr_dev import charts
+from brokkr_dev.charts import lint as charts
 from tests.charts.render import AGENT, AGENT_REQUIRED, agent, env, merge, render_error
 
 pytestmark = pytest.mark.charts

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from brokkr_dev import charts
+from brokkr_dev.charts import lint as charts
 from tests.charts.render import BROKER, env, render, render_error
 
 pytestmark = pytest.mark.charts

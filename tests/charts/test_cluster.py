@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from brokkr_dev import charts
+from brokkr_dev.charts import lint as charts
 from tests.charts.render import AGENT, BROKER
 
 pytestmark = [pytest.mark.charts, pytest.mark.k8s, pytest.mark.slow]

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from brokkr_dev import charts
+from brokkr_dev.charts import lint as charts
 from tests.charts.render import AGENT, BROKER
 
 pytestmark = pytest.mark.charts

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from brokkr_dev import paths
+from brokkr_dev.base import paths
 from brokkr_dev.release import ReleaseError, manifests
 
 pytestmark = [pytest.mark.charts]

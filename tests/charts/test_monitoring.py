@@ -7,7 +7,9 @@ import json
 import pytest
 import yaml
 
-from brokkr_dev import charts, dashboards, monitoring
+from brokkr_dev.charts import lint as charts
+from brokkr_dev.monitoring import dashboards
+from brokkr_dev.monitoring import rules as monitoring
 from tests.charts.render import AGENT, AGENT_REQUIRED, BROKER, render
 
 pytestmark = pytest.mark.charts

@@ -9,7 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from brokkr_dev import docexec, paths
+from brokkr_dev.base import paths
+from tests.fixtures import docexec
 
 
 def guide_env(workdir: Path, kubeconfig: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev import paths
+from brokkr_dev.base import paths
 from brokkr_dev.release.registry import Registry
 from tests.docs.guiderun import guide_env, run_guide
 from tests.docs.test_guides import GUIDES

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from brokkr_dev import docexec, paths
-from brokkr_dev.cluster.api import crd_established
+from brokkr_dev.base import paths
+from brokkr_dev.clusters.api import crd_established
+from tests.fixtures import docexec
 
 pytestmark = [pytest.mark.k8s, pytest.mark.charts, pytest.mark.slow]
 # The newest Argo CD release whose go.mod the pinned Go toolchain accepts.

@@ -19,9 +19,11 @@ from typing import Any
 
 import pytest
 
-from brokkr_dev import docexec, localstack, paths
-from brokkr_dev.cluster.api import KubeClient
+from brokkr_dev.base import paths
+from brokkr_dev.clusters.api import KubeClient
+from brokkr_dev.local import stack as localstack
 from tests.docs.guiderun import guide_env, run_guide
+from tests.fixtures import docexec
 
 GUIDES = paths.REPO_ROOT / "docs" / "operators"
 pytestmark = [pytest.mark.postgres, pytest.mark.k8s, pytest.mark.charts, pytest.mark.slow]

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from brokkr_dev.broker_admin import BrokerAdmin
-from brokkr_dev.cluster import kubeconfig
-from brokkr_dev.localnet import free_port
-from brokkr_dev.localnet import wait_for as poll
+from brokkr_dev.base.localnet import free_port
+from brokkr_dev.base.localnet import wait_for as poll
+from brokkr_dev.clusters import kubeconfig
+from brokkr_dev.local.broker_admin import BrokerAdmin
 from tests.fixtures.agent import AgentProcess, BrokerProcess
 from tests.integration.test_tls import issue, make_ca
 

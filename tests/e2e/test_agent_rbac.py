@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from brokkr_dev.cluster import kubeconfig
-from brokkr_dev.localnet import wait_for as poll
+from brokkr_dev.base.localnet import wait_for as poll
+from brokkr_dev.clusters import kubeconfig
 from tests.charts.render import Manifests, agent
 from tests.e2e.test_agent import (  # noqa: F401  # module fixtures of the agent e2e tests
     Setup,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from brokkr_dev import localstack
-from brokkr_dev.cluster import get_provider
-from brokkr_dev.cluster import process as proc
-from brokkr_dev.cluster.api import KubeClient
+from brokkr_dev.base import process as proc
+from brokkr_dev.clusters import get_provider
+from brokkr_dev.clusters.api import KubeClient
+from brokkr_dev.local import stack as localstack
 
 pytestmark = [pytest.mark.postgres, pytest.mark.k8s, pytest.mark.slow]
 

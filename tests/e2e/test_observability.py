@@ -20,10 +20,13 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from brokkr_dev import dashboards, localstack, monitoring, panelrender, prometheus
-from brokkr_dev.broker_admin import BrokerAdmin
-from brokkr_dev.cluster import process as proc
-from brokkr_dev.localnet import wait_for
+from brokkr_dev.base import process as proc
+from brokkr_dev.base.localnet import wait_for
+from brokkr_dev.local import stack as localstack
+from brokkr_dev.local.broker_admin import BrokerAdmin
+from brokkr_dev.monitoring import dashboards, prometheus
+from brokkr_dev.monitoring import rules as monitoring
+from tests.fixtures import panelrender
 
 pytestmark = [pytest.mark.postgres, pytest.mark.k8s, pytest.mark.slow]
 

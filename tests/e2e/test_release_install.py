@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from brokkr_dev import paths
+from brokkr_dev.base import paths
 from brokkr_dev.release.registry import Registry
 from tests.fixtures.release import run
 

@@ -28,12 +28,15 @@ from typing import Any
 import pytest
 import yaml
 
-from brokkr_dev import charts, e2e_kind, postgres_image, toolchain
-from brokkr_dev.broker_admin import BrokerAdmin
-from brokkr_dev.cluster.process import stop_child
-from brokkr_dev.containers import podman
-from brokkr_dev.localnet import free_port
-from brokkr_dev.localnet import wait_for as poll
+from brokkr_dev.base import toolchain
+from brokkr_dev.base.localnet import free_port
+from brokkr_dev.base.localnet import wait_for as poll
+from brokkr_dev.base.process import stop_child
+from brokkr_dev.charts import lint as charts
+from brokkr_dev.clusters import e2e_kind
+from brokkr_dev.containers import postgres_image
+from brokkr_dev.containers.podman import podman
+from brokkr_dev.local.broker_admin import BrokerAdmin
 from tests.fixtures.kind import KindCluster
 
 BROKER_CHART = charts.CHARTS_DIR / "brokkr-broker"

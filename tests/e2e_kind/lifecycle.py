@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from brokkr_dev.localnet import wait_for as poll
+from brokkr_dev.base.localnet import wait_for as poll
 from tests.e2e_kind.conftest import Cluster, restricted_spec
 
 # Pacing between requests (load shape, not synchronisation): about 15 requests/s.

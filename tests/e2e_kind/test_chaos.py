@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from brokkr.agent.manifests import OBJECT_ANNOTATION, STACK_LABEL
-from brokkr_dev import e2e_kind
-from brokkr_dev.broker_admin import BrokerUnavailable
-from brokkr_dev.localnet import wait_for as poll
+from brokkr_dev.base.localnet import wait_for as poll
+from brokkr_dev.clusters import e2e_kind
+from brokkr_dev.local.broker_admin import BrokerUnavailable
 from tests.e2e_kind.conftest import (
     AGENT_RELEASE,
     NAMESPACE,

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from brokkr_dev.broker_admin import BrokerUnavailable
-from brokkr_dev.containers import podman
-from brokkr_dev.localnet import wait_for as poll
+from brokkr_dev.base.localnet import wait_for as poll
+from brokkr_dev.containers.podman import podman
+from brokkr_dev.local.broker_admin import BrokerUnavailable
 from tests.e2e_kind.conftest import (
     AGENT_NAME,
     AGENT_RELEASE,

@@ -35,11 +35,12 @@ import pytest
 import requests
 import yaml
 
-from brokkr_dev import docexec, e2e_kind, paths, toolchain
-from brokkr_dev.cluster.api import crd_established
-from brokkr_dev.cluster.process import stop_child
-from brokkr_dev.localnet import free_port
-from brokkr_dev.localnet import wait_for as poll
+from brokkr_dev.base import paths, toolchain
+from brokkr_dev.base.localnet import free_port
+from brokkr_dev.base.localnet import wait_for as poll
+from brokkr_dev.base.process import stop_child
+from brokkr_dev.clusters import e2e_kind
+from brokkr_dev.clusters.api import crd_established
 from tests.e2e_kind.conftest import (
     BROKER_CHART,
     READY_TIMEOUT,
@@ -50,6 +51,7 @@ from tests.e2e_kind.conftest import (
     remove_namespace,
     restricted_namespace,
 )
+from tests.fixtures import docexec
 from tests.fixtures.registry import LocalRegistry
 
 pytestmark = pytest.mark.kind

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev import charts, e2e_kind, paths
-from brokkr_dev.localnet import free_port
-from brokkr_dev.localnet import wait_for as poll
+from brokkr_dev.base import paths
+from brokkr_dev.base.localnet import free_port
+from brokkr_dev.base.localnet import wait_for as poll
+from brokkr_dev.charts import lint as charts
+from brokkr_dev.clusters import e2e_kind
 from brokkr_dev.release import manifests
 from tests.docs.guiderun import guide_env, run_guide
 from tests.e2e_kind.conftest import AGENT_CHART, Cluster, KindImages, remove_namespace

@@ -20,11 +20,10 @@ from typing import Any
 
 import pytest
 
-from brokkr_dev import e2e_kind
-from brokkr_dev.broker_admin import BrokerAdmin
-from brokkr_dev.cluster import KindProvider
-from brokkr_dev.cluster.api import KubeClient
-from brokkr_dev.localnet import wait_for as poll
+from brokkr_dev.base.localnet import wait_for as poll
+from brokkr_dev.clusters import KindProvider, e2e_kind
+from brokkr_dev.clusters.api import KubeClient
+from brokkr_dev.local.broker_admin import BrokerAdmin
 from tests.e2e_kind.conftest import (
     AGENT_CHART,
     BROKER_CHART,

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from brokkr_dev import e2e_kind
-from brokkr_dev.localnet import wait_for as poll
+from brokkr_dev.base.localnet import wait_for as poll
+from brokkr_dev.clusters import e2e_kind
 from tests.e2e_kind.conftest import (
     BROKER_CHART,
     READY_TIMEOUT,

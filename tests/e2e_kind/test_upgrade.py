@@ -1,6 +1,6 @@
 """Upgrade from the previous release and roll back, on real pods (issue 13, parts 1-2).
 
-The release pipeline publishes N-1 (brokkr_dev.release.previous: the highest earlier
+The release pipeline publishes N-1 (tests.fixtures.previous_release: the highest earlier
 stable tag, else the working tree stamped one minor below) into a local OCI registry
 for the node's platform. The kind node cannot pull from it, so N-1's images are pulled
 from the registry into podman and loaded into the node, as tests/e2e_kind loads the
@@ -32,10 +32,10 @@ from typing import Any
 import pytest
 import requests
 
-from brokkr_dev import containers, e2e_kind
-from brokkr_dev.broker_admin import BrokerAdmin
-from brokkr_dev.localnet import wait_for as poll
-from brokkr_dev.release.previous import PreviousRelease, publish
+from brokkr_dev.base.localnet import wait_for as poll
+from brokkr_dev.clusters import e2e_kind
+from brokkr_dev.containers import podman as containers
+from brokkr_dev.local.broker_admin import BrokerAdmin
 from tests.e2e_kind.conftest import (
     AGENT_CHART,
     BROKER_CHART,
@@ -51,6 +51,7 @@ from tests.e2e_kind.conftest import (
 )
 from tests.e2e_kind.lifecycle import Observed, Poller
 from tests.fixtures.kind import KindCluster
+from tests.fixtures.previous_release import PreviousRelease, publish
 from tests.fixtures.registry import LocalRegistry
 
 pytestmark = pytest.mark.kind

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from brokkr_dev import images
-from brokkr_dev.containers import podman
+from brokkr_dev.containers import images
+from brokkr_dev.containers.podman import podman
 from tests.fixtures.images import BuiltImages, inspect, podman_run
 
 pytestmark = [pytest.mark.images, pytest.mark.slow]

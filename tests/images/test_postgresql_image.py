@@ -12,9 +12,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from brokkr_dev import images, postgres_image
-from brokkr_dev.localnet import free_port
-from brokkr_dev.localnet import wait_for as poll
+from brokkr_dev.base.localnet import free_port
+from brokkr_dev.base.localnet import wait_for as poll
+from brokkr_dev.containers import images, postgres_image
 from tests.fixtures.images import Containers, inspect
 
 pytestmark = [pytest.mark.images, pytest.mark.slow]

@@ -16,9 +16,9 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from brokkr_dev import images
-from brokkr_dev.localnet import free_port
-from brokkr_dev.localnet import wait_for as poll
+from brokkr_dev.base.localnet import free_port
+from brokkr_dev.base.localnet import wait_for as poll
+from brokkr_dev.containers import images
 from tests.fixtures.images import BuiltImages, Containers, http_get, podman_run
 
 pytestmark = [pytest.mark.images, pytest.mark.slow]

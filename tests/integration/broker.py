@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from brokkr.broker import bootstrap, pak
 from brokkr.broker.app import create_app
 from brokkr.broker.settings import Settings, load_settings
-from brokkr_dev.localnet import free_port
+from brokkr_dev.base.localnet import free_port
 
 
 def settings_for(database_url: str, admin_hash: str, **broker: Any) -> Settings:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from brokkr_dev.broker_admin import BrokerAdmin
+from brokkr_dev.local.broker_admin import BrokerAdmin
 from tests.fixtures.agent import BrokerProcess
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -16,7 +16,7 @@ from brokkr.broker.errors import ApiError
 from brokkr.broker.heartbeats import HeartbeatWriter
 from brokkr.broker.settings import DatabaseSettings
 from brokkr.broker.targetstate import TargetStateReader
-from brokkr_dev.localnet import free_port
+from brokkr_dev.base.localnet import free_port
 from tests.integration.broker import in_process
 
 

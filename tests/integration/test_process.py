@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from brokkr.broker import pak
-from brokkr_dev.postgres import PostgresServer, remove, temporary_server
+from brokkr_dev.local.postgres import PostgresServer, remove, temporary_server
 from tests.integration.broker import BrokerProcess
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -22,8 +22,8 @@ import yaml
 
 from brokkr.agent.kube import KubeClient as AgentKube
 from brokkr.agent.kube import KubeError, from_kubeconfig
-from brokkr_dev.cluster.api import KubeClient, KubeUnreachable
-from brokkr_dev.localnet import free_port
+from brokkr_dev.base.localnet import free_port
+from brokkr_dev.clusters.api import KubeClient, KubeUnreachable
 from tests.fixtures.kube import KubeCluster
 from tests.k8s.test_security import service_account_token
 

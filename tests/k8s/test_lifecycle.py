@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev.cluster import LocalProvider, ports, process
-from brokkr_dev.cluster.api import KubeClient
+from brokkr_dev.base import process
+from brokkr_dev.clusters import LocalProvider, ports
+from brokkr_dev.clusters.api import KubeClient
 from tests.k8s.conftest import configmap
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev import toolchain
+from brokkr_dev.base import toolchain
 from tests.fixtures.kube import KubeCluster
 from tests.k8s.conftest import condition
 

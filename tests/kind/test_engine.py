@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev import toolchain
-from brokkr_dev.engine import EngineLayout, daemon, host
+from brokkr_dev.base import toolchain
+from brokkr_dev.containers.engine import EngineLayout, daemon, host
 
 pytestmark = pytest.mark.kind
 

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from brokkr_dev import baseimages, toolchain
+from brokkr_dev.base import toolchain
+from brokkr_dev.containers import baseimages
 from tests.fixtures.kind import KindCluster
 
 pytestmark = pytest.mark.kind

@@ -13,7 +13,7 @@ import sys
 import pytest
 import requests
 
-from brokkr_dev import paths
+from brokkr_dev.base import paths
 from brokkr_dev.release import ReleaseError
 from brokkr_dev.release.registry import Registry
 from tests.fixtures.http import GITHUB_TOKEN

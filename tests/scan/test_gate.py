@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev import charts, localnet, paths
-from brokkr_dev.scan import gate, govulns, images
+from brokkr_dev.base import localnet, paths
+from brokkr_dev.charts import lint as charts
+from brokkr_dev.scan import gate, govulns
+from brokkr_dev.scan import image_scan as images
 from brokkr_dev.scan.model import Status
 from brokkr_dev.scan.policy import Mode, judge, load_policy
 

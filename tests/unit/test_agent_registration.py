@@ -8,7 +8,7 @@ import pytest
 
 from brokkr.agent.registration import main, problems
 from brokkr.agent.settings import AgentSettings
-from brokkr_dev.localnet import free_port
+from brokkr_dev.base.localnet import free_port
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 SETTINGS = AgentSettings(

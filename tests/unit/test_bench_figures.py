@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev import benchresults, procstat
+from brokkr_dev.base import procstat
+from brokkr_dev.bench import results as benchresults
 
 # A real line from Linux (proc(5) layout); the command name holds a space and ")".
 STAT = (

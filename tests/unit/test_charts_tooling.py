@@ -1,4 +1,4 @@
-"""Unit tests of the chart generators and checks in brokkr_dev.charts (no helm needed)."""
+"""Unit tests of the chart generators and checks in brokkr_dev.charts.lint (no helm needed)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from brokkr_dev import charts
+from brokkr_dev.charts import lint as charts
 
 VALUES = """\
 # header comment, not a description

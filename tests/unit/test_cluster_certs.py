@@ -8,7 +8,7 @@ import stat
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from brokkr_dev.cluster import certs
+from brokkr_dev.clusters import certs
 
 
 def load(path) -> x509.Certificate:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from brokkr_dev.cluster import flags
-from brokkr_dev.cluster.certs import Pki
-from brokkr_dev.cluster.layout import ClusterDir
+from brokkr_dev.clusters import flags
+from brokkr_dev.clusters.certs import Pki
+from brokkr_dev.clusters.layout import ClusterDir
 
 PORTS = {
     "etcd_client": 41001,

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from brokkr_dev.cluster import ClusterError, KindProvider
-from brokkr_dev.cluster.kind import kind_config, ready_workload
-from brokkr_dev.nodeimage import build, recipe
+from brokkr_dev.clusters import ClusterError, KindProvider
+from brokkr_dev.clusters.kind import kind_config, ready_workload
+from brokkr_dev.containers.nodeimage import build, recipe
 
 PINS = {
     "kubernetes-node": "v1.36.3",

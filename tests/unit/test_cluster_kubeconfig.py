@@ -7,8 +7,8 @@ import stat
 import pytest
 import yaml
 
-from brokkr_dev.cluster import kubeconfig
-from brokkr_dev.cluster.kubeconfig import Credentials
+from brokkr_dev.clusters import kubeconfig
+from brokkr_dev.clusters.kubeconfig import Credentials
 
 CREDS = Credentials("https://127.0.0.1:40001", b"CA-PEM", b"CERT-PEM", b"KEY-PEM")
 

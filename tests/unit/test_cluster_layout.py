@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from brokkr_dev.cluster import ClusterError, LocalProvider, get_provider
-from brokkr_dev.cluster.layout import ClusterDir
+from brokkr_dev.clusters import ClusterError, LocalProvider, get_provider
+from brokkr_dev.clusters.layout import ClusterDir
 
 
 @pytest.mark.parametrize("name", ["dev", "test-1", "a", "pytest-12345"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from brokkr_dev import paths, toolchain
-from brokkr_dev.cluster import pin
+from brokkr_dev.base import paths, toolchain
+from brokkr_dev.clusters import pin
 
 UPSTREAM = """module k8s.io/kubernetes
 

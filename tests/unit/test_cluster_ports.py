@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from brokkr_dev.cluster import ports
+from brokkr_dev.clusters import ports
 
 
 def test_allocate_gives_distinct_ports_that_can_be_bound() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-from brokkr_dev.cluster import process
-from brokkr_dev.cluster.api import wait_for
+from brokkr_dev.base import process
+from brokkr_dev.clusters.api import wait_for
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 

@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from brokkr_dev import containers
+from brokkr_dev.containers import podman as containers
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The executed-docs extractor and runner (brokkr_dev.docexec)."""
+"""The executed-docs extractor and runner (tests.fixtures.docexec)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev import docexec, paths
-from brokkr_dev.docexec import DocError, extract, script
+from brokkr_dev.base import paths
 from brokkr_dev.release import manifests
+from tests.fixtures import docexec
+from tests.fixtures.docexec import DocError, extract, script
 
 GUIDE = """\
 # A guide

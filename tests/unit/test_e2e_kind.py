@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import pytest
 
-from brokkr_dev import e2e_kind
+from brokkr_dev.clusters import e2e_kind
 
 
 def test_figures_accumulate_in_the_timings_file(tmp_path, monkeypatch):

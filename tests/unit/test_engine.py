@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev.engine import cleanup, host, runc_wrapper
+from brokkr_dev.containers.engine import cleanup, host, runc_wrapper
 
 # Seen on these microVMs: every capability up to 40 except CAP_SYS_RESOURCE (24).
 MICROVM_CAPBND = 0x000001FFFEFFFFFF

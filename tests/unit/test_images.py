@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev import baseimages, buildx, containers, images
+from brokkr_dev.containers import baseimages, buildx, images
+from brokkr_dev.containers import podman as containers
 
 INFO = images.BuildInfo(
     version="1.2.3",

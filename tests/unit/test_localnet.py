@@ -1,10 +1,10 @@
-"""Loopback ports and condition polling (brokkr_dev.localnet)."""
+"""Loopback ports and condition polling (brokkr_dev.base.localnet)."""
 
 import socket
 
 import pytest
 
-from brokkr_dev.localnet import free_port, port_or_free, wait_for
+from brokkr_dev.base.localnet import free_port, port_or_free, wait_for
 
 
 def test_preferred_port_unless_taken():

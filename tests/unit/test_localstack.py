@@ -2,7 +2,7 @@
 
 import yaml
 
-from brokkr_dev import localstack
+from brokkr_dev.local import stack as localstack
 
 
 def test_sample_stack_has_the_objects_up_waits_for():

@@ -10,7 +10,10 @@ import pytest
 from brokkr.agent.metrics import AgentMetrics
 from brokkr.agent.state import AgentState
 from brokkr.broker.metrics import Metrics
-from brokkr_dev import crdschemas, dashboards, monitoring, panelrender
+from brokkr_dev.charts import crdschemas
+from brokkr_dev.monitoring import dashboards
+from brokkr_dev.monitoring import rules as monitoring
+from tests.fixtures import panelrender
 
 SUFFIXES = ("_bucket", "_count", "_sum", "_created")
 

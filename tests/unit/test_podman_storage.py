@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from brokkr_dev import podman_storage
-from brokkr_dev.podman_storage import Storage, StorageError
+from brokkr_dev.containers import podman_storage
+from brokkr_dev.containers.podman_storage import Storage, StorageError
 
 
 def _value(flags: tuple[str, ...], name: str) -> str:

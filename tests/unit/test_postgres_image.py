@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from brokkr_dev import baseimages, postgres_image
-from brokkr_dev.containers import ContainerError
+from brokkr_dev.containers import baseimages, postgres_image
+from brokkr_dev.containers.podman import ContainerError
 
 
 def test_the_base_has_debians_server_and_its_own_tarball_and_tag():

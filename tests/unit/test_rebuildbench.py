@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from brokkr_dev import images, rebuildbench
-from brokkr_dev.containers import ContainerError
+from brokkr_dev.bench import rebuild as rebuildbench
+from brokkr_dev.containers import images
+from brokkr_dev.containers.podman import ContainerError
 
 
 def _figures(totals: list[float]) -> rebuildbench.RebuildFigures:

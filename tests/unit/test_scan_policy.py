@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from brokkr_dev.base.toolchain import ToolError
 from brokkr_dev.scan import gate, render
 from brokkr_dev.scan.model import (
     Finding,
@@ -18,7 +19,6 @@ from brokkr_dev.scan.model import (
     not_scanned,
 )
 from brokkr_dev.scan.policy import Accepted, Mode, Policy, judge, load_accepted, load_policy
-from brokkr_dev.toolchain import ToolError
 
 POLICY = Policy(fail_on="MEDIUM", unrated_severity="HIGH", licences=frozenset({"MIT"}))
 TODAY = datetime.date(2026, 11, 30)

@@ -8,7 +8,8 @@ import json
 import tarfile
 from pathlib import Path
 
-from brokkr_dev.scan import checkov, debian, govulns, images, osv, pypi, trivy
+from brokkr_dev.scan import checkov, debian, govulns, osv, pypi, trivy
+from brokkr_dev.scan import image_scan as images
 
 RANGES = [
     {

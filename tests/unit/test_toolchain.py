@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev import paths, toolchain
-from brokkr_dev.toolchain import Archive, Tool, ToolError
+from brokkr_dev.base import paths, toolchain
+from brokkr_dev.base.toolchain import Archive, Tool, ToolError
 
 REPO = Path(__file__).resolve().parents[2]
 GO = shutil.which("go")  # looked up before tests narrow PATH

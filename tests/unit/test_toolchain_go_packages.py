@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev import toolchain
+from brokkr_dev.base import toolchain
 
 TOOL = toolchain.Tool(
     name="kube",

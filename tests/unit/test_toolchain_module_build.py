@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev import toolchain
-from brokkr_dev.toolchain import Tool, ToolError
+from brokkr_dev.base import toolchain
+from brokkr_dev.base.toolchain import Tool, ToolError
 
 GO = shutil.which("go")  # looked up before the fixture narrows PATH
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from brokkr_dev import charts
+from brokkr_dev.charts import lint as charts
 from brokkr_dev.release import ReleaseError
 
 NAMESPACE = "brokkr"

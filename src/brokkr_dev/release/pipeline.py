@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from brokkr_dev import paths
-from brokkr_dev.release import ReleaseError, chart_images, git, notes
+from brokkr_dev.base import git, paths
+from brokkr_dev.release import ReleaseError, chart_images, notes
 from brokkr_dev.release.assets import content_type, release_assets
 from brokkr_dev.release.github import Asset, GitHub
 from brokkr_dev.release.plan import ChartPlan, ImagePlan, Options, Plan
@@ -37,13 +37,13 @@ COMMAND_TIMEOUT = 1800
 
 
 def images_builder(engine: str = "auto", root: Path = paths.REPO_ROOT) -> ImageBuilder:
-    """The project's image build (brokkr_dev.images) of the checkout at `root` (default:
+    """The project's image build (brokkr_dev.containers.images) of the checkout at `root` (default:
     this repository) with a builder: auto, buildx, podman.
 
     Either builder leaves the manifest list in podman storage; the steps below push,
     tag and sign it from there without knowing which builder made it.
     """
-    images = importlib.import_module("brokkr_dev.images")
+    images = importlib.import_module("brokkr_dev.containers.images")
 
     def build(name: str, platforms: Sequence[str]) -> str:
         target = name.removeprefix("brokkr-")
@@ -57,7 +57,7 @@ def images_builder(engine: str = "auto", root: Path = paths.REPO_ROOT) -> ImageB
 def default_podman() -> list[str]:
     """podman with the same global flags (storage) as the image build."""
     try:
-        containers = importlib.import_module("brokkr_dev.containers")
+        containers = importlib.import_module("brokkr_dev.containers.podman")
         return list(containers.podman())
     except ImportError:
         return ["podman", "--storage-driver", "vfs"]

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from brokkr_dev import paths
-from brokkr_dev.release.gate import DEFAULT_CHECKS
+from brokkr_dev.base import paths
 from brokkr_dev.release.registry import Registry, split_reference
 from brokkr_dev.release.stamp import CHART_NAMES, FileChange, read_chart, stamp_all
 from brokkr_dev.release.tags import TagChange, release_tags
+from brokkr_dev.release.testgate import DEFAULT_CHECKS
 from brokkr_dev.release.version import Version, parse_released
 
 IMAGE_NAMES = ("brokkr-broker", "brokkr-agent")

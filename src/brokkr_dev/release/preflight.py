@@ -8,8 +8,8 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from brokkr_dev import paths
-from brokkr_dev.release import ReleaseError, chart_images, git
+from brokkr_dev.base import git, paths
+from brokkr_dev.release import ReleaseError, chart_images
 from brokkr_dev.release.plan import Options, Plan
 from brokkr_dev.release.registry import Registry, is_loopback
 from brokkr_dev.release.stamp import read_chart, read_project_version

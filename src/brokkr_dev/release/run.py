@@ -8,8 +8,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from brokkr_dev import paths
-from brokkr_dev.release import ReleaseError, gate, git, preflight
+from brokkr_dev.base import git, paths
+from brokkr_dev.release import ReleaseError, preflight
+from brokkr_dev.release import testgate as gate
 from brokkr_dev.release.github import API, GitHub
 from brokkr_dev.release.notify import Notifier
 from brokkr_dev.release.pipeline import (

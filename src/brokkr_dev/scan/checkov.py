@@ -11,7 +11,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from brokkr_dev import paths
+from brokkr_dev.base import paths
 from brokkr_dev.scan.model import Finding, ScanError, TargetResult
 
 SCANNER = "checkov"

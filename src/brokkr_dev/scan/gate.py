@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from brokkr_dev import charts, paths, toolchain
-from brokkr_dev import images as image_build
-from brokkr_dev.scan import checkov, debian, govulns, images, pypi, render, trivy
+from brokkr_dev.base import paths, toolchain
+from brokkr_dev.charts import lint as charts
+from brokkr_dev.containers import images as image_build
+from brokkr_dev.scan import checkov, debian, govulns, pypi, render, trivy
+from brokkr_dev.scan import image_scan as images
 from brokkr_dev.scan.model import ScanError, Status, TargetResult, format_table
 from brokkr_dev.scan.policy import Mode, Policy, Verdict, judge, load_accepted, load_policy
 

@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
-from brokkr_dev import paths
+from brokkr_dev.base import paths
 from brokkr_dev.scan import osv
 from brokkr_dev.scan.model import Finding, ScanError, TargetResult, not_scanned
 

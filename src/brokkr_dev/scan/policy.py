@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from brokkr_dev import paths
+from brokkr_dev.base import paths
 from brokkr_dev.scan.model import Finding, ScanError, Status, TargetResult, severity_rank
 
 POLICY_FILE = paths.REPO_ROOT / "security" / "policy.toml"

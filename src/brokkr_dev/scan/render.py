@@ -12,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from brokkr_dev import charts, paths
+from brokkr_dev.base import paths
+from brokkr_dev.charts import lint as charts
 
 # The least each chart needs to render (its required values); a chart not listed
 # needs none.

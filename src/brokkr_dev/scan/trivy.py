@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from brokkr_dev import paths
+from brokkr_dev.base import paths
 from brokkr_dev.scan.model import Finding, ScanError, TargetResult, not_scanned
 
 SCANNER = "trivy-config"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from brokkr_dev.release import ReleaseError
-from brokkr_dev.release.gate import run_checks
+from brokkr_dev.release.testgate import run_checks
 
 PASSING = "def test_adds():\n    assert 1 + 1 == 2\n"
 FAILING = "def test_adds():\n    assert 1 + 1 == 3, 'arithmetic is broken'\n"

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from brokkr_dev.release import ReleaseError
-from brokkr_dev.release.previous import (
+from brokkr_dev.release.version import Version, parse
+from tests.fixtures.previous_release import (
     PreviousRelease,
     choose,
     find,
     scratch_checkout,
     stamped_version,
 )
-from brokkr_dev.release.version import Version, parse
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""Benchmarks: the broker, the agent, image rebuilds and the local cluster."""

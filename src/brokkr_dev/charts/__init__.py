@@ -1,0 +1,1 @@
+"""The Helm charts' gate: lint, render, schemas, generated docs and CRD schemas."""

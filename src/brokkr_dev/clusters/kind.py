@@ -1,0 +1,237 @@
+"""The `kind` provider: a kind cluster whose pods run real containers, offline.
+
+It runs on the Docker engine from `brokkr_dev.containers.engine` (one that answers, or our own
+dockerd) with the node image from `brokkr_dev.containers.nodeimage` (built here once, with every
+image the cluster needs inside, or kind's published image where it can be pulled).
+It shares the cluster directory, kubeconfig location, status report and readiness
+checks with `local`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from brokkr_dev.base import toolchain
+from brokkr_dev.clusters.api import KubeClient, wait_for
+from brokkr_dev.clusters.common import (
+    ClusterError,
+    ClusterStatus,
+    Log,
+    ready_nodes,
+    server_version,
+    wait_until_usable,
+)
+from brokkr_dev.clusters.layout import ClusterDir
+from brokkr_dev.clusters.local import _check_provider
+from brokkr_dev.containers.engine import Engine, EngineError, ensure_engine
+from brokkr_dev.containers.nodeimage import recipe
+from brokkr_dev.containers.nodeimage.build import NodeImageError, ensure_node_image, pins
+from brokkr_dev.containers.podman import podman
+
+START_TIMEOUT = 300.0
+# Workloads of the node image that must be Ready before tests use the cluster.
+SYSTEM_WORKLOADS = (
+    ("kube-system", "deployments", "coredns"),
+    ("kube-system", "daemonsets", "kube-proxy"),
+    ("local-path-storage", "deployments", "local-path-provisioner"),
+)
+NETWORK_POLICY_WORKLOAD = ("kube-system", "daemonsets", "kube-router")
+
+
+def kind_config(etcd_tag: str | None) -> str:
+    """The kind cluster configuration: one node, and the kubeadm patches these hosts
+    need. kubelet >= 1.35 refuses cgroup v1 unless told otherwise (these VMs are
+    hybrid); our node image carries the pinned etcd, not kubeadm's default one."""
+    patches = ["    kind: KubeletConfiguration\n    failCgroupV1: false\n"]
+    if etcd_tag:
+        patches.append(
+            "    kind: ClusterConfiguration\n    etcd:\n      local:\n"
+            f"        imageTag: {etcd_tag}\n"
+        )
+    body = "".join(f"  - |\n{patch}" for patch in patches)
+    return (
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n"
+        "nodes:\n  - role: control-plane\n"
+        f"kubeadmConfigPatches:\n{body}"
+    )
+
+
+def ready_workload(resource: str, obj: dict) -> bool:
+    """True when a Deployment or DaemonSet has all its wanted Pods ready."""
+    status = obj.get("status", {})
+    if resource == "daemonsets":
+        wanted = status.get("desiredNumberScheduled", 0)
+        return wanted > 0 and status.get("numberReady", 0) == wanted
+    wanted = obj.get("spec", {}).get("replicas", 1)
+    return status.get("readyReplicas", 0) >= wanted
+
+
+class KindProvider:
+    """A kind cluster named `brokkr-<name>` whose kubeconfig is kept in the cluster dir."""
+
+    provider = "kind"
+
+    def __init__(self, name: str, *, base: Path | None = None, log: Log = print) -> None:
+        try:
+            self.dir = ClusterDir.of(name, base)
+        except ValueError as exc:
+            raise ClusterError(str(exc)) from exc
+        self.name = name
+        self.log = log
+        self._engine: Engine | None = None
+        self.image: str | None = None
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.dir.kubeconfig
+
+    @property
+    def kind_name(self) -> str:
+        return f"brokkr-{self.name}"
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            try:
+                self._engine = ensure_engine(self.log)
+            except EngineError as exc:
+                raise ClusterError(
+                    f"the kind provider needs a Docker engine: {exc}. Or use "
+                    "`--provider local`, which needs no container engine."
+                ) from exc
+        return self._engine
+
+    def exists(self) -> bool:
+        """True when kind knows a cluster of this name on the engine."""
+        return self.kind_name in self._kind("get", "clusters").split()
+
+    def up(self) -> ClusterStatus:
+        """Create the kind cluster, or reuse it when it already answers."""
+        _check_provider(self.dir, self.provider)
+        if self.exists():
+            self._kind("export", "kubeconfig", "--name", self.kind_name)
+            if KubeClient.from_kubeconfig(self.kubeconfig, timeout=5).healthy():
+                self.log(f"cluster {self.name} is already running; nothing to do")
+                return self.status()
+            self.log(f"cluster {self.name} exists but does not answer: recreating it")
+            self.down()
+        started = time.monotonic()
+        try:
+            self.image = ensure_node_image(self.engine, self.log)
+        except (NodeImageError, EngineError) as exc:
+            raise ClusterError(f"no kind node image: {exc}") from exc
+        self.dir.create()
+        self.dir.provider_file.write_text(self.provider + "\n")
+        config = self.dir.config / "kind.yaml"
+        ours = self.image.startswith(recipe.REPOSITORY)
+        config.write_text(kind_config(recipe.etcd_image_tag(pins()) if ours else None))
+        created = time.monotonic()
+        self._kind(
+            "create",
+            "cluster",
+            "--name",
+            self.kind_name,
+            "--image",
+            self.image,
+            "--config",
+            str(config),
+            "--wait",
+            f"{int(START_TIMEOUT)}s",
+        )
+        self.kubeconfig.chmod(0o600)
+        self.wait_ready(check_network_policy=ours)
+        self.log(
+            f"cluster {self.name} ready in {time.monotonic() - created:.0f} s "
+            f"({time.monotonic() - started:.0f} s with the node image step); "
+            f"kubeconfig: {self.kubeconfig}"
+        )
+        return self.status()
+
+    def wait_ready(
+        self, *, check_network_policy: bool = True, timeout: float = START_TIMEOUT
+    ) -> None:
+        """Wait for the node, DNS, kube-proxy, storage and NetworkPolicy enforcement."""
+        client = KubeClient.from_kubeconfig(self.kubeconfig)
+        wait_until_usable(client, timeout)
+        workloads = list(SYSTEM_WORKLOADS)
+        if check_network_policy:
+            workloads.append(NETWORK_POLICY_WORKLOAD)
+        for namespace, resource, name in workloads:
+            path = f"/apis/apps/v1/namespaces/{namespace}/{resource}/{name}"
+
+            def ready(resource: str = resource, path: str = path) -> bool:
+                return ready_workload(resource, client.get(path))
+
+            wait_for(ready, timeout, f"{resource[:-1]} {namespace}/{name} to be ready")
+        client.close()
+
+    def down(self) -> None:
+        """Delete the kind cluster (kind removes its node container)."""
+        self._kind("delete", "cluster", "--name", self.kind_name)
+        self.kubeconfig.unlink(missing_ok=True)
+        self.log(f"cluster {self.name} deleted")
+
+    def load_images(self, images: Iterable[str | Path]) -> None:
+        """Put images into the node: podman image references (saved with podman) or
+        image archives (docker-archive or OCI tar files)."""
+        archives = [Path(i) for i in images if isinstance(i, Path)]
+        references = [i for i in images if isinstance(i, str)]
+        with tempfile.TemporaryDirectory(prefix="brokkr-kind-load-") as tmp:
+            if references:
+                bundle = Path(tmp) / "images.tar"
+                started = time.monotonic()
+                result = subprocess.run(
+                    podman("save", "--multi-image-archive", "--output", str(bundle), *references),
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if result.returncode != 0:
+                    raise ClusterError(
+                        f"`podman save {' '.join(references)}` failed: {result.stderr.strip()}"
+                    )
+                self.log(
+                    f"podman save of {len(references)} image(s): {time.monotonic() - started:.0f} s"
+                )
+                archives.append(bundle)
+            for archive in archives:
+                started = time.monotonic()
+                self._kind("load", "image-archive", str(archive), "--name", self.kind_name)
+                self.log(f"kind load {archive.name}: {time.monotonic() - started:.0f} s")
+
+    def status(self) -> ClusterStatus:
+        result = ClusterStatus(self.name, self.provider, self.kubeconfig, running=False)
+        if not self.kubeconfig.exists():
+            result.detail = "no kubeconfig: the cluster was never started"
+            return result
+        client = KubeClient.from_kubeconfig(self.kubeconfig, timeout=5)
+        if client.healthy():
+            result.running = True
+            result.server = client.server
+            result.version = server_version(client)
+            result.ready_nodes = ready_nodes(client)
+        else:
+            result.detail = "the API server does not answer"
+        return result
+
+    def _kind(self, *args: str) -> str:
+        try:
+            kind = toolchain.ensure(toolchain.load_manifest()["kind"], log=self.log)
+        except toolchain.ToolError as exc:
+            raise ClusterError(str(exc)) from exc
+        env = {**os.environ, **self.engine.env, "KUBECONFIG": str(self.kubeconfig)}
+        env.pop("KIND_EXPERIMENTAL_PROVIDER", None)  # always the Docker engine
+        result = subprocess.run(
+            [str(kind), *args], capture_output=True, text=True, env=env, check=False
+        )
+        if result.returncode != 0:
+            raise ClusterError(
+                f"`kind {' '.join(args)}` failed (DOCKER_HOST={self.engine.host}):\n"
+                f"{result.stderr.strip()[-3000:]}"
+            )
+        return result.stdout

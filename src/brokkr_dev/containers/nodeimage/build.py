@@ -1,0 +1,378 @@
+"""Build (once) and provide the kind node image that needs no image registry.
+
+The image is a Debian root filesystem (debootstrap, cached) with kind's node files
+taken from the pinned kind module, our Kubernetes binaries built from the Go module
+proxy, and every image the cluster needs saved in /kind/images and imported into
+containerd at boot. It is tagged with a digest of all its inputs and saved as a tar
+in the cache, so a second run builds nothing, and an engine whose data root was
+wiped loads the tar instead of rebuilding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from brokkr_dev.base import toolchain
+from brokkr_dev.containers import baseimages
+from brokkr_dev.containers.engine import Engine, EngineError
+from brokkr_dev.containers.nodeimage import recipe
+
+Log = Callable[[str], None]
+FILES = Path(__file__).parent / "files"
+OUR_BUILD_FILES = (Path(__file__), Path(recipe.__file__), *sorted(FILES.iterdir()))
+PULL_TIMEOUT = 300.0
+
+
+class NodeImageError(RuntimeError):
+    """The node image could not be built or found; the message says why."""
+
+
+def pins(manifest: dict[str, toolchain.Tool] | None = None) -> dict[str, str]:
+    manifest = manifest or toolchain.load_manifest()
+    return {name: manifest[name].version for name in recipe.PINNED_TOOLS}
+
+
+def kind_module(version: str) -> Path:
+    """kind's source at the pinned version, from the Go module cache (downloaded once)."""
+    go = shutil.which("go")
+    if go is None:
+        raise NodeImageError("building the kind node image needs Go (for kind's node files)")
+    result = subprocess.run(
+        [go, "mod", "download", "-json", f"sigs.k8s.io/kind@{version}"],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+        env={**os.environ, "GOFLAGS": "-mod=mod"},
+        check=False,
+    )
+    try:
+        return Path(json.loads(result.stdout)["Dir"])
+    except (ValueError, KeyError) as exc:
+        raise NodeImageError(
+            f"cannot download sigs.k8s.io/kind@{version}: {result.stderr}"
+        ) from exc
+
+
+def node_files(kind_dir: Path) -> Path:
+    return kind_dir / "images" / "base" / "files"
+
+
+def input_files(kind_dir: Path) -> dict[str, bytes]:
+    """Every file whose content shapes the image: kind's node files and ours."""
+    files = {}
+    base = node_files(kind_dir)
+    for path in sorted(base.rglob("*")):
+        if path.is_file():
+            files[f"kind/{path.relative_to(base)}"] = path.read_bytes()
+    for path in OUR_BUILD_FILES:
+        files[f"brokkr/{path.name}"] = path.read_bytes()
+    return files
+
+
+def published_image(kubernetes: str) -> str:
+    return f"kindest/node:{kubernetes}"
+
+
+def ensure_node_image(engine: Engine, log: Log = print, arch: str | None = None) -> str:
+    """The node image to run: ours when the engine has it or its saved tar exists, the
+    published kindest/node when a pull actually works, else ours built now."""
+    arch = arch or toolchain.host_platform()[1]
+    versions = pins()
+    kind_dir = kind_module(versions["kind"])
+    key = recipe.input_digest(versions, arch, input_files(kind_dir))
+    tag = recipe.image_tag(versions, key)
+    saved = recipe.cache_dir() / f"node-{versions['kubernetes-node']}-{arch}-{key}.tar"
+    if _has_image(engine, tag):
+        log(f"node image: {tag} (built here, cached in the engine)")
+        return tag
+    if saved.exists():
+        log(f"node image: loading {saved.name} (the engine's data root lost it)")
+        engine.docker("load", "--input", str(saved), timeout=1800)
+        return tag
+    published = published_image(versions["kubernetes-node"])
+    if _pull(engine, published, log):
+        log(f"node image: {published} (published by kind, pulled)")
+        return published
+    log(f"node image: building {tag} (first time on this machine; see docs/kubernetes.md)")
+    started = time.monotonic()
+    build(engine, tag=tag, key=key, versions=versions, kind_dir=kind_dir, arch=arch, log=log)
+    log(f"node image: built {tag} in {time.monotonic() - started:.0f} s; saving {saved}")
+    _save(engine, tag, saved)
+    return tag
+
+
+def _has_image(engine: Engine, reference: str) -> bool:
+    return bool(engine.docker("image", "ls", "--quiet", reference, check=False).strip())
+
+
+def _pull(engine: Engine, reference: str, log: Log) -> bool:
+    try:
+        engine.docker("pull", reference, timeout=PULL_TIMEOUT)
+    except EngineError as exc:
+        reason = str(exc).strip().splitlines()[-1][:200]
+        log(f"node image: cannot pull {reference} ({reason})")
+        return False
+    return True
+
+
+def _save(engine: Engine, tag: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    engine.docker("save", "--output", str(partial), tag, timeout=1800)
+    partial.replace(target)
+    for old in target.parent.glob("node-*.tar"):
+        if old != target:
+            old.unlink()  # one saved node image per machine is enough
+
+
+def build(
+    engine: Engine,
+    *,
+    tag: str,
+    key: str,
+    versions: dict[str, str],
+    kind_dir: Path,
+    arch: str,
+    log: Log,
+) -> None:
+    """Assemble the node image and import it into the engine as `tag`."""
+    binaries = _tool_binaries(log)
+    node_tar = _rootfs(recipe.node_rootfs(arch), log)
+    tools_tar = _rootfs(recipe.tools_rootfs(arch), log)
+    with tempfile.TemporaryDirectory(prefix="brokkr-kind-node-", dir=recipe.cache_dir()) as tmp:
+        work = Path(tmp)
+        images = recipe.component_images(versions)
+        stamp = _timed(log, "component images")
+        _component_images(
+            engine, images=images, binaries=binaries, tools_tar=tools_tar, work=work, log=log
+        )
+        stamp()
+        stamp = _timed(log, "node root filesystem")
+        rootfs = work / "rootfs"
+        rootfs.mkdir()
+        subprocess.run(["tar", "-C", str(rootfs), "-xf", str(node_tar)], check=True)
+        _install_node_files(rootfs, node_files(kind_dir), binaries, versions, images)
+        images_tar = rootfs / "kind" / "images" / "images.tar"
+        images_tar.parent.mkdir(parents=True, exist_ok=True)
+        engine.docker("save", "--output", str(images_tar), *(i.name for i in images), timeout=1800)
+        stamp()
+        stamp = _timed(log, "docker import of the node image")
+        _import(engine, rootfs, tag, key)
+        stamp()
+
+
+def _timed(log: Log, what: str) -> Callable[[], None]:
+    started = time.monotonic()
+    return lambda: log(f"node image: {what} took {time.monotonic() - started:.0f} s")
+
+
+def _tool_binaries(log: Log) -> dict[str, Path]:
+    """name -> built binary for every pinned tool the node needs (built once)."""
+    manifest = toolchain.load_manifest()
+    found: dict[str, Path] = {}
+    for name in recipe.PINNED_TOOLS:
+        tool = manifest[name]
+        started = time.monotonic()
+        try:
+            link = toolchain.ensure(tool, log=log)
+        except toolchain.ToolError as exc:
+            raise NodeImageError(str(exc)) from exc
+        elapsed = time.monotonic() - started
+        if elapsed > 5:
+            log(f"node image: {name} {tool.version} took {elapsed:.0f} s")
+        directory = link.resolve().parent
+        for binary in (tool.binary, *tool.companions):
+            found[binary] = directory / binary
+    return found
+
+
+def _rootfs(image: baseimages.BaseImage, log: Log) -> Path:
+    tarball = image.tarball(recipe.cache_dir())
+    if not tarball.exists():
+        started = time.monotonic()
+        baseimages.build_rootfs(image, tarball, log)
+        log(
+            f"node image: debootstrap of {len(image.packages)} packages took {time.monotonic() - started:.0f} s"
+        )
+    return tarball
+
+
+def _component_images(
+    engine: Engine,
+    *,
+    images: list[recipe.ComponentImage],
+    binaries: dict[str, Path],
+    tools_tar: Path,
+    work: Path,
+    log: Log,
+) -> None:
+    """Every image on the small network-tools base, each with its binary added."""
+    base = recipe.TOOLS_IMAGE
+    engine.docker(
+        "import",
+        "--change",
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        str(tools_tar),
+        base,
+        timeout=900,
+    )
+    for image in images:
+        if not image.binary:
+            continue
+        context = work / "context" / image.binary
+        context.mkdir(parents=True)
+        shutil.copy2(binaries[image.binary], context / image.binary)
+        (context / "Dockerfile").write_text(
+            f"FROM {base}\n"
+            f"COPY {image.binary} /usr/local/bin/{image.binary}\n"
+            f'ENTRYPOINT ["/usr/local/bin/{image.binary}"]\n'
+        )
+        output = subprocess.run(
+            ["docker", "build", "--quiet", "--tag", image.name, str(context)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **engine.env, "DOCKER_BUILDKIT": "0"},
+            check=False,
+        )
+        if output.returncode != 0:
+            raise NodeImageError(f"building {image.name} failed: {output.stderr.strip()[-1500:]}")
+    log(f"node image: {len(images)} component images on {base}")
+
+
+def _install_node_files(
+    rootfs: Path,
+    kind_files: Path,
+    binaries: dict[str, Path],
+    versions: dict[str, str],
+    images: list[recipe.ComponentImage],
+) -> None:
+    """kind's node conventions, our binaries and settings, inside the root filesystem."""
+    for top in ("etc", "kind", "usr"):
+        _copy_tree(kind_files / top, rootfs / top, executable=("usr/local/bin", "kind/bin"))
+    lib = rootfs / "usr/lib/brokkr"
+    lib.mkdir(parents=True, exist_ok=True)
+    for name in ("kubelet", "kubectl"):
+        shutil.copy2(binaries[name], rootfs / "usr/bin" / name)
+    shutil.copy2(binaries["kubeadm"], lib / "kubeadm")
+    shutil.copy2(FILES / "kubeadm-wait.sh", rootfs / "usr/bin/kubeadm")
+    (rootfs / "usr/bin/kubeadm").chmod(0o755)
+    # kind's units expect containerd in /usr/local/bin; Debian installs it in /usr/bin.
+    (rootfs / "usr/local/bin/containerd").symlink_to("/usr/bin/containerd")
+    opt_cni = rootfs / "opt/cni"
+    opt_cni.mkdir(parents=True, exist_ok=True)
+    (opt_cni / "bin").symlink_to("/usr/lib/cni")
+    net_d = rootfs / "etc/cni/net.d"
+    net_d.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(FILES / "10-brokkr-bridge.conflist", net_d)
+    shutil.copy2(FILES / "99-brokkr-bridge.conf", rootfs / "etc/sysctl.d")
+    by_binary = {i.binary: i.name for i in images}
+    base = recipe.TOOLS_IMAGE
+    manifests = rootfs / "kind/manifests"
+    manifests.mkdir(parents=True, exist_ok=True)
+    (manifests / "default-cni.yaml").write_text(
+        (FILES / "default-cni.yaml")
+        .read_text()
+        .replace("KUBE_ROUTER_IMAGE", by_binary["kube-router"])
+    )
+    (manifests / "default-storage.yaml").write_text(
+        (FILES / "default-storage.yaml")
+        .read_text()
+        .replace("LOCAL_PATH_IMAGE", by_binary["local-path-provisioner"])
+        .replace("HELPER_IMAGE", base)
+    )
+    (rootfs / "kind/version").write_text(versions["kubernetes-node"] + "\n")
+    _containerd_config(rootfs, by_binary["pause"])
+    _systemd_units(rootfs)
+    (rootfs / "etc/kubernetes/manifests").mkdir(parents=True, exist_ok=True)
+
+
+def _copy_tree(source: Path, target: Path, executable: tuple[str, ...]) -> None:
+    """Copy kind's files with normal modes (the module cache's copies are read-only);
+    scripts below the `executable` directories (relative to the root) get 0755."""
+    root = target.parent
+    for path in sorted(source.rglob("*")):
+        destination = target / path.relative_to(source)
+        if path.is_dir():
+            destination.mkdir(mode=0o755, parents=True, exist_ok=True)
+            continue
+        destination.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        shutil.copyfile(path, destination)
+        relative = destination.relative_to(root).as_posix()
+        script = any(relative.startswith(prefix + "/") for prefix in executable)
+        destination.chmod(0o755 if script else 0o644)
+
+
+def _containerd_config(rootfs: Path, pause_image: str) -> None:
+    """kind's containerd config with our pause image, and an OOM score that runc can
+    set on hosts that withhold CAP_SYS_RESOURCE (harmless elsewhere)."""
+    config = rootfs / "etc/containerd/config.toml"
+    config.write_text(recipe.containerd_config(config.read_text(), pause_image))
+    spec = json.loads(
+        subprocess.run(
+            ["chroot", str(rootfs), "ctr", "oci", "spec"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    spec.setdefault("hooks", {}).setdefault("createContainer", []).append(
+        {"path": "/kind/bin/mount-product-files.sh"}
+    )
+    spec["process"].pop("rlimits", None)
+    (rootfs / "etc/containerd/cri-base.json").write_text(json.dumps(spec, indent=2))
+
+
+def _systemd_units(rootfs: Path) -> None:
+    """Only the services a kind node runs, as kind's base image sets them up."""
+    for pattern in (
+        "lib/systemd/system/sysinit.target.wants/systemd-tmpfiles-setup.service",
+        "lib/systemd/system/multi-user.target.wants/*",
+        "etc/systemd/system/*.wants/*",
+        "lib/systemd/system/local-fs.target.wants/*",
+        "lib/systemd/system/sockets.target.wants/*udev*",
+        "lib/systemd/system/sockets.target.wants/*initctl*",
+        "lib/systemd/system/basic.target.wants/*",
+    ):
+        for path in rootfs.glob(pattern):
+            path.unlink()
+    with (rootfs / "etc/systemd/journald.conf").open("a") as journald:
+        journald.write("ReadKMsg=no\n")
+    shutil.copy2(FILES / "brokkr-import-images.service", rootfs / "etc/systemd/system")
+    units = ["kubelet.service", "containerd.service", "undo-mount-hacks.service"]
+    units.append("brokkr-import-images.service")
+    systemctl = ["systemctl", f"--root={rootfs}"]
+    subprocess.run([*systemctl, "enable", *units], capture_output=True, check=True)
+    subprocess.run([*systemctl, "mask", "systemd-binfmt.service"], capture_output=True, check=True)
+
+
+def _import(engine: Engine, rootfs: Path, tag: str, key: str) -> None:
+    changes = (
+        # (docker import takes no STOPSIGNAL; kind removes nodes with a kill anyway)
+        "ENV container=docker",
+        'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]',
+        f"LABEL {recipe.KEY_LABEL}={key}",
+    )
+    tar = subprocess.Popen(
+        ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", "-", "."], stdout=subprocess.PIPE
+    )
+    arguments = [a for change in changes for a in ("--change", change)]
+    result = subprocess.run(
+        ["docker", "import", *arguments, "-", tag],
+        stdin=tar.stdout,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **engine.env},
+        check=False,
+    )
+    if tar.stdout is not None:
+        tar.stdout.close()  # so tar cannot block on a pipe nobody reads
+    tar.wait()
+    if result.returncode != 0 or tar.returncode != 0:
+        raise NodeImageError(f"docker import of the node image failed: {result.stderr.strip()}")

@@ -1,0 +1,1 @@
+"""Alert rules, generated dashboards, and a real Prometheus to check them against."""
