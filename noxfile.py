@@ -154,44 +154,19 @@ def tools_session(session: nox.Session) -> None:
 # --- release ------------------------------------------------------------------------
 
 
-def release_args(posargs: list[str]) -> list[str]:
-    """`v1.2.3 --dry-run ...` -> `--version v1.2.3 --dry-run ...` for `invoke release`."""
-    # values of options that take one (--registry X, --cosign-key K, --github-repo R)
-    valued = {"--registry", "--cosign-key", "--github-repo", "--engine"}
-    args: list[str] = []
-    rest = list(posargs)
-    while rest:
-        item = rest.pop(0)
-        if item in valued and rest:
-            args += [item, rest.pop(0)]
-        elif item.startswith("-"):
-            args.append(item)
-        else:
-            args += ["--version", item]
-    return args
-
-
 @nox.session(python=PYTHON)
 def release(session: nox.Session) -> None:
     """Cut a release: `nox -s release -- v1.2.3 [--dry-run] [--prepare] [options]`.
 
-    First runs lint and unit tests on the commit and refuses a red one. Options:
+    First runs the test gate on the commit and refuses a red one. Options:
     --registry HOST/PATH (default ghcr.io/colliery-io), --skip-github-release,
     --cosign-key FILE (default keyless in GitHub Actions), --no-sign, --no-sbom,
-    --github-repo OWNER/NAME, --engine auto|buildx|podman. Env:
-    BROKKR_RELEASE_WEBHOOK_URL (notification). See docs/releasing.md.
+    --github-repo OWNER/NAME, --builder auto|buildx|podman (`-- --help` lists them).
+    Env: BROKKR_RELEASE_WEBHOOK_URL (notification). See docs/releasing.md.
     """
-    if not [a for a in session.posargs if not a.startswith("-")]:
-        session.error("give the version: nox -s release -- v1.2.3 [--dry-run]")
     install(session)
-    args = release_args(list(session.posargs))
-    needed = ["helm"]
-    if "--no-sign" not in args and "--dry-run" not in args and "--prepare" not in args:
-        needed += ["cosign", "syft"]
-    if "--dry-run" not in args and "--prepare" not in args:
-        invoke(session, "system.install", "--features", "base,containers")
-    tools(session, *needed)
-    invoke(session, "release", *args)
+    # The arguments go to the task unchanged; brokkr_dev.release.cli parses them.
+    invoke(session, "release", "--", *session.posargs)
 
 
 @nox.session(name="publish-dev", python=PYTHON)

@@ -21,63 +21,40 @@ from invoke.tasks import task as invoke_task
 
 from brokkr_dev import clusters as cluster
 from brokkr_dev.base import paths, system, toolchain
+from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.bench import agent as agentbench
 from brokkr_dev.bench import broker as bench
 from brokkr_dev.bench import cluster as cluster_benchmark
 from brokkr_dev.bench import rebuild as rebuildbench
-from brokkr_dev.charts import crdschemas
 from brokkr_dev.charts import lint as charts
 from brokkr_dev.clusters import e2e_kind, pin
 from brokkr_dev.containers import (
     baseimages,
     engine,
     images,
-    podman_storage,
     postgres_image,
 )
 from brokkr_dev.containers import (
     podman as containers,
 )
-from brokkr_dev.local import postgres
 from brokkr_dev.local import stack as localstack
-from brokkr_dev.local.broker_admin import BrokerCallError
 from brokkr_dev.monitoring import rules as monitoring
-from brokkr_dev.release import ReleaseError
+from brokkr_dev.release import cli as release_cli
 from brokkr_dev.release import manifests as release_manifests_module
 from brokkr_dev.release import run as release
 from brokkr_dev.scan import gate as scan_gate
-from brokkr_dev.scan.model import ScanError
-
-# Errors that say what is wrong and how to fix it: shown as one line, no traceback.
-KNOWN_ERRORS: tuple[type[Exception], ...] = (
-    toolchain.ToolError,
-    system.SystemError,
-    cluster.ClusterError,
-    pin.PinError,
-    charts.ChartError,
-    crdschemas.CrdSchemaError,
-    monitoring.MonitoringError,
-    postgres.PostgresError,
-    localstack.StackError,
-    BrokerCallError,
-    containers.ContainerError,
-    podman_storage.StorageError,
-    engine.EngineError,
-    ReleaseError,
-    ScanError,
-    TimeoutError,
-)
 
 
 def task(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
-    """Invoke's @task, turning a known automation error into a clean non-zero exit."""
+    """Invoke's @task, turning an automation error into a clean non-zero exit."""
 
     def decorate(body: Callable[..., Any]) -> Any:
         @functools.wraps(body)
         def run(*call_args: Any, **call_kwargs: Any) -> Any:
             try:
                 return body(*call_args, **call_kwargs)
-            except KNOWN_ERRORS as exc:
+            # Errors that say what is wrong and how to fix it: one line, no traceback.
+            except (AutomationError, TimeoutError) as exc:
                 raise Exit(f"error: {exc}", code=1) from exc
 
         return invoke_task(*args, **kwargs)(run)
@@ -462,52 +439,23 @@ system_ns.add_task(system_install, "install", default=True)
 # --- release: tags, images, charts, signatures (src/brokkr_dev/release) -----------
 
 
-@task(
-    help={
-        "version": "the release version, vX.Y.Z or vX.Y.Z-PRERELEASE",
-        "dry_run": "print the whole plan and the preflight result; change nothing",
-        "prepare": "only stamp the versions, commit and tag (push the tag to release in CI)",
-        "registry": "image registry and path (default ghcr.io/colliery-io); charts go to <registry>/charts",
-        "skip_github_release": "do not create the GitHub release",
-        "cosign_key": "sign with this cosign key file (default: keyless OIDC in GitHub Actions)",
-        "sign": "sign and verify images and charts (--no-sign for a scratch registry)",
-        "sbom": "attach syft SBOM attestations to the images",
-        "github_repo": "owner/name of the GitHub repository",
-        "engine": "image builder: auto (Buildx when a Docker engine answers), buildx or podman",
-    }
-)
-def release_run(  # noqa: PLR0917 - one keyword option per CLI flag
-    c,
-    version="",
-    dry_run=False,
-    prepare=False,
-    registry="ghcr.io/colliery-io",
-    skip_github_release=False,
-    cosign_key="",
-    sign=True,
-    sbom=True,
-    github_repo="colliery-io/brokkr",
-    engine="auto",
-):
-    """Release a version: test gate, stamp, build and push images and charts, sign, notes,
-    assets, GitHub release; a webhook in BROKKR_RELEASE_WEBHOOK_URL hears the result."""
-    if not version:
-        raise Exit("error: give the version, e.g. `invoke release --version v1.2.3`", code=2)
-    options = release.options_from(
-        version,
-        registry=registry,
-        dry_run=dry_run,
-        github_release=not skip_github_release,
-        cosign_key=cosign_key or None,
-        sign=sign,
-        sbom=sbom and sign,
-        github_repo=github_repo,
-        engine=engine,
-    )
-    if prepare:
-        release.prepare(options)
+@task()
+def release_run(c):
+    """Release a version: `invoke release -- vX.Y.Z [--dry-run] [options]` (`-- --help`).
+
+    Test gate, stamp, build and push images and charts, sign, notes, assets, GitHub
+    release; a webhook in BROKKR_RELEASE_WEBHOOK_URL hears the result. The arguments
+    after `--` are parsed once, by brokkr_dev.release.cli.
+    """
+    request = release_cli.parse(shlex.split(c.remainder))
+    system.ensure(request.system_features)
+    manifest = toolchain.load_manifest()
+    for name in request.tools:
+        toolchain.ensure(manifest[name])
+    if request.prepare:
+        release.prepare(request.options)
     else:
-        release.release(options)
+        release.release(request.options)
 
 
 @task(

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from brokkr_dev.base import toolchain
+from brokkr_dev.base.commands import CommandError
 
 TOOL = toolchain.Tool(
     name="kube",
@@ -59,7 +60,7 @@ def test_a_cache_missing_a_companion_is_rebuilt(tmp_path, cache) -> None:
         r"false build .* -o \S+/bin/ "
         r"k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl`"
     )
-    with pytest.raises(toolchain.ToolError, match=pattern):
+    with pytest.raises(CommandError, match=pattern):
         toolchain.ensure(TOOL, bin_dir=tmp_path / "bin", log=lambda _: None, go="/bin/false")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from brokkr_dev.base import toolchain
+from brokkr_dev.base.commands import CommandError
 from brokkr_dev.base.toolchain import Tool, ToolError
 
 GO = shutil.which("go")  # looked up before the fixture narrows PATH
@@ -132,7 +133,7 @@ def test_a_program_of_the_same_name_elsewhere_is_not_taken_for_the_pinned_one(tm
 
 
 def test_a_refused_dependency_without_a_replace_names_the_module(proxy: Path, tmp_path: Path):
-    with pytest.raises(ToolError, match=r"example.test/dep@v1.0.1"):
+    with pytest.raises(CommandError, match=r"example.test/dep@v1.0.1"):
         toolchain.ensure(controller(go_replace={}), bin_dir=tmp_path / "bin", go=GO)
     assert not (tmp_path / "bin" / "ctl").exists()
 

@@ -1,29 +1,33 @@
-"""The few git facts a release needs, read with the git CLI."""
+"""The git facts the automation reads (HEAD, branch, tags, history), through one `git()`."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from brokkr_dev.release import ReleaseError
-from brokkr_dev.release.version import Version, parse_released
+from brokkr_dev.base.commands import run
+
+HINT = "the automation works on a git checkout with at least one commit; install git with `invoke system.install`"
 
 
-def git(root: Path, *args: str, check: bool = True, strip: bool = True) -> str:
-    """Run git in `root` and return its stdout (stripped unless strip=False)."""
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(root), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    except FileNotFoundError as exc:
-        raise ReleaseError("git is not installed; run `invoke system.install`") from exc
-    if check and result.returncode != 0:
-        raise ReleaseError(f"`git {' '.join(args)}` failed in {root}: {result.stderr.strip()}")
-    return result.stdout.strip() if strip else result.stdout
+def git(
+    root: Path,
+    *args: str,
+    check: bool = True,
+    strip: bool = True,
+    env: dict[str, str] | None = None,
+) -> str:
+    """Run git in `root` and return its stdout (stripped unless strip=False).
+
+    A failure raises `CommandError`; with check=False a failed command returns its
+    (usually empty) stdout instead.
+    """
+    done = run(["git", "-C", str(root), *args], env=env, timeout=60, check=check, hint=HINT)
+    return done.stdout.strip() if strip else done.stdout
+
+
+def tags(root: Path, pattern: str) -> list[str]:
+    """The tags matching a glob pattern."""
+    return git(root, "tag", "--list", pattern).split()
 
 
 def head(root: Path) -> str:
@@ -47,24 +51,6 @@ def tag_commit(root: Path, tag: str) -> str | None:
     """The commit a tag points at, or None when the tag does not exist."""
     found = git(root, "rev-parse", "-q", "--verify", f"refs/tags/{tag}^{{commit}}", check=False)
     return found or None
-
-
-def released_tags(root: Path) -> set[Version]:
-    return parse_released(git(root, "tag", "--list", "v*").split())
-
-
-def previous_release(root: Path, version: Version) -> Version | None:
-    """The release whose notes end where this one's begin.
-
-    The highest tagged version below this one; prereleases count only for a
-    prerelease, so v1.1.0's notes cover everything since v1.0.x, rc's included.
-    """
-    candidates = [
-        v
-        for v in released_tags(root)
-        if v < version and (version.is_prerelease or not v.is_prerelease)
-    ]
-    return max(candidates, default=None)
 
 
 def commits(root: Path, since: str | None) -> list[tuple[str, str]]:

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from collections.abc import Iterable
 
+from brokkr_dev.base.errors import AutomationError
+
 # Feature -> Debian bookworm packages. Keep each list minimal and explain why.
 FEATURES: dict[str, tuple[str, ...]] = {
     # python3-venv: the bootstrap venv; git: version stamps and release notes;
@@ -42,7 +44,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
 ON_DEMAND = frozenset({"engine"})
 
 
-class SystemError(RuntimeError):
+class SystemError(AutomationError):
     """A system package could not be installed; the message says how to fix it."""
 
 

@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from brokkr_dev.base import paths
+from brokkr_dev.base.commands import run
+from brokkr_dev.base.errors import AutomationError
 
 VERSION_PATTERN = re.compile(r"v?(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?)")
 
 
-class ToolError(RuntimeError):
+class ToolError(AutomationError):
     """A tool could not be found or installed; the message says what to do."""
 
 
@@ -558,11 +560,8 @@ def _extract(tool: Tool, url: str, payload: bytes) -> bytes:
     return payload  # a bare binary
 
 
-def _run(command: list[str], tool: Tool, **kwargs: object) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
-    if result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
-        raise ToolError(f"{tool.name}: `{' '.join(command)}` failed:\n{tail}")
+def _run(command: list[str], tool: Tool, **kwargs: Any) -> None:
+    run(command, hint=f"while installing {tool.name} {tool.version}", **kwargs)
 
 
 def select(manifest: dict[str, Tool], names: Iterable[str]) -> list[Tool]:

@@ -44,6 +44,7 @@ import uvloop
 from brokkr.broker import pak
 from brokkr.broker.db import migrate
 from brokkr_dev.base import procstat
+from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.base.localnet import free_port
 from brokkr_dev.base.paths import REPO_ROOT as ROOT
 from brokkr_dev.bench import results as benchresults
@@ -58,7 +59,7 @@ DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 HEARTBEAT_BODY = b'{"k8s_reachable":true,"k8s_api_latency_ms":12}'
 
 
-class BenchError(Exception):
+class BenchError(AutomationError):
     """The benchmark cannot run as asked; the message says why and what to change."""
 
 

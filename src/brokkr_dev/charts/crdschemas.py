@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from brokkr_dev.base import paths
+from brokkr_dev.base.errors import AutomationError
 
 OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
 # The prometheus-operator release whose CRDs the monitoring templates target.
@@ -30,7 +31,7 @@ CRD_FILES = ("servicemonitors", "podmonitors", "prometheusrules")
 LOCATION = "{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
 
 
-class CrdSchemaError(RuntimeError):
+class CrdSchemaError(AutomationError):
     """The CRDs could not be fetched or converted; the message says what to do."""
 
 

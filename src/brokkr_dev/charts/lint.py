@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from brokkr_dev.base import paths
+from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.charts import crdschemas
 from brokkr_dev.monitoring import rules as monitoring
 
@@ -44,7 +45,7 @@ SCHEMA_DRAFT = "http://json-schema.org/draft-07/schema#"
 TIMEOUT = 120
 
 
-class ChartError(RuntimeError):
+class ChartError(AutomationError):
     """A chart check failed; the message names the chart, the problem and the fix."""
 
 

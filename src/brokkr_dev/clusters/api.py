@@ -19,11 +19,12 @@ from lightkube.core.exceptions import ConfigError
 
 from brokkr import kubeaccess
 from brokkr_dev.base import localnet
+from brokkr_dev.base.errors import AutomationError
 
 T = TypeVar("T")
 
 
-class ApiError(RuntimeError):
+class ApiError(AutomationError):
     """A request the API server refused; carries the HTTP status and its message."""
 
     def __init__(self, method: str, path: str, status: int, body: str) -> None:

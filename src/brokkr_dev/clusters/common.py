@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.clusters.api import KubeClient, wait_for
 
 DEFAULT_NAME = "dev"
 Log = Callable[[str], None]
 
 
-class ClusterError(RuntimeError):
+class ClusterError(AutomationError):
     """A cluster could not be started, stopped or inspected; the message says why
     and what to do."""
 

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from brokkr_dev.base import paths
+from brokkr_dev.base.errors import AutomationError
 
 # kwok's default "fast" stages: nodes Ready at once with a lease heartbeat; Pods
 # Running and Ready as soon as they are scheduled, Jobs' Pods complete, deletion
@@ -27,7 +28,7 @@ STAGE_FILES = (
 )
 
 
-class StagesError(RuntimeError):
+class StagesError(AutomationError):
     """kwok's stage files could not be found."""
 
 

@@ -12,11 +12,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from brokkr_dev.base import paths
+from brokkr_dev.base.commands import run
+from brokkr_dev.base.errors import AutomationError
 
 WRAPPER = paths.REPO_ROOT / "go" / "kubernetes"
 HEADER = (
@@ -29,7 +30,7 @@ _REQUIRES = re.compile(r"^\s*(?:require\s+)?(k8s\.io/[\w.-]+)\s+v\S+", re.MULTIL
 _PINNED = re.compile(r"^require\s+k8s\.io/kubernetes\s+(v\S+)", re.MULTILINE)
 
 
-class PinError(RuntimeError):
+class PinError(AutomationError):
     """The wrapper module could not be regenerated."""
 
 
@@ -94,9 +95,4 @@ def pin(version: str, wrapper: Path = WRAPPER) -> None:
 
 def _run(command: list[str], cwd: Path, env_flags: str = "") -> str:
     env = {**os.environ, "GOFLAGS": env_flags} if env_flags else None
-    result = subprocess.run(
-        command, capture_output=True, text=True, cwd=cwd, env=env, check=False, timeout=900
-    )
-    if result.returncode != 0:
-        raise PinError(f"`{' '.join(command)}` failed:\n{result.stderr.strip()[-2000:]}")
-    return result.stdout
+    return run(command, cwd=cwd, env=env, timeout=900).stdout

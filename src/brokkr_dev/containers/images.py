@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from brokkr_dev.base import paths
+from brokkr_dev.base import git, paths
+from brokkr_dev.base.commands import run
 from brokkr_dev.containers import baseimages, buildx, podman_storage
 from brokkr_dev.containers.podman import (
     ContainerError,
@@ -190,15 +191,8 @@ def read_build_info(root: Path = paths.REPO_ROOT) -> BuildInfo:
 
 
 def _git(root: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", *args], cwd=root, capture_output=True, text=True, check=False, env=_utc_env()
-    )
-    if result.returncode != 0:
-        raise ContainerError(
-            f"`git {' '.join(args)}` failed in {root}: {result.stderr.strip()}; "
-            "images are built from a git checkout with at least one commit"
-        )
-    return result.stdout.strip()
+    # Dates in UTC, so the labels of two builds of one commit agree everywhere.
+    return git.git(root, *args, env=_utc_env())
 
 
 def _utc_env() -> dict[str, str]:
@@ -363,7 +357,7 @@ def ensure_wheelhouse(
         pip_python = _pip_python()
         for arch in arches:
             for requirements in requirement_files:
-                _run(pip_download_command(pip_python, requirements, arch, cache))
+                run(pip_download_command(pip_python, requirements, arch, cache))
         (cache / ".complete").touch()
     target = root / "docker" / "wheelhouse"
     target.mkdir(exist_ok=True)
@@ -389,7 +383,7 @@ def _pip_python() -> str:
     python = venv / "bin" / "python"
     if not python.exists():
         base = getattr(sys, "_base_executable", sys.executable)
-        _run([base, "-m", "venv", str(venv)])
+        run([base, "-m", "venv", str(venv)])
     return str(python)
 
 
@@ -522,7 +516,10 @@ def copy_build_context(destination: Path, root: Path = paths.REPO_ROOT) -> Path:
 
 
 def _podman_builder() -> Callable[[BuildRequest], None]:
-    return lambda request: _run(podman_build_command(request), stream=True)
+    def build(request: BuildRequest) -> None:
+        run(podman_build_command(request), stream=True)
+
+    return build
 
 
 def _buildx_builder(
@@ -558,15 +555,15 @@ def podman_manifests(
     for tag in first.info.tags:
         reference = f"{name}:{tag}"
         _remove_reference(reference)
-        _run(podman("manifest", "create", reference))
+        run(podman("manifest", "create", reference))
         for request in requests:
-            _run(
+            run(
                 podman(
                     "manifest", "add", reference, f"containers-storage:{name}:{tag}-{request.arch}"
                 )
             )
         if push:
-            _run(podman("manifest", "push", "--all", reference, f"docker://{reference}"))
+            run(podman("manifest", "push", "--all", reference, f"docker://{reference}"))
         log(f"manifest list {reference}: {', '.join(r.arch for r in requests)}")
         created.append(reference)
     return created
@@ -575,9 +572,9 @@ def podman_manifests(
 def _remove_reference(reference: str) -> None:
     """Drop an old manifest list or image of that name (re-runs replace it)."""
     if subprocess.run(podman("manifest", "exists", reference), check=False).returncode == 0:
-        _run(podman("manifest", "rm", reference))
+        run(podman("manifest", "rm", reference))
     elif subprocess.run(podman("image", "exists", reference), check=False).returncode == 0:
-        _run(podman("untag", reference, reference))
+        run(podman("untag", reference, reference))
 
 
 # --- measuring ---------------------------------------------------------------------
@@ -618,7 +615,7 @@ def _layer_sizes(reference: str, compress: bool) -> list[int]:
         command = podman("save", "--quiet", "--format", "docker-dir", "--output", str(out))
         if compress:
             command.append("--compress")
-        _run([*command, reference])
+        run([*command, reference])
         manifest = json.loads((out / "manifest.json").read_text())
         return [int(layer["size"]) for layer in manifest["layers"]]
 
@@ -630,18 +627,6 @@ def _inspect(reference: str) -> dict:
     if result.returncode != 0:
         raise ContainerError(f"no image {reference}: {result.stderr.strip()}")
     return json.loads(result.stdout)[0]
-
-
-def _run(command: list[str], stream: bool = False) -> None:
-    if stream:
-        code = subprocess.run(command, check=False).returncode
-        if code != 0:
-            raise ContainerError(f"`{' '.join(command)}` failed with exit status {code}")
-        return
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-20:])
-        raise ContainerError(f"`{' '.join(command)}` failed:\n{tail}")
 
 
 def measure_all(info: BuildInfo, arches: Sequence[str] = ARCHES, tag: str = "") -> list[ImageSize]:

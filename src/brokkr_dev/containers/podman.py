@@ -19,6 +19,8 @@ from pathlib import Path
 import tomlkit
 import tomlkit.exceptions
 
+from brokkr_dev.base.commands import run
+from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.containers import podman_storage
 
 # Flags that make podman work without systemd or crun on these hosts.
@@ -34,7 +36,7 @@ BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 QEMU_HANDLERS = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}
 
 
-class ContainerError(RuntimeError):
+class ContainerError(AutomationError):
     """A container engine is missing or a command failed; the message says what to do."""
 
 
@@ -144,8 +146,8 @@ def ensure_emulation(arch: str, binfmt_dir: Path = BINFMT_DIR) -> bool:
             f"sudo update-binfmts --enable {handler}"
         )
     if not (binfmt_dir / "register").exists():
-        _run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt_dir)])
-    _run(["update-binfmts", "--enable", handler])
+        run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt_dir)])
+    run(["update-binfmts", "--enable", handler])
     if not entry.exists():
         raise ContainerError(
             f"{handler} is still not registered in {binfmt_dir}; install qemu-user-static "
@@ -167,9 +169,3 @@ def ensure_podman_host(foreign_arches: Sequence[str] = ()) -> list[str]:
         if ensure_emulation(arch):
             changed.append(f"binfmt: {QEMU_HANDLERS[arch]} enabled")
     return changed
-
-
-def _run(command: list[str]) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise ContainerError(f"`{' '.join(command)}` failed: {result.stderr.strip()}")

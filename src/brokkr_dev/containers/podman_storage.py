@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from brokkr_dev.base import paths
+from brokkr_dev.base.errors import AutomationError
 
 ENV = "BROKKR_PODMAN_STORAGE"
 CHOICES = ("auto", "overlay", "vfs")
@@ -37,7 +38,7 @@ FUSE_OVERLAYFS = "fuse-overlayfs"
 PROBE_TIMEOUT = 120
 
 
-class StorageError(RuntimeError):
+class StorageError(AutomationError):
     """The requested podman storage cannot be used here; the message says what to do."""
 
 

@@ -10,8 +10,10 @@ from typing import Any
 
 import requests
 
+from brokkr_dev.base.errors import AutomationError
 
-class BrokerCallError(RuntimeError):
+
+class BrokerCallError(AutomationError):
     """The broker answered an admin call with an error status; the message has its body."""
 
 

@@ -21,12 +21,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.base.localnet import free_port
 
 SUPERUSER = "postgres"
 
 
-class PostgresError(RuntimeError):
+class PostgresError(AutomationError):
     """PostgreSQL could not be found, initialised or started; the message says why."""
 
 

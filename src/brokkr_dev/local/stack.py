@@ -24,6 +24,7 @@ import requests
 
 from brokkr_dev.base import paths
 from brokkr_dev.base import process as proc
+from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.base.localnet import port_or_free, wait_for
 from brokkr_dev.clusters import DEFAULT_NAME, get_provider
 from brokkr_dev.clusters.api import KubeClient
@@ -82,7 +83,7 @@ SAMPLE_OBJECTS = (
 )
 
 
-class StackError(RuntimeError):
+class StackError(AutomationError):
     """A piece of the local stack did not come up; the message says which and where its log is."""
 
 

@@ -16,11 +16,12 @@ import requests
 import yaml
 
 from brokkr_dev.base import paths
+from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.base.localnet import free_port, wait_for
 from brokkr_dev.base.process import stop_child
 
 
-class PrometheusError(RuntimeError):
+class PrometheusError(AutomationError):
     """Prometheus did not start or answered an error; the message says where its log is."""
 
 

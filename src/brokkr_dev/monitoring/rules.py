@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from brokkr_dev.base import paths
+from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.monitoring import dashboards
 
 MONITORING_DIR = paths.REPO_ROOT / "monitoring"
@@ -29,7 +30,7 @@ CHARTS_DIR = paths.REPO_ROOT / "charts"
 RUNBOOK_BASE = "https://github.com/colliery-io/brokkr/blob/main/docs/observability.md#"
 
 
-class MonitoringError(RuntimeError):
+class MonitoringError(AutomationError):
     """A rules or dashboard check failed; the message names the file and the fix."""
 
 

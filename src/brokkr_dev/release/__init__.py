@@ -16,6 +16,8 @@ Modules, each a small step with a clear interface:
 
 from __future__ import annotations
 
+from brokkr_dev.base.errors import AutomationError
 
-class ReleaseError(RuntimeError):
+
+class ReleaseError(AutomationError):
     """A release cannot go on; the message names the problem and the fix."""

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from brokkr_dev.base import git, paths
+from brokkr_dev.base.commands import run
 from brokkr_dev.release import ReleaseError, chart_images, notes
 from brokkr_dev.release.assets import content_type, release_assets
 from brokkr_dev.release.github import Asset, GitHub
@@ -25,7 +25,7 @@ from brokkr_dev.release.registry import Registry, is_loopback
 from brokkr_dev.release.signing import Signer, attestation_tag, signature_tag
 from brokkr_dev.release.stamp import stamp_all
 from brokkr_dev.release.tags import Action, release_tags
-from brokkr_dev.release.version import parse_released
+from brokkr_dev.release.version import parse_released, previous_release
 
 # name ("brokkr-broker"), platforms -> local manifest list reference holding them
 ImageBuilder = Callable[[str, Sequence[str]], str]
@@ -115,16 +115,8 @@ class Pipeline:
     # --- helpers -------------------------------------------------------------------
 
     def _run(self, command: Sequence[str], what: str) -> str:
-        try:
-            result = subprocess.run(
-                list(command), capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
-            )
-        except FileNotFoundError as exc:
-            raise ReleaseError(f"{what}: {command[0]} is not installed") from exc
-        if result.returncode != 0:
-            tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-10:])
-            raise ReleaseError(f"{what} failed (re-run the same command to resume):\n{tail}")
-        return result.stdout
+        hint = f"{what}: re-run the same command to resume"
+        return run(command, timeout=COMMAND_TIMEOUT, hint=hint).stdout
 
     def _repo(self, repository: str) -> str:
         return repository.split("/", 1)[1]
@@ -301,7 +293,7 @@ class Pipeline:
     def step_notes(self) -> None:
         root = self.options.root
         version = self.options.version
-        previous = git.previous_release(root, version)
+        previous = previous_release(root, version)
         text = notes.render(
             version,
             previous,

@@ -30,7 +30,7 @@ from brokkr_dev.release.registry import (
 from brokkr_dev.release.signing import Signer
 from brokkr_dev.release.stamp import CHART_NAMES, bump_chart_patch, read_chart, stamp_all
 from brokkr_dev.release.tags import dev_tags
-from brokkr_dev.release.version import parse
+from brokkr_dev.release.version import parse, previous_release
 
 Log = Callable[[str], None]
 
@@ -49,7 +49,7 @@ def credentials(env: Mapping[str, str]) -> tuple[str | None, str | None]:
 
 
 def make_plan(options: Options, registry: Registry) -> Plan:
-    previous = git.previous_release(options.root, options.version)
+    previous = previous_release(options.root, options.version)
     return build_plan(options, registry, previous.tag if previous else None)
 
 
@@ -316,8 +316,3 @@ def release_chart(
     signer = make_signer(options, environment, cosign, bin_dir)
     plan = Plan(options, [], [], [target])
     return Pipeline(plan, registry, helm=helm, signer=signer, log=log).run(("charts", "sign"))
-
-
-def options_from(version: str, **kwargs: object) -> Options:
-    """Options from CLI values (the version string is validated here)."""
-    return replace(Options(version=parse(version)), **kwargs)  # type: ignore[arg-type]

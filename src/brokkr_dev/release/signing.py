@@ -8,11 +8,11 @@ identity and records the signature in Rekor, which is how users verify it.
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from brokkr_dev.base.commands import run
 from brokkr_dev.release import ReleaseError
 from brokkr_dev.release.registry import Registry, is_loopback
 
@@ -47,16 +47,7 @@ class Signer:
     def _run(self, args: list[str], what: str, env: dict[str, str] | None = None) -> str:
         environment = {**os.environ, **(env or {})}
         environment.setdefault("COSIGN_PASSWORD", "")
-        try:
-            result = subprocess.run(
-                args, capture_output=True, text=True, timeout=TIMEOUT, env=environment, check=False
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ReleaseError(f"{what} timed out after {TIMEOUT}s; re-run to resume") from exc
-        if result.returncode != 0:
-            tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-10:])
-            raise ReleaseError(f"{what} failed:\n{tail}")
-        return result.stdout
+        return run(args, env=environment, timeout=TIMEOUT, hint=f"{what}: re-run to resume").stdout
 
     def _key_flags(self) -> list[str]:
         # Keyed signatures stay out of the public log; keyless ones must be in it.

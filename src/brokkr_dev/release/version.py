@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import total_ordering
+from pathlib import Path
 
 import semver
 
+from brokkr_dev.base import git
 from brokkr_dev.release import ReleaseError
 
 # A full release tag as it appears in git and in the registry.
@@ -87,3 +89,22 @@ def parse_released(tags: list[str] | set[str] | tuple[str, ...]) -> set[Version]
             except ReleaseError:
                 continue
     return found
+
+
+def released_tags(root: Path) -> set[Version]:
+    """Every release version tagged in the checkout at `root`."""
+    return parse_released(git.tags(root, "v*"))
+
+
+def previous_release(root: Path, version: Version) -> Version | None:
+    """The release whose notes end where this one's begin.
+
+    The highest tagged version below this one; prereleases count only for a
+    prerelease, so v1.1.0's notes cover everything since v1.0.x, rc's included.
+    """
+    candidates = [
+        v
+        for v in released_tags(root)
+        if v < version and (version.is_prerelease or not v.is_prerelease)
+    ]
+    return max(candidates, default=None)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from brokkr_dev.base.errors import AutomationError
 
-class ScanError(RuntimeError):
+
+class ScanError(AutomationError):
     """A scan could not run or its policy is malformed; the message says what to do."""
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from brokkr_dev.base import paths
+from brokkr_dev.base import commands, paths
 from brokkr_dev.scan.model import Finding, ScanError, TargetResult, not_scanned
 
 SCANNER = "trivy-config"
@@ -52,9 +52,9 @@ def run(args: list[str], cache_dir: Path) -> dict:
 
 def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        raise ScanError(f"`{' '.join(command)}` took longer than {TIMEOUT} s") from None
+        return commands.run(command, timeout=TIMEOUT, check=False)
+    except commands.CommandError as exc:  # not found, or timed out
+        raise ScanError(str(exc)) from None
 
 
 def _tail(done: subprocess.CompletedProcess[str]) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from brokkr_dev.base import system
+from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.base.localnet import wait_for
 from brokkr_dev.containers.engine import cleanup, host, runc_wrapper
 
@@ -31,7 +32,7 @@ STOP_TIMEOUT = 120.0  # dockerd stops every container first (kind nodes take sec
 REAL_RUNC = "/usr/sbin/runc"
 
 
-class EngineError(RuntimeError):
+class EngineError(AutomationError):
     """No container engine could be found or started; the message says what to do."""
 
 

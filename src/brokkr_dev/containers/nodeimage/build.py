@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from brokkr_dev.base import toolchain
+from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.containers import baseimages
 from brokkr_dev.containers.engine import Engine, EngineError
 from brokkr_dev.containers.nodeimage import recipe
@@ -30,7 +31,7 @@ OUR_BUILD_FILES = (Path(__file__), Path(recipe.__file__), *sorted(FILES.iterdir(
 PULL_TIMEOUT = 300.0
 
 
-class NodeImageError(RuntimeError):
+class NodeImageError(AutomationError):
     """The node image could not be built or found; the message says why."""
 
 
