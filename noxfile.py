@@ -157,7 +157,7 @@ def tools_session(session: nox.Session) -> None:
 def release_args(posargs: list[str]) -> list[str]:
     """`v1.2.3 --dry-run ...` -> `--version v1.2.3 --dry-run ...` for `invoke release`."""
     # values of options that take one (--registry X, --cosign-key K, --github-repo R)
-    valued = {"--registry", "--cosign-key", "--github-repo", "--engine"}
+    valued = {"--registry", "--cosign-key", "--github-repo", "--builder"}
     args: list[str] = []
     rest = list(posargs)
     while rest:
@@ -178,7 +178,7 @@ def release(session: nox.Session) -> None:
     First runs lint and unit tests on the commit and refuses a red one. Options:
     --registry HOST/PATH (default ghcr.io/colliery-io), --skip-github-release,
     --cosign-key FILE (default keyless in GitHub Actions), --no-sign, --no-sbom,
-    --github-repo OWNER/NAME, --engine auto|buildx|podman. Env:
+    --github-repo OWNER/NAME, --builder auto|buildx|podman. Env:
     BROKKR_RELEASE_WEBHOOK_URL (notification). See docs/releasing.md.
     """
     if not [a for a in session.posargs if not a.startswith("-")]:
@@ -196,7 +196,7 @@ def release(session: nox.Session) -> None:
 
 @nox.session(name="publish-dev", python=PYTHON)
 def publish_dev(session: nox.Session) -> None:
-    """Push a development build: `nox -s publish-dev -- [--registry HOST/PATH] [--engine E]`.
+    """Push a development build: `nox -s publish-dev -- [--registry HOST/PATH] [--builder B]`.
 
     Tags `sha-<7 hex>` and the branch name, never a release tag; CI runs it on pushes
     to main and develop.
@@ -289,7 +289,7 @@ def images(session: nox.Session) -> None:
 def rebuild_bench(session: nox.Session) -> None:
     """Time code-only rebuilds of the amd64 broker and agent against the 30 s goal.
 
-    Posargs go to `invoke images.rebuild-bench`, e.g. `-- --engine buildx --runs 5`;
+    Posargs go to `invoke images.rebuild-bench`, e.g. `-- --builder buildx --runs 5`;
     BROKKR_PODMAN_STORAGE=vfs measures the vfs store (docs/images.md).
     """
     install(session)

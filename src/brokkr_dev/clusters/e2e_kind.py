@@ -90,7 +90,7 @@ class BuiltImages:
 def build_images(arch: str, log: Log = print) -> BuiltImages:
     """Build (or reuse from the layer cache) the images for one architecture."""
     result = images.build(
-        targets=images.TARGETS, arches=[arch], engine="podman", offline=True, log=log
+        targets=images.TARGETS, arches=[arch], builder="podman", offline=True, log=log
     )
     pg = postgres_image.ensure(arch, log=log)
     return BuiltImages(

@@ -36,7 +36,7 @@ STEPS = (
 COMMAND_TIMEOUT = 1800
 
 
-def images_builder(engine: str = "auto", root: Path = paths.REPO_ROOT) -> ImageBuilder:
+def images_builder(builder: str = "auto", root: Path = paths.REPO_ROOT) -> ImageBuilder:
     """The project's image build (brokkr_dev.containers.images) of the checkout at `root` (default:
     this repository) with a builder: auto, buildx, podman.
 
@@ -48,7 +48,7 @@ def images_builder(engine: str = "auto", root: Path = paths.REPO_ROOT) -> ImageB
     def build(name: str, platforms: Sequence[str]) -> str:
         target = name.removeprefix("brokkr-")
         arches = tuple(p.split("/", 1)[1] for p in platforms)
-        result = images.build(targets=(target,), arches=arches, engine=engine, root=root)
+        result = images.build(targets=(target,), arches=arches, builder=builder, root=root)
         return str(result.manifests[target][0])
 
     return build
@@ -96,7 +96,7 @@ class Pipeline:
         self.plan = plan
         self.options: Options = plan.options
         self.registry = registry
-        self.builder = builder or images_builder(plan.options.engine, plan.options.root)
+        self.builder = builder or images_builder(plan.options.builder, plan.options.root)
         self.podman = list(podman) if podman is not None else default_podman()
         self.helm = helm
         self.signer = signer

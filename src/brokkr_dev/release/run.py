@@ -215,10 +215,10 @@ def publish_dev(
     builder: ImageBuilder | None = None,
     podman: Sequence[str] | None = None,
     platforms: Sequence[str] = ("linux/amd64", "linux/arm64"),
-    engine: str = "auto",
+    builder_name: str = "auto",
 ) -> dict[str, str]:
     """Push a development build as `sha-<7 hex>` and the branch tag; returns digests."""
-    builder = builder or images_builder(engine)
+    builder = builder or images_builder(builder_name)
     environment = dict(os.environ if env is None else env)
     # Actions checks tags out detached; GITHUB_REF_NAME still names the branch.
     branch = git.branch(root) or environment.get("GITHUB_REF_NAME")
