@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from brokkr_dev.clusters.api import ClusterClient, wait_for
+from brokkr_dev.clusters.layout import ClusterDir
 
 DEFAULT_NAME = "dev"
 Log = Callable[[str], None]
@@ -16,6 +17,17 @@ Log = Callable[[str], None]
 class ClusterError(RuntimeError):
     """A cluster could not be started, stopped or inspected; the message says why
     and what to do."""
+
+
+def check_provider(directory: ClusterDir, provider: str) -> None:
+    """Refuse to drive a cluster that another provider made (its recorded name)."""
+    if directory.provider_file.exists():
+        recorded = directory.provider_file.read_text().strip()
+        if recorded != provider:
+            raise ClusterError(
+                f"cluster {directory.name} was made by the {recorded!r} provider; use "
+                f"--provider {recorded}, or pick another --name"
+            )
 
 
 @dataclass

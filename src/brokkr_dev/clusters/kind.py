@@ -22,12 +22,12 @@ from brokkr_dev.clusters.common import (
     ClusterError,
     ClusterStatus,
     Log,
+    check_provider,
     ready_nodes,
     server_version,
     wait_until_usable,
 )
 from brokkr_dev.clusters.layout import ClusterDir
-from brokkr_dev.clusters.local import _check_provider
 from brokkr_dev.containers.engine import Engine, EngineError, ensure_engine
 from brokkr_dev.containers.nodeimage import recipe
 from brokkr_dev.containers.nodeimage.build import NodeImageError, ensure_node_image, pins
@@ -112,7 +112,7 @@ class KindProvider:
 
     def up(self) -> ClusterStatus:
         """Create the kind cluster, or reuse it when it already answers."""
-        _check_provider(self.dir, self.provider)
+        check_provider(self.dir, self.provider)
         if self.exists():
             self._kind("export", "kubeconfig", "--name", self.kind_name)
             if ClusterClient.from_kubeconfig(self.kubeconfig, timeout=5).healthy():

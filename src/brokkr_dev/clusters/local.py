@@ -19,6 +19,7 @@ from brokkr_dev.clusters.common import (
     ClusterError,
     ClusterStatus,
     Log,
+    check_provider,
     ready_nodes,
     server_version,
 )
@@ -65,7 +66,7 @@ class LocalProvider:
 
     def up(self) -> ClusterStatus:
         """Start the cluster and wait until a node is Ready; a no-op if it runs."""
-        _check_provider(self.dir, self.provider)
+        check_provider(self.dir, self.provider)
         running = self._running()
         if running and len(running) == len(COMPONENTS) and self._client().healthy():
             self.log(f"cluster {self.name} is already running; nothing to do")
@@ -268,16 +269,6 @@ def ensure_binaries(log: Log = print) -> flags.Binaries:
 
 def _kwok_version() -> str:
     return toolchain.load_manifest()["kwok"].version
-
-
-def _check_provider(directory: ClusterDir, provider: str) -> None:
-    if directory.provider_file.exists():
-        recorded = directory.provider_file.read_text().strip()
-        if recorded != provider:
-            raise ClusterError(
-                f"cluster {directory.name} was made by the {recorded!r} provider; use "
-                f"--provider {recorded}, or pick another --name"
-            )
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -8,7 +8,6 @@ version is never overwritten; floating tags move by re-pointing the same manifes
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import tempfile
@@ -17,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from brokkr_dev.base import git, paths
+from brokkr_dev.containers import images
+from brokkr_dev.containers.podman import podman as podman_command
 from brokkr_dev.release import ReleaseError, chart_images, notes
 from brokkr_dev.release.assets import content_type, release_assets
 from brokkr_dev.release.github import Asset, GitHub
@@ -43,7 +44,6 @@ def images_builder(builder: str = "auto", root: Path = paths.REPO_ROOT) -> Image
     Either builder leaves the manifest list in podman storage; the steps below push,
     tag and sign it from there without knowing which builder made it.
     """
-    images = importlib.import_module("brokkr_dev.containers.images")
 
     def build(name: str, platforms: Sequence[str]) -> str:
         target = name.removeprefix("brokkr-")
@@ -52,15 +52,6 @@ def images_builder(builder: str = "auto", root: Path = paths.REPO_ROOT) -> Image
         return str(result.manifests[target][0])
 
     return build
-
-
-def default_podman() -> list[str]:
-    """podman with the same global flags (storage) as the image build."""
-    try:
-        containers = importlib.import_module("brokkr_dev.containers.podman")
-        return list(containers.podman())
-    except ImportError:
-        return ["podman", "--storage-driver", "vfs"]
 
 
 @dataclass
@@ -97,7 +88,7 @@ class Pipeline:
         self.options: Options = plan.options
         self.registry = registry
         self.builder = builder or images_builder(plan.options.builder, plan.options.root)
-        self.podman = list(podman) if podman is not None else default_podman()
+        self.podman = list(podman) if podman is not None else podman_command()
         self.helm = helm
         self.signer = signer
         self.github = github

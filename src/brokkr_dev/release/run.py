@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from brokkr_dev.base import git, paths
+from brokkr_dev.containers.podman import podman as podman_command
 from brokkr_dev.release import ReleaseError, preflight
 from brokkr_dev.release import testgate as gate
 from brokkr_dev.release.github import API, GitHub
@@ -17,7 +18,6 @@ from brokkr_dev.release.pipeline import (
     ImageBuilder,
     Outcome,
     Pipeline,
-    default_podman,
     images_builder,
 )
 from brokkr_dev.release.plan import IMAGE_NAMES, ChartPlan, Options, Plan, build_plan
@@ -125,7 +125,7 @@ def release(
         gate.run_checks(options.root, options.gate, environment, log)
         helm = preflight.find_tool("helm", bin_dir) or "helm"
         cosign = preflight.find_tool("cosign", bin_dir) if options.sign else None
-        podman_cmd = list(podman) if podman is not None else default_podman()
+        podman_cmd = list(podman) if podman is not None else podman_command()
         login(options.host, environment, podman_cmd, helm, cosign)
         github = None
         if options.github_release:
@@ -226,7 +226,7 @@ def publish_dev(
     host, prefix = split_reference(registry_ref)
     registry = Registry(host, *credentials(environment))
     registry.ping()
-    podman_cmd = list(podman) if podman is not None else default_podman()
+    podman_cmd = list(podman) if podman is not None else podman_command()
     login(host, environment, podman_cmd)
     digests = {}
     for name in IMAGE_NAMES:
@@ -312,7 +312,7 @@ def release_chart(
         )
     cosign = preflight.find_tool("cosign", bin_dir) if options.sign else None
     helm = preflight.find_tool("helm", bin_dir) or "helm"
-    login(options.host, environment, default_podman(), helm, cosign)
+    login(options.host, environment, podman_command(), helm, cosign)
     signer = make_signer(options, environment, cosign, bin_dir)
     plan = Plan(options, [], [], [target])
     return Pipeline(plan, registry, helm=helm, signer=signer, log=log).run(("charts", "sign"))
