@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -11,7 +10,6 @@ from brokkr_dev.clusters.api import ClusterClient, wait_for
 from brokkr_dev.clusters.layout import ClusterDir
 
 DEFAULT_NAME = "dev"
-Log = Callable[[str], None]
 
 
 class ClusterError(RuntimeError):

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from brokkr_dev.base import paths
+from brokkr_dev.base.log import Log
 from brokkr_dev.clusters import ClusterError, KindProvider
 from brokkr_dev.containers import images, postgres_image
 
@@ -38,7 +39,6 @@ CLUSTER_ENV = "BROKKR_KIND_CLUSTER"  # the kind_cluster fixture's cluster name
 DEFAULT_CLUSTER = "e2e"
 TEST_PATH = "tests/e2e_kind"
 RECORDED_HEADER = "recorded by the tests (s; MiB where the name ends in _mib)"
-Log = Callable[[str], None]
 
 
 def timings_file() -> Path:

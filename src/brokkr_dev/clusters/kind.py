@@ -17,11 +17,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from brokkr_dev.base import toolchain
+from brokkr_dev.base.log import Log
 from brokkr_dev.clusters.api import ClusterClient, wait_for
 from brokkr_dev.clusters.common import (
     ClusterError,
     ClusterStatus,
-    Log,
     check_provider,
     ready_nodes,
     server_version,

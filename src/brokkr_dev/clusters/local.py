@@ -13,12 +13,12 @@ from functools import partial
 from pathlib import Path
 
 from brokkr_dev.base import process, toolchain
+from brokkr_dev.base.log import Log
 from brokkr_dev.clusters import certs, flags, kubeconfig, kwok_stages, ports
 from brokkr_dev.clusters.api import ClusterApiError, ClusterClient, wait_for
 from brokkr_dev.clusters.common import (
     ClusterError,
     ClusterStatus,
-    Log,
     check_provider,
     ready_nodes,
     server_version,

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from brokkr_dev.base import paths
+from brokkr_dev.base.log import Log
 from brokkr_dev.containers import baseimages, buildx, podman_storage
 from brokkr_dev.containers.podman import (
     ContainerError,
@@ -62,8 +63,6 @@ DESCRIPTIONS = {
 }
 # A Docker/OCI tag: 1-128 of these characters, not starting with '.' or '-'.
 _TAG_INVALID = re.compile(r"[^a-z0-9_.-]+")
-
-Log = Callable[[str], None]
 
 
 # --- pure naming logic -------------------------------------------------------------

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from brokkr_dev.base import git, paths
+from brokkr_dev.base.log import Log
 from brokkr_dev.containers import images
 from brokkr_dev.containers.podman import podman as podman_command
 from brokkr_dev.release import ReleaseError, chart_images, notes
@@ -30,7 +31,6 @@ from brokkr_dev.release.version import parse_released
 
 # name ("brokkr-broker"), platforms -> local manifest list reference holding them
 ImageBuilder = Callable[[str, Sequence[str]], str]
-Log = Callable[[str], None]
 STEPS = (
     "stamp", "images", "tags", "charts", "sign", "sbom", "notes", "assets", "github", "git-tag",
 )  # fmt: skip

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from brokkr_dev.base import git, paths
+from brokkr_dev.base.log import Log
 from brokkr_dev.containers.podman import podman as podman_command
 from brokkr_dev.release import ReleaseError, preflight
 from brokkr_dev.release import testgate as gate
@@ -31,8 +32,6 @@ from brokkr_dev.release.signing import Signer
 from brokkr_dev.release.stamp import CHART_NAMES, bump_chart_patch, read_chart, stamp_all
 from brokkr_dev.release.tags import dev_tags
 from brokkr_dev.release.version import parse
-
-Log = Callable[[str], None]
 
 
 def registry_for(options: Options, env: Mapping[str, str]) -> Registry:

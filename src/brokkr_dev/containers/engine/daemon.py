@@ -17,15 +17,15 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from brokkr_dev.base import system
 from brokkr_dev.base.localnet import wait_for
+from brokkr_dev.base.log import Log
 from brokkr_dev.containers.engine import cleanup, host, runc_wrapper
 
-Log = Callable[[str], None]
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 120.0  # dockerd stops every container first (kind nodes take seconds)
 REAL_RUNC = "/usr/sbin/runc"
