@@ -171,7 +171,7 @@ def release(session: nox.Session) -> None:
 
 @nox.session(name="publish-dev", python=PYTHON)
 def publish_dev(session: nox.Session) -> None:
-    """Push a development build: `nox -s publish-dev -- [--registry HOST/PATH] [--engine E]`.
+    """Push a development build: `nox -s publish-dev -- [--registry HOST/PATH] [--builder B]`.
 
     Tags `sha-<7 hex>` and the branch name, never a release tag; CI runs it on pushes
     to main and develop.
@@ -264,7 +264,7 @@ def images(session: nox.Session) -> None:
 def rebuild_bench(session: nox.Session) -> None:
     """Time code-only rebuilds of the amd64 broker and agent against the 30 s goal.
 
-    Posargs go to `invoke images.rebuild-bench`, e.g. `-- --engine buildx --runs 5`;
+    Posargs go to `invoke images.rebuild-bench`, e.g. `-- --builder buildx --runs 5`;
     BROKKR_PODMAN_STORAGE=vfs measures the vfs store (docs/images.md).
     """
     install(session)

@@ -337,7 +337,7 @@ def images_wheelhouse(c, platforms=""):
     help={
         "targets": "comma-separated: broker,agent (default: both)",
         "platforms": "comma-separated: linux/amd64,linux/arm64 (default: both)",
-        "engine": "auto (Buildx if a Docker engine answers, else podman), buildx or podman",
+        "builder": "auto (Buildx if a Docker engine answers, else podman), buildx or podman",
         "base_image": "BASE_IMAGE; `{arch}` expands (default: official for Buildx, local for podman)",
         "registry": "image name prefix (default: localhost)",
         "online": "no wheelhouse: pip downloads in the build, trusting --ca-bundle",
@@ -349,7 +349,7 @@ def images_build(  # noqa: PLR0917 - Invoke maps each command-line option to a p
     c,
     targets="",
     platforms="",
-    engine="auto",
+    builder="auto",
     base_image="",
     registry="localhost",
     online=False,
@@ -360,14 +360,14 @@ def images_build(  # noqa: PLR0917 - Invoke maps each command-line option to a p
     result = images.build(
         targets=_split(targets) or list(images.TARGETS),
         arches=_arches(platforms),
-        engine=engine,
+        builder=builder,
         base_image=base_image,
         registry=registry,
         offline=not online,
         ca_bundle=Path(ca_bundle) if ca_bundle else None,
         push=push,
     )
-    print(f"\nengine: {result.engine}")
+    print(f"\nbuilder: {result.builder}")
     for (target, arch), refs in result.images.items():
         print(f"{target:7} {arch:6} {result.seconds[(target, arch)]:7.1f} s  {', '.join(refs)}")
     for target, refs in result.manifests.items():
@@ -388,15 +388,15 @@ def images_measure(c, platforms="", tag=""):
 
 @task(
     help={
-        "engine": "podman (default), buildx or auto",
+        "builder": "podman (default), buildx or auto",
         "runs": "measured rebuilds after one warm-up build (default 3)",
     }
 )
-def images_rebuild_bench(c, engine="podman", runs=3):
+def images_rebuild_bench(c, builder="podman", runs=3):
     """Time code-only rebuilds of broker and agent (native arch) against the 30 s goal.
 
     BROKKR_PODMAN_STORAGE=vfs|overlay|auto picks podman's storage (docs/images.md)."""
-    figures = rebuildbench.run(engine=engine, runs=int(runs))
+    figures = rebuildbench.run(engine=builder, runs=int(runs))
     print(figures.summary())
 
 
@@ -461,12 +461,12 @@ def release_run(c):
 @task(
     help={
         "registry": "image registry and path, e.g. ghcr.io/colliery-io",
-        "engine": "image builder: auto (Buildx when a Docker engine answers), buildx or podman",
+        "builder": "image builder: auto (Buildx when a Docker engine answers), buildx or podman",
     }
 )
-def release_dev(c, registry="ghcr.io/colliery-io", engine="auto"):
+def release_dev(c, registry="ghcr.io/colliery-io", builder="auto"):
     """Push a development build of both images as `sha-<7 hex>` and the branch name."""
-    release.publish_dev(registry, engine=engine)
+    release.publish_dev(registry, builder_name=builder)
 
 
 @task(help={"chart": "brokkr-broker or brokkr-agent"})

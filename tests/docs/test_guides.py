@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from brokkr_dev.base import paths
-from brokkr_dev.clusters.api import KubeClient
+from brokkr_dev.clusters.api import ClusterClient
 from brokkr_dev.local import stack as localstack
 from tests.docs.guiderun import guide_env, run_guide
 from tests.fixtures import docexec
@@ -77,6 +77,6 @@ def test_guide_commands_run_on_the_local_stack(
     try:
         run_guide(guide, "local", values, tmp_path, guide_env(tmp_path, local_brokkr["kubeconfig"]))
     finally:
-        client = KubeClient.from_kubeconfig(Path(local_brokkr["kubeconfig"]))
+        client = ClusterClient.from_kubeconfig(Path(local_brokkr["kubeconfig"]))
         client.request("DELETE", f"/api/v1/namespaces/{namespace}")
         client.close()

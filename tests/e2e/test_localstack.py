@@ -10,7 +10,7 @@ import requests
 
 from brokkr_dev.base import process as proc
 from brokkr_dev.clusters import get_provider
-from brokkr_dev.clusters.api import KubeClient
+from brokkr_dev.clusters.api import ClusterClient
 from brokkr_dev.local import stack as localstack
 
 pytestmark = [pytest.mark.postgres, pytest.mark.k8s, pytest.mark.slow]
@@ -27,7 +27,7 @@ def test_up_applies_the_sample_stack_and_down_stops_everything(tmp_path: Path):
     said: list[str] = []
     try:
         info = localstack.up(said.append, where, options)
-        client = KubeClient.from_kubeconfig(Path(info["kubeconfig"]))
+        client = ClusterClient.from_kubeconfig(Path(info["kubeconfig"]))
         assert all(client.exists(path) for path in localstack.SAMPLE_OBJECTS)
         client.close()
         health = requests.get(info["agent_health"], timeout=5).json()

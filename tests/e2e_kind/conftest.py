@@ -197,7 +197,7 @@ def chart_default_image(chart: Path, *keys: str) -> str:
     return f"{values['registry']}/{values['repository']}:{values['tag'] or app_version}"
 
 
-def also_as_chart_defaults(built: e2e_kind.BuiltImages) -> list[str]:
+def also_as_chart_defaults(built: e2e_kind.KindImages) -> list[str]:
     """Tag the built images with the references the charts use by default (the
     guides install with defaults; nothing can be pulled here, and the default
     `IfNotPresent` finds them in the node). PostgreSQL is our Debian-built stand-in

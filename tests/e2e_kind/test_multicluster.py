@@ -22,7 +22,7 @@ import pytest
 
 from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.clusters import KindProvider, e2e_kind
-from brokkr_dev.clusters.api import KubeClient
+from brokkr_dev.clusters.api import ClusterClient
 from brokkr_dev.local.broker_admin import BrokerAdmin
 from tests.e2e_kind.conftest import (
     AGENT_CHART,
@@ -58,7 +58,7 @@ def second(kind_cluster: KindCluster, kind_images: KindImages) -> Iterator[Clust
     provider.up()
     provider.load_images([kind_images.agent])
     e2e_kind.record("multicluster_second_cluster_up_s", time.monotonic() - started)
-    client = KubeClient.from_kubeconfig(provider.kubeconfig)
+    client = ClusterClient.from_kubeconfig(provider.kubeconfig)
     try:
         yield Cluster(KindCluster(provider.kubeconfig, client, None, kind=provider))
     finally:

@@ -23,7 +23,7 @@ import yaml
 from brokkr.agent.kube import KubeClient as AgentKube
 from brokkr.agent.kube import KubeError, from_kubeconfig
 from brokkr_dev.base.localnet import free_port
-from brokkr_dev.clusters.api import KubeClient, KubeUnreachable
+from brokkr_dev.clusters.api import ClusterClient, KubeUnreachable
 from tests.fixtures.kube import KubeCluster
 from tests.k8s.test_security import service_account_token
 
@@ -31,7 +31,7 @@ WHOAMI = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 REVIEW = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
 
 
-def username(client: KubeClient) -> str:
+def username(client: ClusterClient) -> str:
     """Who the API server says the client is (any authenticated user may ask)."""
     return str(client.create(WHOAMI, REVIEW)["status"]["userInfo"]["username"])
 
@@ -91,7 +91,7 @@ def test_exec_plugin_credentials_reach_the_api_server(
     config = edited_kubeconfig(k8s_cluster, tmp_path / "exec.kubeconfig", user=user)
     expected = f"system:serviceaccount:{k8s_namespace}:plugin-user"
 
-    automation = KubeClient.from_kubeconfig(config)
+    automation = ClusterClient.from_kubeconfig(config)
     try:
         assert username(automation) == expected
         assert username(automation) == expected
@@ -184,7 +184,7 @@ def test_proxy_url_tunnels_requests_through_the_proxy(
         k8s_cluster, tmp_path / "proxy.kubeconfig", cluster={"proxy-url": connect_proxy.url}
     )
 
-    automation = KubeClient.from_kubeconfig(config)
+    automation = ClusterClient.from_kubeconfig(config)
     try:
         assert automation.get("/api/v1/namespaces/default")["metadata"]["name"] == "default"
     finally:
@@ -206,7 +206,7 @@ def test_a_dead_proxy_url_fails_instead_of_going_direct(
     config = edited_kubeconfig(
         k8s_cluster, tmp_path / "dead.kubeconfig", cluster={"proxy-url": dead}
     )
-    automation = KubeClient.from_kubeconfig(config, timeout=5)
+    automation = ClusterClient.from_kubeconfig(config, timeout=5)
     try:
         with pytest.raises(KubeUnreachable):
             automation.get("/version")

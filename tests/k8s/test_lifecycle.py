@@ -11,7 +11,7 @@ import pytest
 
 from brokkr_dev.base import process
 from brokkr_dev.clusters import LocalProvider, ports
-from brokkr_dev.clusters.api import KubeClient
+from brokkr_dev.clusters.api import ClusterClient
 from tests.k8s.conftest import configmap
 
 
@@ -40,7 +40,7 @@ def test_start_stop_start_keeps_data_and_second_up_is_a_no_op(
         "kube-scheduler",
         "kwok",
     }
-    client = KubeClient.from_kubeconfig(cluster.kubeconfig)
+    client = ClusterClient.from_kubeconfig(cluster.kubeconfig)
     client.create("/api/v1/namespaces/default/configmaps", configmap("survivor"))
 
     said.clear()
@@ -60,5 +60,5 @@ def test_start_stop_start_keeps_data_and_second_up_is_a_no_op(
     second = cluster.up()
     assert second.running
     assert second.ready_nodes == ["kwok-node-0"]
-    client = KubeClient.from_kubeconfig(cluster.kubeconfig)  # ports may have changed
+    client = ClusterClient.from_kubeconfig(cluster.kubeconfig)  # ports may have changed
     assert client.exists("/api/v1/namespaces/default/configmaps/survivor")

@@ -26,6 +26,7 @@ def test_parse_stat_counts_fields_after_the_last_parenthesis() -> None:
     stat = procstat.parse_stat(STAT)
     assert stat.pid == 4242
     assert stat.name == "post gres) x"
+    assert stat.state == "S"
     assert stat.ppid == 4200
     assert stat.cpu_ticks == 200  # utime 150 + stime 50
     assert stat.start_ticks == 987654
@@ -48,7 +49,7 @@ def test_read_stat_of_this_process_and_of_a_gone_one() -> None:
 
 
 def _stat(pid: int, ppid: int, ticks: int, start: int = 1, rss: int = 10) -> procstat.ProcStat:
-    return procstat.ProcStat(pid, "p", ppid, ticks, start, rss)
+    return procstat.ProcStat(pid, "p", "S", ppid, ticks, start, rss)
 
 
 def test_tree_holds_root_and_every_descendant_only() -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from pathlib import Path
 
-from brokkr_dev.base import process
+from brokkr_dev.base import process, procstat
 from brokkr_dev.clusters.api import wait_for
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -19,6 +21,23 @@ def test_start_and_stop_by_pid(tmp_path) -> None:
     assert not process.alive(record)
     assert process.records(tmp_path) == []
     assert (tmp_path / "sleeper.log").read_text().startswith("\n--- starting:")
+
+
+def test_start_ticks_of_a_live_process_and_of_a_zombie() -> None:
+    own = procstat.read_stat(os.getpid())
+    assert own is not None
+    assert process.start_ticks(os.getpid()) == own.start_ticks
+    child = subprocess.Popen(SLEEPER)
+    try:
+        assert process.start_ticks(child.pid) is not None
+        child.kill()  # not reaped yet: a zombie until wait()
+        stat = Path(f"/proc/{child.pid}/stat")
+        wait_for(lambda: procstat.parse_stat(stat.read_text()).state == "Z", 10, "a zombie")
+        assert process.start_ticks(child.pid) is None
+    finally:
+        child.kill()
+        child.wait()
+    assert process.start_ticks(child.pid) is None
 
 
 def test_a_reused_pid_is_not_taken_for_ours(tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""Podman host set-up logic: containers.conf editing and engine choice errors."""
+"""Podman host set-up logic: containers.conf editing and builder choice errors."""
 
 from __future__ import annotations
 
@@ -55,16 +55,14 @@ def test_ensure_containers_conf_writes_once(tmp_path):
     assert tomllib.loads(path.read_text())["containers"]["default_ulimits"] == []
 
 
-def test_unknown_engine_is_refused():
-    with pytest.raises(containers.ContainerError, match="auto, buildx or podman"):
-        containers.choose_engine("kaniko")
+def test_unknown_builder_is_refused():
+    with pytest.raises(containers.ContainerError, match="unknown builder 'kaniko'.*auto, buildx"):
+        containers.choose_builder("kaniko")
 
 
-def test_a_docker_cli_without_an_engine_is_not_an_engine(tmp_path):
-    fake = tmp_path / "docker"
-    fake.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
-    fake.chmod(0o755)
-    assert containers.docker_engine_works(str(fake)) is False
+def test_a_requested_builder_is_used_without_probing():
+    assert containers.choose_builder("podman") == "podman"
+    assert containers.choose_builder("buildx") == "buildx"
 
 
 def test_emulation_for_an_unknown_arch_is_refused(tmp_path):

@@ -66,7 +66,7 @@ def test_phases_time_each_step_even_when_it_fails():
 
 def test_the_sessions_image_references_reach_the_tests(tmp_path, monkeypatch):
     refs = tmp_path / "images.json"
-    built = e2e_kind.BuiltImages(
+    built = e2e_kind.KindImages(
         "amd64",
         "localhost/brokkr-broker:sha-1234567-amd64",
         "localhost/brokkr-agent:sha-1234567-amd64",
@@ -99,7 +99,7 @@ class FakeProvider:
 def test_the_session_runs_the_tests_on_its_cluster_and_always_deletes_it(tmp_path, monkeypatch):
     monkeypatch.setenv("BROKKR_STATE_DIR", str(tmp_path))
     monkeypatch.setenv(e2e_kind.TIMINGS_ENV, str(tmp_path / "timings.json"))
-    built = e2e_kind.BuiltImages(
+    built = e2e_kind.KindImages(
         "amd64", "localhost/b:1", "localhost/a:1", e2e_kind.postgres_image.PostgresImage("amd64")
     )
     monkeypatch.setattr(e2e_kind, "build_images", lambda arch, log=print: built)
@@ -121,6 +121,6 @@ def test_the_session_runs_the_tests_on_its_cluster_and_always_deletes_it(tmp_pat
     assert e2e_kind.run(["-x"], name="t1", log=lines.append) == 1
     assert FakeProvider.calls == ["up t1", "down t1"]
     assert seen[e2e_kind.CLUSTER_ENV] == "t1"
-    assert e2e_kind.BuiltImages.load(e2e_kind.Path(seen[e2e_kind.IMAGES_ENV])) == built
+    assert e2e_kind.KindImages.load(e2e_kind.Path(seen[e2e_kind.IMAGES_ENV])) == built
     assert any("could not delete kind cluster t1: engine gone" in line for line in lines)
     assert "both_install_to_ready_s" in lines[-1]

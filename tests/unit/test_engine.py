@@ -1,13 +1,22 @@
-"""The engine's pure decisions: capabilities, the runc wrapper, paths, cleanup."""
+"""The engine's pure decisions (capabilities, the runc wrapper, paths, cleanup) and the
+one "does Docker answer" probe, asked by the real docker CLI over a unix socket."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import shutil
+import socket
+import socketserver
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from brokkr_dev.containers.engine import cleanup, host, runc_wrapper
+from brokkr_dev.containers import podman
+from brokkr_dev.containers.engine import cleanup, daemon, host, runc_wrapper
 
 # Seen on these microVMs: every capability up to 40 except CAP_SYS_RESOURCE (24).
 MICROVM_CAPBND = 0x000001FFFEFFFFFF
@@ -191,3 +200,105 @@ def test_bridge_names() -> None:
     assert cleanup.bridge_name("ffff", named) == "docker0"
     links = ["lo", "eth0", "docker0", "br-0123456789ab", "br-lan", "podman0"]
     assert cleanup.leftover_bridges(links) == ["docker0", "br-0123456789ab"]
+
+
+class _DockerApi(http.server.BaseHTTPRequestHandler):
+    """The two calls `docker version` makes: /_ping, then /v<api>/version."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_HEAD(self) -> None:
+        self._answer(with_body=False)
+
+    def do_GET(self) -> None:
+        self._answer(with_body=True)
+
+    def _answer(self, *, with_body: bool) -> None:
+        if self.path.endswith("/_ping"):
+            body, content_type = b"OK", "text/plain"
+        elif self.path.endswith("/version"):
+            body = json.dumps({"Version": "99.0.1", "ApiVersion": "1.41", "Os": "linux"}).encode()
+            content_type = "application/json"
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Api-Version", "1.41")
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if with_body:
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet: no access log
+        pass
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+@pytest.fixture
+def our_engine_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[host.EngineLayout]:
+    """Our dockerd's socket answering the Docker API (the real docker CLI asks it),
+    no DOCKER_HOST, and a default socket where nothing listens."""
+    run_dir = Path(tempfile.mkdtemp(prefix="engine-", dir="/tmp"))  # short: sun_path limit
+    layout = host.EngineLayout(data_root=tmp_path / "data", run_dir=run_dir)
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setenv("BROKKR_ENGINE_RUN_DIR", str(run_dir))
+    monkeypatch.setattr(host, "DEFAULT_DOCKER_SOCKET", run_dir / "default.sock")
+    server = _UnixServer(str(layout.socket), _DockerApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield layout
+    server.shutdown()
+    server.server_close()
+    thread.join()
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_the_probe_finds_our_own_dockerd_without_docker_host(
+    our_engine_layout: host.EngineLayout,
+) -> None:
+    assert shutil.which("docker"), "the probe runs the docker CLI; install it"
+    found = daemon.find_engine(our_engine_layout, env={})
+    assert found is not None
+    assert (found.host, found.ours, found.server_version) == (
+        our_engine_layout.host,
+        True,
+        "99.0.1",
+    )
+
+
+def test_auto_builds_with_buildx_while_our_own_dockerd_runs(
+    our_engine_layout: host.EngineLayout,
+) -> None:
+    # The old probe asked only DOCKER_HOST and the default socket, so `auto` chose podman.
+    assert podman.choose_builder("auto") == "buildx"
+
+
+def test_a_dead_docker_host_falls_through_to_the_next_engine(
+    our_engine_layout: host.EngineLayout,
+) -> None:
+    dead = our_engine_layout.run_dir / "dead.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(dead))  # bound, never listening: connections are refused
+    try:
+        assert daemon.answers(f"unix://{dead}") is None
+        found = daemon.find_engine(our_engine_layout, env={"DOCKER_HOST": f"unix://{dead}"})
+    finally:
+        listener.close()
+    assert found is not None and found.host == our_engine_layout.host
+
+
+def test_without_any_engine_auto_builds_with_podman(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
+    monkeypatch.setenv("BROKKR_ENGINE_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setattr(host, "DEFAULT_DOCKER_SOCKET", tmp_path / "default.sock")
+    assert daemon.find_engine() is None
+    assert shutil.which("podman"), "the unit tests run where podman is installed"
+    assert podman.choose_builder("auto") == "podman"

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from brokkr_dev.base import procstat
+
 STOP_TIMEOUT = 20.0
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
@@ -46,14 +48,10 @@ def start_ticks(pid: int) -> int | None:
     """The process start time in clock ticks since boot (field 22 of /proc/PID/stat),
     or None when there is no such live process (zombies count as gone)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = procstat.parse_stat(Path(f"/proc/{pid}/stat").read_text())
     except OSError:
         return None
-    # The command name (field 2) may contain spaces; fields after it are plain.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
+    return None if stat.state in ("Z", "X") else stat.start_ticks
 
 
 def alive(record: ProcessRecord) -> bool:

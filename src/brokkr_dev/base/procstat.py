@@ -1,5 +1,7 @@
 """CPU time and memory of process trees, read from /proc (Linux).
 
+The one parser of /proc/<pid>/stat: base/process.py reads start times through it.
+
 The broker benchmark charges CPU to the broker (its process and forked workers)
 and to PostgreSQL (the postmaster and every backend and helper process) for a
 measured window: snapshot before, snapshot after, difference per process.
@@ -18,10 +20,11 @@ PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 @dataclass(frozen=True)
 class ProcStat:
-    """The fields of /proc/<pid>/stat the benchmark uses."""
+    """The fields of /proc/<pid>/stat the benchmark and the PID files use."""
 
     pid: int
     name: str
+    state: str  # R, S, D, ...; Z (zombie) and X (dead) have exited
     ppid: int
     cpu_ticks: int  # utime + stime of the process itself (not of reaped children)
     start_ticks: int  # since boot: tells a reused pid from the earlier process
@@ -44,6 +47,7 @@ def parse_stat(text: str) -> ProcStat:
     return ProcStat(
         pid=pid,
         name=name,
+        state=rest[0],
         ppid=int(rest[1]),
         cpu_ticks=int(rest[11]) + int(rest[12]),
         start_ticks=int(rest[19]),

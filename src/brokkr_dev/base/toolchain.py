@@ -28,6 +28,7 @@ from typing import Any
 from brokkr_dev.base import paths
 from brokkr_dev.base.commands import run
 from brokkr_dev.base.errors import AutomationError
+from brokkr_dev.base.log import Log
 
 VERSION_PATTERN = re.compile(r"v?(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?)")
 
@@ -282,9 +283,6 @@ def _candidates(tool: Tool, bin_dir: Path) -> Iterable[Path]:
 def _path_without(directory: Path) -> str:
     keep = [p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != directory]
     return os.pathsep.join(keep)
-
-
-Log = Callable[[str], None]
 
 
 def ensure(

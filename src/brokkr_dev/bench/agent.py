@@ -23,7 +23,7 @@ import requests
 
 from brokkr_dev.base import process as proc
 from brokkr_dev.base.localnet import port_or_free, wait_for
-from brokkr_dev.clusters.api import KubeClient
+from brokkr_dev.clusters.api import ClusterClient as KubeClient
 from brokkr_dev.local.broker_admin import BrokerAdmin
 from brokkr_dev.local.stack import Log, StackDir, StackError
 

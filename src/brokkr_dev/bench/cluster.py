@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from brokkr_dev.base import process
-from brokkr_dev.clusters.common import Log
+from brokkr_dev.base.log import Log
 from brokkr_dev.clusters.local import LocalProvider
 
 

@@ -61,11 +61,11 @@ def run(engine: str = "podman", runs: int = 3, log: images.Log = print) -> Rebui
     if runs < 1:
         raise ContainerError(f"runs must be at least 1, not {runs}")
     arch = images.native_arch()
-    setup = images.prepare(engine=engine, arches=[arch], log=log)
+    setup = images.prepare(builder=engine, arches=[arch], log=log)
     storage = f"{podman_storage.current().driver} podman storage"
-    if setup.engine == "buildx":
+    if setup.builder == "buildx":
         storage = f"engine layer cache, hand-over to {storage}"
-    figures = RebuildFigures(setup.engine, storage, arch)
+    figures = RebuildFigures(setup.builder, storage, arch)
     info = bench_info(images.read_build_info())
     with tempfile.TemporaryDirectory(prefix="brokkr-rebuild-bench-") as tmp:
         context = images.copy_build_context(Path(tmp))

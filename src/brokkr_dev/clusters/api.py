@@ -4,7 +4,7 @@ lightkube (via `brokkr.kubeaccess`, shared with the agent) reads the kubeconfig 
 sets up TLS, credentials (tokens, client certificates, exec plugins) and the proxy.
 Tests and automation speak in API paths and JSON (`api.get("/api/v1/nodes")`), which
 reads like the API reference and works for any kind without a Python class per
-kind; this adapter keeps that small surface, raising ApiError for refusals and
+kind; this adapter keeps that small surface, raising ClusterApiError for refusals and
 KubeUnreachable (an OSError, so polling treats it as "not yet") for no answer.
 """
 
@@ -24,7 +24,7 @@ from brokkr_dev.base.errors import AutomationError
 T = TypeVar("T")
 
 
-class ApiError(AutomationError):
+class ClusterApiError(AutomationError):
     """A request the API server refused; carries the HTTP status and its message."""
 
     def __init__(self, method: str, path: str, status: int, body: str) -> None:
@@ -37,7 +37,7 @@ class KubeUnreachable(ConnectionError):
     """No answer from the API server (refused, timed out, TLS or credential failure)."""
 
 
-class KubeClient:
+class ClusterClient:
     """JSON requests against one API server with one identity."""
 
     def __init__(self, access: kubeaccess.Access, timeout: float = 15.0) -> None:
@@ -52,15 +52,15 @@ class KubeClient:
     @classmethod
     def from_kubeconfig(
         cls, path: Path, timeout: float = 15.0, context: str | None = None
-    ) -> KubeClient:
+    ) -> ClusterClient:
         try:
             return cls(kubeaccess.from_kubeconfig(Path(path), context), timeout=timeout)
         except kubeaccess.KubeConfigError as exc:
             raise ValueError(str(exc)) from None
 
-    def with_token(self, token: str) -> KubeClient:
+    def with_token(self, token: str) -> ClusterClient:
         """A client for the same server that authenticates with a bearer token only."""
-        return KubeClient(self.access.with_token(token), timeout=self.timeout)
+        return ClusterClient(self.access.with_token(token), timeout=self.timeout)
 
     def request(self, method: str, path: str, body: Any = None, **params: Any) -> httpx2.Response:
         """Send a request and return the response whatever its status."""
@@ -81,13 +81,13 @@ class KubeClient:
             raise KubeUnreachable(f"{method} {self.server}{path}: {exc}") from exc
 
     def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
-        """Send a request and return its JSON body; raise ApiError unless it succeeded."""
+        """Send a request and return its JSON body; raise ClusterApiError unless it succeeded."""
         return self._checked(method, path, self.request(method, path, body, **params))
 
     @staticmethod
     def _checked(method: str, path: str, response: httpx2.Response) -> Any:
         if response.status_code >= 400:
-            raise ApiError(method, path, response.status_code, response.text)
+            raise ClusterApiError(method, path, response.status_code, response.text)
         return response.json() if response.content else None
 
     def get(self, path: str, **params: Any) -> Any:
@@ -122,7 +122,7 @@ class KubeClient:
         self._http.close()
 
 
-def crd_established(client: KubeClient, name: str) -> bool:
+def crd_established(client: ClusterClient, name: str) -> bool:
     """Whether CustomResourceDefinition `name` is Established. Read from the object:
     `kubectl wait` errors out, instead of waiting, while a new CRD's conditions are null."""
     crd = client.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
@@ -137,4 +137,6 @@ def wait_for(
     interval: float = 0.2,
 ) -> T:
     """Poll `condition` until truthy (see localnet.wait_for); API errors count as "not yet"."""
-    return localnet.wait_for(condition, timeout, what, interval, (*localnet.NOT_YET, ApiError))
+    return localnet.wait_for(
+        condition, timeout, what, interval, (*localnet.NOT_YET, ClusterApiError)
+    )

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from brokkr_dev.base.errors import AutomationError
-from brokkr_dev.clusters.api import KubeClient, wait_for
+from brokkr_dev.clusters.api import ClusterClient, wait_for
+from brokkr_dev.clusters.layout import ClusterDir
 
 DEFAULT_NAME = "dev"
-Log = Callable[[str], None]
 
 
 class ClusterError(AutomationError):
     """A cluster could not be started, stopped or inspected; the message says why
     and what to do."""
+
+
+def check_provider(directory: ClusterDir, provider: str) -> None:
+    """Refuse to drive a cluster that another provider made (its recorded name)."""
+    if directory.provider_file.exists():
+        recorded = directory.provider_file.read_text().strip()
+        if recorded != provider:
+            raise ClusterError(
+                f"cluster {directory.name} was made by the {recorded!r} provider; use "
+                f"--provider {recorded}, or pick another --name"
+            )
 
 
 @dataclass
@@ -80,20 +90,20 @@ def node_schedulable(node: dict[str, Any]) -> bool:
     )
 
 
-def ready_nodes(client: KubeClient) -> list[str]:
+def ready_nodes(client: ClusterClient) -> list[str]:
     """Names of the nodes that report Ready and accept Pods."""
     nodes = client.get("/api/v1/nodes")["items"]
     return sorted(n["metadata"]["name"] for n in nodes if node_schedulable(n))
 
 
-def server_version(client: KubeClient) -> str | None:
+def server_version(client: ClusterClient) -> str | None:
     try:
         return str(client.get("/version")["gitVersion"])
     except Exception:
         return None
 
 
-def wait_until_usable(client: KubeClient, timeout: float) -> list[str]:
+def wait_until_usable(client: ClusterClient, timeout: float) -> list[str]:
     """Wait for /readyz, a Ready node and the `default` ServiceAccount (without it,
     Pods in `default` are refused); returns the Ready nodes."""
     wait_for(client.healthy, timeout, "the API server to report ready")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from brokkr_dev.base import paths
+from brokkr_dev.base.log import Log
 from brokkr_dev.clusters import ClusterError, KindProvider
 from brokkr_dev.containers import images, postgres_image
 
@@ -38,7 +39,6 @@ CLUSTER_ENV = "BROKKR_KIND_CLUSTER"  # the kind_cluster fixture's cluster name
 DEFAULT_CLUSTER = "e2e"
 TEST_PATH = "tests/e2e_kind"
 RECORDED_HEADER = "recorded by the tests (s; MiB where the name ends in _mib)"
-Log = Callable[[str], None]
 
 
 def timings_file() -> Path:
@@ -66,8 +66,8 @@ def node_arch(client: Any) -> str:
 
 
 @dataclass(frozen=True)
-class BuiltImages:
-    """References, in podman storage, of the three images the charts run."""
+class KindImages:
+    """The three images the charts run on the kind cluster: references in podman storage."""
 
     arch: str
     broker: str
@@ -81,19 +81,19 @@ class BuiltImages:
         path.write_text(json.dumps(data, indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> BuiltImages:
+    def load(cls, path: Path) -> KindImages:
         data = json.loads(path.read_text())
         arch = str(data["arch"])
         return cls(arch, data["broker"], data["agent"], postgres_image.PostgresImage(arch))
 
 
-def build_images(arch: str, log: Log = print) -> BuiltImages:
+def build_images(arch: str, log: Log = print) -> KindImages:
     """Build (or reuse from the layer cache) the images for one architecture."""
     result = images.build(
-        targets=images.TARGETS, arches=[arch], engine="podman", offline=True, log=log
+        targets=images.TARGETS, arches=[arch], builder="podman", offline=True, log=log
     )
     pg = postgres_image.ensure(arch, log=log)
-    return BuiltImages(
+    return KindImages(
         arch=arch,
         broker=result.images[("broker", arch)][0],
         agent=result.images[("agent", arch)][0],
@@ -101,11 +101,11 @@ def build_images(arch: str, log: Log = print) -> BuiltImages:
     )
 
 
-def images_for(arch: str, log: Log = print) -> BuiltImages:
+def images_for(arch: str, log: Log = print) -> KindImages:
     """The images the session built for this architecture, else a build now."""
     explicit = os.environ.get(IMAGES_ENV)
     if explicit and Path(explicit).is_file():
-        built = BuiltImages.load(Path(explicit))
+        built = KindImages.load(Path(explicit))
         if built.arch == arch:
             return built
     return build_images(arch, log=log)

@@ -17,17 +17,17 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from brokkr_dev.base import toolchain
-from brokkr_dev.clusters.api import KubeClient, wait_for
+from brokkr_dev.base.log import Log
+from brokkr_dev.clusters.api import ClusterClient, wait_for
 from brokkr_dev.clusters.common import (
     ClusterError,
     ClusterStatus,
-    Log,
+    check_provider,
     ready_nodes,
     server_version,
     wait_until_usable,
 )
 from brokkr_dev.clusters.layout import ClusterDir
-from brokkr_dev.clusters.local import _check_provider
 from brokkr_dev.containers.engine import Engine, EngineError, ensure_engine
 from brokkr_dev.containers.nodeimage import recipe
 from brokkr_dev.containers.nodeimage.build import NodeImageError, ensure_node_image, pins
@@ -112,10 +112,10 @@ class KindProvider:
 
     def up(self) -> ClusterStatus:
         """Create the kind cluster, or reuse it when it already answers."""
-        _check_provider(self.dir, self.provider)
+        check_provider(self.dir, self.provider)
         if self.exists():
             self._kind("export", "kubeconfig", "--name", self.kind_name)
-            if KubeClient.from_kubeconfig(self.kubeconfig, timeout=5).healthy():
+            if ClusterClient.from_kubeconfig(self.kubeconfig, timeout=5).healthy():
                 self.log(f"cluster {self.name} is already running; nothing to do")
                 return self.status()
             self.log(f"cluster {self.name} exists but does not answer: recreating it")
@@ -156,7 +156,7 @@ class KindProvider:
         self, *, check_network_policy: bool = True, timeout: float = START_TIMEOUT
     ) -> None:
         """Wait for the node, DNS, kube-proxy, storage and NetworkPolicy enforcement."""
-        client = KubeClient.from_kubeconfig(self.kubeconfig)
+        client = ClusterClient.from_kubeconfig(self.kubeconfig)
         wait_until_usable(client, timeout)
         workloads = list(SYSTEM_WORKLOADS)
         if check_network_policy:
@@ -209,7 +209,7 @@ class KindProvider:
         if not self.kubeconfig.exists():
             result.detail = "no kubeconfig: the cluster was never started"
             return result
-        client = KubeClient.from_kubeconfig(self.kubeconfig, timeout=5)
+        client = ClusterClient.from_kubeconfig(self.kubeconfig, timeout=5)
         if client.healthy():
             result.running = True
             result.server = client.server

@@ -13,12 +13,13 @@ from functools import partial
 from pathlib import Path
 
 from brokkr_dev.base import process, toolchain
+from brokkr_dev.base.log import Log
 from brokkr_dev.clusters import certs, flags, kubeconfig, kwok_stages, ports
-from brokkr_dev.clusters.api import ApiError, KubeClient, wait_for
+from brokkr_dev.clusters.api import ClusterApiError, ClusterClient, wait_for
 from brokkr_dev.clusters.common import (
     ClusterError,
     ClusterStatus,
-    Log,
+    check_provider,
     ready_nodes,
     server_version,
 )
@@ -65,7 +66,7 @@ class LocalProvider:
 
     def up(self) -> ClusterStatus:
         """Start the cluster and wait until a node is Ready; a no-op if it runs."""
-        _check_provider(self.dir, self.provider)
+        check_provider(self.dir, self.provider)
         running = self._running()
         if running and len(running) == len(COMPONENTS) and self._client().healthy():
             self.log(f"cluster {self.name} is already running; nothing to do")
@@ -142,7 +143,7 @@ class LocalProvider:
             result.version = server_version(client)
             try:
                 result.ready_nodes = ready_nodes(client)
-            except ApiError as exc:
+            except ClusterApiError as exc:
                 result.detail = f"cannot list nodes: {exc}"
         else:
             result.detail = f"the API server does not answer; logs are in {self.dir.logs}"
@@ -155,10 +156,10 @@ class LocalProvider:
             return []
         return [r.name for r in process.records(self.dir.pids) if process.alive(r)]
 
-    def _client(self) -> KubeClient:
+    def _client(self) -> ClusterClient:
         if not self.kubeconfig.exists():
             raise ClusterError(f"cluster {self.name} has no kubeconfig at {self.kubeconfig}")
-        return KubeClient.from_kubeconfig(self.kubeconfig, timeout=5)
+        return ClusterClient.from_kubeconfig(self.kubeconfig, timeout=5)
 
     def _write_configs(self, pki: certs.Pki, chosen: dict[str, int]) -> None:
         server = f"https://{flags.HOST}:{chosen['apiserver']}"
@@ -183,7 +184,7 @@ class LocalProvider:
         d = self.dir
         self._start("etcd", flags.etcd(binaries.etcd, d, pki, chosen))
         self._start("kube-apiserver", flags.apiserver(binaries.kube_apiserver, d, pki, chosen))
-        client = KubeClient.from_kubeconfig(self.kubeconfig, timeout=5)
+        client = ClusterClient.from_kubeconfig(self.kubeconfig, timeout=5)
         self._await(client.healthy, "the API server to report ready", "kube-apiserver")
         self._start(
             "kube-controller-manager",
@@ -268,16 +269,6 @@ def ensure_binaries(log: Log = print) -> flags.Binaries:
 
 def _kwok_version() -> str:
     return toolchain.load_manifest()["kwok"].version
-
-
-def _check_provider(directory: ClusterDir, provider: str) -> None:
-    if directory.provider_file.exists():
-        recorded = directory.provider_file.read_text().strip()
-        if recorded != provider:
-            raise ClusterError(
-                f"cluster {directory.name} was made by the {recorded!r} provider; use "
-                f"--provider {recorded}, or pick another --name"
-            )
 
 
 def _tail(path: Path, lines: int = 20) -> str:

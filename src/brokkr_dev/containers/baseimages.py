@@ -14,11 +14,11 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from brokkr_dev.base import paths
+from brokkr_dev.base.log import Log
 from brokkr_dev.containers.podman import ContainerError, podman
 
 SUITE = "bookworm"  # Debian 12: Python 3.11, as the services require
@@ -40,8 +40,6 @@ IMAGE_CONFIG = (
     "ENV LANG=C.UTF-8",
     'CMD ["python3"]',
 )
-
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,14 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from brokkr_dev.base import paths, toolchain
+from brokkr_dev.base.log import Log
 from brokkr_dev.containers.engine import EngineError, ensure_engine
 from brokkr_dev.containers.podman import ContainerError, podman
 
-Log = Callable[[str], None]
 BUILDER = "default"  # the docker driver's builder, one per Docker context
 _SYNTAX = re.compile(r"^#\s*syntax\s*=", re.IGNORECASE)
 

@@ -35,10 +35,11 @@ from pathlib import Path
 
 from brokkr_dev.base import git, paths
 from brokkr_dev.base.commands import run
+from brokkr_dev.base.log import Log
 from brokkr_dev.containers import baseimages, buildx, podman_storage
 from brokkr_dev.containers.podman import (
     ContainerError,
-    choose_engine,
+    choose_builder,
     ensure_podman_host,
     podman,
 )
@@ -63,8 +64,6 @@ DESCRIPTIONS = {
 }
 # A Docker/OCI tag: 1-128 of these characters, not starting with '.' or '-'.
 _TAG_INVALID = re.compile(r"[^a-z0-9_.-]+")
-
-Log = Callable[[str], None]
 
 
 # --- pure naming logic -------------------------------------------------------------
@@ -394,7 +393,7 @@ def _pip_python() -> str:
 class BuildResult:
     """What a build produced: per-arch references, manifest lists and timings."""
 
-    engine: str
+    builder: str
     images: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     manifests: dict[str, list[str]] = field(default_factory=dict)
     seconds: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -404,7 +403,7 @@ def build(
     *,
     targets: Sequence[str] = TARGETS,
     arches: Sequence[str] = ARCHES,
-    engine: str = "auto",
+    builder: str = "auto",
     base_image: str = "",
     registry: str = DEFAULT_REGISTRY,
     offline: bool = True,
@@ -423,15 +422,17 @@ def build(
         image_name(target)  # validates
     arches = [arch_of(a) for a in arches]
     setup = prepare(
-        engine=engine, arches=arches, base_image=base_image, offline=offline,
+        builder=builder, arches=arches, base_image=base_image, offline=offline,
         ca_bundle=ca_bundle, log=log, root=root,
     )  # fmt: skip
     info = read_build_info(root)
-    result = BuildResult(engine=setup.engine)
+    result = BuildResult(builder=setup.builder)
     for target in targets:
         requests = [setup.request(target, arch, info, registry, root) for arch in arches]
         for request in requests:
-            log(f"building {request.references[0]} with {setup.engine} (base {request.base_image})")
+            log(
+                f"building {request.references[0]} with {setup.builder} (base {request.base_image})"
+            )
             started = time.monotonic()
             setup.build_one(request)
             result.seconds[(target, request.arch)] = round(time.monotonic() - started, 1)
@@ -442,9 +443,9 @@ def build(
 
 @dataclass(frozen=True)
 class Prepared:
-    """A host ready to build: the engine, its build function and the base images."""
+    """A host ready to build: the builder, its build function and the base images."""
 
-    engine: str
+    builder: str
     build_one: Callable[[BuildRequest], None]
     base_images: dict[str, str]  # arch -> BASE_IMAGE
     ca_bundle: Path | None
@@ -468,7 +469,7 @@ class Prepared:
 
 def prepare(
     *,
-    engine: str,
+    builder: str,
     arches: Sequence[str],
     base_image: str = "",
     offline: bool = True,
@@ -477,7 +478,7 @@ def prepare(
     root: Path = paths.REPO_ROOT,
 ) -> Prepared:
     """Everything before the builds: requirements, wheelhouse or CA, host, base images."""
-    engine = choose_engine(engine)
+    builder = choose_builder(builder)
     changed = write_requirements(root)
     for path in changed:
         log(f"updated {path.relative_to(root)} from uv.lock (commit it)")
@@ -493,12 +494,12 @@ def prepare(
     if not base_image:
         for arch in arches:
             pinned = baseimages.ensure(baseimages.for_arch(arch), log=log)
-            if engine == "podman":
+            if builder == "podman":
                 bases[arch] = pinned  # local base by digest (podman storage)
     build_one = (
-        _podman_builder() if engine == "podman" else _buildx_builder(base_image, arches, log)
+        _podman_builder() if builder == "podman" else _buildx_builder(base_image, arches, log)
     )
-    return Prepared(engine, build_one, bases, ca_bundle)
+    return Prepared(builder, build_one, bases, ca_bundle)
 
 
 def copy_build_context(destination: Path, root: Path = paths.REPO_ROOT) -> Path:

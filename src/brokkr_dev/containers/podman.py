@@ -1,18 +1,19 @@
-"""Container engines on this kind of machine: detect one, set the host up for Podman.
+"""The image builders on this kind of machine: choose one, set the host up for Podman.
 
-Docker Buildx (the pinned plugin, see buildx.py) is used when a Docker *engine*
-answers (a `docker` CLI alone is not enough); otherwise Podman. Podman on these hosts (no systemd cgroup delegation,
-hybrid cgroups, a restrictive RLIMIT_NOFILE) needs runc, cgroupfs and no default
-ulimits; `ensure_podman_host()` puts that in place, and `podman()` adds the global
-flags to every call, with the storage podman_storage chose (overlay in our own store
-where the kernel allows it, else the machine-wide vfs store).
+Docker Buildx (the pinned plugin, see buildx.py) builds when a Docker engine answers
+(`brokkr_dev.containers.engine.find_engine`: DOCKER_HOST, the default socket or our
+own dockerd; a `docker` CLI alone is not enough); otherwise Podman. Podman on these
+hosts (no systemd cgroup delegation, hybrid cgroups, a restrictive RLIMIT_NOFILE)
+needs runc, cgroupfs and no default ulimits; `ensure_podman_host()` puts that in
+place, and `podman()` adds the global flags to every call, with the storage
+podman_storage chose (overlay in our own store where the kernel allows it, else the
+machine-wide vfs store).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import tomlkit.exceptions
 from brokkr_dev.base.commands import run
 from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.containers import podman_storage
+from brokkr_dev.containers.engine import find_engine
 
 # Flags that make podman work without systemd or crun on these hosts.
 PODMAN_RUNTIME_FLAGS = (
@@ -34,10 +36,11 @@ CONTAINERS_CONF = Path("/etc/containers/containers.conf")
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 # Go architecture name -> binfmt handler that runs its binaries on a foreign host.
 QEMU_HANDLERS = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}
+BUILDERS = ("auto", "buildx", "podman")
 
 
 class ContainerError(AutomationError):
-    """A container engine is missing or a command failed; the message says what to do."""
+    """An image builder is missing or a command failed; the message says what to do."""
 
 
 def podman(*args: str) -> list[str]:
@@ -54,39 +57,21 @@ def podman_global_flags() -> list[str]:
     return [*storage.flags, *PODMAN_RUNTIME_FLAGS]
 
 
-def docker_engine_works(docker: str | None = None, timeout: float = 15) -> bool:
-    """True when `docker info` reaches an engine (DOCKER_HOST or the default socket)."""
-    docker = docker or shutil.which("docker")
-    if not docker:
-        return False
-    try:
-        result = subprocess.run(
-            [docker, "info", "--format", "{{.ServerVersion}}"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return result.returncode == 0 and bool(result.stdout.strip())
-
-
-def choose_engine(requested: str = "auto") -> str:
+def choose_builder(requested: str = "auto") -> str:
     """'buildx' or 'podman': the requested one, or buildx when a Docker engine answers.
 
     'buildx' itself starts an engine when none answers (brokkr_dev.containers.engine).
     """
-    if requested not in {"auto", "buildx", "podman"}:
-        raise ContainerError(f"unknown engine {requested!r}; use auto, buildx or podman")
+    if requested not in BUILDERS:
+        raise ContainerError(f"unknown builder {requested!r}; use auto, buildx or podman")
     if requested != "auto":
         return requested
-    if docker_engine_works():
+    if find_engine() is not None:
         return "buildx"
     if shutil.which("podman"):
         return "podman"
     raise ContainerError(
-        "no container engine: no Docker engine answers and podman is not installed; "
+        "no image builder: no Docker engine answers and podman is not installed; "
         "run `invoke system.install --features containers`"
     )
 

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 
 from brokkr_dev.base import paths
+from brokkr_dev.base.log import Log
 from brokkr_dev.containers import baseimages, images
 from brokkr_dev.containers.podman import ContainerError, ensure_podman_host, podman
 
@@ -44,8 +45,6 @@ DROP = (
     "etc/postgresql/*",
     "usr/share/i18n",
 )
-
-Log = baseimages.Log
 
 
 def base_for(arch: str) -> baseimages.BaseImage:

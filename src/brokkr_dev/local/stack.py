@@ -27,7 +27,7 @@ from brokkr_dev.base import process as proc
 from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.base.localnet import port_or_free, wait_for
 from brokkr_dev.clusters import DEFAULT_NAME, get_provider
-from brokkr_dev.clusters.api import KubeClient
+from brokkr_dev.clusters.api import ClusterClient as KubeClient
 from brokkr_dev.local.broker_admin import BrokerAdmin
 from brokkr_dev.local.postgres import PostgresServer, temporary_server
 

@@ -107,7 +107,7 @@ def parse(argv: Sequence[str]) -> Request:
         sign=not args.no_sign,
         sbom=not args.no_sbom and not args.no_sign,
         github_repo=args.github_repo,
-        engine=args.builder,
+        builder=args.builder,
     )
     return Request(options=options, prepare=args.prepare)
 

@@ -12,18 +12,18 @@ says so and carries on; a finished release stays finished.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
+from brokkr_dev.base.log import Log
 from brokkr_dev.release.pipeline import Outcome
 from brokkr_dev.release.plan import Plan
 
 ENV_URL = "BROKKR_RELEASE_WEBHOOK_URL"
 TIMEOUT = 10
-Log = Callable[[str], None]
 
 
 def facts(plan: Plan, outcome: Outcome | None, status: str, error: str | None) -> dict[str, Any]:

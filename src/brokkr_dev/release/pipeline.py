@@ -8,7 +8,6 @@ version is never overwritten; floating tags move by re-pointing the same manifes
 
 from __future__ import annotations
 
-import importlib
 import json
 import tempfile
 from collections.abc import Callable, Sequence
@@ -17,6 +16,9 @@ from pathlib import Path
 
 from brokkr_dev.base import git, paths
 from brokkr_dev.base.commands import run
+from brokkr_dev.base.log import Log
+from brokkr_dev.containers import images
+from brokkr_dev.containers.podman import podman as podman_command
 from brokkr_dev.release import ReleaseError, chart_images, notes
 from brokkr_dev.release.assets import content_type, release_assets
 from brokkr_dev.release.github import Asset, GitHub
@@ -29,38 +31,27 @@ from brokkr_dev.release.version import parse_released, previous_release
 
 # name ("brokkr-broker"), platforms -> local manifest list reference holding them
 ImageBuilder = Callable[[str, Sequence[str]], str]
-Log = Callable[[str], None]
 STEPS = (
     "stamp", "images", "tags", "charts", "sign", "sbom", "notes", "assets", "github", "git-tag",
 )  # fmt: skip
 COMMAND_TIMEOUT = 1800
 
 
-def images_builder(engine: str = "auto", root: Path = paths.REPO_ROOT) -> ImageBuilder:
+def images_builder(builder: str = "auto", root: Path = paths.REPO_ROOT) -> ImageBuilder:
     """The project's image build (brokkr_dev.containers.images) of the checkout at `root` (default:
     this repository) with a builder: auto, buildx, podman.
 
     Either builder leaves the manifest list in podman storage; the steps below push,
     tag and sign it from there without knowing which builder made it.
     """
-    images = importlib.import_module("brokkr_dev.containers.images")
 
     def build(name: str, platforms: Sequence[str]) -> str:
         target = name.removeprefix("brokkr-")
         arches = tuple(p.split("/", 1)[1] for p in platforms)
-        result = images.build(targets=(target,), arches=arches, engine=engine, root=root)
+        result = images.build(targets=(target,), arches=arches, builder=builder, root=root)
         return str(result.manifests[target][0])
 
     return build
-
-
-def default_podman() -> list[str]:
-    """podman with the same global flags (storage) as the image build."""
-    try:
-        containers = importlib.import_module("brokkr_dev.containers.podman")
-        return list(containers.podman())
-    except ImportError:
-        return ["podman", "--storage-driver", "vfs"]
 
 
 @dataclass
@@ -96,8 +87,8 @@ class Pipeline:
         self.plan = plan
         self.options: Options = plan.options
         self.registry = registry
-        self.builder = builder or images_builder(plan.options.engine, plan.options.root)
-        self.podman = list(podman) if podman is not None else default_podman()
+        self.builder = builder or images_builder(plan.options.builder, plan.options.root)
+        self.podman = list(podman) if podman is not None else podman_command()
         self.helm = helm
         self.signer = signer
         self.github = github

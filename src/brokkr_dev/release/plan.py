@@ -38,9 +38,7 @@ class Options:
     github_repo: str = "colliery-io/brokkr"
     git_tag: bool = True  # create the git tag when the release completes
     dry_run: bool = False
-    engine: str = (
-        "auto"  # image builder: auto (Buildx when a Docker engine answers), buildx, podman
-    )
+    builder: str = "auto"  # auto (Buildx when a Docker engine answers), buildx, podman
     # Commands that must pass on the commit before anything is published (gate.py).
     gate: tuple[tuple[str, ...], ...] = DEFAULT_CHECKS
 
@@ -122,7 +120,7 @@ class Plan:
             lines.append(f"   - git commit -m 'chore(release): {o.version.tag}'")
         else:
             lines.append("   - (all files already carry this version)")
-        lines.append(f"2. Build ({o.engine}) and push images for {', '.join(o.platforms)}")
+        lines.append(f"2. Build ({o.builder}) and push images for {', '.join(o.platforms)}")
         for image in self.images:
             state = (
                 f"already published as {image.published_digest}, skipped"

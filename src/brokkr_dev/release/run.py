@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from brokkr_dev.base import git, paths
+from brokkr_dev.base.log import Log
+from brokkr_dev.containers.podman import podman as podman_command
 from brokkr_dev.release import ReleaseError, preflight
 from brokkr_dev.release import testgate as gate
 from brokkr_dev.release.github import API, GitHub
@@ -17,7 +19,6 @@ from brokkr_dev.release.pipeline import (
     ImageBuilder,
     Outcome,
     Pipeline,
-    default_podman,
     images_builder,
 )
 from brokkr_dev.release.plan import IMAGE_NAMES, ChartPlan, Options, Plan, build_plan
@@ -31,8 +32,6 @@ from brokkr_dev.release.signing import Signer
 from brokkr_dev.release.stamp import CHART_NAMES, bump_chart_patch, read_chart, stamp_all
 from brokkr_dev.release.tags import dev_tags
 from brokkr_dev.release.version import parse, previous_release
-
-Log = Callable[[str], None]
 
 
 def registry_for(options: Options, env: Mapping[str, str]) -> Registry:
@@ -125,7 +124,7 @@ def release(
         gate.run_checks(options.root, options.gate, environment, log)
         helm = preflight.find_tool("helm", bin_dir) or "helm"
         cosign = preflight.find_tool("cosign", bin_dir) if options.sign else None
-        podman_cmd = list(podman) if podman is not None else default_podman()
+        podman_cmd = list(podman) if podman is not None else podman_command()
         login(options.host, environment, podman_cmd, helm, cosign)
         github = None
         if options.github_release:
@@ -215,10 +214,10 @@ def publish_dev(
     builder: ImageBuilder | None = None,
     podman: Sequence[str] | None = None,
     platforms: Sequence[str] = ("linux/amd64", "linux/arm64"),
-    engine: str = "auto",
+    builder_name: str = "auto",
 ) -> dict[str, str]:
     """Push a development build as `sha-<7 hex>` and the branch tag; returns digests."""
-    builder = builder or images_builder(engine)
+    builder = builder or images_builder(builder_name)
     environment = dict(os.environ if env is None else env)
     # Actions checks tags out detached; GITHUB_REF_NAME still names the branch.
     branch = git.branch(root) or environment.get("GITHUB_REF_NAME")
@@ -226,7 +225,7 @@ def publish_dev(
     host, prefix = split_reference(registry_ref)
     registry = Registry(host, *credentials(environment))
     registry.ping()
-    podman_cmd = list(podman) if podman is not None else default_podman()
+    podman_cmd = list(podman) if podman is not None else podman_command()
     login(host, environment, podman_cmd)
     digests = {}
     for name in IMAGE_NAMES:
@@ -312,7 +311,7 @@ def release_chart(
         )
     cosign = preflight.find_tool("cosign", bin_dir) if options.sign else None
     helm = preflight.find_tool("helm", bin_dir) or "helm"
-    login(options.host, environment, default_podman(), helm, cosign)
+    login(options.host, environment, podman_command(), helm, cosign)
     signer = make_signer(options, environment, cosign, bin_dir)
     plan = Plan(options, [], [], [target])
     return Pipeline(plan, registry, helm=helm, signer=signer, log=log).run(("charts", "sign"))

@@ -13,14 +13,14 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from brokkr_dev.base import git
+from brokkr_dev.base.log import Log
 from brokkr_dev.release import ReleaseError
 
-Log = Callable[[str], None]
 TIMEOUT = 3600
 # The repository's own sessions, through its pinned nox (scripts/nox).
 DEFAULT_CHECKS: tuple[tuple[str, ...], ...] = (

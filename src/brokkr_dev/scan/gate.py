@@ -7,10 +7,11 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from brokkr_dev.base import paths, toolchain
+from brokkr_dev.base.log import Log
 from brokkr_dev.charts import lint as charts
 from brokkr_dev.containers import images as image_build
 from brokkr_dev.scan import checkov, debian, govulns, pypi, render, trivy
@@ -23,7 +24,6 @@ WORK_DIR = paths.REPO_ROOT / "build" / "scan"
 CONFIG_SCANNERS = ("trivy", "checkov")
 # The vulnerability data sources (table scanner names) that can be "not scanned".
 SOURCE_SCANNERS = (trivy.VULN_SCANNER, debian.SCANNER, pypi.SCANNER, govulns.SCANNER)
-Log = Callable[[str], None]
 
 
 def mode_from(value: str) -> Mode:

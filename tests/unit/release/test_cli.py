@@ -35,7 +35,7 @@ def test_options_may_come_before_the_version_and_take_their_values():
         ["--registry", "127.0.0.1:5000/b", "--builder", "podman", "v2.0.0-rc.1", "--no-sign"]
     )
     assert request.options.registry == "127.0.0.1:5000/b"
-    assert request.options.engine == "podman"
+    assert request.options.builder == "podman"
     assert not request.options.sign and not request.options.sbom
     assert request.tools == ["helm"]
 

@@ -7,6 +7,7 @@ from brokkr_dev.containers.engine.daemon import (
     EngineError,
     engine_status,
     ensure_engine,
+    find_engine,
     stop_engine,
 )
 from brokkr_dev.containers.engine.host import EngineLayout
@@ -17,5 +18,6 @@ __all__ = [
     "EngineLayout",
     "engine_status",
     "ensure_engine",
+    "find_engine",
     "stop_engine",
 ]

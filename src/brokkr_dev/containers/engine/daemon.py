@@ -17,16 +17,16 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from brokkr_dev.base import system
 from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.base.localnet import wait_for
+from brokkr_dev.base.log import Log
 from brokkr_dev.containers.engine import cleanup, host, runc_wrapper
 
-Log = Callable[[str], None]
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 120.0  # dockerd stops every container first (kind nodes take seconds)
 REAL_RUNC = "/usr/sbin/runc"
@@ -90,18 +90,31 @@ def answers(docker_host: str, timeout: float = 10) -> str | None:
     return version or None
 
 
+def find_engine(
+    layout: host.EngineLayout | None = None, env: Mapping[str, str] | None = None
+) -> Engine | None:
+    """The first engine that answers, or None; starts nothing. The one "does Docker
+    answer" probe: DOCKER_HOST, the default socket, then our own dockerd's socket."""
+    environment = dict(os.environ if env is None else env)
+    layout = layout or host.EngineLayout.from_env(environment)
+    for docker_host, ours in host.candidate_hosts(environment, layout):
+        version = answers(docker_host)
+        if version:
+            return Engine(docker_host, ours, version, running_pid(layout) if ours else None)
+    return None
+
+
 def ensure_engine(log: Log = print, layout: host.EngineLayout | None = None) -> Engine:
     """An engine that answers: one already running, else our own dockerd (idempotent)."""
     layout = layout or host.EngineLayout.from_env()
-    for docker_host, ours in host.candidate_hosts(dict(os.environ), layout):
-        version = answers(docker_host)
-        if version:
-            pid = running_pid(layout) if ours else None
-            log(
-                f"container engine: Docker {version} at {docker_host}" + (" (ours)" if ours else "")
-            )
-            return Engine(docker_host, ours, version, pid)
-    return start_engine(log, layout)
+    found = find_engine(layout)
+    if found is None:
+        return start_engine(log, layout)
+    log(
+        f"container engine: Docker {found.server_version} at {found.host}"
+        + (" (ours)" if found.ours else "")
+    )
+    return found
 
 
 def start_engine(log: Log, layout: host.EngineLayout) -> Engine:

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from brokkr_dev.base import toolchain
 from brokkr_dev.base.errors import AutomationError
+from brokkr_dev.base.log import Log
 from brokkr_dev.containers import baseimages
 from brokkr_dev.containers.engine import Engine, EngineError
 from brokkr_dev.containers.nodeimage import recipe
 
-Log = Callable[[str], None]
 FILES = Path(__file__).parent / "files"
 OUR_BUILD_FILES = (Path(__file__), Path(recipe.__file__), *sorted(FILES.iterdir()))
 PULL_TIMEOUT = 300.0
