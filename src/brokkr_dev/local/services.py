@@ -260,11 +260,17 @@ class Service:
 
     # --- one-off commands ----------------------------------------------------------------
 
-    def run_to_exit(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def run_to_exit(
+        self, *args: str, module: str | None = None, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
         """Run a command of the service (default: serve) to its end, output captured:
-        for start-up failures and one-shot subcommands."""
+        for start-up failures and one-shot subcommands. `module` runs another entry
+        point of the service with the same settings (the agent's registration check)."""
+        argv = (
+            [sys.executable, "-m", module, *args] if module else self.argv(*args or self.serve_args)
+        )
         return subprocess.run(
-            self.argv(*(args or self.serve_args)),
+            argv,
             env=self.environment(),
             capture_output=True,
             text=True,
