@@ -12,8 +12,8 @@ A launcher owns its process from start to stop:
   carries the end of its log;
 - the stop: SIGTERM, then SIGKILL after a bound, and the exit code.
 
-The local stack, the benchmarks and the tests launch services only through here, so
-this is the one place that writes a launched service's environment.
+The local stack, the benchmarks and the tests start service processes only through
+here, so this is the one place that writes a launched service's environment.
 """
 
 from __future__ import annotations
@@ -135,8 +135,8 @@ class Service:
 
     # --- what runs ---------------------------------------------------------------------
 
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", self.module, *args]
+    def argv(self, *args: str, module: str | None = None) -> list[str]:
+        return [sys.executable, "-m", module or self.module, *args]
 
     def environment(self) -> dict[str, str]:
         """The child's environment: ours without Brokkr configuration, then the settings."""
@@ -266,11 +266,8 @@ class Service:
         """Run a command of the service (default: serve) to its end, output captured:
         for start-up failures and one-shot subcommands. `module` runs another entry
         point of the service with the same settings (the agent's registration check)."""
-        argv = (
-            [sys.executable, "-m", module, *args] if module else self.argv(*args or self.serve_args)
-        )
         return subprocess.run(
-            argv,
+            self.argv(*(args if args or module else self.serve_args), module=module),
             env=self.environment(),
             capture_output=True,
             text=True,
