@@ -5,12 +5,10 @@ Every wait polls a condition with a deadline; nothing sleeps to synchronise.
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,8 @@ from brokkr_dev.base.localnet import free_port
 from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.clusters import kubeconfig
 from brokkr_dev.local.broker_admin import BrokerAdmin
-from tests.fixtures.agent import AgentProcess, BrokerProcess
+from brokkr_dev.local.services import LocalAgent, LocalBroker, Settings, Tls, merged
+from tests.fixtures.agent import broker_for_agents
 from tests.integration.test_tls import issue, make_ca
 
 pytestmark = [pytest.mark.postgres, pytest.mark.k8s, pytest.mark.slow]
@@ -43,51 +42,57 @@ def broker_database_url(postgres_server: Any) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def broker(
     broker_database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[BrokerProcess]:
-    process = BrokerProcess(broker_database_url, tmp_path_factory.mktemp("broker"))
+) -> Iterator[LocalBroker]:
+    process = broker_for_agents(broker_database_url, tmp_path_factory.mktemp("broker"))
     process.start()
     yield process
     process.stop()
 
 
 @pytest.fixture
-def admin(broker: BrokerProcess) -> BrokerAdmin:
-    if broker.process is None or broker.process.poll() is not None:
+def admin(broker: LocalBroker) -> BrokerAdmin:
+    if not broker.running:
         broker.start()  # a previous test stopped it
-    return BrokerAdmin(broker.url, broker.admin_pak_file.read_text().strip())
+    return BrokerAdmin(broker.url, broker.admin_pak())
 
 
 class Setup:
     """One generator, one ACTIVE agent registered with it, helpers to run it."""
 
     def __init__(
-        self, admin: BrokerAdmin, broker: BrokerProcess, kubeconfig: Path, tmp: Path
+        self, admin: BrokerAdmin, broker: LocalBroker, kubeconfig: Path, tmp: Path
     ) -> None:
         self.admin, self.broker, self.kubeconfig, self.tmp = admin, broker, kubeconfig, tmp
         suffix = secrets.token_hex(3)
         self.generator_id = admin.generator(f"gen-{suffix}")
         self.agent_name, self.cluster = f"agent-{suffix}", f"cluster-{suffix}"
         self.agent_id, self.pak = admin.agent(self.agent_name, self.cluster)
-        self.agents: list[AgentProcess] = []
+        self.agents: list[LocalAgent] = []
 
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {
-            "BROKKR__AGENT__BROKER_URL": self.broker.url,
-            "BROKKR__AGENT__PAK": self.pak,
-            "BROKKR__AGENT__AGENT_NAME": self.agent_name,
-            "BROKKR__AGENT__CLUSTER_NAME": self.cluster,
-            "BROKKR__AGENT__POLLING_INTERVAL": "1",
-            "BROKKR__AGENT__GENERATOR_IDS": self.generator_id,
-            "BROKKR__AGENT__KUBECONFIG": str(self.kubeconfig),
-            "BROKKR__AGENT__MAX_BACKOFF": "2",
+    def settings(self, **extra: str) -> Settings:
+        """This agent's settings; `extra` adds or replaces keys of the agent section."""
+        agent = {
+            "broker_url": self.broker.url,
+            "pak": self.pak,
+            "agent_name": self.agent_name,
+            "cluster_name": self.cluster,
+            "polling_interval": 1,
+            "generator_ids": [self.generator_id],
+            "kubeconfig": self.kubeconfig,
+            "max_backoff": 2,
         }
-        env.update({f"BROKKR__AGENT__{k.upper()}": v for k, v in extra.items()})
-        return env
+        return {"agent": agent | extra}
 
-    def run(self, **extra: str) -> AgentProcess:
-        agent = AgentProcess(self.env(**extra), self.tmp).start()
+    def run(self, **extra: str) -> LocalAgent:
+        """Start an agent without waiting: some tests watch it never become healthy."""
+        port = free_port()
+        agent = LocalAgent(
+            merged(self.settings(**extra), {"log": {"format": "text", "level": "DEBUG"}}),
+            health_port=port,
+            log_file=self.tmp / f"agent-{port}.log",
+        )
         self.agents.append(agent)
-        return agent
+        return agent.start(wait=False)
 
     def stack(self, yaml_text: str) -> tuple[str, dict[str, Any]]:
         stack_id = self.admin.stack(f"stack-{secrets.token_hex(3)}", self.generator_id)
@@ -110,7 +115,7 @@ class Setup:
 
 @pytest.fixture
 def setup(
-    admin: BrokerAdmin, broker: BrokerProcess, k8s_cluster: Any, tmp_path: Path
+    admin: BrokerAdmin, broker: LocalBroker, k8s_cluster: Any, tmp_path: Path
 ) -> Iterator[Setup]:
     environment = Setup(admin, broker, Path(k8s_cluster.kubeconfig), tmp_path)
     yield environment
@@ -179,7 +184,7 @@ def gone(k8s_cluster: Any, path: str) -> bool:
 def test_stack_is_applied_updated_and_removed_across_restarts(setup: Setup, k8s_cluster: Any):
     ns = f"e2e-{secrets.token_hex(3)}"
     agent = setup.run()
-    agent.wait_running()
+    agent.wait_ready()
     stack_id, first = setup.stack(stack_v1(ns))
     event = setup.event(first)
     assert event["status"] == "SUCCESS", event
@@ -263,7 +268,7 @@ def test_unusable_yaml_and_rejected_objects_are_failure_events(
     setup: Setup, k8s_cluster: Any, k8s_namespace: str
 ):
     agent = setup.run()
-    agent.wait_running()
+    agent.wait_ready()
     # The broker refuses YAML that does not parse; what reaches the agent can still be
     # unusable as Kubernetes objects (here: no metadata.name), which must fail cleanly.
     _, broken = setup.stack("apiVersion: v1\nkind: ConfigMap\ndata: {a: b}\n")
@@ -334,7 +339,7 @@ def test_namespace_scoped_agent(setup: Setup, k8s_cluster: Any, k8s_namespace: s
     config = namespace_kubeconfig(k8s_cluster, k8s_namespace, tmp_path / "scoped.kubeconfig")
     setup.kubeconfig = config
     agent = setup.run(watch_namespace=k8s_namespace)
-    agent.wait_running()
+    agent.wait_ready()
     # No namespace given: the agent's own namespace is used.
     _, inside = setup.stack(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: inside}\ndata: {a: b}\n"
@@ -354,10 +359,10 @@ def test_namespace_scoped_agent(setup: Setup, k8s_cluster: Any, k8s_namespace: s
 
 
 def test_broker_outage_and_return(
-    setup: Setup, broker: BrokerProcess, k8s_cluster: Any, k8s_namespace: str
+    setup: Setup, broker: LocalBroker, k8s_cluster: Any, k8s_namespace: str
 ):
     agent = setup.run()
-    agent.wait_running()
+    agent.wait_ready()
     broker.stop()
     poll(lambda: agent.health()["broker"]["connected"] is False, 30, "agent to notice the outage")
     assert agent.health()["status"] == "degraded"
@@ -399,33 +404,26 @@ def test_health_endpoints_when_kubernetes_is_unreachable(setup: Setup, tmp_path:
     assert "brokkr_agent_kubernetes_connected 0.0" in agent.get("/metrics").text
 
 
-def run_to_exit(env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("BROKKR__")} | env
-    full["BROKKR__AGENT__HEALTH_PORT"] = str(free_port())
-    return subprocess.run(
-        [sys.executable, "-m", "brokkr.agent.cli"],
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def run_to_exit(settings: Settings, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return LocalAgent(settings).run_to_exit(timeout=timeout)
 
 
 def test_start_up_failures_are_clear(setup: Setup):
-    wrong_pak = run_to_exit(setup.env(pak="brokkr_BR3rVsDa_GK3QN7CDUzYc6iKgMkJ98M2WSimM5t6U8"))
+    wrong_pak = run_to_exit(setup.settings(pak="brokkr_BR3rVsDa_GK3QN7CDUzYc6iKgMkJ98M2WSimM5t6U8"))
     assert wrong_pak.returncode == 1
     assert "rejected the PAK" in wrong_pak.stderr
     assert "GK3QN7CDUzYc6iKgMkJ98M2WSimM5t6U8" not in wrong_pak.stderr
 
-    down = run_to_exit(setup.env(broker_url=f"http://127.0.0.1:{free_port()}", startup_timeout="3"))
+    down = run_to_exit(
+        setup.settings(broker_url=f"http://127.0.0.1:{free_port()}", startup_timeout="3")
+    )
     assert down.returncode == 1
     assert "not available after 3 s" in down.stderr
 
-    wrong_name = run_to_exit(setup.env(agent_name="nobody"))
+    wrong_name = run_to_exit(setup.settings(agent_name="nobody"))
     assert wrong_name.returncode == 1 and "no agent named 'nobody'" in wrong_name.stderr
 
-    bad = run_to_exit(setup.env(polling_interval="soon"))
+    bad = run_to_exit(setup.settings(polling_interval="soon"))
     assert bad.returncode == 2 and "BROKKR__AGENT__POLLING_INTERVAL" in bad.stderr
 
 
@@ -446,7 +444,7 @@ def test_inactive_agent_does_not_apply_and_sigterm_is_prompt(setup: Setup, k8s_n
     assert "stopped" in agent.log()
 
 
-def polls(agent: AgentProcess) -> float:
+def polls(agent: LocalAgent) -> float:
     """Completed reconcile cycles, from the agent's own metrics."""
     for line in agent.get("/metrics").text.splitlines():
         if line.startswith('brokkr_agent_polls_total{result="success"}'):
@@ -479,18 +477,16 @@ def test_sigterm_exits_zero_within_the_bound_while_a_request_hangs(setup: Setup,
 def test_https_to_the_broker_is_verified(setup: Setup, broker_database_url: str, tmp_path: Path):
     ca_cert, ca_key = make_ca(tmp_path)
     cert, key = issue(tmp_path, (ca_cert, ca_key), "broker")
-    tls_broker = BrokerProcess(
-        broker_database_url, tmp_path, tls=(cert, key, ca_cert), mints_admin_pak=False
-    )
+    tls_broker = broker_for_agents(broker_database_url, tmp_path, tls=Tls(cert, key, ca_cert))
     try:
         tls_broker.start()
-        untrusted = run_to_exit(setup.env(broker_url=tls_broker.url))
+        untrusted = run_to_exit(setup.settings(broker_url=tls_broker.url))
         assert untrusted.returncode == 1
         assert "TLS verification of the broker" in untrusted.stderr
         assert "certificate verify failed" in untrusted.stderr
         assert "BROKKR__AGENT__CA_FILE" in untrusted.stderr
         agent = setup.run(broker_url=tls_broker.url, ca_file=str(ca_cert))
-        agent.wait_running()
+        agent.wait_ready()
         assert agent.health()["broker"]["connected"] is True
     finally:
         tls_broker.stop()

@@ -7,9 +7,7 @@ heartbeat is sent with the agent's PAK, exactly as the agent sends it.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,42 +15,38 @@ import pytest
 import requests
 
 from brokkr_dev.local.broker_admin import BrokerAdmin
-from tests.fixtures.agent import BrokerProcess
+from brokkr_dev.local.services import LocalAgent, LocalBroker
+from tests.fixtures.agent import broker_for_agents
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 @pytest.fixture
-def broker(database_url: str, tmp_path: Path) -> Iterator[BrokerProcess]:
-    process = BrokerProcess(database_url, tmp_path / "broker")
-    process.workdir.mkdir()
+def broker(database_url: str, tmp_path: Path) -> Iterator[LocalBroker]:
+    process = broker_for_agents(database_url, tmp_path / "broker")
     process.start()
     yield process
     process.stop()
 
 
-def check(broker: BrokerProcess, pak: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+def check(broker: LocalBroker, pak: str, workdir: Path) -> subprocess.CompletedProcess[str]:
     pak_file = workdir / "pak"
     pak_file.write_text(pak + "\n")
-    env = {
-        **os.environ,
-        "BROKKR__AGENT__BROKER_URL": broker.url,
-        "BROKKR__AGENT__PAK_FILE": str(pak_file),
-        "BROKKR__AGENT__AGENT_NAME": "checked",
-        "BROKKR__AGENT__CLUSTER_NAME": "c1",
-        "BROKKR__AGENT__POLLING_INTERVAL": "5",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "brokkr.agent.registration"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    agent = LocalAgent(
+        {
+            "agent": {
+                "broker_url": broker.url,
+                "pak_file": pak_file,
+                "agent_name": "checked",
+                "cluster_name": "c1",
+                "polling_interval": 5,
+            }
+        }
     )
+    return agent.run_to_exit(module="brokkr.agent.registration", timeout=60)
 
 
-def heartbeat(broker: BrokerProcess, agent_id: str, pak: str, reachable: bool) -> None:
+def heartbeat(broker: LocalBroker, agent_id: str, pak: str, reachable: bool) -> None:
     response = requests.post(
         f"{broker.url}/api/v1/agents/{agent_id}/heartbeat",
         json={"k8s_reachable": reachable, "k8s_api_latency_ms": 3 if reachable else None},
@@ -63,9 +57,9 @@ def heartbeat(broker: BrokerProcess, agent_id: str, pak: str, reachable: bool) -
 
 
 def test_passes_only_for_an_active_agent_that_heartbeats_with_kubernetes_reachable(
-    broker: BrokerProcess, tmp_path: Path
+    broker: LocalBroker, tmp_path: Path
 ):
-    admin = BrokerAdmin(broker.url, broker.admin_pak_file.read_text().strip())
+    admin = BrokerAdmin(broker.url, broker.admin_pak())
     agent_id, pak = admin.agent("checked", "c1")
 
     done = check(broker, pak, tmp_path)
@@ -88,7 +82,7 @@ def test_passes_only_for_an_active_agent_that_heartbeats_with_kubernetes_reachab
     assert "status is 'INACTIVE'" in done.stderr
 
 
-def test_the_admin_pak_is_not_an_agent(broker: BrokerProcess, tmp_path: Path):
-    done = check(broker, broker.admin_pak_file.read_text().strip(), tmp_path)
+def test_the_admin_pak_is_not_an_agent(broker: LocalBroker, tmp_path: Path):
+    done = check(broker, broker.admin_pak(), tmp_path)
     assert done.returncode == 1
     assert "not an agent's PAK" in done.stderr

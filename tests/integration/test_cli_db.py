@@ -6,29 +6,20 @@ import json
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from brokkr.broker import bootstrap, pak
 from brokkr.broker.settings import load_settings
+from brokkr_dev.local.services import LocalBroker
 from tests.integration.broker import in_process
 
 pytestmark = pytest.mark.postgres
 
 
 def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKKR")}
-    env["BROKKR__DATABASE__URL"] = database_url
-    return subprocess.run(
-        [sys.executable, "-m", "brokkr.broker.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return LocalBroker({"database": {"url": database_url}}).run_to_exit(*args, timeout=60)
 
 
 def test_create_generator_and_agent_print_working_paks(database_url: str):

@@ -16,7 +16,8 @@ import pytest
 
 from brokkr.broker import pak
 from brokkr.broker.yaml_worker import MAX_YAML_DEPTH
-from tests.integration.broker import Api, BrokerProcess, in_process
+from brokkr_dev.local.services import LocalBroker
+from tests.integration.broker import Api, in_process
 from tests.integration.test_admin_generator import all_at_once
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -44,27 +45,25 @@ def big_yaml(target_bytes: int) -> str:
 
 
 @pytest.fixture
-def broker(database_url: str, tmp_path: Path) -> Iterator[tuple[BrokerProcess, str]]:
+def broker(database_url: str, tmp_path: Path) -> Iterator[tuple[LocalBroker, str]]:
     admin = pak.generate()
-    process = BrokerProcess(
+    process = LocalBroker(
         {
-            "BROKKR__DATABASE__URL": database_url,
-            "BROKKR__BROKER__PAK_HASH": admin.hash,
-            "BROKKR__BROKER__BODY_READ_TIMEOUT": "1",
             # 24 racing DELETEs each hold a connection while they wait for the row lock.
-            "BROKKR__DATABASE__POOL_MAX_SIZE": "30",
-            "BROKKR__DATABASE__POOL_TIMEOUT": "30",
-            "BROKKR__LOG__FORMAT": "json",
-        }
+            "database": {"url": database_url, "pool_max_size": 30, "pool_timeout": 30},
+            "broker": {"pak_hash": admin.hash, "body_read_timeout": 1},
+            "log": {"format": "json"},
+        },
+        log_file=tmp_path / "broker.log",
     )
     try:  # a broker that starts too slowly is killed too
-        process.start(tmp_path / "broker.log")
+        process.start()
         yield process, admin.pak
     finally:
         process.kill()
 
 
-def client(broker: BrokerProcess, admin: str) -> httpx.Client:
+def client(broker: LocalBroker, admin: str) -> httpx.Client:
     return httpx.Client(
         base_url=broker.url + "/api/v1", headers={"Authorization": admin}, timeout=60
     )
@@ -78,7 +77,7 @@ def make_stack(http: httpx.Client) -> str:
 
 
 def test_concurrent_deletes_of_one_stack_one_wins(
-    broker: tuple[BrokerProcess, str], database_url: str
+    broker: tuple[LocalBroker, str], database_url: str
 ):
     process, admin = broker
     with client(process, admin) as http:
@@ -104,7 +103,7 @@ def test_concurrent_deletes_of_one_stack_one_wins(
     assert row == (1,)
 
 
-def test_a_stalled_body_is_408_and_the_connection_closes(broker: tuple[BrokerProcess, str]):
+def test_a_stalled_body_is_408_and_the_connection_closes(broker: tuple[LocalBroker, str]):
     process, admin = broker
     head = (
         "POST /api/v1/generators HTTP/1.1\r\nHost: x\r\n"
@@ -124,7 +123,7 @@ def test_a_stalled_body_is_408_and_the_connection_closes(broker: tuple[BrokerPro
 
 
 def test_a_500_is_logged_once_with_the_request_id_it_answers_with(
-    broker: tuple[BrokerProcess, str], database_url: str
+    broker: tuple[LocalBroker, str], database_url: str
 ):
     process, admin = broker
     with psycopg.connect(database_url) as conn:  # break the schema under the broker
@@ -150,7 +149,7 @@ def test_a_500_is_logged_once_with_the_request_id_it_answers_with(
         )
 
 
-def test_healthz_stays_fast_while_a_large_yaml_is_parsed(broker: tuple[BrokerProcess, str]):
+def test_healthz_stays_fast_while_a_large_yaml_is_parsed(broker: tuple[LocalBroker, str]):
     process, admin = broker
     content = big_yaml(3 * 1024 * 1024)
     with client(process, admin) as http:

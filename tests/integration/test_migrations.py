@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 
 import psycopg
 import pytest
 
 from brokkr.broker.db import migrate
+from brokkr_dev.local.services import LocalBroker
 
 pytestmark = pytest.mark.postgres
 
 
 def migrate_process(database_url: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKKR")}
-    env["BROKKR__DATABASE__URL"] = database_url
-    return subprocess.Popen(
-        [sys.executable, "-m", "brokkr.broker.cli", "migrate"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    return LocalBroker({"database": {"url": database_url}}).spawn(
+        "migrate", stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
 
 
@@ -67,16 +60,8 @@ def newer(version: int, sql: str) -> migrate.Migration:
 
 
 def serve_process(database_url: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKKR")}
-    env.update(BROKKR__DATABASE__URL=database_url, BROKKR__DATABASE__STARTUP_WAIT="0")
-    return subprocess.run(
-        [sys.executable, "-m", "brokkr.broker.cli", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    broker = LocalBroker({"database": {"url": database_url, "startup_wait": 0}})
+    return broker.run_to_exit(timeout=60)
 
 
 def test_a_compatible_newer_schema_is_run_on_with_a_warning(empty_database_url: str):

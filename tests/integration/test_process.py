@@ -8,34 +8,47 @@ import socket
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from brokkr.broker import pak
 from brokkr_dev.local.postgres import PostgresServer, remove, temporary_server
-from tests.integration.broker import BrokerProcess
+from brokkr_dev.local.services import LocalBroker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
-def env_for(database_url: str, **extra: str) -> dict[str, str]:
-    return {"BROKKR__DATABASE__URL": database_url, "BROKKR__LOG__FORMAT": "json", **extra}
+def broker_for(
+    database_url: str,
+    log_file: Path,
+    database: dict[str, Any] | None = None,
+    log_level: str | None = None,
+    **broker: Any,
+) -> LocalBroker:
+    return LocalBroker(
+        {
+            "database": {"url": database_url, **(database or {})},
+            "broker": broker,
+            "log": {"format": "json", "level": log_level},
+        },
+        log_file=log_file,
+    )
 
 
 def test_sigterm_marks_not_ready_finishes_in_flight_request_and_exits_zero(
     database_url: str, tmp_path: Path
 ):
     admin = pak.generate()
-    broker = BrokerProcess(
-        env_for(
-            database_url,
-            BROKKR__BROKER__PAK_HASH=admin.hash,
-            BROKKR__BROKER__SHUTDOWN_DELAY="3",
-            BROKKR__BROKER__DRAIN_TIMEOUT="20",
-        )
+    broker = broker_for(
+        database_url,
+        tmp_path / "broker.log",
+        pak_hash=admin.hash,
+        shutdown_delay=3,
+        drain_timeout=20,
     )
-    broker.start(tmp_path / "broker.log")
+    broker.start()
     try:
         assert httpx.get(broker.url + "/readyz").status_code == 200
         body = b'{"name": "in-flight"}'
@@ -83,14 +96,13 @@ def test_database_outage_is_503_and_recovers_without_restart(
     own_postgres: PostgresServer, tmp_path: Path
 ):
     admin = pak.generate()
-    broker = BrokerProcess(
-        env_for(
-            own_postgres.dsn("brokkr"),
-            BROKKR__BROKER__PAK_HASH=admin.hash,
-            BROKKR__DATABASE__POOL_TIMEOUT="1",
-        )
+    broker = broker_for(
+        own_postgres.dsn("brokkr"),
+        tmp_path / "broker.log",
+        database={"pool_timeout": 1},
+        pak_hash=admin.hash,
     )
-    broker.start(tmp_path / "broker.log")
+    broker.start()
     headers = {"Authorization": admin.pak}
 
     def agents() -> int:
@@ -134,8 +146,8 @@ def test_database_outage_is_503_and_recovers_without_restart(
 
 
 def test_public_default_admin_hash_is_refused(database_url: str, tmp_path: Path):
-    broker = BrokerProcess(env_for(database_url, BROKKR__BROKER__PAK_HASH=pak.PUBLIC_DEFAULT_HASH))
-    broker.start(tmp_path / "broker.log", wait=False)
+    broker = broker_for(database_url, tmp_path / "broker.log", pak_hash=pak.PUBLIC_DEFAULT_HASH)
+    broker.start(wait=False)
     assert broker.process is not None
     assert broker.process.wait(30) == 1
     assert "publicly known default" in broker.log()
@@ -143,14 +155,13 @@ def test_public_default_admin_hash_is_refused(database_url: str, tmp_path: Path)
 
 
 def test_public_default_admin_hash_allowed_for_development_warns(database_url: str, tmp_path: Path):
-    broker = BrokerProcess(
-        env_for(
-            database_url,
-            BROKKR__BROKER__PAK_HASH=pak.PUBLIC_DEFAULT_HASH,
-            BROKKR__BROKER__ALLOW_INSECURE_DEFAULT_PAK="true",
-        )
+    broker = broker_for(
+        database_url,
+        tmp_path / "broker.log",
+        pak_hash=pak.PUBLIC_DEFAULT_HASH,
+        allow_insecure_default_pak=True,
     )
-    broker.start(tmp_path / "broker.log")
+    broker.start()
     try:
         health = httpx.get(broker.url + "/health").json()
         assert health["status"] == "degraded"
@@ -168,12 +179,10 @@ def test_first_start_mints_admin_pak_into_a_private_file_and_never_logs_it(
     database_url: str, tmp_path: Path
 ):
     pak_file = tmp_path / "secrets" / "admin.pak"
-    broker = BrokerProcess(
-        env_for(
-            database_url, BROKKR__BROKER__ADMIN_PAK_FILE=str(pak_file), BROKKR__LOG__LEVEL="debug"
-        )
+    broker = broker_for(
+        database_url, tmp_path / "broker.log", log_level="debug", admin_pak_file=pak_file
     )
-    broker.start(tmp_path / "broker.log")
+    broker.start()
     try:
         assert stat.S_IMODE(os.stat(pak_file).st_mode) == 0o600
         minted = pak_file.read_text().strip()
@@ -189,8 +198,8 @@ def test_first_start_mints_admin_pak_into_a_private_file_and_never_logs_it(
 
 
 def test_no_admin_hash_and_no_pak_file_is_a_clear_error(database_url: str, tmp_path: Path):
-    broker = BrokerProcess(env_for(database_url))
-    broker.start(tmp_path / "broker.log", wait=False)
+    broker = broker_for(database_url, tmp_path / "broker.log")
+    broker.start(wait=False)
     assert broker.process is not None
     assert broker.process.wait(30) == 1
     assert "BROKKR__BROKER__ADMIN_PAK_FILE" in broker.log()
@@ -198,15 +207,13 @@ def test_no_admin_hash_and_no_pak_file_is_a_clear_error(database_url: str, tmp_p
 
 def test_workers_share_the_port_and_stop_together(database_url: str, tmp_path: Path):
     admin = pak.generate()
-    broker = BrokerProcess(
-        env_for(database_url, BROKKR__BROKER__PAK_HASH=admin.hash, BROKKR__BROKER__WORKERS="2")
-    )
-    broker.start(tmp_path / "broker.log")
+    broker = broker_for(database_url, tmp_path / "broker.log", pak_hash=admin.hash, workers=2)
+    broker.start()
     try:
         for _ in range(10):
             reply = httpx.get(broker.url + "/api/v1/agents", headers={"Authorization": admin.pak})
             assert reply.status_code == 200
         assert "started 2 workers" in broker.log()
-        assert broker.terminate() == 0
+        assert broker.stop(timeout=30) == 0
     finally:
         broker.kill()

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from brokkr.broker import pak
-from tests.integration.broker import BrokerProcess
+from brokkr_dev.local.services import LocalBroker, Tls
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -97,18 +97,15 @@ def test_https_with_certificate_hot_reload(database_url: str, tmp_path: Path):
     live_cert, live_key = tmp_path / "tls.crt", tmp_path / "tls.key"
     live_cert.write_bytes(first[0].read_bytes())
     live_key.write_bytes(first[1].read_bytes())
-    broker = BrokerProcess(
+    broker = LocalBroker(
         {
-            "BROKKR__DATABASE__URL": database_url,
-            "BROKKR__BROKER__PAK_HASH": pak.generate().hash,
-            "BROKKR__BROKER__TLS__ENABLED": "true",
-            "BROKKR__BROKER__TLS__CERT_FILE": str(live_cert),
-            "BROKKR__BROKER__TLS__KEY_FILE": str(live_key),
-            "BROKKR__BROKER__TLS__RELOAD_INTERVAL": "0.2",
+            "database": {"url": database_url},
+            "broker": {"pak_hash": pak.generate().hash, "tls": {"reload_interval": 0.2}},
         },
-        scheme="https",
+        tls=Tls(live_cert, live_key, ca[0]),
+        log_file=tmp_path / "broker.log",
     )
-    broker.start(tmp_path / "broker.log", verify=ssl.create_default_context(cafile=str(ca[0])))
+    broker.start()
     try:
         assert served_common_name(broker.port, ca[0]) == "first"
         with pytest.raises(httpx.ConnectError):

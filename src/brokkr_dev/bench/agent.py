@@ -9,23 +9,19 @@ until that ConfigMap exists in the cluster. Memory is the agent's resident set s
 from __future__ import annotations
 
 import json
-import os
 import random
 import secrets
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from brokkr_dev.base import process as proc
-from brokkr_dev.base.localnet import port_or_free, wait_for
-from brokkr_dev.clusters.api import ClusterClient as KubeClient
+from brokkr_dev.base.log import Log
+from brokkr_dev.clusters.api import ClusterClient
 from brokkr_dev.local.broker_admin import BrokerAdmin
-from brokkr_dev.local.stack import Log, StackDir, StackError
+from brokkr_dev.local.services import LocalAgent
+from brokkr_dev.local.stack import StackDir, StackError
 
 NAMESPACE = "brokkr-bench"
 
@@ -51,33 +47,24 @@ def measure(
     pak_file = where.root / f"bench-{suffix}.pak"
     pak_file.touch(mode=0o600)
     pak_file.write_text(agent_pak)
-    health_port = port_or_free(0)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKKR__")} | {
-        "BROKKR__AGENT__BROKER_URL": info["broker_url"],
-        "BROKKR__AGENT__PAK_FILE": str(pak_file),
-        "BROKKR__AGENT__AGENT_NAME": f"bench-{suffix}",
-        "BROKKR__AGENT__CLUSTER_NAME": "bench",
-        "BROKKR__AGENT__KUBECONFIG": info["kubeconfig"],
-        "BROKKR__AGENT__POLLING_INTERVAL": str(interval),
-        "BROKKR__AGENT__HEALTH_PORT": str(health_port),
-        "BROKKR__AGENT__HEALTH_BIND": "127.0.0.1",
-        "BROKKR__LOG__LEVEL": "WARNING",
-    }
     log_path = where.logs / f"bench-agent-{suffix}.log"
-    with log_path.open("ab") as out:
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "brokkr.agent.cli"], env=env, stdout=out, stderr=out
-        )
-    kube = KubeClient.from_kubeconfig(Path(info["kubeconfig"]))
+    agent = LocalAgent(
+        {
+            "agent": {
+                "broker_url": info["broker_url"],
+                "pak_file": pak_file,
+                "agent_name": f"bench-{suffix}",
+                "cluster_name": "bench",
+                "kubeconfig": info["kubeconfig"],
+                "polling_interval": interval,
+            },
+            "log": {"level": "WARNING"},
+        },
+        log_file=log_path,
+    )
+    kube = ClusterClient.from_kubeconfig(Path(info["kubeconfig"]))
     try:
-        wait_for(
-            lambda: (
-                requests.get(f"http://127.0.0.1:{health_port}/health", timeout=2).json()["status"]
-                == "healthy"
-            ),
-            60,
-            f"bench agent healthy ({log_path})",
-        )
+        agent.start()
         stack_id = admin.stack(f"bench-{suffix}", generator_id)
         admin.target(agent_id, stack_id)
         samples = []
@@ -105,8 +92,7 @@ def measure(
         admin.deploy(stack_id, "", deletion=True)
     finally:
         kube.close()
-        agent.terminate()
-        agent.wait(30)
+        agent.stop(timeout=30)
         pak_file.unlink(missing_ok=True)
     return {
         "interval_s": interval,

@@ -26,12 +26,9 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +47,7 @@ from brokkr_dev.base.paths import REPO_ROOT as ROOT
 from brokkr_dev.bench import results as benchresults
 from brokkr_dev.bench.results import Window
 from brokkr_dev.local.postgres import remove, temporary_server
+from brokkr_dev.local.services import LocalBroker
 
 YAML = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-{n}\ndata:\n  k: v\n"
 PHASES = ("heartbeat", "target-state", "mixed")
@@ -331,59 +329,28 @@ class Meter:
 
 
 @contextlib.contextmanager
-def broker_process(
-    dsn: str, options: Options, workdir: Path
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def broker_process(dsn: str, options: Options, workdir: Path) -> Iterator[LocalBroker]:
     """`brokkr-broker serve` on a free port (from `broker_src` when given) until exit."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKKR")}
-    env.update(
-        BROKKR__DATABASE__URL=dsn,
-        BROKKR__DATABASE__POOL_MAX_SIZE=str(options.pool_size),
-        BROKKR__DATABASE__POOL_MIN_SIZE=str(options.pool_size),
-        BROKKR__BROKER__HOST="127.0.0.1",
-        BROKKR__BROKER__PORT=str(port),
-        BROKKR__BROKER__PAK_HASH=pak.generate().hash,
-        BROKKR__BROKER__WORKERS=str(options.workers),
-        BROKKR__LOG__LEVEL="warning",
+    broker = LocalBroker(
+        {
+            "database": {
+                "url": dsn,
+                "pool_max_size": options.pool_size,
+                "pool_min_size": options.pool_size,
+            },
+            "broker": {"pak_hash": pak.generate().hash, "workers": options.workers},
+            "log": {"level": "warning"},
+        },
+        port=port,
+        log_file=workdir / f"broker-{port}.log",
+        env={"PYTHONPATH": str(options.broker_src)} if options.broker_src else None,
     )
-    if options.broker_src:
-        env["PYTHONPATH"] = str(options.broker_src)
-    log = workdir / f"broker-{port}.log"
-    with open(log, "wb") as out:
-        broker = subprocess.Popen(
-            [sys.executable, "-m", "brokkr.broker.cli", "serve"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    broker.start(timeout=30)
     try:
-        _wait_ready(url, broker, log)
-        yield url, broker
+        yield broker
     finally:
-        if broker.poll() is None:
-            broker.send_signal(signal.SIGTERM)
-            try:
-                broker.wait(30)
-            except subprocess.TimeoutExpired:
-                broker.kill()
-                broker.wait(10)
-
-
-def _wait_ready(url: str, broker: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if broker.poll() is not None:
-            raise BenchError(f"broker exited:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as reply:  # noqa: S310
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise BenchError(f"broker did not become ready in 30 s:\n{log.read_text()}")
+        broker.stop(timeout=30)
 
 
 # --- runs -----------------------------------------------------------------------------
@@ -430,9 +397,9 @@ def _own_database(options: Options, size: int, workdir: Path) -> list[dict[str, 
         started = time.monotonic()
         agents = seed(dsn, size, options.stacks)
         print(f"seeded {size} agents in {time.monotonic() - started:.1f} s", flush=True)
-        with broker_process(dsn, options, workdir) as (url, broker):
+        with broker_process(dsn, options, workdir) as broker:
             postgres = server.process.pid if server.process else None
-            return measure_fleet(url, agents, Meter(broker.pid, postgres), options)
+            return measure_fleet(broker.url, agents, Meter(broker.pid, postgres), options)
     finally:
         remove(server)
 
@@ -449,8 +416,8 @@ def _given_database(options: Options, workdir: Path) -> list[dict[str, Any]]:
         return measure_fleet(options.url, agents, Meter(options.broker_pid, postgres), options)
     if not options.dsn:
         raise BenchError("--agents-file without --url needs --dsn: the database it was seeded in")
-    with broker_process(options.dsn, options, workdir) as (url, broker):
-        return measure_fleet(url, agents, Meter(broker.pid, postgres), options)
+    with broker_process(options.dsn, options, workdir) as broker:
+        return measure_fleet(broker.url, agents, Meter(broker.pid, postgres), options)
 
 
 def _source_revision(source: Path) -> str:

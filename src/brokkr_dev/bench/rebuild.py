@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from brokkr_dev.base.log import Log
 from brokkr_dev.containers import images, podman_storage
 from brokkr_dev.containers.podman import ContainerError, podman
 
@@ -56,7 +57,7 @@ class RebuildFigures:
         )
 
 
-def run(engine: str = "podman", runs: int = 3, log: images.Log = print) -> RebuildFigures:
+def run(engine: str = "podman", runs: int = 3, log: Log = print) -> RebuildFigures:
     """Measure `runs` code-only rebuilds of broker and agent (native arch) with `engine`."""
     if runs < 1:
         raise ContainerError(f"runs must be at least 1, not {runs}")

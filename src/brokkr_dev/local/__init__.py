@@ -1,4 +1,4 @@
-"""Brokkr running on this machine: PostgreSQL, the broker and agent processes, the stack.
+"""Brokkr running on this machine: PostgreSQL, the service launchers, the stack.
 
 `nox -s up` (`stack`), the benchmarks and the tests launch services from here.
 """

@@ -10,28 +10,23 @@ stack's state, so the next `up()` starts clean.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import requests
 
 from brokkr_dev.base import paths
 from brokkr_dev.base import process as proc
 from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.base.localnet import port_or_free, wait_for
+from brokkr_dev.base.log import Log
 from brokkr_dev.clusters import DEFAULT_NAME, get_provider
-from brokkr_dev.clusters.api import ClusterClient as KubeClient
+from brokkr_dev.clusters.api import ClusterClient
 from brokkr_dev.local.broker_admin import BrokerAdmin
 from brokkr_dev.local.postgres import PostgresServer, temporary_server
-
-Log = Callable[[str], None]
+from brokkr_dev.local.services import LocalAgent, LocalBroker, Service
 
 AGENT_NAME, CLUSTER_NAME = "local-agent", "local"
 SAMPLE_NAMESPACE = "brokkr-sample"
@@ -118,29 +113,18 @@ class StackDir:
         return self.root / "stack.json"
 
 
-def _start(name: str, argv: list[str], env: dict[str, str], where: StackDir) -> proc.ProcessRecord:
-    log_path = where.logs / f"{name}.log"
-    with log_path.open("ab") as log:
-        child = subprocess.Popen(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    ticks = proc.start_ticks(child.pid) or 0
-    record = proc.ProcessRecord(name, child.pid, argv[0], ticks)
-    record.save(where.pids)
-    return record
+def _track(service: Service, where: StackDir) -> None:
+    """A PID file for a started service, so `down` (another process) can stop it."""
+    pid = service.pid
+    proc.ProcessRecord(service.name, pid, sys.executable, proc.start_ticks(pid) or 0).save(
+        where.pids
+    )
 
 
-def _alive_or_fail(record: proc.ProcessRecord, where: StackDir) -> bool:
-    if not proc.alive(record):
-        log = where.logs / f"{record.name}.log"
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else ""
-        raise StackError(f"{record.name} exited during start-up; last lines of {log}:\n{tail}")
-    return True
+def _start(service: Service, where: StackDir) -> None:
+    """Start a service detached (it outlives `up`), wait until ready, track its PID."""
+    service.start()
+    _track(service, where)
 
 
 def _start_postgres(where: StackDir, log: Log) -> PostgresServer:
@@ -218,32 +202,20 @@ def _up(log: Log, where: StackDir, options: Options) -> dict[str, Any]:
     kubeconfig = provider.kubeconfig
 
     broker_port = port_or_free(options.broker_port)
-    broker_url = f"http://127.0.0.1:{broker_port}"
-    log(f"starting the broker on {broker_url} ...")
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("BROKKR__")}
-    broker = _start(
-        "broker",
-        [sys.executable, "-m", "brokkr.broker.cli", "serve"],
-        base_env
-        | {
-            "BROKKR__DATABASE__URL": database.dsn("brokkr"),
-            "BROKKR__BROKER__HOST": "127.0.0.1",
-            "BROKKR__BROKER__PORT": str(broker_port),
-            "BROKKR__BROKER__ADMIN_PAK_FILE": str(where.admin_pak),
-            "BROKKR__LOG__FORMAT": "text",
+    log(f"starting the broker on http://127.0.0.1:{broker_port} ...")
+    broker = LocalBroker(
+        {
+            "database": {"url": database.dsn("brokkr")},
+            "broker": {"admin_pak_file": where.admin_pak},
+            "log": {"format": "text"},
         },
-        where,
+        port=broker_port,
+        log_file=where.logs / "broker.log",
+        detach=True,
     )
-    wait_for(
-        lambda: (
-            _alive_or_fail(broker, where)
-            and where.admin_pak.exists()
-            and requests.get(f"{broker_url}/healthz", timeout=2).status_code == 200
-        ),
-        60,
-        f"the broker at {broker_url} (log {where.logs}/broker.log)",
-    )
-    admin = BrokerAdmin(broker_url, where.admin_pak.read_text().strip())
+    _start(broker, where)
+    broker_url = broker.url
+    admin = BrokerAdmin(broker_url, broker.admin_pak())
 
     generator_id = admin.generator("local")
     agent_id, agent_pak = admin.agent(AGENT_NAME, CLUSTER_NAME)
@@ -252,39 +224,31 @@ def _up(log: Log, where: StackDir, options: Options) -> dict[str, Any]:
 
     health_port = port_or_free(options.health_port)
     log(f"starting the agent (health on :{health_port}) ...")
-    agent = _start(
-        "agent",
-        [sys.executable, "-m", "brokkr.agent.cli"],
-        base_env
-        | {
-            "BROKKR__AGENT__BROKER_URL": broker_url,
-            "BROKKR__AGENT__PAK_FILE": str(where.agent_pak),
-            "BROKKR__AGENT__AGENT_NAME": AGENT_NAME,
-            "BROKKR__AGENT__CLUSTER_NAME": CLUSTER_NAME,
-            "BROKKR__AGENT__KUBECONFIG": str(kubeconfig),
-            "BROKKR__AGENT__GENERATOR_IDS": generator_id,
-            "BROKKR__AGENT__POLLING_INTERVAL": str(options.interval),
-            "BROKKR__AGENT__HEALTH_PORT": str(health_port),
-            "BROKKR__AGENT__HEALTH_BIND": "127.0.0.1",
-            "BROKKR__LOG__FORMAT": "text",
+    agent = LocalAgent(
+        {
+            "agent": {
+                "broker_url": broker_url,
+                "pak_file": where.agent_pak,
+                "agent_name": AGENT_NAME,
+                "cluster_name": CLUSTER_NAME,
+                "kubeconfig": kubeconfig,
+                "generator_ids": [generator_id],
+                "polling_interval": options.interval,
+            },
+            "log": {"format": "text"},
         },
-        where,
+        health_port=health_port,
+        log_file=where.logs / "agent.log",
+        detach=True,
     )
-    health_url = f"http://127.0.0.1:{health_port}/health"
-    wait_for(
-        lambda: (
-            _alive_or_fail(agent, where)
-            and requests.get(health_url, timeout=2).json()["status"] == "healthy"
-        ),
-        60,
-        f"the agent to be healthy (log {where.logs}/agent.log)",
-    )
+    _start(agent, where)
+    health_url = agent.health_url
 
     log("applying the sample stack ...")
     stack_id = admin.stack("sample", generator_id)
     deployment = admin.deploy(stack_id, SAMPLE_STACK)
     admin.target(agent_id, stack_id)
-    kube = KubeClient.from_kubeconfig(kubeconfig)
+    kube = ClusterClient.from_kubeconfig(kubeconfig)
     wait_for(
         lambda: all(kube.exists(path) for path in SAMPLE_OBJECTS),
         60,
