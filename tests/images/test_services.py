@@ -1,13 +1,8 @@
-"""The services inside the images: health endpoints, readiness, SIGTERM, HEALTHCHECK.
-
-They need the real broker and agent (their issues); until those are on this branch
-the tests are skipped with that reason, never passed.
-"""
+"""The services inside the images: health endpoints, readiness, SIGTERM, HEALTHCHECK."""
 
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -19,6 +14,7 @@ import yaml
 from brokkr_dev.base.localnet import free_port
 from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.containers import images
+from brokkr_dev.local.services import LocalAgent, LocalBroker
 from tests.fixtures.images import BuiltImages, Containers, http_get, podman_run
 
 pytestmark = [pytest.mark.images, pytest.mark.slow]
@@ -27,20 +23,18 @@ STARTUP_TIMEOUT = 120.0  # seconds; Python under arm64 emulation starts slowly
 DRAIN_TIMEOUT = 5.0  # the broker's BROKKR__BROKER__DRAIN_TIMEOUT in these tests
 
 
-def require_service(module: str) -> None:
-    """Skip (with the reason) while the service's code has not landed on this branch."""
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} is not on this branch yet (its service issue is not merged)")
-
-
 def broker_env(port: int, database_url: str) -> dict[str, str]:
-    return {
-        "BROKKR__DATABASE__URL": database_url,
-        "BROKKR__BROKER__PORT": str(port),
-        "BROKKR__BROKER__DRAIN_TIMEOUT": str(DRAIN_TIMEOUT),
-        # The broker mints the admin PAK on first start; /tmp is the writable tmpfs.
-        "BROKKR__BROKER__ADMIN_PAK_FILE": "/tmp/admin-pak",
-    }
+    return LocalBroker.settings_environment(
+        {
+            "database": {"url": database_url},
+            # The broker mints the admin PAK on first start; /tmp is the writable tmpfs.
+            "broker": {
+                "port": port,
+                "drain_timeout": DRAIN_TIMEOUT,
+                "admin_pak_file": "/tmp/admin-pak",
+            },
+        }
+    )
 
 
 def wait_answering(url: str) -> tuple[int, bytes]:
@@ -52,7 +46,6 @@ def wait_answering(url: str) -> tuple[int, bytes]:
 def test_broker_readiness_follows_the_database_and_sigterm_exits_0(
     built_images: BuiltImages, containers: Containers, request: pytest.FixtureRequest, arch
 ):
-    require_service("brokkr.broker.server")
     # The broker refuses to start without PostgreSQL (it migrates first), so "without
     # a database" is tested by dropping the database under the running broker.
     server = request.getfixturevalue("postgres_server")
@@ -93,17 +86,21 @@ def test_broker_readiness_follows_the_database_and_sigterm_exits_0(
 
 
 def agent_env(port: int) -> dict[str, str]:
-    return {
-        # Nothing listens there: the agent keeps waiting for its broker, which is
-        # what these tests want (health server up, no reconcile loop).
-        "BROKKR__AGENT__BROKER_URL": f"http://127.0.0.1:{free_port()}",
-        "BROKKR__AGENT__PAK": "brokkr_BRtest_notarealpak",
-        "BROKKR__AGENT__AGENT_NAME": "image-test",
-        "BROKKR__AGENT__CLUSTER_NAME": "image-test",
-        "BROKKR__AGENT__HEALTH_PORT": str(port),
-        "BROKKR__AGENT__STARTUP_TIMEOUT": "600",
-        "BROKKR__AGENT__KUBECONFIG": "/kube/config",
-    }
+    return LocalAgent.settings_environment(
+        {
+            "agent": {
+                # Nothing listens there: the agent keeps waiting for its broker, which is
+                # what these tests want (health server up, no reconcile loop).
+                "broker_url": f"http://127.0.0.1:{free_port()}",
+                "pak": "brokkr_BRtest_notarealpak",
+                "agent_name": "image-test",
+                "cluster_name": "image-test",
+                "health_port": port,
+                "startup_timeout": 600,
+                "kubeconfig": "/kube/config",
+            }
+        }
+    )
 
 
 def mountable_kubeconfig(config: dict, directory: Path) -> str:
@@ -147,7 +144,6 @@ def test_agent_ready_with_a_mounted_kubeconfig(
     tmp_path: Path,
     arch,
 ):
-    require_service("brokkr.agent.service")
     cluster = request.getfixturevalue("k8s_cluster")
     volume = mountable_kubeconfig(self_contained(Path(cluster.kubeconfig)), tmp_path / "kube")
     port = free_port()
@@ -173,7 +169,6 @@ def test_agent_ready_with_a_mounted_kubeconfig(
 def test_agent_not_ready_when_kubernetes_is_unreachable(
     built_images: BuiltImages, containers: Containers, tmp_path: Path, arch
 ):
-    require_service("brokkr.agent.service")
     # A valid kubeconfig whose API server does not exist (a free port, nothing on it).
     config = {
         "apiVersion": "v1",

@@ -139,6 +139,11 @@ class Service:
     def argv(self, *args: str, module: str | None = None) -> list[str]:
         return [sys.executable, "-m", module or self.module, *args]
 
+    @classmethod
+    def settings_environment(cls, settings: Settings) -> dict[str, str]:
+        """Only the `BROKKR__` variables for `settings` (a container's environment)."""
+        return settings_env(cls.model, settings)
+
     def environment(self) -> dict[str, str]:
         """The child's environment: ours without Brokkr configuration, then the settings."""
         inherited = {
