@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -80,6 +81,7 @@ def _prepare_database(settings: Settings) -> list[str]:
 async def serve(settings: Settings, warnings: list[str], sock: socket.socket | None = None) -> bool:
     """Serve until stopped (on `sock` when given); False when the server failed to start."""
     app = create_app(settings, warnings)
+    freeze_startup_objects()
     broker = settings.broker
     config = uvicorn.Config(
         app,
@@ -129,6 +131,14 @@ async def serve(settings: Settings, warnings: list[str], sock: socket.socket | N
     if shutdown.received:
         log.info("shutdown complete")
     return server.started
+
+
+def freeze_startup_objects() -> None:
+    """Keep the objects made at start-up (modules, app, routes) out of every later
+    garbage collection. Without this each full collection walks them all, and
+    the requests in flight during those pauses were the slowest 1-2 %."""
+    gc.collect()
+    gc.freeze()
 
 
 def listen(host: str, port: int) -> socket.socket:
