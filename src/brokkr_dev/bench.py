@@ -62,6 +62,10 @@ class BenchError(Exception):
     """The benchmark cannot run as asked; the message says why and what to change."""
 
 
+class Regression(BenchError):
+    """The run is worse than the baseline given with `compare` (benchresults.regressions)."""
+
+
 @dataclass
 class Options:
     """What to run; see `invoke broker.bench --help` for the meaning of each."""
@@ -499,4 +503,16 @@ def run(options: Options) -> dict[str, Any]:
     if earlier is not None:
         print(f"compared with {options.compare}:")
         print(benchresults.format_comparison(benchresults.compare(earlier, result)))
+        problems = benchresults.regressions(earlier, result)
+        if problems:
+            raise Regression(
+                f"worse than the baseline {options.compare}:\n  " + "\n  ".join(problems)
+            )
+        print(
+            "no regression: "
+            + ", ".join(
+                f"{check} within +{margin * 100:.0f} %"
+                for check, margin in benchresults.MARGINS.items()
+            )
+        )
     return result
