@@ -52,6 +52,8 @@ from brokkr_dev.postgres import remove, temporary_server
 
 YAML = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-{n}\ndata:\n  k: v\n"
 PHASES = ("heartbeat", "target-state", "mixed")
+# On request (not in the default run): what Brokkr's own agent sends per cycle.
+AGENT_CYCLE = "agent-cycle"
 # PostgreSQL as production runs it (durable commits), unlike the test server.
 DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 # What the agent sends (src/brokkr/agent/broker_client.py).
@@ -89,9 +91,10 @@ class Options:
     label: str = ""
 
     def check(self) -> None:
-        unknown = set(self.phases) - set(PHASES)
+        unknown = set(self.phases) - {*PHASES, AGENT_CYCLE}
         if unknown:
-            raise BenchError(f"unknown phase(s) {sorted(unknown)}; choose from {list(PHASES)}")
+            known = [*PHASES, AGENT_CYCLE]
+            raise BenchError(f"unknown phase(s) {sorted(unknown)}; choose from {known}")
         if (self.url or self.dsn or self.agents_file) and len(self.sizes) != 1:
             raise BenchError(
                 "with --url, --dsn or --agents-file the fleet is the one in that database: "
@@ -201,10 +204,14 @@ def requests_for(phase: str, agent_id: str, agent_pak: str) -> list[tuple[bytes,
         f"Content-Type: application/json\r\nContent-Length: {len(HEARTBEAT_BODY)}\r\n\r\n"
     ).encode() + HEARTBEAT_BODY
     poll = f"GET /api/v1/agents/{agent_id}/target-state HTTP/1.1\r\n{auth}\r\n".encode()
+    full = f"GET /api/v1/agents/{agent_id}/target-state?mode=full HTTP/1.1\r\n{auth}\r\n".encode()
+    own = f"GET /api/v1/agents/{agent_id} HTTP/1.1\r\n{auth}\r\n".encode()
     return {
         "heartbeat": [(beat, 204)],
         "target-state": [(poll, 200)],
         "mixed": [(beat, 204), (poll, 200)],
+        # src/brokkr/agent/service.py: heartbeat, own record, full and incremental state
+        AGENT_CYCLE: [(beat, 204), (own, 200), (full, 200), (poll, 200)],
     }[phase]
 
 
