@@ -38,6 +38,7 @@ from brokkr.broker.errors import ApiError
 from brokkr.broker.http import API_PREFIX, error_response
 from brokkr.broker.metrics import Metrics
 from brokkr.broker.request_id import (
+    HEADER,
     LOGGED_KEY,
     SCOPE_KEY,
     answer_unexpected,
@@ -47,6 +48,7 @@ from brokkr.broker.request_id import (
 from brokkr.broker.schemas import HeartbeatReport
 
 _AGENTS = f"{API_PREFIX}/agents/"
+_HEADER = HEADER.encode()
 _UUID_LENGTH = 36
 _HEARTBEAT = "/heartbeat"
 _TARGET_STATE = "/target-state"
@@ -70,6 +72,10 @@ def hot_route(method: str, path: str) -> str | None:
     if tail == _TARGET_STATE and method == "GET":
         return TARGET_STATE_ROUTE
     return None
+
+
+# Status, headers (without the request id) and body of an answer.
+_Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 
 class _Declined(Exception):
@@ -102,7 +108,7 @@ class HotPath:
         status = 500
         started = False
 
-        async def tagged(message: Message) -> None:
+        async def tagged(message: Message) -> None:  # for the error answers
             nonlocal status, started
             if message["type"] == "http.response.start":
                 started = True
@@ -112,9 +118,13 @@ class HotPath:
 
         try:
             if route == HEARTBEAT_ROUTE:
-                await self._heartbeat(scope, receive, tagged)
+                status, headers, body = await self._heartbeat(scope, receive)
             else:
-                await self._target_state(scope, tagged)
+                status, headers, body = await self._target_state(scope)
+            headers.append((_HEADER, request_id.encode()))
+            started = True
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
         except _Declined as declined:
             await self.app(scope, _replay(declined.body, receive), send)
             return
@@ -134,7 +144,7 @@ class HotPath:
             scope.get(LOGGED_KEY, False),
         )
 
-    async def _heartbeat(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _heartbeat(self, scope: Scope, receive: Receive) -> _Answer:
         agent, digest, headers = _agent_and_digest(scope)
         if scope["query_string"]:
             raise _Declined
@@ -143,19 +153,15 @@ class HotPath:
             raise _Declined
         state = scope["app"].state
         raw = await _read_body(receive, headers, state.body_limits)
-        try:
-            report = validate(HeartbeatReport, decode_json(raw, allow_empty=True) or {})
-        except ApiError:
-            raise _Declined(raw) from None
+        report = _report(raw)
         accepted = await state.heartbeats.record(
             agent, digest, report.k8s_reachable, report.k8s_api_latency_ms
         )
         if not accepted:
             raise _Declined(raw)
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+        return 204, [], b""
 
-    async def _target_state(self, scope: Scope, send: Send) -> None:
+    async def _target_state(self, scope: Scope) -> _Answer:
         full = _MODES.get(scope["query_string"])
         if full is None:
             raise _Declined
@@ -164,17 +170,37 @@ class HotPath:
         if body is None:
             raise _Declined
         encoded = body.encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-length", str(len(encoded)).encode()),
-                    (b"content-type", b"application/json"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": encoded})
+        headers = [
+            (b"content-length", str(len(encoded)).encode()),
+            (b"content-type", b"application/json"),
+        ]
+        return 200, headers, encoded
+
+
+# Validated heartbeat bodies by their bytes. Agents send a handful of distinct
+# bodies (reachable or not, a latency in milliseconds), so decoding and validating
+# each one again is wasted work; the check is a pure function of the bytes. Only
+# short bodies are kept, and at most _REPORTS_KEPT of them (cleared when full), so
+# a client cannot grow it: at most 256 KiB.
+_REPORTS: dict[bytes, HeartbeatReport] = {}
+_REPORTS_KEPT = 1024
+_REPORT_BYTES_KEPT = 256
+
+
+def _report(raw: bytes) -> HeartbeatReport:
+    """The validated heartbeat report in `raw`; _Declined (with the body) when invalid."""
+    report = _REPORTS.get(raw)
+    if report is not None:
+        return report
+    try:
+        report = validate(HeartbeatReport, decode_json(raw, allow_empty=True) or {})
+    except ApiError:
+        raise _Declined(raw) from None
+    if len(raw) <= _REPORT_BYTES_KEPT:
+        if len(_REPORTS) >= _REPORTS_KEPT:
+            _REPORTS.clear()
+        _REPORTS[raw] = report
+    return report
 
 
 def _agent_and_digest(scope: Scope) -> tuple[UUID, str, dict[bytes, bytes]]:
