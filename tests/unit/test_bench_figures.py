@@ -152,3 +152,43 @@ def test_results_file_round_trip_and_clear_error(tmp_path: Path) -> None:
         benchresults.read(tmp_path / "bad.json")
     with pytest.raises(ValueError, match="cannot read benchmark results"):
         benchresults.read(tmp_path / "missing.json")
+
+
+def _figures(broker: float, postgres: float, p50: float, p99: float) -> dict[str, float]:
+    return {
+        "broker_cpu_ms_per_request": broker,
+        "postgres_cpu_ms_per_request": postgres,
+        "p50_ms": p50,
+        "p99_ms": p99,
+    }
+
+
+def test_regressions_compare_ratios_within_each_run_not_absolute_figures() -> None:
+    baseline = {"runs": [_run(10000, "mixed", **_figures(0.30, 0.25, 10.0, 25.0))]}
+    # A machine twice as busy: every figure doubles, no ratio moves.
+    slower = {"runs": [_run(10000, "mixed", **_figures(0.60, 0.50, 20.0, 50.0))]}
+    assert benchresults.regressions(baseline, slower) == []
+    # Broker CPU up 40 % against PostgreSQL's, p99 up 120 % against p50.
+    worse = {"runs": [_run(10000, "mixed", **_figures(0.42, 0.25, 10.0, 55.0))]}
+    problems = benchresults.regressions(baseline, worse)
+    assert len(problems) == 2
+    assert problems[0].startswith("10000 agents, mixed: broker/PostgreSQL CPU per request 1.68")
+    assert "baseline 1.20 (+40 %, margin 25 %)" in problems[0]
+    assert "p99/p50 latency 5.50, baseline 2.50 (+120 %, margin 100 %)" in problems[1]
+
+
+def test_regressions_within_the_margin_pass_and_margins_can_be_given() -> None:
+    baseline = {"runs": [_run(1000, "heartbeat", **_figures(0.30, 0.25, 10.0, 25.0))]}
+    near = {"runs": [_run(1000, "heartbeat", **_figures(0.36, 0.25, 10.0, 49.0))]}
+    assert benchresults.regressions(baseline, near) == []
+    strict = {"broker/PostgreSQL CPU per request": 0.1}
+    assert len(benchresults.regressions(baseline, near, strict)) == 1
+
+
+def test_regressions_fail_when_nothing_could_be_checked() -> None:
+    baseline = {"runs": [_run(1000, "mixed", **_figures(0.3, 0.25, 10.0, 25.0))]}
+    other_fleet = {"runs": [_run(10000, "mixed", **_figures(0.3, 0.25, 10.0, 25.0))]}
+    no_cpu = {"runs": [_run(1000, "mixed", p50_ms=10.0, p99_ms=25.0)]}
+    assert "nothing to check" in benchresults.regressions(baseline, other_fleet)[0]
+    assert benchresults.regressions(baseline, no_cpu) == []  # the latency check ran
+    assert "nothing to check" in benchresults.regressions({"runs": []}, no_cpu)[0]

@@ -18,6 +18,7 @@ from brokkr.broker.db.pool import make_pool
 from brokkr.broker.errors import ApiError
 from brokkr.broker.health import HealthState, health, healthz, readyz
 from brokkr.broker.heartbeats import HeartbeatWriter
+from brokkr.broker.hotpath import HotPath
 from brokkr.broker.http import API_PREFIX, api_route, error_response, json_response
 from brokkr.broker.metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from brokkr.broker.openapi import openapi_endpoint
@@ -76,8 +77,10 @@ def create_app(settings: Settings, warnings: list[str] | None = None) -> Starlet
     app = Starlette(
         # the API first: health and metrics are a few requests a minute
         routes=[Mount(API_PREFIX, routes=api_routes()), *plain],
-        # Metrics outside, so it counts the 500s that RequestIdMiddleware answers.
+        # The polling routes first (they do request ids and metrics themselves);
+        # Metrics outside RequestId, so it counts the 500s that RequestIdMiddleware answers.
         middleware=[
+            Middleware(HotPath, metrics=metrics),
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(RequestIdMiddleware),
         ],

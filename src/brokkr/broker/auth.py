@@ -41,11 +41,17 @@ class Identity:
         return self.generator == generator_id
 
 
+def pak_in_header(value: str) -> str:
+    """The PAK in an Authorization header value (raw or `Bearer <PAK>`); "" when none."""
+    value = value.strip()
+    if value[:7].lower() == "bearer ":
+        value = value[7:].strip()
+    return value
+
+
 def presented_pak(request: Request) -> str:
     """The PAK from the Authorization header; 401 when absent or malformed."""
-    header = request.headers.get("authorization", "").strip()
-    if header[:7].lower() == "bearer ":
-        header = header[7:].strip()
+    header = pak_in_header(request.headers.get("authorization", ""))
     if not header:
         raise unauthorized()
     return header

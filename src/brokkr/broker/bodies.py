@@ -222,15 +222,19 @@ async def read_body(request: Request, *, limit: int, timeout: float, setting: st
                     raise too_large(limit, setting)
                 chunks.append(chunk)
     except TimeoutError:
-        raise ApiError(
-            408,
-            "request_timeout",
-            f"the request body did not arrive within {timeout:g} s "
-            "(BROKKR__BROKER__BODY_READ_TIMEOUT)",
-            {"timeout_seconds": timeout},
-            headers={"Connection": "close"},
-        ) from None
+        raise body_timeout(timeout) from None
     return b"".join(chunks)
+
+
+def body_timeout(timeout: float) -> ApiError:
+    """408 for a body that did not arrive in time; the answer closes the connection."""
+    return ApiError(
+        408,
+        "request_timeout",
+        f"the request body did not arrive within {timeout:g} s (BROKKR__BROKER__BODY_READ_TIMEOUT)",
+        {"timeout_seconds": timeout},
+        headers={"Connection": "close"},
+    )
 
 
 def too_large(limit: int, setting: str) -> ApiError:

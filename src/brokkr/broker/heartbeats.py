@@ -15,7 +15,7 @@ from uuid import UUID
 from psycopg_pool import AsyncConnectionPool
 
 from brokkr.broker.context import pooled
-from brokkr.broker.grouping import Grouped
+from brokkr.broker.grouping import Grouped, array_literal
 
 # `report` says whether the agent sent Kubernetes reachability; without one the
 # stored report stays as it was.
@@ -59,11 +59,11 @@ class HeartbeatWriter:
 
     async def _write(self, beats: list[Beat]) -> list[bool]:
         params = (
-            [b.agent for b in beats],
-            [b.digest for b in beats],
-            [b.reachable is not None for b in beats],
-            [b.reachable for b in beats],
-            [b.latency_ms if b.reachable is not None else None for b in beats],
+            array_literal(b.agent for b in beats),
+            array_literal(b.digest for b in beats),
+            array_literal(b.reachable is not None for b in beats),
+            array_literal(b.reachable for b in beats),
+            array_literal(b.latency_ms if b.reachable is not None else None for b in beats),
         )
         async with pooled(self._pool) as conn:
             cursor = await conn.execute(_GROUP, params, prepare=True)

@@ -126,12 +126,52 @@ class Metrics:
         )
         self.pool = PoolCollector()
         self.registry.register(self.pool)
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one finished request."""
-        method = method if method in HTTP_METHODS else OTHER
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        series = self._series.get((method, route, status))
+        if series is None:
+            series = self._series_for(method, route, status)
+        series[0].inc()
+        series[1].observe(seconds)
+
+    def _series_for(self, method: str, route: str, status: int) -> tuple[Any, Any]:
+        # prometheus_client's labels() validates and locks on every call; the
+        # label values are bounded (see above), so their series are kept here.
+        label = method if method in HTTP_METHODS else OTHER
+        series = (
+            self.requests.labels(label, route, str(status)),
+            self.latency.labels(label, route),
+        )
+        if label != OTHER:  # other methods stay uncached: clients choose them
+            self._series[(method, route, status)] = series
+        return series
+
+    def finished(  # noqa: PLR0917 - the request's outcome, positional on the hot path
+        self,
+        method: str,
+        route: str,
+        status: int,
+        seconds: float,
+        request_id: str | None,
+        error_logged: bool,
+    ) -> None:
+        """Count a finished request; log a 500 nobody logged yet (and every request at DEBUG)."""
+        self.observe(method, route, status, seconds)
+        if (status >= 500 and not error_logged) or log.isEnabledFor(logging.DEBUG):
+            log.log(
+                logging.WARNING if status >= 500 else logging.DEBUG,
+                "%s %s -> %d",
+                method,
+                route,
+                status,
+                extra={
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                    "request_id": request_id,
+                },
+            )
 
     async def refresh(self, app_state: Any) -> None:
         """Update readiness, database and fleet gauges before a scrape renders."""
@@ -250,21 +290,11 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, record_status)
         finally:
-            route = scope.get("brokkr.route") or "unmatched"
-            seconds = time.perf_counter() - start
-            self.metrics.observe(scope["method"], route, status, seconds)
-            # A 500 from an exception was logged with its traceback already.
-            logged = scope.get("brokkr.error_logged", False)
-            if (status >= 500 and not logged) or log.isEnabledFor(logging.DEBUG):
-                log.log(
-                    logging.WARNING if status >= 500 else logging.DEBUG,
-                    "%s %s -> %d",
-                    scope["method"],
-                    route,
-                    status,
-                    extra={
-                        "status": status,
-                        "duration_ms": round(seconds * 1000, 2),
-                        "request_id": scope.get("brokkr.request_id"),
-                    },
-                )
+            self.metrics.finished(
+                scope["method"],
+                scope.get("brokkr.route") or "unmatched",
+                status,
+                time.perf_counter() - start,
+                scope.get("brokkr.request_id"),
+                scope.get("brokkr.error_logged", False),
+            )

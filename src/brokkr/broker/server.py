@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -80,6 +81,7 @@ def _prepare_database(settings: Settings) -> list[str]:
 async def serve(settings: Settings, warnings: list[str], sock: socket.socket | None = None) -> bool:
     """Serve until stopped (on `sock` when given); False when the server failed to start."""
     app = create_app(settings, warnings)
+    tune_garbage_collector()
     broker = settings.broker
     config = uvicorn.Config(
         app,
@@ -129,6 +131,24 @@ async def serve(settings: Settings, warnings: list[str], sock: socket.socket | N
     if shutdown.received:
         log.info("shutdown complete")
     return server.started
+
+
+# Young objects between collections (Python's default 700). A request in flight
+# holds a few dozen, so with the default a collection ran every ~15 requests and
+# walked the objects of all requests in flight; garbage here is nearly all freed
+# by reference counting, so collecting rarely costs no memory worth counting.
+YOUNG_OBJECTS_BETWEEN_COLLECTIONS = 10_000
+
+
+def tune_garbage_collector() -> None:
+    """Keep the objects made at start-up (modules, app, routes) out of every later
+    garbage collection, and collect young objects less often. Without the freeze
+    each full collection walked ~49k objects (30 ms of CPU on the loaded test
+    machine) while every request in flight waited: the slowest 1-2 %."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_OBJECTS_BETWEEN_COLLECTIONS, older, oldest)
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -15,7 +15,7 @@ from uuid import UUID
 from psycopg_pool import AsyncConnectionPool
 
 from brokkr.broker.context import pooled
-from brokkr.broker.grouping import Grouped
+from brokkr.broker.grouping import Grouped, array_literal
 from brokkr.broker.queries import ASSOCIATED_STACK_IDS, DEPLOYMENT_OBJECT
 
 
@@ -90,7 +90,11 @@ class TargetStateReader:
         return await self._groups.submit(Poll(agent, digest, full))
 
     async def _read(self, polls: list[Poll]) -> list[str | None]:
-        params = ([p.agent for p in polls], [p.digest for p in polls], [p.full for p in polls])
+        params = (
+            array_literal(p.agent for p in polls),
+            array_literal(p.digest for p in polls),
+            array_literal(p.full for p in polls),
+        )
         async with pooled(self._pool) as conn:
             cursor = await conn.execute(_GROUP, params, prepare=True)
             rows = await cursor.fetchall()

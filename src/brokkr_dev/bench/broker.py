@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import subprocess
@@ -51,6 +52,8 @@ from brokkr_dev.local.services import LocalBroker
 
 YAML = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bench-{n}\ndata:\n  k: v\n"
 PHASES = ("heartbeat", "target-state", "mixed")
+# On request (not in the default run): what Brokkr's own agent sends per cycle.
+AGENT_CYCLE = "agent-cycle"
 # PostgreSQL as production runs it (durable commits), unlike the test server.
 DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 # What the agent sends (src/brokkr/agent/broker_client.py).
@@ -59,6 +62,10 @@ HEARTBEAT_BODY = b'{"k8s_reachable":true,"k8s_api_latency_ms":12}'
 
 class BenchError(AutomationError):
     """The benchmark cannot run as asked; the message says why and what to change."""
+
+
+class Regression(BenchError):
+    """The run is worse than the baseline given with `compare` (benchresults.regressions)."""
 
 
 @dataclass
@@ -84,9 +91,10 @@ class Options:
     label: str = ""
 
     def check(self) -> None:
-        unknown = set(self.phases) - set(PHASES)
+        unknown = set(self.phases) - {*PHASES, AGENT_CYCLE}
         if unknown:
-            raise BenchError(f"unknown phase(s) {sorted(unknown)}; choose from {list(PHASES)}")
+            known = [*PHASES, AGENT_CYCLE]
+            raise BenchError(f"unknown phase(s) {sorted(unknown)}; choose from {known}")
         if (self.url or self.dsn or self.agents_file) and len(self.sizes) != 1:
             raise BenchError(
                 "with --url, --dsn or --agents-file the fleet is the one in that database: "
@@ -196,10 +204,14 @@ def requests_for(phase: str, agent_id: str, agent_pak: str) -> list[tuple[bytes,
         f"Content-Type: application/json\r\nContent-Length: {len(HEARTBEAT_BODY)}\r\n\r\n"
     ).encode() + HEARTBEAT_BODY
     poll = f"GET /api/v1/agents/{agent_id}/target-state HTTP/1.1\r\n{auth}\r\n".encode()
+    full = f"GET /api/v1/agents/{agent_id}/target-state?mode=full HTTP/1.1\r\n{auth}\r\n".encode()
+    own = f"GET /api/v1/agents/{agent_id} HTTP/1.1\r\n{auth}\r\n".encode()
     return {
         "heartbeat": [(beat, 204)],
         "target-state": [(poll, 200)],
         "mixed": [(beat, 204), (poll, 200)],
+        # src/brokkr/agent/service.py: heartbeat, own record, full and incremental state
+        AGENT_CYCLE: [(beat, 204), (own, 200), (full, 200), (poll, 200)],
     }[phase]
 
 
@@ -364,6 +376,9 @@ def measure_fleet(
     # warm-up: connections, pools, prepared statements, PostgreSQL's cache
     asyncio.run(drive(url, agents, "mixed", options.connections, 0, options.warmup))
     runs = []
+    # The load generator's own full collections would show as the broker's tail.
+    gc.collect()
+    gc.freeze()
     for phase in options.phases:
 
         def window(phase: str = phase) -> Window:
@@ -464,4 +479,16 @@ def run(options: Options) -> dict[str, Any]:
     if earlier is not None:
         print(f"compared with {options.compare}:")
         print(benchresults.format_comparison(benchresults.compare(earlier, result)))
+        problems = benchresults.regressions(earlier, result)
+        if problems:
+            raise Regression(
+                f"worse than the baseline {options.compare}:\n  " + "\n  ".join(problems)
+            )
+        print(
+            "no regression: "
+            + ", ".join(
+                f"{check} within +{margin * 100:.0f} %"
+                for check, margin in benchresults.MARGINS.items()
+            )
+        )
     return result

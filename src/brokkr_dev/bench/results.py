@@ -93,6 +93,62 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+# The regression check: figures that are ratios of two things measured in the same
+# window, so a busier or slower machine moves both sides alike (absolute times and
+# req/s on a shared machine move by 2x between runs of the same code). A check
+# fails when the new ratio exceeds the baseline's by more than its margin.
+CHECKS = {
+    "broker/PostgreSQL CPU per request": (
+        "broker_cpu_ms_per_request",
+        "postgres_cpu_ms_per_request",
+    ),
+    "p99/p50 latency": ("p99_ms", "p50_ms"),
+}
+MARGINS = {"broker/PostgreSQL CPU per request": 0.25, "p99/p50 latency": 1.0}
+
+
+def run_ratio(run: dict[str, Any], check: str) -> float | None:
+    """One check's ratio within one run; None when a figure is missing or zero."""
+    top, bottom = (run.get(name) for name in CHECKS[check])
+    if not top or not bottom or math.isnan(top) or math.isnan(bottom):
+        return None
+    return float(top) / float(bottom)
+
+
+def regressions(
+    old: dict[str, Any], new: dict[str, Any], margins: dict[str, float] | None = None
+) -> list[str]:
+    """Why `new` is worse than the baseline `old`, one line per failed check; [] if not.
+
+    A baseline that shares no run (fleet size, traffic kind, rate) with `new`, or
+    whose checked figures are missing, fails too: nothing would have been checked.
+    """
+    margins = margins or MARGINS
+    earlier = {key(run): run for run in old["runs"]}
+    problems = []
+    checked = 0
+    for run in new["runs"]:
+        before = earlier.get(key(run))
+        if before is None:
+            continue
+        for check, margin in margins.items():
+            was, now = run_ratio(before, check), run_ratio(run, check)
+            if was is None or now is None:
+                continue
+            checked += 1
+            if now > was * (1 + margin):
+                problems.append(
+                    f"{run['agents']} agents, {run['phase']}: {check} {now:.2f}, baseline "
+                    f"{was:.2f} (+{(now / was - 1) * 100:.0f} %, margin {margin * 100:.0f} %)"
+                )
+    if not checked:
+        problems.append(
+            "nothing to check: no run here has the same agents, phase and rate as a run of "
+            "the baseline with both CPU figures and latencies; run the baseline's sizes"
+        )
+    return problems
+
+
 def format_comparison(rows: list[dict[str, Any]]) -> str:
     """A plain table of ratios (new / old): >1 means more of that figure."""
     if not rows:
