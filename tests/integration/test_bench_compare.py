@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from brokkr_dev import bench
-from brokkr_dev.paths import REPO_ROOT
+from brokkr_dev.base.paths import REPO_ROOT
+from brokkr_dev.bench import broker as bench
 
 ANCHOR = "        request_id = request_id_for(scope)\n"
 PLANTED = (
