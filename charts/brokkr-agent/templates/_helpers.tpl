@@ -128,3 +128,23 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+Checksum of what the pod mounts that the chart does not render from values: an
+existing PAK Secret and an existing CA ConfigMap. Hashes their names, keys and
+current data (lookup), so that `helm upgrade` after one is rotated rolls the pod.
+lookup answers nothing under `helm template` (GitOps tools): there only a new name or
+key changes it.
+*/}}
+{{- define "brokkr-agent.mountedChecksum" -}}
+{{- $seen := list }}
+{{- with .Values.pak.existingSecret }}
+{{- $found := lookup "v1" "Secret" $.Release.Namespace . }}
+{{- $seen = append $seen (list "Secret" . $.Values.pak.key (get $found "data")) }}
+{{- end }}
+{{- with .Values.broker.caBundleConfigMap }}
+{{- $found := lookup "v1" "ConfigMap" $.Release.Namespace . }}
+{{- $seen = append $seen (list "ConfigMap" . $.Values.broker.caBundleKey (get $found "data")) }}
+{{- end }}
+{{- $seen | toJson | sha256sum }}
+{{- end }}

@@ -196,3 +196,30 @@ hash is lowercase hex SHA-256 of the long part.
 {{- define "brokkr-broker.terminationGracePeriod" -}}
 {{- add (ceil (addf .Values.broker.shutdownDelay .Values.broker.drainTimeout)) 5 }}
 {{- end }}
+
+{{/*
+Checksum of the Secrets a pod mounts whose content does not come from values: the
+bundled PostgreSQL password (minted once) and every existingSecret. Hashes each
+Secret's name, key and current data (lookup), so that `helm upgrade` after one is
+rotated rolls the pods. lookup answers nothing under `helm template` (GitOps tools):
+there only a new name or key changes it. The TLS Secret is left out on purpose: the
+broker re-reads its certificate files (tls.reloadInterval), so a renewal needs no roll.
+Call with (dict "root" $ "for" "broker"|"postgresql").
+*/}}
+{{- define "brokkr-broker.mountedSecretsChecksum" -}}
+{{- $root := .root }}
+{{- $v := $root.Values }}
+{{- $refs := list (include "brokkr-broker.database.secretRef" $root) }}
+{{- if eq .for "postgresql" }}
+{{- $refs = list (printf "%s %s" (include "brokkr-broker.postgresql.secretName" $root) $v.postgresql.auth.passwordKey) }}
+{{- else if $v.admin.pak.existingSecret }}
+{{- $refs = append $refs (printf "%s %s" $v.admin.pak.existingSecret $v.admin.pak.hashKey) }}
+{{- end }}
+{{- $seen := list }}
+{{- range $refs }}
+{{- $ref := splitList " " . }}
+{{- $found := lookup "v1" "Secret" $root.Release.Namespace (index $ref 0) }}
+{{- $seen = append $seen (list . (get $found "data")) }}
+{{- end }}
+{{- $seen | toJson | sha256sum }}
+{{- end }}
