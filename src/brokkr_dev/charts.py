@@ -450,9 +450,16 @@ def render(
     helm: str = "helm",
     release: str = "brokkr",
     namespace: str = "brokkr",
+    kube_version: str = "",
 ) -> str:
-    """`helm template` output for the chart; ChartError with helm's message on failure."""
+    """`helm template` output for the chart; ChartError with helm's message on failure.
+
+    `kube_version` is the Kubernetes version the chart's capability checks see
+    (default: the one helm was built for).
+    """
     args: list[str | Path] = [helm, "template", release, chart.path, "--namespace", namespace]
+    if kube_version:
+        args += ["--kube-version", kube_version]
     for values_file in values_files:
         args += ["--values", values_file]
     for item in sets:
@@ -602,12 +609,16 @@ def check_all(helms: Sequence[str] = ("helm", "helm4"), log: Any = print) -> Non
                 if failure:
                     problems.append(f"{chart.name} {scenario} ({helm} lint):\n{failure}")
         for scenario in SCENARIOS:
-            try:
-                manifests = render(chart, [chart.scenario(scenario)], helm=helms[0])
-            except ChartError as exc:
-                problems.append(str(exc))
-                continue
             for version in KUBE_VERSIONS:
+                # Rendered for that version: fields the chart adds only where the API
+                # has them (appArmorProfile from 1.30) must meet that version's schema.
+                try:
+                    manifests = render(
+                        chart, [chart.scenario(scenario)], helm=helms[0], kube_version=version
+                    )
+                except ChartError as exc:
+                    problems.append(str(exc))
+                    continue
                 failure = kubeconform(manifests, version)
                 log(
                     f"{chart.name}: kubeconform {scenario} on {version}: {'FAIL' if failure else 'ok'}"

@@ -61,6 +61,7 @@ COMMON: dict[str, Any] = {
     "extraVolumeMounts": MOUNTS,
     "podSecurityContext": {"runAsNonRoot": True, "runAsUser": 20002},
     "securityContext": {"runAsUser": 20002},
+    "appArmorProfile": {"type": "RuntimeDefault"},
     "probes.liveness": {"periodSeconds": 17},
     "probes.readiness": {"periodSeconds": 17},
     "probes.startup": {"periodSeconds": 17},

@@ -181,6 +181,14 @@ hash is lowercase hex SHA-256 of the long part.
 {{- if gt (int $pool.minSize) (int $pool.maxSize) }}
 {{- fail "broker.databasePool.minSize must be <= broker.databasePool.maxSize" }}
 {{- end }}
+{{- with .Values.appArmorProfile }}
+{{- if not .type }}
+{{- fail "appArmorProfile needs a type: RuntimeDefault, or Localhost with localhostProfile (or {} for none)" }}
+{{- end }}
+{{- if and (eq .type "Localhost") (not .localhostProfile) }}
+{{- fail "appArmorProfile.type Localhost needs appArmorProfile.localhostProfile: the name of a profile loaded on every node" }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Name of the Secret with the TLS certificate served by the broker. */}}
@@ -222,4 +230,29 @@ Call with (dict "root" $ "for" "broker"|"postgresql").
 {{- $seen = append $seen (list . (get $found "data")) }}
 {{- end }}
 {{- $seen | toJson | sha256sum }}
+{{- end }}
+
+{{/*
+AppArmor, beside seccomp. The pod securityContext is podSecurityContext plus
+appArmorProfile, as a field where the API server has it (Kubernetes 1.30+, where it is
+GA); older servers (1.29) get the beta annotation per container instead, from
+brokkr-broker.appArmorAnnotations. An empty appArmorProfile sets neither.
+*/}}
+{{- define "brokkr-broker.podSecurityContext" -}}
+{{- $context := deepCopy .Values.podSecurityContext }}
+{{- if and .Values.appArmorProfile (semverCompare ">=1.30-0" .Capabilities.KubeVersion.Version) }}
+{{- $_ := set $context "appArmorProfile" .Values.appArmorProfile }}
+{{- end }}
+{{- toYaml $context }}
+{{- end }}
+
+{{/* The 1.29 form of appArmorProfile. Call with (dict "root" $ "containers" (list "name")). */}}
+{{- define "brokkr-broker.appArmorAnnotations" -}}
+{{- $profile := .root.Values.appArmorProfile }}
+{{- if and $profile (not (semverCompare ">=1.30-0" .root.Capabilities.KubeVersion.Version)) }}
+{{- $ref := ternary "runtime/default" (printf "localhost/%s" ($profile.localhostProfile | default "")) (eq $profile.type "RuntimeDefault") }}
+{{- range .containers }}
+container.apparmor.security.beta.kubernetes.io/{{ . }}: {{ $ref }}
+{{- end }}
+{{- end }}
 {{- end }}
