@@ -65,6 +65,8 @@ COMMON: dict[str, Any] = {
     "probes.liveness": {"periodSeconds": 17},
     "probes.readiness": {"periodSeconds": 17},
     "probes.startup": {"periodSeconds": 17},
+    "telemetry.endpoint": "https://collector.example.com",
+    "telemetry.cidr": "10.40.0.0/16",
     "metrics.serviceMonitor.interval": "45s",
     "metrics.serviceMonitor.scrapeTimeout": "7s",
     "metrics.podMonitor.interval": "45s",
@@ -176,6 +178,10 @@ BROKER_PAIRS: dict[str, tuple[dict[str, Any], str]] = {
         {"database": {"mode": "url", "url": {"existingSecret": "db-url"}}},
         "the egress rule to an external database exists only without the bundled one",
     ),
+    "telemetry.": (
+        {"telemetry": {"endpoint": "http://otel-collector.observability:4318"}},
+        "tracing settings are rendered only with an endpoint",
+    ),
     "admin.pak.hashKey": (
         {"admin": {"pak": {"existingSecret": "admin"}}},
         "key in a Secret you bring",
@@ -201,6 +207,10 @@ AGENT_PAIRS: dict[str, tuple[dict[str, Any], str]] = {
     "broker.caBundleKey": (
         {"broker": {"caBundleConfigMap": "broker-ca"}},
         "key in a ConfigMap you bring",
+    ),
+    "telemetry.": (
+        {"telemetry": {"endpoint": "http://otel-collector.observability:4318"}},
+        "tracing settings are rendered only with an endpoint",
     ),
     "rbac.watchNamespace": ({"rbac": {"scope": "namespace"}}, "read only in namespace scope"),
     "metrics.podMonitor.": (

@@ -256,3 +256,9 @@ container.apparmor.security.beta.kubernetes.io/{{ . }}: {{ $ref }}
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* The collector's port, for the NetworkPolicy: telemetry.endpoint's explicit port, else 443/80. */}}
+{{- define "brokkr-broker.telemetryPort" -}}
+{{- $url := urlParse .Values.telemetry.endpoint }}
+{{- regexFind ":[0-9]+$" $url.host | trimPrefix ":" | default (ternary "443" "80" (eq $url.scheme "https")) }}
+{{- end }}
