@@ -10,18 +10,30 @@ which only a real cluster answers: rotation on a live release is a kind test.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import re
 from typing import Any
 
 import pytest
+import yaml
 
+from brokkr_dev import charts
 from tests.charts.mutation import install_dry_run
 from tests.charts.render import AGENT, AGENT_REQUIRED, BROKER, merge
 
 pytestmark = pytest.mark.charts
 
-# A fixed admin Secret keeps the broker's renderings deterministic (a minted PAK is
-# random in every `helm template`).
-BROKER_BASE = {"admin": {"pak": {"existingSecret": "admin", "hashKey": "h"}}}
+# Existing admin and PostgreSQL Secrets keep the broker's renderings deterministic
+# (a minted PAK or password is random in every `helm template`; the minted password's
+# checksum has a test of its own below).
+BROKER_BASE = {
+    "admin": {"pak": {"existingSecret": "admin", "hashKey": "h"}},
+    "postgresql": {"auth": {"existingSecret": "pg"}},
+}
+MINTED_PASSWORD = "rel-brokkr-broker-postgresql"
+MINTED_ADMIN = "rel-brokkr-broker-admin"
 EXTERNAL = {"mode": "external", "external": {"host": "db.example", "password": "one"}}
 URL = {"mode": "url", "url": {"existingSecret": "db-url", "key": "url"}}
 CA = "-----BEGIN CERTIFICATE-----\nMIIB{}\n-----END CERTIFICATE-----\n"
@@ -95,7 +107,7 @@ CASES = [
         BROKER,
         broker({}),
         broker({"postgresql": {"auth": {"passwordKey": "pw"}}}),
-        "rel-brokkr-broker-postgresql",
+        "pg",
         {
             "Deployment/rel-brokkr-broker": "checksum/mounted-secrets",
             "StatefulSet/rel-brokkr-broker-postgresql": "checksum/mounted-secrets",
@@ -103,7 +115,7 @@ CASES = [
     ),
     (
         BROKER,
-        broker({"postgresql": {"auth": {"existingSecret": "pg"}}}),
+        broker({}),
         broker({"postgresql": {"auth": {"existingSecret": "pg2"}}}),
         "pg",
         {
@@ -204,7 +216,7 @@ def test_a_pod_only_change_rolls_nothing_through_the_checksums(chart, values):
             BROKER,
             broker({"database": URL, "tls": {"enabled": True, "existingSecret": "broker-tls"}}),
         ),
-        (BROKER, broker({"postgresql": {"auth": {"existingSecret": "pg"}}})),
+        (BROKER, {}),
         (
             AGENT,
             agent(
@@ -219,5 +231,43 @@ def test_a_pod_only_change_rolls_nothing_through_the_checksums(chart, values):
 )
 def test_every_mounted_object_is_covered_by_a_case(chart, values):
     """A new mount without a checksum (and a case above proving it) fails here."""
-    covered = {case[3] for case in CASES} | UNHASHED
+    covered = {case[3] for case in CASES} | UNHASHED | {MINTED_PASSWORD, MINTED_ADMIN}
     assert mounted(chart, values) <= covered, mounted(chart, values) - covered
+
+
+def test_the_minted_password_is_hashed_as_the_secret_stores_it():
+    """One rendering mints the bundled PostgreSQL password once: the Secret and both
+    workloads' checksum see the same value, so the first `helm upgrade` (which reads
+    the stored password back) computes the same checksum and rolls nothing."""
+    release = install_dry_run(BROKER, {})
+    secret = next(
+        o
+        for o in release.objects
+        if o["metadata"]["name"] == MINTED_PASSWORD and o["kind"] == "Secret"
+    )
+    password = base64.b64decode(secret["data"]["password"]).decode()
+    hashed = [[f"{MINTED_PASSWORD} password", {"password": password}]]
+    expected = hashlib.sha256(json.dumps(hashed, separators=(",", ":")).encode()).hexdigest()
+    for workload in ("Deployment", "StatefulSet"):
+        obj = next(o for o in release.objects if o["kind"] == workload)
+        assert (
+            obj["spec"]["template"]["metadata"]["annotations"]["checksum/mounted-secrets"]
+            == expected
+        )
+
+
+def test_the_minted_admin_pak_is_hashed_as_the_secret_stores_it():
+    """Likewise the admin PAK: checksum/secret hashes secret.yaml as this same rendering
+    stores it (helm prints the file stripped; the hash covers it between newlines)."""
+    done = charts.run(
+        ["helm", "template", "rel", BROKER.path, "--show-only", "templates/secret.yaml",
+         "--show-only", "templates/deployment.yaml"]
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    parts = re.split(r"^---\n# Source: (\S+)\n", done.stdout, flags=re.M)
+    files = dict(zip(parts[1::2], parts[2::2], strict=True))
+    secret = files["brokkr-broker/templates/secret.yaml"]
+    assert "rel-brokkr-broker-admin" in secret
+    deployment = yaml.safe_load(files["brokkr-broker/templates/deployment.yaml"])
+    checksum = deployment["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
+    assert checksum == hashlib.sha256(f"\n{secret.strip()}\n".encode()).hexdigest()
