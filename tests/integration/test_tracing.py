@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,11 @@ def test_an_agent_reconcile_is_one_trace_through_the_broker_down_to_postgresql(
             tmp_path,
         ).start()
 
+        poll(lambda: agent.get("/healthz").status_code == 200, 30, "the agent's health server")
+        # A readiness probe calls the Kubernetes API outside any reconcile.
+        probed_at = time.time_ns()
+        assert agent.get("/readyz").status_code == 503
+
         def reconcile_reaching_the_database() -> Any:
             spans = receiver.spans()
             by_id = {s.span_id: s for s in spans}
@@ -124,7 +130,9 @@ def test_an_agent_reconcile_is_one_trace_through_the_broker_down_to_postgresql(
                 chain = [db]
                 while chain[-1].parent_id in by_id:
                     chain.append(by_id[chain[-1].parent_id])
-                if chain[-1].name == "reconcile":
+                # a reconcile begun after the probe: the probe's spans, had it made
+                # any, ended earlier and were exported with or before this one
+                if chain[-1].name == "reconcile" and chain[-1].start_ns > probed_at:
                     return chain, spans
             return None
 
@@ -150,6 +158,8 @@ def test_an_agent_reconcile_is_one_trace_through_the_broker_down_to_postgresql(
         s for s in spans if s.parent_id == reconcile.span_id and s.name.startswith("kubernetes ")
     ]
     assert kube and kube[0].attributes["url.path"] == "/version"
+    # The probe's Kubernetes call started no trace of its own.
+    assert all(s.parent_id for s in spans if s.name.startswith("kubernetes "))
 
 
 def test_tracing_off_imports_no_opentelemetry():

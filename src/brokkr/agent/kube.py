@@ -126,6 +126,7 @@ class KubeClient:
                     f"kubernetes {method}",
                     "client",
                     {"http.request.method": method, "url.path": path},
+                    inside_only=True,  # not the readiness probe's calls
                 ):
                     response = self._http.request(
                         method,

@@ -110,14 +110,21 @@ def span(
     kind: SpanKind = "internal",
     attributes: Mapping[str, Any] | None = None,
     parent: Any = None,
+    inside_only: bool = False,
 ) -> contextlib.AbstractContextManager[Any]:
     """A context manager around one span (the current span's child, or `parent`'s).
 
-    Off: a shared no-op that yields None.
+    `inside_only`: only as part of a trace already begun (a Kubernetes call inside a
+    reconcile, not the health probe's every few seconds). Off, or outside a trace with
+    `inside_only`: a shared no-op that yields None.
     """
     if _state.tracer is None:
         return _OFF
+    from opentelemetry import trace  # noqa: PLC0415
     from opentelemetry.trace import SpanKind as Kind  # noqa: PLC0415
+
+    if inside_only and not trace.get_current_span().get_span_context().is_valid:
+        return _OFF
 
     return _state.tracer.start_as_current_span(
         name, context=parent, kind=Kind[kind.upper()], attributes=attributes
