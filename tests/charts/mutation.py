@@ -85,7 +85,7 @@ def _with_notes_document(chart: charts.Chart) -> charts.Chart:
 
 
 def fullname(chart: charts.Chart) -> str:
-    """The release's full name prefix as the charts' helpers compute it."""
+    """The release's full name prefix, as the charts' fullname templates compute it."""
     return f"{RELEASE}-{chart.name}"
 
 

@@ -1,6 +1,6 @@
 """Traces end to end: a real agent and broker export OTLP to a real receiver.
 
-One trace must lead from the agent's reconcile, through its Kubernetes calls and its
+One trace must run from the agent's reconcile, through its Kubernetes calls and its
 call to the broker, into the broker's request span and down to a PostgreSQL
 statement: the trace context crosses the process boundary in `traceparent`.
 """
