@@ -20,7 +20,9 @@ def test_bad_values_are_rejected_with_the_schema_message(case, helm):
 
 
 def test_kubeconform_accepts_the_chart_and_rejects_an_unknown_field_offline():
-    manifests = charts.render(BROKER, [BROKER.scenario("production")])
+    manifests = charts.render(
+        BROKER, [BROKER.scenario("production")], kube_version=charts.KUBE_VERSIONS[0]
+    )
     assert charts.kubeconform(manifests, charts.KUBE_VERSIONS[0]) is None
     broken = manifests.replace(
         "revisionHistoryLimit: 5", "revisionHistoryLimit: 5\n  bogusField: 1", 1

@@ -16,6 +16,8 @@ image:
   # -- Pull policy.
   # @schema {"enum": ["Always",
   # @schema   "IfNotPresent"]}
+  # @changes Deployment:*.imagePullPolicy
+  # @changes Pod-test:*.imagePullPolicy
   pullPolicy: IfNotPresent
 
 # -- Labels of the pods,
@@ -38,6 +40,11 @@ def test_annotations_attach_to_the_key_below_and_skip_list_contents():
     assert notes[("image", "pullPolicy")].schema == {"enum": ["Always", "IfNotPresent"]}
     assert notes[("podLabels",)].description == "Labels of the pods, continued here."
     assert notes[("image",)].description == ""
+    assert notes[("image", "pullPolicy")].changes == [
+        "Deployment:*.imagePullPolicy",
+        "Pod-test:*.imagePullPolicy",
+    ]
+    assert notes[("image", "tag")].changes == []
     assert ("hosts", "paths") not in notes and ("host",) not in notes
     assert notes[("replicas",)] == charts.Annotation()
 
@@ -79,12 +86,12 @@ def test_schema_generation_refuses_ambiguous_defaults(text, message):
 def test_values_table_lists_each_leaf_with_type_default_and_description():
     table = charts.values_table(VALUES)
     lines = table.splitlines()
-    assert lines[0] == "| Key | Type | Default | Description |"
+    assert lines[0] == "| Key | Type | Default | Description | Changes |"
     assert (
-        '| `image.pullPolicy` | string (Always, IfNotPresent) | `"IfNotPresent"` | Pull policy. |'
-        in lines
-    )
-    assert "| `podLabels` | object | `{}` | Labels of the pods, continued here. |" in lines
+        '| `image.pullPolicy` | string (Always, IfNotPresent) | `"IfNotPresent"` | Pull policy. '
+        "| `Deployment:*.imagePullPolicy`<br>`Pod-test:*.imagePullPolicy` |"
+    ) in lines
+    assert "| `podLabels` | object | `{}` | Labels of the pods, continued here. |  |" in lines
     assert any(line.startswith("| `hosts` | array | `[{") for line in lines)
     assert len(lines) == 2 + 5
 
@@ -164,6 +171,10 @@ def test_a_chart_only_fix_may_bump_the_chart_patch_but_not_more(tmp_path, chart_
 
 def test_undocumented_leaves_are_reported():
     assert charts.undocumented(VALUES) == ["replicas"]
+
+
+def test_leaves_without_a_changes_promise_are_reported():
+    assert charts.without_promise(VALUES) == ["image.tag", "podLabels", "hosts", "replicas"]
 
 
 def test_global_accepts_an_umbrella_charts_other_globals():

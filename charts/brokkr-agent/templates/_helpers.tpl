@@ -127,4 +127,63 @@ imagePullSecrets:
 {{- fail "rbac.managedVerbs contains \"*\"; list the verbs explicitly, or set rbac.allowWildcardAccess=true" }}
 {{- end }}
 {{- end }}
+{{- with .Values.appArmorProfile }}
+{{- if not .type }}
+{{- fail "appArmorProfile needs a type: RuntimeDefault, or Localhost with localhostProfile (or {} for none)" }}
+{{- end }}
+{{- if and (eq .type "Localhost") (not .localhostProfile) }}
+{{- fail "appArmorProfile.type Localhost needs appArmorProfile.localhostProfile: the name of a profile loaded on every node" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checksum of what the pod mounts that the chart does not render from values: an
+existing PAK Secret and an existing CA ConfigMap. Hashes their names, keys and
+current data (lookup), so that `helm upgrade` after one is rotated rolls the pod.
+lookup answers nothing under `helm template` (GitOps tools): there only a new name or
+key changes it.
+*/}}
+{{- define "brokkr-agent.mountedChecksum" -}}
+{{- $seen := list }}
+{{- with .Values.pak.existingSecret }}
+{{- $found := lookup "v1" "Secret" $.Release.Namespace . }}
+{{- $seen = append $seen (list "Secret" . $.Values.pak.key (get $found "data")) }}
+{{- end }}
+{{- with .Values.broker.caBundleConfigMap }}
+{{- $found := lookup "v1" "ConfigMap" $.Release.Namespace . }}
+{{- $seen = append $seen (list "ConfigMap" . $.Values.broker.caBundleKey (get $found "data")) }}
+{{- end }}
+{{- $seen | toJson | sha256sum }}
+{{- end }}
+
+{{/*
+AppArmor, beside seccomp. The pod securityContext is podSecurityContext plus
+appArmorProfile, as a field where the API server has it (Kubernetes 1.30+, where it is
+GA); older servers (1.29) get the beta annotation per container instead, from
+brokkr-agent.appArmorAnnotations. An empty appArmorProfile sets neither.
+*/}}
+{{- define "brokkr-agent.podSecurityContext" -}}
+{{- $context := deepCopy .Values.podSecurityContext }}
+{{- if and .Values.appArmorProfile (semverCompare ">=1.30-0" .Capabilities.KubeVersion.Version) }}
+{{- $_ := set $context "appArmorProfile" .Values.appArmorProfile }}
+{{- end }}
+{{- toYaml $context }}
+{{- end }}
+
+{{/* The 1.29 form of appArmorProfile. Call with (dict "root" $ "containers" (list "name")). */}}
+{{- define "brokkr-agent.appArmorAnnotations" -}}
+{{- $profile := .root.Values.appArmorProfile }}
+{{- if and $profile (not (semverCompare ">=1.30-0" .root.Capabilities.KubeVersion.Version)) }}
+{{- $ref := ternary "runtime/default" (printf "localhost/%s" ($profile.localhostProfile | default "")) (eq $profile.type "RuntimeDefault") }}
+{{- range .containers }}
+container.apparmor.security.beta.kubernetes.io/{{ . }}: {{ $ref }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The collector's port, for the NetworkPolicy: telemetry.endpoint's explicit port, else 443/80. */}}
+{{- define "brokkr-agent.telemetryPort" -}}
+{{- $url := urlParse .Values.telemetry.endpoint }}
+{{- regexFind ":[0-9]+$" $url.host | trimPrefix ":" | default (ternary "443" "80" (eq $url.scheme "https")) }}
 {{- end }}

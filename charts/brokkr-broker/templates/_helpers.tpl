@@ -110,6 +110,9 @@ earlier install (lookup), or minted now. Format brokkr_<8 base62>_<24 base62>; t
 hash is lowercase hex SHA-256 of the long part.
 */}}
 {{- define "brokkr-broker.adminPak" -}}
+{{- /* Minted once per rendering: the Secret and the pods' checksum must see the same
+PAK, or the first upgrade after an install (which reads it back) would roll them. */}}
+{{- if not (hasKey .Values "_brokkrAdminPak") }}
 {{- $name := printf "%s-admin" (include "brokkr-broker.fullname" .) }}
 {{- $existing := lookup "v1" "Secret" .Release.Namespace $name }}
 {{- $pak := "" }}
@@ -122,7 +125,9 @@ hash is lowercase hex SHA-256 of the long part.
 {{- if eq $hash (include "brokkr-broker.publicPakHash" .) }}
 {{- fail "the admin PAK is the publicly known test PAK; delete the Secret <release>-brokkr-broker-admin so that the chart mints a new one" }}
 {{- end }}
-{{- dict "pak" $pak "hash" $hash | toJson }}
+{{- $_ := set .Values "_brokkrAdminPak" (dict "pak" $pak "hash" $hash | toJson) }}
+{{- end }}
+{{- get .Values "_brokkrAdminPak" }}
 {{- end }}
 
 {{/* Name of the Secret with the bundled PostgreSQL password. */}}
@@ -132,12 +137,16 @@ hash is lowercase hex SHA-256 of the long part.
 
 {{/* The bundled PostgreSQL password: reused from an earlier install, or random. */}}
 {{- define "brokkr-broker.postgresql.password" -}}
+{{- /* Once per rendering, as the admin PAK (the checksums must see the stored value). */}}
+{{- if not (hasKey .Values "_brokkrPostgresPassword") }}
 {{- $existing := lookup "v1" "Secret" .Release.Namespace (include "brokkr-broker.postgresql.fullname" .) }}
-{{- if and $existing $existing.data (hasKey $existing.data "password") }}
-{{- index $existing.data "password" | b64dec }}
-{{- else }}
-{{- randAlphaNum 32 }}
+{{- $password := randAlphaNum 32 }}
+{{- if and $existing $existing.data (hasKey $existing.data .Values.postgresql.auth.passwordKey) }}
+{{- $password = index $existing.data .Values.postgresql.auth.passwordKey | b64dec }}
 {{- end }}
+{{- $_ := set .Values "_brokkrPostgresPassword" $password }}
+{{- end }}
+{{- get .Values "_brokkrPostgresPassword" }}
 {{- end }}
 
 {{/* The Secret and key that hold the database password or URL, as "name key". */}}
@@ -181,6 +190,14 @@ hash is lowercase hex SHA-256 of the long part.
 {{- if gt (int $pool.minSize) (int $pool.maxSize) }}
 {{- fail "broker.databasePool.minSize must be <= broker.databasePool.maxSize" }}
 {{- end }}
+{{- with .Values.appArmorProfile }}
+{{- if not .type }}
+{{- fail "appArmorProfile needs a type: RuntimeDefault, or Localhost with localhostProfile (or {} for none)" }}
+{{- end }}
+{{- if and (eq .type "Localhost") (not .localhostProfile) }}
+{{- fail "appArmorProfile.type Localhost needs appArmorProfile.localhostProfile: the name of a profile loaded on every node" }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Name of the Secret with the TLS certificate served by the broker. */}}
@@ -195,4 +212,72 @@ hash is lowercase hex SHA-256 of the long part.
 {{/* Seconds the kubelet waits after SIGTERM: the broker's shutdown delay and drain, plus 5. */}}
 {{- define "brokkr-broker.terminationGracePeriod" -}}
 {{- add (ceil (addf .Values.broker.shutdownDelay .Values.broker.drainTimeout)) 5 }}
+{{- end }}
+
+{{/*
+Checksum of the Secrets a pod mounts whose content does not come from values: the
+bundled PostgreSQL password (minted once, then read back) and every existingSecret.
+Hashes each Secret's name and key with its data: the minted password as this
+rendering stores it, an existing Secret's current data (lookup), so that `helm
+upgrade` after one is rotated rolls the pods, and an upgrade that changes nothing
+rolls nothing. lookup answers nothing under `helm template` (GitOps tools): there
+only a new name or key changes it. The TLS Secret is left out on purpose: the
+broker re-reads its certificate files (tls.reloadInterval), so a renewal needs no roll.
+Call with (dict "root" $ "for" "broker"|"postgresql").
+*/}}
+{{- define "brokkr-broker.mountedSecretsChecksum" -}}
+{{- $root := .root }}
+{{- $v := $root.Values }}
+{{- $refs := list (include "brokkr-broker.database.secretRef" $root) }}
+{{- if eq .for "postgresql" }}
+{{- $refs = list (printf "%s %s" (include "brokkr-broker.postgresql.secretName" $root) $v.postgresql.auth.passwordKey) }}
+{{- else if $v.admin.pak.existingSecret }}
+{{- $refs = append $refs (printf "%s %s" $v.admin.pak.existingSecret $v.admin.pak.hashKey) }}
+{{- end }}
+{{- $minted := "" }}
+{{- if and (eq $v.database.mode "bundled") (not $v.postgresql.auth.existingSecret) }}
+{{- $minted = include "brokkr-broker.postgresql.fullname" $root }}
+{{- end }}
+{{- $seen := list }}
+{{- range $refs }}
+{{- $ref := splitList " " . }}
+{{- if eq (index $ref 0) $minted }}
+{{- $seen = append $seen (list . (dict (index $ref 1) (include "brokkr-broker.postgresql.password" $root))) }}
+{{- else }}
+{{- $found := lookup "v1" "Secret" $root.Release.Namespace (index $ref 0) }}
+{{- $seen = append $seen (list . (get $found "data")) }}
+{{- end }}
+{{- end }}
+{{- $seen | toJson | sha256sum }}
+{{- end }}
+
+{{/*
+AppArmor, beside seccomp. The pod securityContext is podSecurityContext plus
+appArmorProfile, as a field where the API server has it (Kubernetes 1.30+, where it is
+GA); older servers (1.29) get the beta annotation per container instead, from
+brokkr-broker.appArmorAnnotations. An empty appArmorProfile sets neither.
+*/}}
+{{- define "brokkr-broker.podSecurityContext" -}}
+{{- $context := deepCopy .Values.podSecurityContext }}
+{{- if and .Values.appArmorProfile (semverCompare ">=1.30-0" .Capabilities.KubeVersion.Version) }}
+{{- $_ := set $context "appArmorProfile" .Values.appArmorProfile }}
+{{- end }}
+{{- toYaml $context }}
+{{- end }}
+
+{{/* The 1.29 form of appArmorProfile. Call with (dict "root" $ "containers" (list "name")). */}}
+{{- define "brokkr-broker.appArmorAnnotations" -}}
+{{- $profile := .root.Values.appArmorProfile }}
+{{- if and $profile (not (semverCompare ">=1.30-0" .root.Capabilities.KubeVersion.Version)) }}
+{{- $ref := ternary "runtime/default" (printf "localhost/%s" ($profile.localhostProfile | default "")) (eq $profile.type "RuntimeDefault") }}
+{{- range .containers }}
+container.apparmor.security.beta.kubernetes.io/{{ . }}: {{ $ref }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The collector's port, for the NetworkPolicy: telemetry.endpoint's explicit port, else 443/80. */}}
+{{- define "brokkr-broker.telemetryPort" -}}
+{{- $url := urlParse .Values.telemetry.endpoint }}
+{{- regexFind ":[0-9]+$" $url.host | trimPrefix ":" | default (ternary "443" "80" (eq $url.scheme "https")) }}
 {{- end }}

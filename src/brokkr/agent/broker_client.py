@@ -8,6 +8,9 @@ from typing import Any
 import requests
 
 from brokkr import __version__
+from brokkr.common import telemetry
+
+_ID = re.compile(r"/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def describe(exc: Exception) -> str:
@@ -53,9 +56,22 @@ class BrokerClient:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            response = self.session.request(
-                method, self.api + path, timeout=self.timeout, verify=self.verify, **kwargs
-            )
+            # The broker's request span continues this one (W3C traceparent).
+            with telemetry.span(
+                f"broker {method} {_ID.sub('/{id}', path)}",
+                "client",
+                {"http.request.method": method, "url.path": path},
+            ):
+                headers: dict[str, str] = {}
+                telemetry.inject(headers)
+                response = self.session.request(
+                    method,
+                    self.api + path,
+                    timeout=self.timeout,
+                    verify=self.verify,
+                    headers=headers,
+                    **kwargs,
+                )
         except requests.exceptions.SSLError as exc:
             raise BrokerTlsError(
                 f"TLS verification of the broker at {self.api} failed ({describe(exc)}); "

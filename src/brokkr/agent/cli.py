@@ -6,6 +6,7 @@ import sys
 
 from brokkr.agent.service import Agent
 from brokkr.agent.settings import load_settings
+from brokkr.common import telemetry
 from brokkr.common.config import ConfigError
 from brokkr.common.logging import configure
 
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     configure(settings.log)
     agent = Agent(settings)
     agent.install_signal_handlers()
-    return agent.run()
+    with telemetry.traced(settings.telemetry, "brokkr-agent"):
+        return agent.run()
 
 
 if __name__ == "__main__":

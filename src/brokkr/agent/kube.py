@@ -28,6 +28,7 @@ from lightkube.core.exceptions import ConfigError
 
 from brokkr.agent.broker_client import describe
 from brokkr.agent.manifests import FIELD_MANAGER, split_api_version
+from brokkr.common import telemetry
 from brokkr.kubeaccess import Access, KubeConfigError, from_kubeconfig, resolve
 
 __all__ = ["KubeClient", "KubeConfigError", "KubeError", "Resource", "from_kubeconfig", "resolve"]
@@ -121,14 +122,20 @@ class KubeClient:
         attempts = attempts or self.attempts
         for attempt in range(1, attempts + 1):
             try:
-                response = self._http.request(
-                    method,
-                    path,
-                    params=params,
-                    content=data,
-                    headers=headers,
-                    timeout=timeout or self.timeout,
-                )
+                with telemetry.span(
+                    f"kubernetes {method}",
+                    "client",
+                    {"http.request.method": method, "url.path": path},
+                    inside_only=True,  # not the readiness probe's calls
+                ):
+                    response = self._http.request(
+                        method,
+                        path,
+                        params=params,
+                        content=data,
+                        headers=headers,
+                        timeout=timeout or self.timeout,
+                    )
             except httpx2.HTTPError as exc:
                 if isinstance(exc.__cause__ or exc.__context__, ssl.SSLError) or (
                     "certificate verify failed" in str(exc)

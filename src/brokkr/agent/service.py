@@ -18,6 +18,7 @@ from brokkr.agent.kube import KubeClient, KubeConfigError, KubeError, resolve
 from brokkr.agent.reconcile import SUCCESS, Abandoned, Reconciler
 from brokkr.agent.settings import Settings
 from brokkr.agent.state import AgentState
+from brokkr.common import telemetry
 
 log = logging.getLogger("brokkr.agent")
 
@@ -217,7 +218,8 @@ class Agent:
         while not self.stop.is_set():
             started = time.monotonic()
             try:
-                self.cycle(reconciler)
+                with telemetry.span("reconcile", attributes={"brokkr.agent.id": self.agent_id}):
+                    self.cycle(reconciler)
                 failures = 0
                 result = "success"
             except Abandoned:
@@ -288,7 +290,14 @@ class Agent:
 
     def _apply(self, reconciler: Reconciler, item: dict[str, Any]) -> None:
         started = time.monotonic()
-        outcome = reconciler.apply(item)
+        with telemetry.span(
+            "apply deployment object",
+            attributes={
+                "brokkr.deployment_object.id": item["id"],
+                "brokkr.stack.id": item["stack_id"],
+            },
+        ):
+            outcome = reconciler.apply(item)
         elapsed = time.monotonic() - started
         self.state.metrics.applied(outcome.status, elapsed, outcome.applied, outcome.deleted)
         level = logging.INFO if outcome.status == SUCCESS else logging.WARNING

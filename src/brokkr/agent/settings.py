@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from brokkr.common import config
 from brokkr.common.logging import LogSettings
+from brokkr.common.telemetry import TelemetrySettings
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
@@ -77,6 +78,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     agent: AgentSettings
     log: LogSettings = LogSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
 
 
 def load_settings(environ: Any = None) -> Settings:

@@ -104,6 +104,7 @@ class HotPath:
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
         start = time.perf_counter()
+        scope["brokkr.route"] = route  # span names and metrics by route template, as routed
         request_id = request_id_for(scope)
         status = 500
         started = False

@@ -27,6 +27,7 @@ from brokkr.broker.app import create_app
 from brokkr.broker.db import migrate
 from brokkr.broker.settings import Settings
 from brokkr.broker.tls import ReloadingContext
+from brokkr.common import telemetry
 from brokkr.common.signals import GracefulShutdown
 
 log = logging.getLogger(__name__)
@@ -80,11 +81,24 @@ def _prepare_database(settings: Settings) -> list[str]:
 
 async def serve(settings: Settings, warnings: list[str], sock: socket.socket | None = None) -> bool:
     """Serve until stopped (on `sock` when given); False when the server failed to start."""
+    with telemetry.traced(settings.telemetry, "brokkr-broker") as tracing:
+        return await _serve(settings, warnings, sock, tracing)
+
+
+async def _serve(
+    settings: Settings, warnings: list[str], sock: socket.socket | None, tracing: bool
+) -> bool:
     app = create_app(settings, warnings)
     tune_garbage_collector()
     broker = settings.broker
+    served: Any = app
+    if tracing:
+        from brokkr.broker.tracing import TracingApp  # noqa: PLC0415
+
+        served = TracingApp(app)
+        log.info("tracing to %s", settings.telemetry.endpoint)
     config = uvicorn.Config(
-        app,
+        served,
         host=broker.host,
         port=broker.port,
         http="httptools",

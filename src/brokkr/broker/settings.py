@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from brokkr.common.config import ConfigError, load
 from brokkr.common.logging import LogSettings
+from brokkr.common.telemetry import TelemetrySettings
 
 
 class DatabaseSettings(BaseModel):
@@ -141,6 +142,7 @@ class Settings(BaseModel):
     database: DatabaseSettings
     broker: BrokerSettings = BrokerSettings()
     log: LogSettings = LogSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

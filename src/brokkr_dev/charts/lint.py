@@ -1,9 +1,11 @@
 """The Helm charts' validation gate and generators.
 
-`values.yaml` is the single source: its `# --` comments document each key and its
-`# @schema` comments refine the key's JSON schema. From it this module generates
+`values.yaml` is the single source: its `# --` comments document each key, its
+`# @schema` comments refine the key's JSON schema and its `# @changes` comments
+promise where in the rendered objects the key acts (which the mutation test,
+tests/charts/test_values_mutation.py, holds it to). From it this module generates
 `values.schema.json` (strict: unknown keys are errors) and the README's values table,
-and checks that every key is used by a template. The gate (`check_all`) also runs
+and checks that every key is used by a template and makes a promise. The gate (`check_all`) also runs
 `helm lint --strict` with helm 3 and helm 4 and kubeconform against several
 Kubernetes minors, offline, with schemas from the pinned kubernetes-validate package
 and, for the monitoring resources, from prometheus-operator's CRDs (crdschemas).
@@ -62,6 +64,8 @@ class Annotation:
 
     description: str = ""
     schema: dict[str, Any] = field(default_factory=dict)
+    # Where the key acts: patterns over the flattened rendering (tests/charts/mutation.py).
+    changes: list[str] = field(default_factory=list)
 
 
 def parse_annotations(text: str) -> dict[Path_, Annotation]:
@@ -74,6 +78,7 @@ def parse_annotations(text: str) -> dict[Path_, Annotation]:
     stack: list[tuple[int, str]] = []
     description: list[str] = []
     schema_text: list[str] = []
+    changes: list[str] = []
     in_description = False
     skip_deeper_than: int | None = None
     for number, line in enumerate(text.splitlines(), start=1):
@@ -83,14 +88,15 @@ def parse_annotations(text: str) -> dict[Path_, Annotation]:
             continue
         skip_deeper_than = None
         if not stripped:
-            description, schema_text, in_description = [], [], False
+            description, schema_text, changes, in_description = [], [], [], False
             continue
         if stripped.startswith("#"):
             body = stripped[1:].strip()
             if body.startswith("-- "):
                 description, in_description = [body[3:].strip()], True
-            elif body.startswith("@schema"):
-                schema_text.append(body[len("@schema") :].strip())
+            elif body.startswith(("@schema", "@changes")):
+                tag, _, rest = body.partition(" ")
+                (schema_text if tag == "@schema" else changes).append(rest.strip())
                 in_description = False
             elif in_description:
                 description.append(body)
@@ -114,8 +120,9 @@ def parse_annotations(text: str) -> dict[Path_, Annotation]:
                     f"values.yaml line {number}: the @schema comment above {key!r} "
                     f"is not valid JSON ({exc}); fix the comment"
                 ) from exc
-        found[tuple(k for _, k in stack)] = Annotation(" ".join(description), extra)
-        description, schema_text, in_description = [], [], False
+        promise = " ".join(changes).split()
+        found[tuple(k for _, k in stack)] = Annotation(" ".join(description), extra, promise)
+        description, schema_text, changes, in_description = [], [], [], False
     return found
 
 
@@ -211,7 +218,10 @@ def values_table(values_text: str) -> str:
     """The README's markdown table: key, type, default and description of each value."""
     values = yaml.safe_load(values_text) or {}
     notes = parse_annotations(values_text)
-    rows = ["| Key | Type | Default | Description |", "| --- | --- | --- | --- |"]
+    rows = [
+        "| Key | Type | Default | Description | Changes |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for path in leaves(values, notes):
         note = notes.get(path, Annotation())
         default = _lookup(values, path)
@@ -220,7 +230,8 @@ def values_table(values_text: str) -> str:
         if "enum" in note.schema:
             kind += " (" + ", ".join(str(v) for v in note.schema["enum"]) + ")"
         shown = json.dumps(default, separators=(",", ":"))
-        cells = [f"`{'.'.join(path)}`", kind, f"`{shown}`", note.description]
+        changes = "<br>".join(f"`{c}`" for c in note.changes)
+        cells = [f"`{'.'.join(path)}`", kind, f"`{shown}`", note.description, changes]
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows) + "\n"
 
@@ -284,6 +295,13 @@ def undocumented(values_text: str) -> list[str]:
     return [
         ".".join(p) for p in leaves(values, notes) if not notes.get(p, Annotation()).description
     ]
+
+
+def without_promise(values_text: str) -> list[str]:
+    """Leaf values without a `# @changes` promise of where they act."""
+    values = yaml.safe_load(values_text) or {}
+    notes = parse_annotations(values_text)
+    return [".".join(p) for p in leaves(values, notes) if not notes.get(p, Annotation()).changes]
 
 
 def unknown_refs(values_text: str, templates_text: str) -> list[str]:
@@ -401,6 +419,11 @@ def check_generated(chart: Chart) -> list[str]:
         problems.append(f"{chart.name}: value {key!r} is used by no template; use it or remove it")
     for key in undocumented(chart.values_text):
         problems.append(f"{chart.name}: value {key!r} has no `# --` description; add one")
+    for key in without_promise(chart.values_text):
+        problems.append(
+            f"{chart.name}: value {key!r} has no `# @changes` line saying where it acts in "
+            "the rendered objects; add one (format: tests/charts/mutation.py)"
+        )
     for ref in unknown_refs(chart.values_text, chart.templates_text):
         problems.append(f"{chart.name}: templates read .Values.{ref}, which values.yaml lacks")
     return problems
@@ -430,9 +453,16 @@ def render(
     helm: str = "helm",
     release: str = "brokkr",
     namespace: str = "brokkr",
+    kube_version: str = "",
 ) -> str:
-    """`helm template` output for the chart; ChartError with helm's message on failure."""
+    """`helm template` output for the chart; ChartError with helm's message on failure.
+
+    `kube_version` is the Kubernetes version the chart's capability checks see
+    (default: the one helm was built for).
+    """
     args: list[str | Path] = [helm, "template", release, chart.path, "--namespace", namespace]
+    if kube_version:
+        args += ["--kube-version", kube_version]
     for values_file in values_files:
         args += ["--values", values_file]
     for item in sets:
@@ -582,12 +612,16 @@ def check_all(helms: Sequence[str] = ("helm", "helm4"), log: Any = print) -> Non
                 if failure:
                     problems.append(f"{chart.name} {scenario} ({helm} lint):\n{failure}")
         for scenario in SCENARIOS:
-            try:
-                manifests = render(chart, [chart.scenario(scenario)], helm=helms[0])
-            except ChartError as exc:
-                problems.append(str(exc))
-                continue
             for version in KUBE_VERSIONS:
+                # Rendered for that version: fields the chart adds only where the API
+                # has them (appArmorProfile from 1.30) must meet that version's schema.
+                try:
+                    manifests = render(
+                        chart, [chart.scenario(scenario)], helm=helms[0], kube_version=version
+                    )
+                except ChartError as exc:
+                    problems.append(str(exc))
+                    continue
                 failure = kubeconform(manifests, version)
                 log(
                     f"{chart.name}: kubeconform {scenario} on {version}: {'FAIL' if failure else 'ok'}"

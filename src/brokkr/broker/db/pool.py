@@ -10,6 +10,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from brokkr.broker.settings import DatabaseSettings
+from brokkr.common import telemetry
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,11 @@ def make_pool(settings: DatabaseSettings) -> AsyncConnectionPool[AsyncConnection
     """
     # UTC sessions: timestamps leave PostgreSQL and Python in the same form.
     options = f"-c statement_timeout={settings.statement_timeout_ms} -c TimeZone=UTC"
+    traced: dict[str, Any] = {}
+    if telemetry.enabled():
+        from brokkr.broker.tracing import TracedCursor  # noqa: PLC0415
+
+        traced["cursor_factory"] = TracedCursor
     return AsyncConnectionPool(
         settings.conninfo(),
         min_size=settings.pool_min_size,
@@ -46,6 +52,7 @@ def make_pool(settings: DatabaseSettings) -> AsyncConnectionPool[AsyncConnection
             "connect_timeout": settings.connect_timeout,
             "options": options,
             "application_name": "brokkr-broker",
+            **traced,
         },
     )
 

@@ -1,0 +1,119 @@
+"""Traces end to end: a real agent and broker export OTLP to a real receiver.
+
+One trace must run from the agent's reconcile, through its Kubernetes calls and its
+call to the broker, into the broker's request span and down to a PostgreSQL
+statement: the trace context crosses the process boundary in `traceparent`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from brokkr_dev.base.localnet import wait_for as poll
+from brokkr_dev.local.broker_admin import BrokerAdmin
+from brokkr_dev.local.services import LocalAgent, LocalBroker, merged
+from tests.e2e.test_agent import Setup, stack_v1
+from tests.fixtures.agent import broker_for_agents
+from tests.fixtures.otlp import Receiver, Span
+
+pytestmark = [pytest.mark.postgres, pytest.mark.k8s, pytest.mark.slow]
+
+# Export within a fifth of a second instead of the SDK's 5 s batches.
+FAST_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "200"}
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    started = Receiver().start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def traced_broker(
+    postgres_server: Any, receiver: Receiver, tmp_path: Path
+) -> Iterator[LocalBroker]:
+    name = f"tracing_{secrets.token_hex(4)}"
+    postgres_server.psql(f"CREATE DATABASE {name}")
+    tracing = {"telemetry": {"endpoint": receiver.endpoint}}
+    broker = broker_for_agents(
+        postgres_server.dsn(name), tmp_path / "broker", extra=tracing, env=FAST_EXPORT
+    )
+    broker.start()
+    yield broker
+    broker.stop()
+    postgres_server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def descendants(spans: list[Span], root: Span) -> list[Span]:
+    """Every span below `root` in its trace, across services."""
+    children: dict[str, list[Span]] = {}
+    for span in spans:
+        children.setdefault(span.parent_id, []).append(span)
+    found, todo = [], [root.span_id]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child.span_id)
+    return found
+
+
+def reconcile_with_database(spans: list[Span]) -> dict[str, Span] | None:
+    """An agent reconcile whose trace holds a Kubernetes apply, a broker request and,
+    below that request, a PostgreSQL statement; None while that is not (yet) received."""
+    for root in (s for s in spans if s.service == "brokkr-agent" and s.name == "reconcile"):
+        below = descendants(spans, root)
+        kube = [s for s in below if s.name == "kubernetes PATCH" and s.kind == "client"]
+        requests = [s for s in below if s.service == "brokkr-broker" and s.kind == "server"]
+        for request in requests:
+            database = [
+                s
+                for s in descendants(spans, request)
+                if s.attributes.get("db.system.name") == "postgresql"
+            ]
+            if kube and database:
+                return {"reconcile": root, "kube": kube[0], "request": request, "db": database[0]}
+    return None
+
+
+def test_a_reconcile_is_traced_through_the_broker_down_to_postgresql(
+    traced_broker: LocalBroker, receiver: Receiver, k8s_cluster: Any, tmp_path: Path
+):
+    admin = BrokerAdmin(traced_broker.url, traced_broker.admin_pak())
+    setup = Setup(admin, traced_broker, Path(k8s_cluster.kubeconfig), tmp_path)
+    try:
+        agent = LocalAgent(
+            merged(setup.settings(), {"telemetry": {"endpoint": receiver.endpoint}}),
+            log_file=setup.tmp / "agent.log",
+            env=FAST_EXPORT,
+        )
+        setup.agents.append(agent)
+        agent.start()  # waits until healthy: registered, cluster reachable
+        _, deployment = setup.stack(stack_v1(f"trace-{secrets.token_hex(3)}"))
+        assert setup.event(deployment)["status"] == "SUCCESS"
+        found = poll(
+            lambda: reconcile_with_database(receiver.spans()),
+            30,
+            "a reconcile trace reaching a database span at the receiver",
+        )
+    finally:
+        setup.stop_all()
+    trace = found["reconcile"].trace_id
+    assert {s.trace_id for s in found.values()} == {trace}
+    request = found["request"]
+    # The broker's span continues the agent's client span (traceparent crossed over).
+    caller = next(s for s in receiver.spans() if s.span_id == request.parent_id)
+    assert (caller.service, caller.kind) == ("brokkr-agent", "client")
+    assert request.attributes["http.route"].startswith("/api/v1/agents/")
+    assert found["db"].kind == "client"
+    assert found["db"].attributes["db.query.text"].split()[0].upper() in {
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "WITH",
+    }
