@@ -152,3 +152,16 @@ def test_results_file_round_trip_and_clear_error(tmp_path: Path) -> None:
         benchresults.read(tmp_path / "bad.json")
     with pytest.raises(ValueError, match="cannot read benchmark results"):
         benchresults.read(tmp_path / "missing.json")
+
+
+def test_every_run_with_an_error_answer_is_named_with_its_count() -> None:
+    window = benchresults.Window(1.0)
+    for status in ("204", "401", "204", "503"):
+        window.record(1.0, status == "204", status)
+    runs = [
+        {"agents": 10, "phase": "heartbeat", **window.summary()},
+        {"agents": 10, "phase": "mixed", **benchresults.Window(1.0).summary()},
+    ]
+    assert benchresults.failed_runs(runs) == [
+        "heartbeat at 10 agents: 2 of 4 requests failed (401, 503)"
+    ]
