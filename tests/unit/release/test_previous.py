@@ -104,6 +104,13 @@ def changed(*parts: str) -> list[str]:
 
 def test_the_pinned_commit_is_older_code_of_main_with_a_different_broker_agent_and_charts():
     root = paths.REPO_ROOT
+    present = subprocess.run(
+        ["git", "-C", str(root), "cat-file", "-e", f"{PINNED_COMMIT}^{{commit}}"], check=False
+    )
+    assert present.returncode == 0, (
+        f"the pinned N-1 commit {PINNED_COMMIT[:12]} is not in this clone: the tests need "
+        "the whole history (`git fetch --unshallow`; in Actions, checkout's fetch-depth: 0)"
+    )
     assert git(root, "merge-base", "--is-ancestor", PINNED_COMMIT, "HEAD") == ""  # exit 0
     assert git(root, "rev-parse", "HEAD") != PINNED_COMMIT
     assert changed("src/brokkr/broker"), "the pinned broker is today's: pin an older commit"
