@@ -161,10 +161,11 @@ def crash_pod(brokkr: Brokkr, pod: dict[str, Any]) -> float:
     )
     assert response.status_code == 200, response.text
 
-    def ctr(*args: str) -> str:
-        return kind.engine.docker("exec", node, "ctr", "-n", "k8s.io", *args, check=False)
+    def ctr(*args: str, check: bool = True) -> str:
+        return kind.engine.docker("exec", node, "ctr", "-n", "k8s.io", *args, check=check)
 
-    ctr("tasks", "kill", "--signal", "SIGKILL", container)  # gone already: nothing to kill
+    # check=False: the kubelet may have removed the task already (then nothing runs).
+    ctr("tasks", "kill", "--signal", "SIGKILL", container, check=False)
     poll(
         lambda: (
             not any(
