@@ -8,7 +8,10 @@ runs only `lint` and `unit`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
+from collections.abc import Iterator
 from pathlib import Path
 
 import nox
@@ -46,6 +49,18 @@ def invoke(session: nox.Session, *args: str) -> None:
     session.run("invoke", *args)
 
 
+@contextlib.contextmanager
+def green_record(session: nox.Session, check: str) -> Iterator[None]:
+    """Record a green run of `check` for the release gate when the body passes.
+
+    The record is keyed by the git tree and written only for a full run on a clean
+    work tree (src/brokkr_dev/base/green.py); a failing step raises, so no record.
+    """
+    invoke(session, "green.begin", "--check", check, "--args", shlex.join(session.posargs))
+    yield
+    invoke(session, "green.finish", "--check", check)
+
+
 def refuse_posargs(session: nox.Session) -> None:
     """Fail clearly when a session that takes no arguments is given some."""
     if session.posargs:
@@ -78,6 +93,12 @@ def lint(session: nox.Session) -> None:
     """
     refuse_posargs(session)
     install(session)
+    with green_record(session, "lint"):
+        lint_steps(session)
+
+
+def lint_steps(session: nox.Session) -> None:
+    """Every step of `lint`, in order."""
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
@@ -115,8 +136,9 @@ def scan(session: nox.Session) -> None:
     "not scanned": a warning locally, a failure with --mode ci or release.
     """
     install(session)
-    tools(session, "helm", "trivy", "checkov", "govulncheck", "cosign", "syft", "buildx")
-    invoke(session, "scan", "--sources", *session.posargs)
+    with green_record(session, "scan"):
+        tools(session, "helm", "trivy", "checkov", "govulncheck", "cosign", "syft", "buildx")
+        invoke(session, "scan", "--sources", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -137,9 +159,10 @@ def tests(session: nox.Session) -> None:
     left to `nox -s e2e-kind`.
     """
     install(session)
-    invoke(session, "system.install")
-    tools(session)
-    session.run("pytest", *session.posargs)
+    with green_record(session, "tests"):
+        invoke(session, "system.install")
+        tools(session)
+        session.run("pytest", *session.posargs)
 
 
 @nox.session(name="tools", python=PYTHON)
@@ -283,7 +306,8 @@ def e2e_kind(session: nox.Session) -> None:
     figures. Posargs go to pytest, e.g. `nox -s e2e-kind -- -x -k helm_test`.
     """
     install(session)
-    invoke(session, "system.install", "--features", "base,containers")
-    # Flux's controllers for tests/e2e_kind/test_flux.py: built before the tests start.
-    tools(session, "helm", "kind", "kubernetes-node", "source-controller", "helm-controller")
-    invoke(session, "e2e.kind", "--pytest-args", " ".join(session.posargs))
+    with green_record(session, "e2e-kind"):
+        invoke(session, "system.install", "--features", "base,containers")
+        # Flux's controllers for tests/e2e_kind/test_flux.py: built before the tests start.
+        tools(session, "helm", "kind", "kubernetes-node", "source-controller", "helm-controller")
+        invoke(session, "e2e.kind", "--pytest-args", " ".join(session.posargs))

@@ -20,7 +20,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task as invoke_task
 
 from brokkr_dev import clusters as cluster
-from brokkr_dev.base import paths, system, toolchain
+from brokkr_dev.base import green, paths, system, toolchain
 from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.bench import agent as agentbench
 from brokkr_dev.bench import broker as bench
@@ -599,7 +599,35 @@ def scan_run(  # noqa: PLR0917 - one keyword option per CLI flag
 scan_ns = Collection("scan")
 scan_ns.add_task(scan_run, "run", default=True)
 
+# --- green: records of passed sessions for the release gate (base/green.py) --------
+
+
+@task(help={"check": "lint, tests, e2e-kind or scan", "args": "the session's arguments"})
+def green_begin(c, check, args=""):
+    """Note the tree a session starts on (its noxfile wrapper calls this first)."""
+    print(green.begin(check, shlex.split(args)))
+
+
+@task(help={"check": "lint, tests, e2e-kind or scan"})
+def green_finish(c, check):
+    """Record that the session passed on the tree noted at its start (called last)."""
+    print(green.finish(check))
+
+
+@task()
+def green_status(c):
+    """Which of the release gate's checks have a green record for this tree."""
+    problems = green.missing(paths.REPO_ROOT)
+    print("\n".join(problems) or f"every check has a green record: {', '.join(green.REQUIRED)}")
+
+
+green_ns = Collection("green")
+green_ns.add_task(green_begin, "begin")
+green_ns.add_task(green_finish, "finish")
+green_ns.add_task(green_status, "status", default=True)
+
 namespace = Collection(
+    green_ns,
     tools,
     system_ns,
     engine_ns,

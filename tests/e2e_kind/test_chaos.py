@@ -12,6 +12,7 @@ before test_charts_on_kind.py (alphabetical order), whose last test uninstalls.
 
 from __future__ import annotations
 
+import datetime
 import re
 import secrets
 import time
@@ -42,6 +43,7 @@ pytestmark = [pytest.mark.kind, pytest.mark.slow]
 BROKER_POD_BOUND = 120  # new broker pod Ready + agent backoff + re-apply + report
 POSTGRESQL_POD_BOUND = 120  # new PostgreSQL pod Ready + the broker's pool reconnecting
 AGENT_POD_BOUND = 120  # new agent pod started + identified + re-apply + report
+KILLED_BOUND = 10  # a SIGKILLed container's task is gone (containerd reaps it at once)
 PARTITION_BOUND = 60  # the agent's backoff delay at the cut's end + one cycle
 OUTAGE_SEEN_BOUND = 60  # the agent's /health reports the broker unreachable
 POLLING_INTERVAL = 2  # the agent's, set by agent_values() in conftest.py
@@ -135,6 +137,54 @@ def delete_pod(cluster: Cluster, pod: dict[str, Any]) -> float:
     response = cluster.api.request("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}")
     assert response.status_code == 200, response.text
     return started
+
+
+def crash_pod(brokkr: Brokkr, pod: dict[str, Any]) -> float:
+    """Crash a pod as a node failure would: force-delete it (no grace period), then
+    SIGKILL its container on the node at once; the start time.
+
+    A force deletion alone still lets the kubelet stop the container with SIGTERM and
+    a short grace (its 2 s minimum), in which the old process could finish its work.
+    The SIGKILL (containerd's `ctr` on the kind node, as Partition uses iptables
+    there) leaves it none; this returns once the container's task is gone.
+    """
+    name, node = pod["metadata"]["name"], pod["spec"]["nodeName"]
+    (status,) = pod["status"]["containerStatuses"]
+    container = status["containerID"].removeprefix("containerd://")
+    kind = brokkr.cluster.kind.kind
+    assert kind is not None
+    started = time.monotonic()
+    response = brokkr.cluster.api.request(
+        "DELETE",
+        f"/api/v1/namespaces/{NAMESPACE}/pods/{name}",
+        {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0},
+    )
+    assert response.status_code == 200, response.text
+
+    def ctr(*args: str, check: bool = True) -> str:
+        return kind.engine.docker("exec", node, "ctr", "-n", "k8s.io", *args, check=check)
+
+    # check=False: the kubelet may have removed the task already (then nothing runs).
+    ctr("tasks", "kill", "--signal", "SIGKILL", container, check=False)
+    poll(
+        lambda: (
+            not any(
+                line.split()[0] == container and "RUNNING" in line
+                for line in ctr("tasks", "ls").splitlines()[1:]
+                if line.split()
+            )
+        ),
+        KILLED_BOUND,
+        f"the killed container {container[:12]} to stop",
+        interval=0.2,
+    )
+    return started
+
+
+def started_at(pod: dict[str, Any]) -> datetime.datetime:
+    """When the pod's (single) container started, as the kubelet reports it (seconds)."""
+    (status,) = pod["status"]["containerStatuses"]
+    return datetime.datetime.fromisoformat(status["state"]["running"]["startedAt"])
 
 
 def replaced(cluster: Cluster, old: dict[str, Any], component: str, release: str) -> bool:
@@ -235,6 +285,8 @@ def strip_times(rows: Any) -> Any:
 def test_agent_pod_deleted_mid_apply_converges_without_duplicates_or_orphans(
     brokkr: Brokkr, target: Target
 ):
+    """A real crash mid-apply: the old agent dies with the apply half done, and the
+    replacement pod alone finishes it, prunes the first version and reports once."""
     cluster = brokkr.cluster
     first_yaml, first_names = configmaps(target.namespace, "first")
     first = brokkr.admin.deploy(target.stack, first_yaml)
@@ -249,21 +301,34 @@ def test_agent_pod_deleted_mid_apply_converges_without_duplicates_or_orphans(
     agent = only_pod(cluster, "agent", AGENT_RELEASE)
     second = brokkr.admin.deploy(target.stack, second_yaml)
     wait_mid_apply(cluster, target.stack, second["id"])
-    started = delete_pod(cluster, agent)
+    started = crash_pod(brokkr, agent)
+    # The old process is dead: what it applied is all it ever will, and it reported nothing.
+    at_crash = applied_count(cluster, target.stack, second["id"])
+    assert at_crash < STACK_SIZE, f"the old agent finished all {STACK_SIZE} objects before dying"
+    assert succeeded(brokkr, second["id"]) is None, "the old agent reported the second version"
+    # Wait for the replacement (a new pod, Ready), then judge convergence by its work.
+    new = only_pod(cluster, "agent", AGENT_RELEASE)
+    assert new["metadata"]["uid"] != agent["metadata"]["uid"], "the crashed pod came back"
+    e2e_kind.record("chaos_agent_pod_replaced_s", time.monotonic() - started)
     poll(
         lambda: converged(brokkr, target, second["id"], second_names),
-        AGENT_POD_BOUND,
+        AGENT_POD_BOUND - (time.monotonic() - started),
         "the new agent pod to apply the second version and prune the first",
         interval=1,
     )
     e2e_kind.record("chaos_agent_pod_converged_s", time.monotonic() - started)
-    assert replaced(cluster, agent, "agent", AGENT_RELEASE)
     reports = [
         e for e in brokkr.admin.events(brokkr.agent_id) if e["deployment_object_id"] == second["id"]
     ]
-    # The killed agent abandoned the apply unreported; only the new one reported it.
+    # The killed agent abandoned the apply unreported; only the new one reported it,
+    # once, after it started (its container's start time is cut to whole seconds).
     assert [e["status"] for e in reports] == ["SUCCESS"], reports
-    only_pod(cluster, "agent", AGENT_RELEASE)
+    reported_at = datetime.datetime.fromisoformat(reports[0]["created_at"])
+    assert reported_at >= started_at(new), (reports[0], new["status"]["containerStatuses"])
+    # The same replacement did it: no second crash or restart along the way.
+    after = only_pod(cluster, "agent", AGENT_RELEASE)
+    assert after["metadata"]["uid"] == new["metadata"]["uid"]
+    assert after["status"]["containerStatuses"][0]["restartCount"] == 0, after["status"]
 
 
 class Partition:

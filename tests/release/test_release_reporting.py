@@ -13,7 +13,7 @@ import sys
 import pytest
 import requests
 
-from brokkr_dev.base import paths
+from brokkr_dev.base import green, paths
 from brokkr_dev.release import ReleaseError
 from brokkr_dev.release.registry import Registry
 from tests.fixtures.http import GITHUB_TOKEN
@@ -65,6 +65,27 @@ def test_a_commit_whose_unit_tests_fail_is_not_released(
     assert outcome is not None
     assert Registry(oci_registry.host).digest("brokkr/brokkr-broker", "v1.0.0")
     assert webhook.messages[-1]["release"]["status"] == "published"
+
+
+def test_a_tree_without_green_records_of_every_check_is_not_released(
+    do_release, oci_registry, brokkr_repo, tmp_path, monkeypatch
+):
+    """The default gate of the real pipeline: lint, tests, e2e-kind and the scan must
+    each have a green record of this tree before anything is published."""
+    monkeypatch.setenv(green.RECORDS_ENV, str(tmp_path / "green"))
+    monkeypatch.setenv("BROKKR_STATE_DIR", str(tmp_path / "state"))
+    with pytest.raises(ReleaseError, match=r"missing:\n  - lint: no green record") as info:
+        do_release("v1.0.0", records=green.REQUIRED, sign=False, sbom=False)
+    for check in green.REQUIRED:
+        assert f"  - {check}: no green record" in str(info.value)
+    assert catalog(oci_registry.host) == []
+    for check in green.REQUIRED:  # what each session's wrapper does when it passes
+        green.begin(
+            check, ["--images", "--mode", "release"] if check == "scan" else [], brokkr_repo
+        )
+        assert "passed on tree" in green.finish(check, brokkr_repo)
+    outcome = do_release("v1.0.0", records=green.REQUIRED, sign=False, sbom=False)
+    assert outcome is not None
 
 
 def test_release_attaches_assets_and_notifies(

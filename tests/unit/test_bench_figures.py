@@ -192,3 +192,16 @@ def test_regressions_fail_when_nothing_could_be_checked() -> None:
     assert "nothing to check" in benchresults.regressions(baseline, other_fleet)[0]
     assert benchresults.regressions(baseline, no_cpu) == []  # the latency check ran
     assert "nothing to check" in benchresults.regressions({"runs": []}, no_cpu)[0]
+
+
+def test_every_run_with_an_error_answer_is_named_with_its_count() -> None:
+    window = benchresults.Window(1.0)
+    for status in ("204", "401", "204", "503"):
+        window.record(1.0, status == "204", status)
+    runs = [
+        {"agents": 10, "phase": "heartbeat", **window.summary()},
+        {"agents": 10, "phase": "mixed", **benchresults.Window(1.0).summary()},
+    ]
+    assert benchresults.failed_runs(runs) == [
+        "heartbeat at 10 agents: 2 of 4 requests failed (401, 503)"
+    ]

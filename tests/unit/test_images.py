@@ -19,31 +19,6 @@ INFO = images.BuildInfo(
 )
 
 
-@pytest.mark.parametrize(
-    ("branch", "tag"),
-    [
-        ("main", "main"),
-        ("feature/Add Images", "feature-add-images"),
-        ("fix//double__under", "fix-double__under"),
-        ("-leading.dots", "leading.dots"),
-        ("release/v1.2.3", "release-v1.2.3"),
-        ("ümlaut", "mlaut"),
-        ("HEAD", None),
-        ("", None),
-        (None, None),
-        ("///", None),
-    ],
-)
-def test_branch_names_become_valid_tags(branch, tag):
-    assert images.sanitise_branch(branch) == tag
-
-
-def test_long_branch_is_cut_to_the_tag_limit_without_a_trailing_separator():
-    tag = images.sanitise_branch("a" * 127 + "-" + "b" * 10)
-    assert tag == "a" * 127
-    assert len(images.sanitise_branch("x" * 300) or "") == 128
-
-
 def test_sha_tag_uses_seven_hex_digits_and_refuses_non_commits():
     assert images.sha_tag("0123456789abcdef") == "sha-0123456"
     with pytest.raises(containers.ContainerError, match="not a git commit id"):

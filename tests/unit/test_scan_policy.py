@@ -209,16 +209,23 @@ def test_an_accepted_entry_for_test_infrastructure_is_unused_under_the_policy():
     assert [f for f in verdict.failures if "GO-1" in f and "matched nothing" in f]
 
 
-def test_an_unbuilt_test_tool_is_a_warning_even_in_release_mode():
+def test_an_unscanned_test_tool_follows_the_one_rule_for_not_scanned():
+    """Accepting test tools' findings by policy does not excuse a source that did not
+    answer: a warning locally or where its source is tolerated, never in release."""
     policy = Policy("MEDIUM", "HIGH", frozenset(), accept_test_infrastructure=True)
-    unbuilt = not_scanned("go-vulndb", "kubelet", "not installed")
-    unbuilt.test_only = True
-    verdict = judge(
-        [unbuilt, not_scanned("go-vulndb", "cosign", "not installed")],
-        policy, [], Mode.RELEASE, TODAY,
-    )  # fmt: skip
-    assert len(verdict.warnings) == 1 and "kubelet" in verdict.warnings[0]
-    assert len(verdict.failures) == 1 and "cosign" in verdict.failures[0]
+
+    def unbuilt() -> list[TargetResult]:
+        tool = not_scanned("go-vulndb", "kubelet", "not installed")
+        tool.test_only = True
+        return [tool]
+
+    assert judge(unbuilt(), policy, [], Mode.LOCAL, TODAY).warnings
+    in_ci = judge(unbuilt(), policy, [], Mode.CI, TODAY)
+    assert [f for f in in_ci.failures if "kubelet" in f and "a failure in ci mode" in f]
+    tolerated = judge(unbuilt(), policy, [], Mode.CI, TODAY, tolerated=frozenset({"go-vulndb"}))
+    assert tolerated.ok and "tolerated in ci mode" in tolerated.warnings[0]
+    in_release = judge(unbuilt(), policy, [], Mode.RELEASE, TODAY)
+    assert [f for f in in_release.failures if "kubelet" in f and "a failure in release mode" in f]
 
 
 def test_detail_globs_accept_each_flagged_key_on_its_own(tmp_path: Path):

@@ -237,8 +237,16 @@ async def _connection(  # noqa: PLR0917 - one call site, all positional
     interval: float,
     offset: float,
 ) -> None:
-    """Send `script` round-robin until `stop_at`; paced every `interval` s when > 0."""
-    reader, writer = await asyncio.open_connection(host, port)
+    """Send `script` round-robin until `stop_at`; paced every `interval` s when > 0.
+
+    A connection that cannot be (re)opened is recorded as a failed request and ends
+    this connection's share of the window: the run then fails on its errors.
+    """
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+    except OSError as exc:
+        window.record(0.0, False, f"connect: {exc!r}")
+        return
     next_at = time.perf_counter() + offset
     try:
         index = 0
@@ -257,7 +265,11 @@ async def _connection(  # noqa: PLR0917 - one call site, all positional
             except (OSError, asyncio.IncompleteReadError) as exc:
                 window.record((time.perf_counter() - start) * 1000, False, repr(exc))
                 writer.close()
-                reader, writer = await asyncio.open_connection(host, port)
+                try:
+                    reader, writer = await asyncio.open_connection(host, port)
+                except OSError as again:
+                    window.record(0.0, False, f"reconnect: {again!r}")
+                    return
                 continue
             window.record((time.perf_counter() - start) * 1000, status == expected, str(status))
     finally:
@@ -374,7 +386,13 @@ def measure_fleet(
     """Warm up, then one measured window per phase against one broker and fleet."""
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # warm-up: connections, pools, prepared statements, PostgreSQL's cache
-    asyncio.run(drive(url, agents, "mixed", options.connections, 0, options.warmup))
+    warmup = asyncio.run(drive(url, agents, "mixed", options.connections, 0, options.warmup))
+    if warmup.errors:  # e.g. a wrong PAK or a broker that is not there: stop before measuring
+        raise BenchError(
+            "warm-up: "
+            + benchresults.describe_errors(warmup.summary())
+            + "; fix the broker, database or agents file before measuring"
+        )
     runs = []
     # The load generator's own full collections would show as the broker's tail.
     gc.collect()
@@ -473,6 +491,10 @@ def run(options: Options) -> dict[str, Any]:
         "runs": runs,
     }
     print(benchresults.format_runs(runs))
+    failed = benchresults.failed_runs(runs)
+    if failed:
+        # Throughput and latency that include error answers measure nothing we ship.
+        raise BenchError("error answers, so no figures are written: " + "; ".join(failed))
     output = options.output or workdir / f"bench-{started:%Y%m%dT%H%M%S}.json"
     benchresults.write(output, result)
     print(f"results written to {output}")

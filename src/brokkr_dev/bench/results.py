@@ -65,6 +65,24 @@ class Window:
         }
 
 
+def describe_errors(run: dict[str, Any]) -> str:
+    """`12 of 3400 requests failed (401, 401, ...)`: the count and the first samples."""
+    samples = ", ".join(run.get("error_samples") or [])
+    return f"{run['errors']} of {run['requests']} requests failed" + (
+        f" ({samples})" if samples else ""
+    )
+
+
+def failed_runs(runs: list[dict[str, Any]]) -> list[str]:
+    """One line per run with any error answer (a status other than the expected one,
+    or a connection that failed): each such run makes the benchmark fail."""
+    return [
+        f"{run['phase']} at {run['agents']} agents: {describe_errors(run)}"
+        for run in runs
+        if run["errors"]
+    ]
+
+
 def cpu_ms_per_request(cpu_seconds: float | None, requests: int) -> float | None:
     """CPU milliseconds per request; None when not measured or no request was made."""
     if cpu_seconds is None or requests == 0:

@@ -43,6 +43,7 @@ from brokkr_dev.containers.podman import (
     ensure_podman_host,
     podman,
 )
+from brokkr_dev.containers.tagnames import sanitise_branch
 
 TARGETS = ("broker", "agent")
 ARCHES = ("amd64", "arm64")
@@ -62,23 +63,9 @@ DESCRIPTIONS = {
     "broker": "Brokkr broker: HTTP API that stores and distributes Kubernetes objects",
     "agent": "Brokkr agent: applies the broker's Kubernetes objects in its cluster",
 }
-# A Docker/OCI tag: 1-128 of these characters, not starting with '.' or '-'.
-_TAG_INVALID = re.compile(r"[^a-z0-9_.-]+")
 
 
 # --- pure naming logic -------------------------------------------------------------
-
-
-def sanitise_branch(branch: str | None) -> str | None:
-    """A branch name as an image tag (`feature/Foo Bar` -> `feature-foo-bar`), or None.
-
-    None for a detached HEAD or a name with nothing usable left.
-    """
-    if not branch or branch == "HEAD":
-        return None
-    tag = _TAG_INVALID.sub("-", branch.lower())
-    tag = re.sub(r"-{2,}", "-", tag).lstrip(".-")[:128].rstrip(".-")
-    return tag or None
 
 
 def sha_tag(revision: str) -> str:
@@ -134,9 +121,8 @@ class BuildInfo:
     def tags(self) -> list[str]:
         """Multi-arch tags: `sha-<7 hex>` and the sanitised branch (when on a branch)."""
         found = [sha_tag(self.revision)]
-        branch = sanitise_branch(self.branch)
-        if branch and branch not in found:
-            found.append(branch)
+        if self.branch and self.branch != "HEAD":  # a detached HEAD has no branch to name
+            found.append(sanitise_branch(self.branch))  # never a reserved (release) shape
         return found
 
     def arch_tags(self, arch: str) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from brokkr_dev.base import paths
+from brokkr_dev.base import green, paths
 from brokkr_dev.release.registry import Registry, split_reference
 from brokkr_dev.release.stamp import CHART_NAMES, FileChange, read_chart, stamp_all
 from brokkr_dev.release.tags import TagChange, release_tags
@@ -41,6 +41,8 @@ class Options:
     builder: str = "auto"  # auto (Buildx when a Docker engine answers), buildx, podman
     # Commands that must pass on the commit before anything is published (gate.py).
     gate: tuple[tuple[str, ...], ...] = DEFAULT_CHECKS
+    # Checks whose green record for this tree must exist (base/green.py).
+    records: tuple[str, ...] = green.REQUIRED
 
     @property
     def charts(self) -> Path:
@@ -110,8 +112,10 @@ class Plan:
             f"  registry: {o.registry}   charts: oci://{o.registry}/charts",
             f"  previous release tag: {self.previous_tag or '(none)'}",
             "",
-            "0. Test gate: "
-            + ("; ".join(f"`{' '.join(c)}`" for c in o.gate) or "(none)")
+            "0. Test gate: green records of "
+            + (", ".join(o.records) or "(none)")
+            + " for this tree; then "
+            + ("; ".join(f"`{' '.join(c)}`" for c in o.gate) or "(nothing)")
             + " must pass on this commit",
             "1. Stamp versions",
         ]

@@ -121,6 +121,7 @@ def release(
         if options.dry_run:
             log("dry run: preflight passed; nothing was changed")
             return None
+        gate.require_records(options.root, options.records)
         gate.run_checks(options.root, options.gate, environment, log)
         helm = preflight.find_tool("helm", bin_dir) or "helm"
         cosign = preflight.find_tool("cosign", bin_dir) if options.sign else None

@@ -5,7 +5,8 @@ appVersion uses as their default image tag) and may also move the floating tags
 `vX.Y`, `vX` and `latest`. A floating tag moves only when this release is the highest
 stable version that the tag covers, so releasing a fix for an older line (v1.0.5 after
 v1.1.0) moves `v1.0` but leaves `v1` and `latest` on v1.1.0. A prerelease gets only
-its exact tags. Development builds get `sha-<7 hex>` and the sanitised branch name.
+its exact tags. Development builds get `sha-<7 hex>` and the sanitised branch name
+(containers/tagnames.py: the one rule, shared with `invoke images.build`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
+from brokkr_dev.containers.tagnames import sanitise_branch
 from brokkr_dev.release import ReleaseError
 from brokkr_dev.release.version import Version
 
@@ -80,32 +82,7 @@ def release_tags(version: Version, released: Iterable[Version]) -> list[TagChang
     return changes
 
 
-# OCI tag grammar: [A-Za-z0-9_][A-Za-z0-9._-]{0,127}
-_TAG_INVALID = re.compile(r"[^a-z0-9_.-]+")
-# Shapes of tags that releases and signing write, with or without the `v`: `latest`,
-# `v1`, `v1.2`, `v1.2.3[-pre]`, `1.2.3[-pre]` (the charts' default), another commit's
-# `sha-<7 hex>` and cosign's `sha256-<hex>.sig/.att`. A branch tag never takes one.
-_RESERVED = re.compile(r"^(latest|v?\d+(\.\d+){0,2}(-.*)?|sha-[0-9a-f]{7}|sha256-.*)$")
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
-
-
-def sanitise_branch(branch: str) -> str:
-    """A branch name as a valid image tag that can never shadow a release tag.
-
-    Lower-case, runs of other characters become '-', no leading '.'/'-', at most 128
-    characters. A branch that would look like a release, sha or signature tag (`v1.2`,
-    `1.2.3`, `latest`, `sha256-...`) is prefixed with `branch-`.
-    """
-    tag = _TAG_INVALID.sub("-", branch.strip().lower()).lstrip(".-")[:128].rstrip(".-")
-    if not tag:
-        raise ReleaseError(
-            f"branch name {branch!r} has no characters usable in an image tag; "
-            "pass a branch name with letters or digits"
-        )
-    # Checked after cutting to length: a cut can turn `1...1x` into a version shape.
-    if _RESERVED.match(tag):
-        tag = f"branch-{tag}"[:128].rstrip(".-")
-    return tag
 
 
 def dev_tags(commit: str, branch: str | None) -> list[str]:

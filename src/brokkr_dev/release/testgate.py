@@ -1,11 +1,16 @@
-"""The test gate: a release publishes only a commit whose lint and unit tests pass.
+"""The test gate: a release publishes only a tree that passed every check CI runs.
 
-The checks run as the release's first real step, on the very commit it publishes
-(preflight has already refused a dirty tree). They are run, not looked up: a
-recorded "green" result would have to be trusted to come from this exact tree with
-the same tools, and CI jobs run on separate machines that share no such record.
-Re-running lint and unit costs a few minutes per release; a resumed release pays it
-again, which is cheap next to building and signing the images.
+First it reads the green records (base/green.py) of the tree at HEAD: lint, the
+whole test suite, e2e-kind and the release-mode image scan must each have passed
+on exactly this tree, run by their own sessions, and the work tree must be clean.
+Those runs take an hour or more, so they are looked up, not repeated; a record is
+written only by a session that passed in full on a clean tree, keyed by the tree's
+hash, so a record of other content cannot count by accident. The gate refuses with
+every check that has no record and the command that makes one.
+
+Then it runs lint and unit tests once more on the very commit it publishes (with
+the release machine's tools); a resumed release pays that again, which is cheap
+next to building and signing the images.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from brokkr_dev.base import git
+from brokkr_dev.base import git, green
 from brokkr_dev.base.log import Log
 from brokkr_dev.release import ReleaseError
 
@@ -37,6 +42,17 @@ class GateResult:
 
     commit: str
     seconds: dict[str, float]
+
+
+def require_records(root: Path, checks: Sequence[str] = green.REQUIRED) -> None:
+    """Refuse unless every check has a green record for the clean tree at HEAD."""
+    problems = green.missing(root, tuple(checks))
+    if problems:
+        raise ReleaseError(
+            f"refusing to release commit {git.head(root)[:12]}: a release publishes only a "
+            f"tree that passed {', '.join(checks)}; missing:\n"
+            + "\n".join(f"  - {problem}" for problem in problems)
+        )
 
 
 def check_environment(env: Mapping[str, str]) -> dict[str, str]:

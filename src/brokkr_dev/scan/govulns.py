@@ -184,8 +184,8 @@ def scan_binaries(
             continue
         try:
             modules, findings, _uncalled = govulncheck(binary, db)
-        except ScanError as exc:
-            results.append(missing(name, str(exc)))
+        except ScanError as exc:  # the database answered; the scanner failed: an error
+            results.append(TargetResult(SCANNER, name, problem=str(exc), test_only=test_only))
             continue
         for finding in findings:
             finding.severity = unrated

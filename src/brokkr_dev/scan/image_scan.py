@@ -62,8 +62,11 @@ def oci_layout(archive: Path, destination: Path) -> Path:
     if destination.exists():
         shutil.rmtree(destination)
     destination.mkdir(parents=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(destination, filter="data")
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(destination, filter="data")
+    except (OSError, tarfile.TarError) as exc:
+        raise ScanError(f"{archive.name} is not a readable OCI archive ({exc})") from None
     if not (destination / "index.json").exists():
         raise ScanError(f"{archive.name} holds no OCI layout (no index.json)")
     return destination
@@ -72,18 +75,22 @@ def oci_layout(archive: Path, destination: Path) -> Path:
 def dpkg_status(archive: Path, destination: Path) -> Path:
     """Extract the image's dpkg status file (from the topmost layer that has it)."""
     content: bytes | None = None
-    with tarfile.open(archive) as outer:
-        index = json.load(_member(outer, "index.json"))
-        manifest = json.load(_blob(outer, index["manifests"][0]["digest"]))
-        for layer in manifest["layers"]:
-            with tarfile.open(fileobj=_blob(outer, layer["digest"]), mode="r:*") as inner:
-                for name in (DPKG_STATUS, f"./{DPKG_STATUS}"):
-                    try:
-                        member = inner.extractfile(name)
-                    except KeyError:
-                        member = None
-                    if member is not None:
-                        content = member.read()
+    try:
+        with tarfile.open(archive) as outer:
+            index = json.load(_member(outer, "index.json"))
+            manifest = json.load(_blob(outer, index["manifests"][0]["digest"]))
+            for layer in manifest["layers"]:
+                with tarfile.open(fileobj=_blob(outer, layer["digest"]), mode="r:*") as inner:
+                    for name in (DPKG_STATUS, f"./{DPKG_STATUS}"):
+                        try:
+                            member = inner.extractfile(name)
+                        except KeyError:
+                            member = None
+                        if member is not None:
+                            content = member.read()
+    except (OSError, tarfile.TarError, ValueError, KeyError, IndexError, TypeError) as exc:
+        # ValueError covers bad JSON; the others a manifest without the expected fields.
+        raise ScanError(f"{archive.name} is not a readable OCI archive ({exc!r})") from None
     if content is None:
         raise ScanError(f"{archive.name} has no {DPKG_STATUS}: not a Debian-based image?")
     destination.write_bytes(content)
@@ -146,8 +153,20 @@ def scan_image(
     result of its own; the other scans still run.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    cache = workdir.parent / "trivy-cache"
     archive = export(reference, workdir / "image.oci.tar")
+    return scan_archive(archive, name, arch, workdir, policy)
+
+
+def scan_archive(
+    archive: Path, name: str, arch: str, workdir: Path, policy: Policy
+) -> list[TargetResult]:
+    """Every image scan of one exported OCI archive (see scan_image).
+
+    An archive that cannot be unpacked raises ScanError. Only an unavailable
+    vulnerability database is "not scanned" (trivy.image_vulnerabilities); any other
+    failure of a step is an error result, which fails the scan in every mode.
+    """
+    cache = workdir.parent / "trivy-cache"
     layout = oci_layout(archive, workdir / "oci")
 
     def sbom() -> TargetResult:

@@ -5,6 +5,8 @@ config` and image misconfiguration, licence and SBOM scans run without network.
 Its vulnerability database is downloaded from a registry that is not reachable
 everywhere; a site can point at a pre-seeded database directory or a mirror
 (settings below). When neither works, the vulnerability scan is "not scanned".
+Only that is: a Trivy that fails in any other way, or prints no JSON report, is
+an error that fails the scan in every mode.
 """
 
 from __future__ import annotations
@@ -28,6 +30,20 @@ TIMEOUT = 900
 DB_DIR_ENV = "BROKKR_TRIVY_DB_DIR"
 # An OCI repository mirroring ghcr.io/aquasecurity/trivy-db for Trivy to download from.
 DB_REPOSITORY_ENV = "BROKKR_TRIVY_DB_REPOSITORY"
+# What Trivy prints when it cannot fetch its vulnerability database ("init error: DB
+# error: failed to download vulnerability DB: ...") or has none and may not fetch one.
+DB_UNAVAILABLE = re.compile(
+    r"failed to download vulnerability DB|first run cannot skip downloading DB"
+    r"|--skip-db-update cannot be specified on the first run",
+    re.IGNORECASE,
+)
+
+
+class DatabaseUnavailable(ScanError):
+    """Trivy's vulnerability database cannot be fetched, or the seeded one is missing.
+
+    The one Trivy failure that means "not scanned"; every other one is an error.
+    """
 
 
 def binary() -> str:
@@ -43,11 +59,17 @@ def run(args: list[str], cache_dir: Path) -> dict:
     command = [binary(), *args, "--cache-dir", str(cache_dir), "--format", "json", "--quiet"]
     done = _run(command)
     if done.returncode != 0:
-        raise ScanError(f"`{' '.join(command)}` failed: {_tail(done)}")
+        said = [line for line in (done.stderr or "").splitlines() if DB_UNAVAILABLE.search(line)]
+        if said:
+            raise DatabaseUnavailable(said[-1].strip()[:400])
+        raise ScanError(f"`{' '.join(command)}` failed (exit {done.returncode}): {_tail(done)}")
     try:
-        return dict(json.loads(done.stdout))
+        report = json.loads(done.stdout)
     except json.JSONDecodeError as exc:
         raise ScanError(f"trivy printed no JSON report ({exc}): {_tail(done)}") from None
+    if not isinstance(report, dict):
+        raise ScanError(f"trivy printed JSON that is not a report object: {done.stdout[:200]!r}")
+    return report
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
@@ -234,7 +256,10 @@ def sbom(archive: Path, output: Path, cache_dir: Path) -> int:
     done = _run(command)
     if done.returncode != 0:
         raise ScanError(f"SBOM of {archive.name} failed: {_tail(done)}")
-    components = json.loads(output.read_text()).get("components") or []
+    try:
+        components = json.loads(output.read_text()).get("components") or []
+    except (OSError, json.JSONDecodeError, AttributeError) as exc:
+        raise ScanError(f"SBOM of {archive.name} is unreadable ({exc}): {_tail(done)}") from None
     return len(components)
 
 
@@ -243,7 +268,7 @@ def db_args(cache_dir: Path) -> tuple[list[str], Path]:
     seeded = os.environ.get(DB_DIR_ENV)
     if seeded:
         if not (Path(seeded) / "db" / "trivy.db").exists():
-            raise ScanError(
+            raise DatabaseUnavailable(
                 f"{DB_DIR_ENV}={seeded} has no db/trivy.db; point it at a Trivy cache "
                 "directory that holds the vulnerability database"
             )
@@ -253,7 +278,11 @@ def db_args(cache_dir: Path) -> tuple[list[str], Path]:
 
 
 def image_vulnerabilities(archive: Path, target: str, cache_dir: Path) -> TargetResult:
-    """Trivy's vulnerability scan, or "not scanned" when its database is unavailable."""
+    """Trivy's vulnerability scan, or "not scanned" when its database is unavailable.
+
+    Any other failure (Trivy crashing, an unreadable image, no JSON report) raises
+    ScanError: an error, never "not scanned".
+    """
     binary()  # a missing trivy is an error, not missing data
     try:
         options, cache = db_args(cache_dir)
@@ -261,12 +290,11 @@ def image_vulnerabilities(archive: Path, target: str, cache_dir: Path) -> Target
             ["image", "--input", str(archive), "--scanners", "vuln", "--list-all-pkgs", *options],
             cache,
         )
-    except ScanError as exc:
-        first = str(exc).splitlines()[-1][:300]
+    except DatabaseUnavailable as exc:
         return not_scanned(
             VULN_SCANNER,
             target,
-            f"Trivy's vulnerability database is unavailable ({first}); set "
+            f"Trivy's vulnerability database is unavailable ({exc}); set "
             f"{DB_DIR_ENV} or {DB_REPOSITORY_ENV} (docs/security.md)",
         )
     result = TargetResult(VULN_SCANNER, target)

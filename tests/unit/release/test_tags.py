@@ -7,8 +7,9 @@ import re
 
 import pytest
 
+from brokkr_dev.containers.tagnames import TagNameError, sanitise_branch
 from brokkr_dev.release import ReleaseError
-from brokkr_dev.release.tags import Action, dev_tags, release_tags, sanitise_branch
+from brokkr_dev.release.tags import Action, dev_tags, release_tags
 from brokkr_dev.release.version import parse
 
 
@@ -165,7 +166,7 @@ def test_sanitise_branch(branch, tag):
 
 
 def test_sanitise_branch_refuses_empty_result():
-    with pytest.raises(ReleaseError, match="no characters usable"):
+    with pytest.raises(TagNameError, match="no characters usable"):
         sanitise_branch("///")
 
 
@@ -220,7 +221,7 @@ def test_dev_tags_never_name_a_tag_that_a_release_writes():
     for branch in branches:
         try:
             tags = dev_tags(commit, branch)
-        except ReleaseError:
+        except TagNameError:
             continue  # nothing usable in the name: refused, nothing pushed
         sha, *rest = tags
         assert sha == "sha-0123456"
