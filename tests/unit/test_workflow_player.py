@@ -344,3 +344,18 @@ def test_the_real_ci_workflow_on_a_pull_request(tmp_path: Path) -> None:
     assert keys[2] == "kind-node-v1-amd64-0123"
     names = [step.name for step in e2e.steps]
     assert names.index("node image key") < names.index("cache the kind node image")
+
+
+def test_a_later_job_of_the_same_play_does_not_restore_a_cache_again(tmp_path: Path) -> None:
+    """Jobs here share one home: what the first job saved is already in place."""
+    job = CACHED.split("jobs:\n")[1]
+    write(tmp_path, "w.yml", CACHED + job.replace("  build:", "  again:\n    needs: build", 1))
+    (tmp_path / "inputs.txt").write_text("v1\n")
+    played = player(tmp_path)
+    lines: list[str] = []
+    played.log = lines.append
+    played.play(plan.load(tmp_path / ".github" / "workflows" / "w.yml", tmp_path))
+    digest = hash_files(tmp_path, ["inputs.txt"])
+    assert f"cache saved with key built-{digest}" in lines
+    assert f"cache built-{digest} already restored here by an earlier job" in lines
+    assert (tmp_path / "hits").read_text().split() == ["false", "true"]

@@ -41,6 +41,9 @@ class Runner:
     cache_dir: Path
     env: Mapping[str, str]
     log: Log = print
+    # Cache entries already restored to these paths by an earlier job of this play:
+    # the jobs share one home here, so a second restore would only reread the tars.
+    restored: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
 
 
 ActionPlayer = Callable[[dict[str, str], Runner], Played]
@@ -116,8 +119,11 @@ def cache(inputs: dict[str, str], runner: Runner) -> Played:
     exact = hit is not None and hit.name == store.entry_name(key)
     if hit is None:
         runner.log(f"cache not found for key {key}")
+    elif (hit.name, spec.written) in runner.restored:
+        runner.log(f"cache {store.key_of(hit)} already restored here by an earlier job")
     else:
         store.restore(hit, spec)
+        runner.restored.add((hit.name, spec.written))
         runner.log(f"cache restored from key {store.key_of(hit)}")
 
     def save() -> None:
@@ -129,6 +135,7 @@ def cache(inputs: dict[str, str], runner: Runner) -> Played:
             return
         store.save(key, spec)
         store.prune(keep=key, prefixes=prefixes)
+        runner.restored.add((store.entry_name(key), spec.written))  # it is what is there
         runner.log(f"cache saved with key {key}")
 
     return Played(outputs={"cache-hit": "true" if exact else "false"}, post=save)

@@ -58,6 +58,7 @@ class Player:
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     log: Log = print
     outcomes: list[Outcome] = field(default_factory=list)
+    restored_caches: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
 
     def play(self, jobs: list[Job]) -> list[Outcome]:
         skipped: set[str] = set()
@@ -156,7 +157,9 @@ class Player:
         process_env["PATH"] = os.pathsep.join([*files.paths(), process_env.get("PATH", "")])
         if step.uses is not None:
             inputs = {key: substitute(value, context) for key, value in step.inputs.items()}
-            runner = actions.Runner(context.workspace, self.cache_dir, process_env, self.log)
+            runner = actions.Runner(
+                context.workspace, self.cache_dir, process_env, self.log, self.restored_caches
+            )
             try:
                 played = actions.play(step.uses, inputs, runner)
             except WorkflowError:
@@ -266,7 +269,8 @@ def describe(jobs: list[Job], player: Player) -> list[str]:
         lines.append(f"{job.name} ({job.runs_on}, {job.timeout_minutes:g} min)")
         for step in job.steps:
             what = f"Run {step.uses}" if step.uses else f"$ {(step.run or '').strip()}"
-            named = "" if step.name == f"Run {step.uses}" else f"{step.name}: "
+            default = f"Run {step.uses}" if step.uses else f"Run {(step.run or '').strip()}"
+            named = "" if default.startswith(step.name) else f"{step.name}: "
             guard = f" [if: {step.condition}]" if step.condition is not None else ""
             lines.append(f"  {named}{what}{guard}")
     return lines
