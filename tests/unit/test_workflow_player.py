@@ -359,3 +359,22 @@ def test_a_later_job_of_the_same_play_does_not_restore_a_cache_again(tmp_path: P
     assert f"cache saved with key built-{digest}" in lines
     assert f"cache built-{digest} already restored here by an earlier job" in lines
     assert (tmp_path / "hits").read_text().split() == ["false", "true"]
+
+
+def test_a_cache_that_cannot_be_restored_is_a_warning_and_is_saved_again(tmp_path: Path) -> None:
+    write(tmp_path, "w.yml", CACHED)
+    (tmp_path / "inputs.txt").write_text("v1\n")
+    play(tmp_path, "w.yml")
+    entry = tmp_path / "cache" / f"built-{hash_files(tmp_path, ['inputs.txt'])}"
+    (entry / "0.tar").write_text("not a tar archive")
+    subprocess.run(["rm", "-rf", str(tmp_path / "built")], check=True)
+    played = player(tmp_path)
+    lines: list[str] = []
+    played.log = lines.append
+    played.play(plan.load(tmp_path / ".github" / "workflows" / "w.yml", tmp_path))
+    assert any(line.startswith("::warning::failed to restore cache built-") for line in lines)
+    assert (tmp_path / "hits").read_text().split() == ["false", "false"]
+    listing = subprocess.run(
+        ["tar", "--list", f"--file={entry / '0.tar'}"], capture_output=True, text=True, check=True
+    )
+    assert "built/made" in listing.stdout.split()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from brokkr_dev.base.commands import run
+from brokkr_dev.base.commands import CommandError, run
 from brokkr_dev.base.log import Log
 from brokkr_dev.base.workflow.plan import WorkflowError
 
@@ -122,9 +122,14 @@ def cache(inputs: dict[str, str], runner: Runner) -> Played:
     elif (hit.name, spec.written) in runner.restored:
         runner.log(f"cache {store.key_of(hit)} already restored here by an earlier job")
     else:
-        store.restore(hit, spec)
-        runner.restored.add((hit.name, spec.written))
-        runner.log(f"cache restored from key {store.key_of(hit)}")
+        try:
+            store.restore(hit, spec)
+        except CommandError as exc:  # as on GitHub: a warning, and the job goes on
+            runner.log(f"::warning::failed to restore cache {store.key_of(hit)}: {exc}")
+            hit, exact = None, False
+        else:
+            runner.restored.add((hit.name, spec.written))
+            runner.log(f"cache restored from key {store.key_of(hit)}")
 
     def save() -> None:
         if exact:
@@ -133,7 +138,11 @@ def cache(inputs: dict[str, str], runner: Runner) -> Played:
         if not any(path.exists() for path in spec.paths):
             runner.log(f"::warning::none of the cache paths exist; nothing saved for {key}")
             return
-        store.save(key, spec)
+        try:
+            store.save(key, spec)
+        except CommandError as exc:  # as on GitHub: a warning, the job stays green
+            runner.log(f"::warning::failed to save cache {key}: {exc}")
+            return
         store.prune(keep=key, prefixes=prefixes)
         runner.restored.add((store.entry_name(key), spec.written))  # it is what is there
         runner.log(f"cache saved with key {key}")
@@ -215,6 +224,15 @@ class CacheStore:
         partial = self.root / f".{final.name}.partial-{os.getpid()}"
         remove_tree(partial)
         partial.mkdir()
+        try:
+            self._archive(spec, partial)
+        except CommandError:
+            remove_tree(partial)
+            raise
+        remove_tree(final)
+        partial.rename(final)
+
+    def _archive(self, spec: CacheSpec, partial: Path) -> None:
         for index, path in enumerate(spec.paths):
             if not path.exists():
                 continue
@@ -227,8 +245,6 @@ class CacheStore:
             run(["tar", "--create", "--anchored", *excludes, f"--file={archive}",
                  "-C", path.parent, path.name])  # fmt: skip
         (partial / MANIFEST).write_text(json.dumps(list(spec.written)), encoding="utf-8")
-        remove_tree(final)
-        partial.rename(final)
 
     def prune(self, keep: str, prefixes: list[str]) -> None:
         """Drop the older generations the restore keys would have found: one is enough."""
