@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from brokkr_dev.base import paths
+from brokkr_dev.base.workflow import __main__ as workflow_cli
 from brokkr_dev.base.workflow import actions, plan
 from brokkr_dev.base.workflow.expressions import (
     Context,
@@ -378,3 +379,31 @@ def test_a_cache_that_cannot_be_restored_is_a_warning_and_is_saved_again(tmp_pat
         ["tar", "--list", f"--file={entry / '0.tar'}"], capture_output=True, text=True, check=True
     )
     assert "built/made" in listing.stdout.split()
+
+
+def test_the_command_line_lists_a_workflow_and_refuses_what_would_not_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = ["--workspace", str(paths.REPO_ROOT)]
+    release = ["--workflow", ".github/workflows/release.yml", *root]
+    assert (
+        workflow_cli.main(["list", "--event", "push", "--ref", "refs/tags/v1.2.0", *release]) == 0
+    )
+    listed = capsys.readouterr().out.splitlines()
+    assert [line for line in listed if not line.startswith("  ")] == [
+        "checks / lint (ubuntu-24.04, 45 min)",
+        "checks / tests (ubuntu-24.04, 90 min)",
+        "checks / e2e-kind (ubuntu-24.04, 90 min)",
+        "release (ubuntu-24.04, 90 min)",
+    ]
+    assert workflow_cli.main(["list", "--event", "push", "--ref", "refs/heads/main", *release]) == 1
+    assert "release.yml does not run on a push of refs/heads/main" in capsys.readouterr().err
+    assert workflow_cli.main(["list", "--event", "pull_request", *release]) == 1
+    assert "does not run on `pull_request` (its triggers: push)" in capsys.readouterr().err
+    ci = ["--event", "pull_request", "--workflow", ".github/workflows/ci.yml", *root]
+    assert workflow_cli.main(["play", *ci]) == 1
+    assert "play needs --cache-dir DIR" in capsys.readouterr().err
+    assert workflow_cli.main(["list", *ci, "--job", "lint", "--job", "nope"]) == 1
+    assert "no job nope in the workflow; jobs: checks/lint" in capsys.readouterr().err
+    assert workflow_cli.main(["list", *ci, "--job", "checks / tests"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "checks / tests (ubuntu-24.04, 90 min)"

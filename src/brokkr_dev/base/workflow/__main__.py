@@ -31,6 +31,9 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--workflow", type=Path, required=True, help="the workflow file")
         command.add_argument("--event", required=True, help="push, pull_request, ...")
         command.add_argument("--ref", help="default: the current branch (push), a PR ref")
+        command.add_argument(
+            "--repository", default="colliery-io/brokkr", help="owner/name, as github.repository"
+        )
         command.add_argument("--workspace", type=Path, default=Path.cwd(), help="the clone")
         command.add_argument(
             "--job", action="append", default=[], help="only this job (key or name); repeatable"
@@ -65,7 +68,7 @@ def _main(options: argparse.Namespace) -> int:
     if options.command == "play" and options.cache_dir is None:
         raise plan.WorkflowError("play needs --cache-dir DIR: where the cache entries persist")
     player = Player(
-        context=github_context(workspace, options.event, ref, options.var),
+        context=github_context(workspace, options.event, ref, options.var, options.repository),
         cache_dir=(options.cache_dir or Path()).resolve(),
     )
     if options.command == "list":
@@ -85,7 +88,9 @@ def default_ref(event: str, workspace: Path) -> str:
     return f"refs/heads/{git.branch(workspace) or 'main'}"
 
 
-def github_context(workspace: Path, event: str, ref: str, variables: list[str]) -> Context:
+def github_context(
+    workspace: Path, event: str, ref: str, variables: list[str], repository: str = ""
+) -> Context:
     kind, _, name = ref.removeprefix("refs/").partition("/")
     pairs = [variable.partition("=") for variable in variables]
     bad = [variable for variable, (_, sign, _) in zip(variables, pairs, strict=True) if not sign]
@@ -99,7 +104,7 @@ def github_context(workspace: Path, event: str, ref: str, variables: list[str]) 
             "ref_name": name,
             "ref_type": {"heads": "branch", "tags": "tag"}.get(kind, ""),
             "sha": git.head(workspace),
-            "repository": "",
+            "repository": repository,
             "workspace": str(workspace),
         },
         runner={

@@ -191,7 +191,7 @@ def runner_variables(context: Context) -> dict[str, str]:
         "GITHUB_WORKSPACE": "workspace",
     }
     variables = {"CI": "true", "GITHUB_ACTIONS": "true"}
-    variables |= {name: github[key] for name, key in names.items() if key in github}
+    variables |= {name: github[key] for name, key in names.items() if github.get(key)}
     variables |= {f"RUNNER_{key.upper()}": value for key, value in runner.items()}
     return variables
 
