@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -407,3 +408,35 @@ def test_the_command_line_lists_a_workflow_and_refuses_what_would_not_run(
     assert "no job nope in the workflow; jobs: checks/lint" in capsys.readouterr().err
     assert workflow_cli.main(["list", *ci, "--job", "checks / tests"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "checks / tests (ubuntu-24.04, 90 min)"
+
+
+def test_cache_entries_unused_for_a_month_are_dropped_on_the_next_save(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    runner = actions.Runner(tmp_path, tmp_path / "cache", {"HOME": str(tmp_path)})
+    spec = actions.CacheSpec.parse("data", runner)
+    store = actions.CacheStore(tmp_path / "cache")
+    for key in ("old-unused", "old-but-restored", "new"):
+        store.save(key, spec)
+    month_ago = time.time() - (actions.UNUSED_DAYS + 1) * 86400
+    for key in ("old-unused", "old-but-restored"):
+        os.utime(tmp_path / "cache" / key / actions.MANIFEST, (month_ago, month_ago))
+    store.restore(tmp_path / "cache" / "old-but-restored", spec)
+    store.prune(keep="new", prefixes=[])
+    assert sorted(store.key_of(entry) for entry in store.entries()) == ["new", "old-but-restored"]
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("defaults: {run: {shell: sh}}\njobs: {a: {steps: [{run: 'true'}]}}", "defaults"),
+        ("jobs: {a: {strategy: {matrix: {x: [1, 2]}}, steps: [{run: 'true'}]}}", "strategy"),
+        ("jobs: {a: {services: {db: {image: postgres}}, steps: [{run: 'true'}]}}", "services"),
+        ("jobs: {a: {uses: octo/repo/.github/workflows/x.yml@v1}}", "octo/repo"),
+    ],
+)
+def test_what_the_player_does_not_play_is_refused_by_name(
+    tmp_path: Path, text: str, refused: str
+) -> None:
+    path = write(tmp_path, "w.yml", "on: push\n" + text + "\n")
+    with pytest.raises(plan.WorkflowError, match=re.escape(refused)):
+        plan.load(path, tmp_path)

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,9 @@ from brokkr_dev.base.commands import CommandError, run
 from brokkr_dev.base.log import Log
 from brokkr_dev.base.workflow.plan import WorkflowError
 
-MANIFEST = "paths.json"
+MANIFEST = "paths.json"  # written once: its time is the entry's creation
+USED = "used"  # touched on each restore
+UNUSED_DAYS = 30  # GitHub: 7; a CI machine may run less often than weekly
 
 
 @dataclass
@@ -206,10 +209,11 @@ class CacheStore:
         for prefix in prefixes:
             matching = [entry for entry in usable if self.key_of(entry).startswith(prefix)]
             if matching:
-                return max(matching, key=lambda entry: entry.stat().st_mtime)
+                return max(matching, key=lambda entry: (entry / MANIFEST).stat().st_mtime)
         return None
 
     def restore(self, entry: Path, spec: CacheSpec) -> None:
+        (entry / USED).touch()
         for index, path in enumerate(spec.paths):
             archive = entry / f"{index}.tar"
             if not archive.exists():
@@ -247,10 +251,14 @@ class CacheStore:
         (partial / MANIFEST).write_text(json.dumps(list(spec.written)), encoding="utf-8")
 
     def prune(self, keep: str, prefixes: list[str]) -> None:
-        """Drop the older generations the restore keys would have found: one is enough."""
+        """Drop the older generations the restore keys would have found (one is
+        enough), and, like GitHub's eviction, entries unused for UNUSED_DAYS."""
+        stale_before = time.time() - UNUSED_DAYS * 86400
         for entry in self.entries():
             name = self.key_of(entry)
-            if name != keep and any(name.startswith(prefix) for prefix in prefixes):
+            used = entry / USED if (entry / USED).exists() else entry / MANIFEST
+            superseded = any(name.startswith(prefix) for prefix in prefixes)
+            if name != keep and (superseded or used.stat().st_mtime < stale_before):
                 remove_tree(entry)
 
     def _paths(self, entry: Path) -> list[str]:

@@ -23,6 +23,10 @@ STEP_KEYS = frozenset(
     {"name", "id", "if", "run", "uses", "with", "env", "shell", "working-directory"}
     | {"continue-on-error", "timeout-minutes"}
 )
+# True: YAML 1.1 reads a bare `on` key as a boolean.
+WORKFLOW_KEYS = frozenset(
+    {"name", "run-name", "on", True, "permissions", "concurrency", "env", "jobs"}
+)
 DEFAULT_TIMEOUT_MINUTES = 360.0
 
 
@@ -74,6 +78,9 @@ def load_yaml(path: Path) -> dict[Any, Any]:
         raise WorkflowError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("jobs"), dict):
         raise WorkflowError(f"{path} has no `jobs:` mapping; is it a workflow?")
+    unknown = sorted(str(key) for key in set(data) - WORKFLOW_KEYS)
+    if unknown:
+        raise WorkflowError(f"{path.name}: the player does not play {', '.join(unknown)}")
     return data
 
 
