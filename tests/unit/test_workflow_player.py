@@ -339,10 +339,12 @@ def test_the_real_ci_workflow_on_a_pull_request(tmp_path: Path) -> None:
     # Each cache key evaluates against the tree, and the three are distinct.
     e2e = next(job for job in jobs if job.key == "checks/e2e-kind")
     context = planned.job_context(e2e)
+    context.steps["python"] = {"outputs": {"python-version": "3.11.2"}}
     context.steps["node-image"] = {"outputs": {"key": "v1-amd64-0123"}}
     keys = [substitute(s.inputs["key"], context) for s in e2e.steps if s.uses and "cache" in s.uses]
     assert [key.split("-")[0] for key in keys] == ["brokkr", "go", "kind"]
-    assert all(re.fullmatch(r"(brokkr|go)-Linux-X64-[0-9a-f]{64}", key) for key in keys[:2])
+    assert re.fullmatch(r"brokkr-Linux-X64-py3\.11\.2-[0-9a-f]{64}", keys[0])
+    assert re.fullmatch(r"go-Linux-X64-[0-9a-f]{64}", keys[1])
     assert keys[2] == "kind-node-v1-amd64-0123"
     names = [step.name for step in e2e.steps]
     assert names.index("node image key") < names.index("cache the kind node image")
@@ -440,3 +442,10 @@ def test_what_the_player_does_not_play_is_refused_by_name(
     path = write(tmp_path, "w.yml", "on: push\n" + text + "\n")
     with pytest.raises(plan.WorkflowError, match=re.escape(refused)):
         plan.load(path, tmp_path)
+
+
+def test_setup_python_gives_the_system_pythons_exact_version(tmp_path: Path) -> None:
+    runner = actions.Runner(tmp_path, tmp_path / "cache", {"PATH": os.environ["PATH"]})
+    played = actions.play("actions/setup-python@sha", {"python-version": "3.11"}, runner)
+    printed = subprocess.run(["python3", "--version"], capture_output=True, text=True, check=True)
+    assert played.outputs == {"python-version": printed.stdout.split()[1]}

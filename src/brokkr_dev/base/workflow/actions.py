@@ -78,7 +78,9 @@ def checkout(_inputs: dict[str, str], runner: Runner) -> Played:
 def setup_python(inputs: dict[str, str], runner: Runner) -> Played:
     version = _first_line(run(["python3", "--version"], env=runner.env).stdout)
     runner.log(f"system {version} (asked for {inputs.get('python-version', 'any')})")
-    return Played()
+    # Like setup-python's output: the exact version (cache keys hold it, since venvs
+    # link to their interpreter).
+    return Played(outputs={"python-version": version.removeprefix("Python ").strip()})
 
 
 def setup_go(inputs: dict[str, str], runner: Runner) -> Played:
