@@ -304,6 +304,9 @@ def test_hash_files_is_sha256_over_each_matched_files_sha256(tmp_path: Path) -> 
     ).hexdigest()
     assert hash_files(tmp_path, ["tools.toml", "go/**/go.sum"]) == expected
     assert hash_files(tmp_path, ["nothing/**"]) == ""
+    only_go_sum = hashlib.sha256(hashlib.sha256(b"a\n").digest()).hexdigest()
+    assert hash_files(tmp_path, ["go/**"]) == only_go_sum
+    assert hash_files(tmp_path, ["**", "!tools.toml"]) == only_go_sum
     context = Context(workspace=tmp_path, runner={"os": "Linux"})
     only_tools = hashlib.sha256(hashlib.sha256(b"t\n").digest()).hexdigest()
     key = substitute("k-${{ runner.os }}-${{ hashFiles('tools.toml') }}", context)

@@ -114,7 +114,10 @@ def hash_files(workspace: Path, patterns: list[str]) -> str:
     matched: set[Path] = set()
     for pattern in patterns:
         exclude = pattern.startswith("!")
-        found = {path for path in workspace.glob(pattern.lstrip("!")) if path.is_file()}
+        glob = pattern.lstrip("!")
+        # A trailing `**` matches files on GitHub; pathlib's matches folders only.
+        glob = f"{glob}/*" if glob == "**" or glob.endswith("/**") else glob
+        found = {path for path in workspace.glob(glob) if path.is_file()}
         matched = matched - found if exclude else matched | found
     if not matched:
         return ""
