@@ -437,6 +437,8 @@ def test_cache_entries_unused_for_a_month_are_dropped_on_the_next_save(tmp_path:
         ("jobs: {a: {strategy: {matrix: {x: [1, 2]}}, steps: [{run: 'true'}]}}", "strategy"),
         ("jobs: {a: {services: {db: {image: postgres}}, steps: [{run: 'true'}]}}", "services"),
         ("jobs: {a: {uses: octo/repo/.github/workflows/x.yml@v1}}", "octo/repo"),
+        ("jobs: {a: {uses: ./.github/workflows/w.yml, with: {x: 1}}}", "with"),
+        ("jobs: {a: {steps: [{run: 'true', timeout-minutes: 5}]}}", "timeout-minutes"),
     ],
 )
 def test_what_the_player_does_not_play_is_refused_by_name(

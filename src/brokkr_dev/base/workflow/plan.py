@@ -15,13 +15,16 @@ from typing import Any
 
 from brokkr_dev.base.errors import AutomationError
 
+# Played, or harmless to leave out here (permissions: the player holds no token;
+# concurrency: jobs run one at a time; secrets: there are none). A reusable workflow's
+# `with:` is not: its `inputs` would all read empty.
 JOB_KEYS = frozenset(
     {"name", "needs", "if", "runs-on", "timeout-minutes", "permissions", "steps", "env"}
-    | {"uses", "with", "secrets", "concurrency"}
+    | {"uses", "secrets", "concurrency"}
 )
 STEP_KEYS = frozenset(
     {"name", "id", "if", "run", "uses", "with", "env", "shell", "working-directory"}
-    | {"continue-on-error", "timeout-minutes"}
+    | {"continue-on-error"}
 )
 # True: YAML 1.1 reads a bare `on` key as a boolean.
 WORKFLOW_KEYS = frozenset(
