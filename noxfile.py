@@ -311,3 +311,14 @@ def e2e_kind(session: nox.Session) -> None:
         # Flux's controllers for tests/e2e_kind/test_flux.py: built before the tests start.
         tools(session, "helm", "kind", "kubernetes-node", "source-controller", "helm-controller")
         invoke(session, "e2e.kind", "--pytest-args", " ".join(session.posargs))
+
+
+@nox.session(name="node-image-key", python=PYTHON)
+def node_image_key(session: nox.Session) -> None:
+    """Print the kind node image's cache key: `nox -s node-image-key -- [--github-output FILE]`.
+
+    The input digest its saved tar is named by; CI keys the node image cache with it.
+    Needs Go (downloads kind's module once); builds nothing.
+    """
+    install(session)
+    invoke(session, "e2e.node-image-key", *session.posargs)

@@ -37,6 +37,7 @@ from brokkr_dev.containers import (
 from brokkr_dev.containers import (
     podman as containers,
 )
+from brokkr_dev.containers.nodeimage import key as node_image_key
 from brokkr_dev.local import stack as localstack
 from brokkr_dev.monitoring import rules as monitoring
 from brokkr_dev.release import cli as release_cli
@@ -424,6 +425,15 @@ def e2e_kind_run(c, pytest_args="", name=e2e_kind.DEFAULT_CLUSTER, keep=False):
         raise Exit(f"error: the kind tests failed (pytest exit status {code})", code=code)
 
 
+@task(help={"github_output": "append `key=<key>` to this file (a step's $GITHUB_OUTPUT)"})
+def e2e_node_image_key(c, github_output=""):
+    """Print the kind node image's cache key (its input digest); CI keys its cache by it."""
+    key = node_image_key.node_image_key()
+    print(key)
+    if github_output:
+        node_image_key.write_github_output(key, Path(github_output))
+
+
 def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
@@ -545,6 +555,7 @@ images_ns.add_task(images_rebuild_bench, "rebuild-bench")
 
 e2e_ns = Collection("e2e")
 e2e_ns.add_task(e2e_kind_run, "kind")
+e2e_ns.add_task(e2e_node_image_key, "node-image-key")
 
 
 # --- scan: security scans (src/brokkr_dev/scan, docs/security.md) ------------------
