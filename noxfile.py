@@ -308,9 +308,11 @@ def e2e_kind(session: nox.Session) -> None:
     install(session)
     with green_record(session, "e2e-kind"):
         invoke(session, "system.install", "--features", "base,containers")
-        # Flux's controllers for tests/e2e_kind/test_flux.py: built before the tests start.
-        tools(session, "helm", "kind", "kubernetes-node", "source-controller", "helm-controller")
-        invoke(session, "e2e.kind", "--pytest-args", " ".join(session.posargs))
+        # The node binaries and Flux's controllers are built by the task, and only when
+        # needed (no pullable kindest/node; Flux tests selected).
+        tools(session, "helm", "kind")
+        # Arguments go to the task unchanged: --name N, --keep, and pytest's.
+        invoke(session, "e2e.kind", "--", *session.posargs)
 
 
 @nox.session(name="node-image-key", python=PYTHON)

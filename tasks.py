@@ -411,16 +411,12 @@ def images_postgresql(c, platforms=""):
 # --- e2e: both charts on a real kind cluster (docs/e2e.md) --------------------------
 
 
-@task(
-    help={
-        "pytest_args": "extra pytest arguments, one string (e.g. '-x -k helm_test')",
-        "name": "kind cluster name (brokkr-<name>; default e2e)",
-        "keep": "leave the cluster running afterwards (the next run reuses it)",
-    }
-)
-def e2e_kind_run(c, pytest_args="", name=e2e_kind.DEFAULT_CLUSTER, keep=False):
-    """Build the images, start kind, run the `kind` tests, delete the cluster, print timings."""
-    code = e2e_kind.run(shlex.split(pytest_args), name=name, keep=keep)
+@task()
+def e2e_kind_run(c):
+    """`invoke e2e.kind -- [--name N] [--keep] [PYTEST ARGS]`: images, kind, the `kind`
+    tests, cluster down; prints timings and which engine was used and left running."""
+    arguments = e2e_kind.parse_arguments(shlex.split(c.remainder))
+    code = e2e_kind.run(arguments.pytest, name=arguments.name, keep=arguments.keep)
     if code != 0:
         raise Exit(f"error: the kind tests failed (pytest exit status {code})", code=code)
 

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+
+from brokkr_dev.containers.engine import session_engine
+
+# Lines for the end of the run: which Docker engine the tests used, and whether the
+# dockerd they started (if any) was stopped, as the session promised.
+ENGINE_GUARD = pytest.StashKey[contextlib.ExitStack]()
+ENGINE_LINES = pytest.StashKey[list[str]]()
 
 pytest_plugins = [
     "tests.fixtures.http",
@@ -24,3 +33,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if len(chosen) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in chosen])
         items[:] = chosen
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Note whether our dockerd runs before the tests, to stop it after them if they
+    started it (BROKKR_KEEP_ENGINE=1 keeps it)."""
+    lines: list[str] = []
+    guard = contextlib.ExitStack()
+    guard.enter_context(session_engine(lines.append))
+    session.config.stash[ENGINE_GUARD] = guard
+    session.config.stash[ENGINE_LINES] = lines
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    guard = session.config.stash.get(ENGINE_GUARD, None)
+    if guard is not None:
+        guard.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in terminalreporter.config.stash.get(ENGINE_LINES, []):
+        if line.startswith("engine: none"):
+            continue  # nothing to say when the tests used no engine
+        terminalreporter.write_line(line)

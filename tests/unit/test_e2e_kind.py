@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import ClassVar
 
@@ -107,20 +108,30 @@ def test_the_session_runs_the_tests_on_its_cluster_and_always_deletes_it(tmp_pat
     FakeProvider.calls = []
     seen = {}
 
-    def fake_pytest(command, cwd, env, check):
-        seen.update(env)
-        e2e_kind.record("both_install_to_ready_s", 42.0, tmp_path / "timings.json")
-
+    def fake_pytest(command, cwd, env=None, check=False, **collect_only):
         class Done:
             returncode = 1
+            stdout = "tests/e2e_kind/test_charts_on_kind.py::test_a\n"
 
+        if collect_only:  # the selection step: no Flux test, so no controller is built
+            assert "--collect-only" in command
+            return Done()
+        seen.update(env)
+        e2e_kind.record("both_install_to_ready_s", 42.0, tmp_path / "timings.json")
         return Done()
 
+    @contextlib.contextmanager
+    def engine_report(log, keep=None):
+        yield
+        log("engine: reported")
+
     monkeypatch.setattr(e2e_kind.subprocess, "run", fake_pytest)
+    monkeypatch.setattr(e2e_kind, "session_engine", engine_report)
     lines = []
     assert e2e_kind.run(["-x"], name="t1", log=lines.append) == 1
     assert FakeProvider.calls == ["up t1", "down t1"]
     assert seen[e2e_kind.CLUSTER_ENV] == "t1"
     assert e2e_kind.KindImages.load(e2e_kind.Path(seen[e2e_kind.IMAGES_ENV])) == built
     assert any("could not delete kind cluster t1: engine gone" in line for line in lines)
-    assert "both_install_to_ready_s" in lines[-1]
+    assert "both_install_to_ready_s" in lines[-2]
+    assert lines[-1] == "engine: reported"  # which engine, and whether it still runs

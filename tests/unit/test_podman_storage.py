@@ -60,17 +60,32 @@ def test_auto_falls_back_to_fuse_overlayfs_then_vfs_and_says_why():
     assert "fuse-overlayfs is not installed" in chosen.reason
 
 
-def test_auto_without_root_is_vfs_without_probing():
-    def must_not_probe(_storage: Storage) -> str | None:
-        raise AssertionError("probed")
+def test_auto_without_root_is_the_users_rootless_overlay_store_when_it_opens():
+    probed: list[Storage] = []
 
-    chosen = podman_storage.select("auto", is_root=False, fuse_program="/f", check=must_not_probe)
-    assert chosen.driver == "vfs" and "root" in chosen.reason
+    def opens(storage: Storage) -> str | None:
+        probed.append(storage)
+        return None
+
+    chosen = podman_storage.select("auto", is_root=False, fuse_program="/f", check=opens)
+    assert chosen.driver == "overlay" and "rootless" in chosen.reason
+    # the user's own store: no --root under a shared cache another user owns
+    assert "--root" not in chosen.flags
+    assert probed == [chosen]
+
+
+def test_auto_without_root_falls_back_to_vfs_with_the_reason():
+    chosen = podman_storage.select(
+        "auto", is_root=False, fuse_program=None, check=lambda _s: "overlay not supported"
+    )
+    assert chosen.driver == "vfs" and "overlay not supported" in chosen.reason
 
 
 def test_overlay_requested_but_unusable_is_an_error_naming_the_way_out():
     with pytest.raises(StorageError, match="BROKKR_PODMAN_STORAGE=vfs"):
-        podman_storage.select("overlay", is_root=False, fuse_program=None)
+        podman_storage.select(
+            "overlay", is_root=False, fuse_program=None, check=lambda _s: "no overlay here"
+        )
 
 
 def test_vfs_requested_is_the_machine_wide_store():

@@ -32,7 +32,8 @@ FEATURES: dict[str, tuple[str, ...]] = {
         "fuse-overlayfs",
         "qemu-user-static",
         "binfmt-support",
-        "debootstrap",
+        # root file systems for base and node images, as any user (--mode=unshare)
+        "mmdebstrap",
         "docker-registry",
     ),
     # The Docker engine kind runs on where none is running (src/brokkr_dev/containers/engine):
@@ -58,23 +59,74 @@ def packages_for(features: Iterable[str]) -> list[str]:
     return wanted
 
 
-def missing(packages: Iterable[str]) -> list[str]:
-    """Packages that dpkg does not report as installed."""
-    absent = []
-    for package in packages:
-        result = subprocess.run(
-            ["dpkg-query", "-W", "-f=${Status}", package],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if "install ok installed" not in result.stdout:
-            absent.append(package)
-    return absent
+def installed_packages() -> dict[str, set[str]]:
+    """Installed package -> the names it provides (a package provides itself)."""
+    result = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Package}\t${db:Status-Abbrev}\t${Provides}\n"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found: dict[str, set[str]] = {}
+    for line in result.stdout.splitlines():
+        name, status, provides = [*line.split("\t"), "", ""][:3]
+        if not status.startswith("ii"):
+            continue
+        names = {name} | {p.split()[0] for p in provides.split(",") if p.strip()}
+        found[name] = names
+    return found
+
+
+def missing(packages: Iterable[str], installed: dict[str, set[str]] | None = None) -> list[str]:
+    """Packages neither installed nor provided by an installed package.
+
+    A provider counts: on a host with Docker's own packages, containerd.io provides
+    (and conflicts with) Debian's runc, which must then not be installed.
+    """
+    have = installed_packages() if installed is None else installed
+    provided = set().union(*have.values()) if have else set()
+    return [p for p in packages if p not in provided]
+
+
+def sudo_prefix() -> list[str]:
+    """How to run apt: [] as root, sudo with passwordless sudo, else [] (see ensure)."""
+    if os.geteuid() == 0:
+        return []
+    sudo = shutil.which("sudo")
+    if (
+        sudo
+        and subprocess.run([sudo, "-n", "true"], capture_output=True, check=False).returncode == 0
+    ):
+        # sudo drops the environment; apt must still run without questions
+        return [sudo, "-n", "env", "DEBIAN_FRONTEND=noninteractive"]
+    return []
+
+
+def install_command(packages: Iterable[str]) -> str:
+    """The one command a user runs to install these packages."""
+    return "sudo apt-get install -y --no-install-recommends " + " ".join(packages)
+
+
+def would_remove(packages: list[str]) -> list[str]:
+    """Packages apt would remove to install these (a conflict), from a simulation."""
+    result = subprocess.run(
+        ["apt-get", "-s", "-qq", "install", "--no-install-recommends", *packages],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LC_ALL": "C"},
+        check=False,
+    )
+    return [line.split()[1] for line in result.stdout.splitlines() if line.startswith("Remv ")]
 
 
 def ensure(features: Iterable[str]) -> list[str]:
-    """Install what is missing for the features; return the packages installed."""
+    """Install what is missing for the features; return the packages installed.
+
+    Refuses before anything else happens when a package is missing and this user can
+    neither install it (not root, no passwordless sudo) nor do without it, naming
+    the packages and the command; and never removes an installed package (a conflict
+    is an error, not a trade).
+    """
     wanted = packages_for(features)
     if not shutil.which("dpkg-query"):
         raise SystemError(
@@ -83,16 +135,20 @@ def ensure(features: Iterable[str]) -> list[str]:
     todo = missing(wanted)
     if not todo:
         return []
-    prefix: list[str] = []
-    if os.geteuid() != 0:
-        if not shutil.which("sudo"):
-            raise SystemError(
-                "these packages are missing and this user is not root: "
-                + " ".join(todo)
-                + "\nrun: sudo apt-get install -y "
-                + " ".join(todo)
-            )
-        prefix = ["sudo"]
+    prefix = sudo_prefix()
+    if os.geteuid() != 0 and not prefix:
+        raise SystemError(
+            f"missing Debian packages: {' '.join(todo)}; this user is not root and has no "
+            f"passwordless sudo, so nothing was built. Install them once, then re-run:\n"
+            f"  {install_command(todo)}"
+        )
+    removed = would_remove(todo)
+    if removed:
+        raise SystemError(
+            f"installing {' '.join(todo)} would remove {' '.join(removed)} (a conflict with "
+            "what this machine runs); nothing was changed. Install the equivalents that fit "
+            "this machine by hand, or remove the conflicting packages first."
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     print(f"installing Debian packages: {' '.join(todo)}", flush=True)
     for command in (
@@ -102,6 +158,11 @@ def ensure(features: Iterable[str]) -> list[str]:
         if subprocess.run(command, env=env, check=False).returncode != 0:
             raise SystemError(f"`{' '.join(command)}` failed; see the output above")
     return todo
+
+
+def sbin_program(name: str) -> str | None:
+    """A program by name, also where Debian puts it outside a normal user's PATH."""
+    return shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/sbin")
 
 
 def main(argv: list[str]) -> int:

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brokkr_dev.base import paths
+from brokkr_dev.base import paths, toolchain
 from brokkr_dev.base.log import Log
 from brokkr_dev.clusters import ClusterError, KindProvider
 from brokkr_dev.containers import images, postgres_image
+from brokkr_dev.containers.engine import session_engine
 
 TIMINGS_ENV = "BROKKR_E2E_TIMINGS"
 IMAGES_ENV = "BROKKR_E2E_IMAGES"  # JSON file with the references the session built
@@ -130,6 +131,58 @@ def pytest_command(extra: Sequence[str] = ()) -> list[str]:
     return [sys.executable, "-m", "pytest", "-m", "kind", TEST_PATH, *extra]
 
 
+FLUX_TESTS = "test_flux.py"
+FLUX_TOOLS = ("source-controller", "helm-controller")
+
+
+def selected_tests(extra: Sequence[str] = ()) -> list[str]:
+    """The node IDs pytest would run for these arguments (collection only, no run)."""
+    done = subprocess.run(
+        [*pytest_command(extra), "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=paths.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return [line for line in done.stdout.splitlines() if "::" in line]
+
+
+def tools_for(tests: Sequence[str]) -> list[str]:
+    """Pinned tools the selected tests need built before they start: Flux's two
+    controllers (a long cold build) only when a Flux test is selected."""
+    return list(FLUX_TOOLS) if any(FLUX_TESTS in test for test in tests) else []
+
+
+@dataclass(frozen=True)
+class Arguments:
+    """`nox -s e2e-kind -- [--name N] [--keep] [PYTEST ARGS...]`, parsed once, here."""
+
+    name: str = DEFAULT_CLUSTER
+    keep: bool = False
+    pytest: tuple[str, ...] = ()
+
+
+def parse_arguments(argv: Sequence[str]) -> Arguments:
+    """Our two options; everything else (and all after `--`) goes to pytest unchanged."""
+    name, keep, rest = DEFAULT_CLUSTER, False, list(argv)
+    pytest_args: list[str] = []
+    while rest:
+        item = rest.pop(0)
+        if item == "--":
+            pytest_args += rest
+            break
+        if item == "--keep":
+            keep = True
+        elif item == "--name" or item.startswith("--name="):
+            value = item.partition("=")[2] if "=" in item else (rest.pop(0) if rest else "")
+            if not value:
+                raise ClusterError("--name needs a value: `nox -s e2e-kind -- --name NAME`")
+            name = value
+        else:
+            pytest_args.append(item)
+    return Arguments(name=name, keep=keep, pytest=tuple(pytest_args))
+
+
 def run(
     extra: Sequence[str] = (),
     *,
@@ -142,10 +195,31 @@ def run(
     timings, refs = timings_file(), state / "images.json"
     timings.unlink(missing_ok=True)
     phases = Phases()
+    needed = tools_for(selected_tests(extra))
+    if needed:
+        manifest = toolchain.load_manifest()
+        phases.run("tools", lambda: [toolchain.ensure(manifest[n], log=log) for n in needed])
     arch = images.arch_of(platform.machine())  # kind's node runs on this host
     built = phases.run("images", lambda: build_images(arch, log=log))
     built.save(refs)
+    with session_engine(log, keep=keep or None):
+        return _cluster_and_tests(
+            extra, name=name, keep=keep, timings=timings, refs=refs, phases=phases, log=log
+        )
+
+
+def _cluster_and_tests(
+    extra: Sequence[str],
+    *,
+    name: str,
+    keep: bool,
+    timings: Path,
+    refs: Path,
+    phases: Phases,
+    log: Log,
+) -> int:
     provider = KindProvider(name, log=log)
+    code = 1
     try:
         phases.run("cluster", provider.up)
         env = {**os.environ, TIMINGS_ENV: str(timings), IMAGES_ENV: str(refs), CLUSTER_ENV: name}

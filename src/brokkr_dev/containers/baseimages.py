@@ -1,23 +1,28 @@
-"""Local base images made with debootstrap: the air-gapped path for image builds.
+"""Local base images made with mmdebstrap: the air-gapped path for image builds.
 
 A base image is a Debian minbase root filesystem with Python 3, venv and CA
 certificates, i.e. what the official `python:3.11-slim` image provides. The root
 filesystem is cached as a tarball under ~/.cache/brokkr/base-images, keyed by suite,
 architecture and package list, and imported into podman storage whenever the image
-is missing there, so debootstrap runs once per machine.
+is missing there, so mmdebstrap runs once per machine (as root or as any user).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from brokkr_dev.base import paths
+from brokkr_dev.base import paths, system
+from brokkr_dev.base.commands import run
 from brokkr_dev.base.log import Log
 from brokkr_dev.containers.podman import ContainerError, podman
 
@@ -30,7 +35,7 @@ SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 PACKAGES = ("python3", "python3-venv", "ca-certificates", "passwd")
 REPOSITORY = "localhost/brokkr-base"
 # Bump when the way the root filesystem is made changes (invalidates cached tarballs).
-RECIPE = 3
+RECIPE = 4  # 4: mmdebstrap with the security suite as a source
 KEY_LABEL = "io.brokkr.base.key"
 # Debian's names for the Go/OCI architectures we build.
 DEBIAN_ARCH = {"amd64": "amd64", "arm64": "arm64"}
@@ -126,86 +131,47 @@ def pinned(image: BaseImage) -> str:
 
 
 def build_rootfs(image: BaseImage, tarball: Path, log: Log = print) -> None:
-    """debootstrap the root filesystem and store it as a tarball (written atomically)."""
-    if not shutil.which("debootstrap"):
+    """mmdebstrap the root filesystem into a tarball (written atomically), as any user.
+
+    As root mmdebstrap works in place; as a normal user it runs in a user namespace
+    (`--mode=unshare`, the user's /etc/subuid range), so no step needs root. The
+    security suite is a source from the start, so the packages are the patched ones;
+    a hook slims the tree before it is packed.
+    """
+    program = system.sbin_program("mmdebstrap")
+    if not program:
         raise ContainerError(
-            "debootstrap is not installed; run `invoke system.install --features containers`"
+            "mmdebstrap is not installed; run `invoke system.install --features containers`"
         )
     tarball.parent.mkdir(parents=True, exist_ok=True)
-    log(f"debootstrap {image.suite} {image.arch} (once per machine, 1-3 minutes)")
+    mode = "root" if os.geteuid() == 0 else "unshare"
+    log(f"mmdebstrap {image.suite} {image.arch} ({mode} mode; once per machine, 1-3 minutes)")
+    hook = shlex.join(
+        [sys.executable, "-m", "brokkr_dev.containers.baseimages", "slim", "--drop", *image.drop]
+    )
     with tempfile.TemporaryDirectory(prefix="brokkr-rootfs-", dir=tarball.parent) as tmp:
-        rootfs = Path(tmp) / "rootfs"
-        command = [
-            "debootstrap",
-            "--variant=minbase",
-            f"--arch={DEBIAN_ARCH[image.arch]}",
-            f"--include={','.join(image.packages)}",
-            image.suite,
-            str(rootfs),
-            MIRROR,
-        ]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, check=False)
-        finally:
-            _unmount_below(rootfs)  # a failed debootstrap can leave /proc mounted inside
-        if result.returncode != 0:
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-            raise ContainerError(
-                f"`{' '.join(command)}` failed (for a foreign architecture, qemu-user-static "
-                f"must be enabled: `invoke images.setup`):\n{tail}"
-            )
-        security_upgrade(rootfs, image.suite, log)
-        slim(rootfs)
-        drop(rootfs, image.drop)
         partial = Path(tmp) / "rootfs.tar"
-        subprocess.run(
-            ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(partial), "."], check=True
+        command = [
+            program,
+            "--variant=minbase",
+            f"--mode={mode}",
+            f"--architectures={DEBIAN_ARCH[image.arch]}",
+            f"--include={','.join(image.packages)}",
+            # the hook runs our Python on the host, with the tree's path as $1
+            f'--customize-hook={hook} "$1"',
+            image.suite,
+            str(partial),
+            f"deb {MIRROR} {image.suite} main",
+            f"deb {SECURITY_MIRROR} {image.suite}-security main",
+        ]
+        env = {**os.environ, "PYTHONPATH": str(paths.REPO_ROOT / "src")}
+        run(
+            command,
+            env=env,
+            hint="for a foreign architecture, qemu-user-static must be enabled "
+            "(`invoke images.setup`); as a normal user, /etc/subuid needs a range for it",
         )
         partial.replace(tarball)
-
-
-def security_upgrade(rootfs: Path, suite: str, log: Log = print) -> None:
-    """Install the published Debian security updates into the root filesystem.
-
-    Runs apt inside the root filesystem (chroot; a foreign architecture runs under
-    the qemu binfmt handler that debootstrap already needed).
-    """
-    log(f"applying {suite}-security updates")
-    (rootfs / "etc" / "apt" / "sources.list").write_text(
-        f"deb {MIRROR} {suite} main\ndeb {SECURITY_MIRROR} {suite}-security main\n"
-    )
-    environment = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        "DEBIAN_FRONTEND": "noninteractive",
-        "LC_ALL": "C",
-    }
-    for command in (
-        ["apt-get", "-qq", "update"],
-        ["apt-get", "-qq", "-y", "-o", "Dpkg::Options::=--force-confold", "upgrade"],
-        ["apt-get", "clean"],
-    ):
-        result = subprocess.run(
-            ["chroot", str(rootfs), *command],
-            capture_output=True,
-            text=True,
-            env=environment,
-            check=False,
-        )
-        if result.returncode != 0:
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
-            raise ContainerError(
-                f"`{' '.join(command)}` in the new root filesystem failed:\n{tail}"
-            )
-
-
-def _unmount_below(root: Path) -> None:
-    """Unmount anything still mounted inside root, deepest first, before it is deleted."""
-    mounts = [
-        line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if line.split()
-    ]
-    inside = [m for m in mounts if m == str(root) or m.startswith(f"{root}/")]
-    for mount in sorted(inside, key=len, reverse=True):
-        subprocess.run(["umount", "--lazy", mount], capture_output=True, check=False)
 
 
 # Package caches and documentation, as Debian's slim images leave them out; licence
@@ -233,7 +199,7 @@ def slim(rootfs: Path) -> None:
                 path.rmdir()
 
 
-def drop(rootfs: Path, patterns: tuple[str, ...]) -> None:
+def drop(rootfs: Path, patterns: Sequence[str]) -> None:
     """Remove what the globs match below rootfs (files, links and whole trees)."""
     for pattern in patterns:
         for path in sorted(rootfs.glob(pattern), key=lambda p: len(p.parts), reverse=True):
@@ -255,3 +221,19 @@ def _podman_format(reference: str, template: str) -> str | None:
         check=False,
     )
     return result.stdout.strip() if result.returncode == 0 else None
+
+
+def main(argv: list[str]) -> int:
+    """`python -m brokkr_dev.containers.baseimages slim --drop [GLOB...] ROOTFS`: the
+    mmdebstrap hook that slims a new root filesystem."""
+    if len(argv) < 3 or argv[:2] != ["slim", "--drop"]:
+        print("usage: python -m brokkr_dev.containers.baseimages slim --drop [GLOB...] ROOTFS")
+        return 2
+    rootfs = Path(argv[-1])
+    slim(rootfs)
+    drop(rootfs, argv[2:-1])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

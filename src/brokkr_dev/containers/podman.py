@@ -33,6 +33,17 @@ PODMAN_RUNTIME_FLAGS = (
     "cgroupfs",
 )
 CONTAINERS_CONF = Path("/etc/containers/containers.conf")
+
+
+def containers_conf() -> Path:
+    """The containers.conf podman reads for this user: the machine's for root, the
+    user's own (rootless podman merges it over the machine's) for everyone else."""
+    if os.geteuid() == 0:
+        return CONTAINERS_CONF
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "containers" / "containers.conf"
+
+
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 # Go architecture name -> binfmt handler that runs its binaries on a foreign host.
 QEMU_HANDLERS = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}
@@ -99,8 +110,9 @@ def with_default_ulimits_disabled(text: str) -> str:
     return tomlkit.dumps(document)
 
 
-def ensure_containers_conf(path: Path = CONTAINERS_CONF) -> bool:
+def ensure_containers_conf(path: Path | None = None) -> bool:
     """Make podman's containers.conf disable default ulimits; True when it changed."""
+    path = path or containers_conf()
     current = path.read_text() if path.exists() else ""
     wanted = with_default_ulimits_disabled(current)
     if wanted == current:
@@ -149,7 +161,7 @@ def ensure_podman_host(foreign_arches: Sequence[str] = ()) -> list[str]:
         )
     changed = []
     if ensure_containers_conf():
-        changed.append(f"{CONTAINERS_CONF}: default_ulimits = []")
+        changed.append(f"{containers_conf()}: default_ulimits = []")
     for arch in foreign_arches:
         if ensure_emulation(arch):
             changed.append(f"binfmt: {QEMU_HANDLERS[arch]} enabled")

@@ -95,7 +95,11 @@ def probe(storage: Storage) -> str | None:
 def overlay_candidates(is_root: bool, fuse_program: str | None) -> tuple[list[Storage], list[str]]:
     """The overlay stores worth probing, in order, and why others were not tried."""
     if not is_root:
-        return [], ["overlay storage is set up for root only (not this user)"]
+        # rootless podman keeps its own store under the user's home; overlay works
+        # there on kernels that allow it in a user namespace (else fuse-overlayfs)
+        return [
+            Storage("overlay", ("--storage-driver", "overlay"), "the user's rootless store")
+        ], []
     candidates = [overlay(store_root("overlay"))]
     skipped = []
     if fuse_program:

@@ -8,6 +8,7 @@ from brokkr_dev.containers.engine.daemon import (
     engine_status,
     ensure_engine,
     find_engine,
+    session_engine,
     stop_engine,
 )
 from brokkr_dev.containers.engine.host import EngineLayout
@@ -19,5 +20,6 @@ __all__ = [
     "engine_status",
     "ensure_engine",
     "find_engine",
+    "session_engine",
     "stop_engine",
 ]

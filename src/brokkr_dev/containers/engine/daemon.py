@@ -17,7 +17,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,14 +90,39 @@ def answers(docker_host: str, timeout: float = 10) -> str | None:
     return version or None
 
 
+def context_host(env: Mapping[str, str]) -> str | None:
+    """The endpoint of the current Docker context when it is not the default one
+    (DOCKER_HOST, when set, wins over any context, as for the docker CLI)."""
+    binary = shutil.which("docker")
+    if binary is None or env.get("DOCKER_HOST"):
+        return None
+    try:
+        done = subprocess.run(
+            [binary, "context", "inspect", "--format", "{{.Name}} {{.Endpoints.docker.Host}}"],
+            capture_output=True,
+            text=True,
+            env=dict(env),
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    name, _, endpoint = done.stdout.strip().partition(" ")
+    if done.returncode != 0 or name in {"", "default"} or not endpoint:
+        return None
+    return endpoint
+
+
 def find_engine(
     layout: host.EngineLayout | None = None, env: Mapping[str, str] | None = None
 ) -> Engine | None:
     """The first engine that answers, or None; starts nothing. The one "does Docker
-    answer" probe: DOCKER_HOST, the default socket, then our own dockerd's socket."""
+    answer" probe: DOCKER_HOST or the current Docker context, the default socket,
+    then our own dockerd's socket."""
     environment = dict(os.environ if env is None else env)
     layout = layout or host.EngineLayout.from_env(environment)
-    for docker_host, ours in host.candidate_hosts(environment, layout):
+    candidates = host.candidate_hosts(environment, layout, context_host(environment))
+    for docker_host, ours in candidates:
         version = answers(docker_host)
         if version:
             return Engine(docker_host, ours, version, running_pid(layout) if ours else None)
@@ -121,10 +146,12 @@ def start_engine(log: Log, layout: host.EngineLayout) -> Engine:
     """Install docker.io when needed and start our dockerd; wait until it answers."""
     if os.geteuid() != 0:
         raise EngineError(
-            "no Docker engine answers, and starting one needs root. Start Docker "
-            "(or set DOCKER_HOST to one that runs), or run this as root."
+            "no Docker engine answers (tried DOCKER_HOST, the current Docker context and "
+            f"unix://{host.DEFAULT_DOCKER_SOCKET}), and only root may start one. Start "
+            "Docker (`sudo systemctl start docker`; add yourself to the docker group), or "
+            "point DOCKER_HOST at a rootless engine (`dockerd-rootless.sh`)."
         )
-    if not shutil.which("dockerd"):
+    if not system.sbin_program("dockerd"):
         log("installing Debian's docker.io (the engine kind needs)")
         system.ensure(["engine"])
     if running_pid(layout):
@@ -252,6 +279,49 @@ def record_forward_policy(layout: host.EngineLayout) -> None:
     policy = cleanup.forward_policy(saved)
     if policy:
         policy_file.write_text(policy + "\n")
+
+
+KEEP_ENV = "BROKKR_KEEP_ENGINE"  # 1: a session leaves the dockerd it started running
+
+
+@contextlib.contextmanager
+def session_engine(log: Log = print, keep: bool | None = None) -> Iterator[None]:
+    """Around a session: at its end, stop OUR dockerd if this session started it (unless
+    asked to keep it), and say which engine was used and whether it still runs.
+
+    An engine that ran before the session (the user's Docker, or ours from an earlier
+    `invoke engine.up`) is left exactly as it was.
+    """
+    layout = host.EngineLayout.from_env()
+    before = running_pid(layout)
+    keep = os.environ.get(KEEP_ENV, "") == "1" if keep is None else keep
+    try:
+        yield
+    finally:
+        log(_session_end(layout, before, keep, log))
+
+
+def _session_end(layout: host.EngineLayout, before: int | None, keep: bool, log: Log) -> str:
+    pid = running_pid(layout)
+    if pid and not before:
+        if keep:
+            return (
+                f"engine: our dockerd (pid {pid}, {layout.host}) was started by this session "
+                f"and keeps running as asked; stop it with `invoke engine.down`"
+            )
+        stop_engine(log, layout)
+        return (
+            f"engine: our dockerd ({layout.host}) was started by this session and is "
+            f"stopped now (set {KEEP_ENV}=1 to keep it)"
+        )
+    if pid:
+        return (
+            f"engine: our dockerd (pid {pid}, {layout.host}) ran before this session and still runs"
+        )
+    found = find_engine(layout)
+    if found:
+        return f"engine: Docker {found.server_version} at {found.host} (not ours), left as it was"
+    return "engine: none was used or left running"
 
 
 def engine_status(layout: host.EngineLayout | None = None) -> str:

@@ -93,11 +93,14 @@ class EngineLayout:
         return self.run_dir / "bridges"
 
 
-def candidate_hosts(env: dict[str, str], layout: EngineLayout) -> list[tuple[str, bool]]:
-    """Engines to try, in order, as (DOCKER_HOST, ours): an explicit DOCKER_HOST,
-    the default socket (a laptop, GitHub Actions), then our own engine."""
+def candidate_hosts(
+    env: dict[str, str], layout: EngineLayout, context_host: str | None = None
+) -> list[tuple[str, bool]]:
+    """Engines to try, in order, as (DOCKER_HOST, ours): an explicit DOCKER_HOST, else
+    the endpoint of the current Docker context (`docker context use`, e.g. a rootless
+    engine), then the default socket (a laptop, GitHub Actions), then our own engine."""
     candidates: list[tuple[str, bool]] = []
-    explicit = env.get("DOCKER_HOST")
+    explicit = env.get("DOCKER_HOST") or context_host
     if explicit:
         candidates.append((explicit, explicit == layout.host))
     default = f"unix://{DEFAULT_DOCKER_SOCKET}"

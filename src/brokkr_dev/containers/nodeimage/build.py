@@ -24,7 +24,7 @@ from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.base.log import Log
 from brokkr_dev.containers import baseimages
 from brokkr_dev.containers.engine import Engine, EngineError
-from brokkr_dev.containers.nodeimage import recipe
+from brokkr_dev.containers.nodeimage import published, recipe
 
 FILES = Path(__file__).parent / "files"
 OUR_BUILD_FILES = (Path(__file__), Path(recipe.__file__), *sorted(FILES.iterdir()))
@@ -77,14 +77,23 @@ def input_files(kind_dir: Path) -> dict[str, bytes]:
     return files
 
 
-def published_image(kubernetes: str) -> str:
-    return f"kindest/node:{kubernetes}"
-
-
-def ensure_node_image(engine: Engine, log: Log = print, arch: str | None = None) -> str:
-    """The node image to run: ours when the engine has it or its saved tar exists, the
-    published kindest/node when a pull actually works, else ours built now."""
+def ensure_node_image(
+    engine: Engine,
+    log: Log = print,
+    arch: str | None = None,
+    published_image: str = published.IMAGE,
+) -> str:
+    """The node image to run, prebuilt first: kind's published image (pinned by digest)
+    when the engine has it or can pull it; else ours, from the engine, from its saved
+    tar, or built now. Says which path it took and why."""
     arch = arch or toolchain.host_platform()[1]
+    pulled = published.by_digest(published_image)
+    if _has_image(engine, pulled):
+        log(f"node image: {pulled} (kind {published.KIND_VERSION}'s own, already pulled)")
+        return pulled
+    if _pull(engine, pulled, log):
+        log(f"node image: {pulled} (kind {published.KIND_VERSION}'s own, pulled; nothing built)")
+        return pulled
     versions = pins()
     kind_dir = kind_module(versions["kind"])
     key = recipe.input_digest(versions, arch, input_files(kind_dir))
@@ -97,11 +106,7 @@ def ensure_node_image(engine: Engine, log: Log = print, arch: str | None = None)
         log(f"node image: loading {saved.name} (the engine's data root lost it)")
         engine.docker("load", "--input", str(saved), timeout=1800)
         return tag
-    published = published_image(versions["kubernetes-node"])
-    if _pull(engine, published, log):
-        log(f"node image: {published} (published by kind, pulled)")
-        return published
-    log(f"node image: building {tag} (first time on this machine; see docs/kubernetes.md)")
+    log(f"node image: building {tag}, since the pull failed (first time on this machine)")
     started = time.monotonic()
     build(engine, tag=tag, key=key, versions=versions, kind_dir=kind_dir, arch=arch, log=log)
     log(f"node image: built {tag} in {time.monotonic() - started:.0f} s; saving {saved}")
@@ -114,13 +119,14 @@ def _has_image(engine: Engine, reference: str) -> bool:
 
 
 def _pull(engine: Engine, reference: str, log: Log) -> bool:
+    """Pull by digest; False (with the reason) when no registry serves that digest."""
     try:
-        engine.docker("pull", reference, timeout=PULL_TIMEOUT)
+        engine.docker("pull", "--quiet", reference, timeout=PULL_TIMEOUT)
     except EngineError as exc:
         reason = str(exc).strip().splitlines()[-1][:200]
         log(f"node image: cannot pull {reference} ({reason})")
         return False
-    return True
+    return _has_image(engine, reference)
 
 
 def _save(engine: Engine, tag: str, target: Path) -> None:
