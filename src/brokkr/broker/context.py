@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -14,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.requests import Request
 
 from brokkr.broker.auth import Identity, authenticate
+from brokkr.broker.db.pool import check_soon
 from brokkr.broker.errors import unavailable
 
 log = logging.getLogger(__name__)
@@ -39,21 +39,8 @@ async def pooled(pool: AsyncConnectionPool[Any]) -> AsyncIterator[AsyncConnectio
         raise unavailable("no database connection available in time; retry later") from None
     except psycopg.OperationalError as exc:
         log.warning("database error: %s", exc.__class__.__name__)
-        _check_pool_soon(pool)
+        check_soon(pool)
         raise unavailable() from None
-
-
-_checks: set[asyncio.Task[None]] = set()
-
-
-def _check_pool_soon(pool: AsyncConnectionPool[Any]) -> None:
-    """Test every idle connection once, so connections that died with a database
-    restart are replaced now instead of each failing one more request."""
-    if _checks:
-        return
-    task = asyncio.get_running_loop().create_task(pool.check())
-    _checks.add(task)
-    task.add_done_callback(_checks.discard)
 
 
 @asynccontextmanager
