@@ -18,6 +18,7 @@ from brokkr.broker import pak
 from brokkr.broker.yaml_worker import MAX_YAML_DEPTH
 from tests.integration.broker import Api, BrokerProcess, in_process
 from tests.integration.test_admin_generator import all_at_once
+from tests.unit.test_agent_manifests import alias_bomb
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -232,3 +233,37 @@ def test_agent_status_is_stored_as_sent_but_metric_labels_stay_bounded(api: Api)
     assert 'brokkr_agents{status="other"} 2.0' in text
     assert 'brokkr_agents{status="ACTIVE"} 1.0' in text
     assert "weird" not in text
+
+
+def test_an_alias_bomb_is_400_naming_the_aliases_and_nothing_is_stored(
+    broker: tuple[BrokerProcess, str], database_url: str
+):
+    process, admin = broker
+    with client(process, admin) as http:
+        stack = make_stack(http)
+        path = f"/stacks/{stack}/deployment-objects"
+        # 9**9 (387 million) nodes in about 600 bytes; stored, it took agents down.
+        bomb = alias_bomb(10)
+        for body in ({"json": {"yaml_content": bomb}}, {"content": bomb.encode()}):
+            headers = {} if "json" in body else {"Content-Type": "application/yaml"}
+            started = time.monotonic()
+            refused = http.post(path, headers=headers, **body)  # type: ignore[arg-type]
+            assert time.monotonic() - started < 5
+            assert refused.status_code == 400, refused.text
+            answer = refused.json()
+            assert answer["code"] == "yaml_aliases_expand_too_far"
+            assert "aliases expand to more than 100000 nodes" in answer["message"]
+            assert answer["details"]["anchor"] == "l4"
+        cycle = http.post(
+            path, json={"yaml_content": "apiVersion: v1\nkind: ConfigMap\ndata: &d {a: *d}\n"}
+        )
+        assert (cycle.status_code, cycle.json()["code"]) == (400, "yaml_recursive_alias")
+        # Anchors used the ordinary way still work.
+        fine = http.post(path, json={"yaml_content": alias_bomb(3)})
+        assert fine.status_code == 201, fine.text
+    assert process.healthy()
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM deployment_objects WHERE stack_id = %s", (stack,)
+        ).fetchone()
+    assert row == (1,)
