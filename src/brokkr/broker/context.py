@@ -12,9 +12,9 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.requests import Request
 
-from brokkr.broker.auth import Identity, authenticate
+from brokkr.broker.auth import IDENTITY_KEY, Identity, authenticate
 from brokkr.broker.db.pool import check_soon
-from brokkr.broker.errors import unavailable
+from brokkr.broker.errors import ApiError, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -48,3 +48,25 @@ async def authed(request: Request) -> AsyncIterator[tuple[AsyncConnection[dict],
     """A connection plus the authenticated caller (401 before any other work)."""
     async with db(request) as conn:
         yield conn, await authenticate(conn, request)
+
+
+def has_body(request: Request) -> bool:
+    """The request announces a body (a non-zero Content-Length, or chunked)."""
+    headers = request.headers
+    length = headers.get("content-length")
+    return "transfer-encoding" in headers or (length is not None and length.strip() != "0")
+
+
+async def authenticate_first(request: Request) -> None:
+    """Resolve the caller before any byte of the body is read, and keep the result.
+
+    An unknown client cannot make the broker buffer a body (up to MAX_BODY_BYTES
+    for BODY_READ_TIMEOUT seconds): it gets 401 at once, and the connection closes,
+    since the body it announced was never read.
+    """
+    try:
+        async with db(request) as conn:
+            request.scope[IDENTITY_KEY] = await authenticate(conn, request)
+    except ApiError as exc:
+        exc.headers["Connection"] = "close"
+        raise

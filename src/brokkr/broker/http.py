@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from brokkr.broker import bodies
 from brokkr.broker.bodies import BodyLimits, check_params, require_json, validate
+from brokkr.broker.context import authenticate_first, has_body
 from brokkr.broker.errors import ApiError, bad_request
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -58,9 +59,13 @@ def api_route(path: str, handler: Handler, methods: list[str], prefix: str = API
     """A route that records its full path template for metrics and logs."""
     template = prefix + path
 
+    guarded = prefix == API_PREFIX  # every API route needs a PAK; probes do not
+
     async def endpoint(request: Request) -> Response:
         request.scope["brokkr.route"] = template
         check_params(request)
+        if guarded and has_body(request):
+            await authenticate_first(request)
         return await handler(request)
 
     endpoint.__doc__ = handler.__doc__
