@@ -70,8 +70,11 @@ async def create(request: Request) -> Response:
         await owned_stack(conn, who, stack_id)
     workers: YamlWorkers = request.app.state.yaml_workers
     content, marker = await workers.examine(raw, as_json=as_json, marker=marker)
-    async with authed(request) as (conn, who):
-        await owned_stack(conn, who, stack_id)
+    # The stack row is held (FOR SHARE) until the insert commits: a DELETE of the
+    # stack waits for it, or, when the DELETE came first, this finds it deleted
+    # (404). No object is ever written after its stack's deletion marker.
+    async with authed(request) as (conn, who), conn.transaction():
+        await owned_stack(conn, who, stack_id, lock="share")
         row = await insert_deployment_object(conn, stack_id, content, deletion_marker=marker)
     return json_response(row, 201)
 
