@@ -135,6 +135,13 @@ def test_an_unknown_client_gets_401_before_its_body_is_read(broker: tuple[Broker
         assert b"connection: close" in head.lower()
         assert b'"code":"unauthorized"' in body
         assert seconds < 5, seconds
+    # The heartbeat authenticates inside its grouped statement (one round trip per
+    # group): before its body only the PAK's shape is checked, so a missing or
+    # malformed PAK is 401 at once too.
+    heartbeat = f"/api/v1/agents/{stack}/heartbeat"
+    for authorization in (None, "Bearer not-a-pak"):
+        reply = announce_body(process.port, heartbeat, authorization, 200 * 1024)
+        assert reply.startswith(b"HTTP/1.1 401 "), reply[:300]
     # The same on a JSON route, and with a chunked body that never comes.
     chunked = (
         "POST /api/v1/generators HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -149,6 +156,7 @@ def test_an_unknown_client_gets_401_before_its_body_is_read(broker: tuple[Broker
         process.url + path,
         content=yaml_text,
         headers={"Authorization": admin, "Content-Type": "application/yaml"},
+        timeout=30,  # the first upload starts the YAML worker process
     )
     assert created.status_code == 201, created.text
 

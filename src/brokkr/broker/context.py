@@ -12,9 +12,10 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.requests import Request
 
-from brokkr.broker.auth import IDENTITY_KEY, Identity, authenticate
+from brokkr.broker import pak
+from brokkr.broker.auth import IDENTITY_KEY, Identity, authenticate, presented_pak
 from brokkr.broker.db.pool import check_soon
-from brokkr.broker.errors import ApiError, unavailable
+from brokkr.broker.errors import ApiError, unauthorized, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,18 @@ async def authenticate_first(request: Request) -> None:
     try:
         async with db(request) as conn:
             request.scope[IDENTITY_KEY] = await authenticate(conn, request)
+    except ApiError as exc:
+        exc.headers["Connection"] = "close"
+        raise
+
+
+def require_pak_shape(request: Request) -> None:
+    """The check before the body for routes that authenticate inside their own
+    statement (the heartbeat): no database round trip, so only a missing or
+    malformed PAK is refused here; an unknown one is refused after the body."""
+    try:
+        if not pak.looks_like_pak(presented_pak(request)):
+            raise unauthorized("the Authorization header does not hold a Brokkr PAK")
     except ApiError as exc:
         exc.headers["Connection"] = "close"
         raise

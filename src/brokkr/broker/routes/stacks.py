@@ -20,6 +20,7 @@ from brokkr.broker.http import (
     parse,
     parse_json,
     path_uuid,
+    query_uuid,
     read_body,
     validate,
 )
@@ -32,15 +33,12 @@ _TAKEN = "a stack named {!r} already exists"
 
 
 async def list_stacks(request: Request) -> Response:
-    raw_filter = request.query_params.get("pak_id")
+    wanted = query_uuid(request, "pak_id", "a generator UUID")
     async with authed(request) as (conn, who):
         require_admin_or_generator(who)
         owner: UUID | None = who.generator
-        if who.admin and raw_filter:
-            try:
-                owner = UUID(raw_filter)
-            except ValueError:
-                raise bad_request("invalid_query", "pak_id must be a generator UUID") from None
+        if who.admin and wanted:
+            owner = wanted
         if owner is None:
             rows = await many(
                 conn, f"SELECT {STACK} FROM stacks WHERE deleted_at IS NULL ORDER BY created_at"
