@@ -161,12 +161,17 @@ def test_healthz_stays_fast_while_a_large_yaml_is_parsed(broker: tuple[BrokerPro
 
     def send() -> None:
         started = time.monotonic()
-        with client(process, admin) as http:
-            response = http.post(
-                f"/stacks/{stack}/deployment-objects", json={"yaml_content": content}
-            )
-        upload["status"], upload["seconds"] = response.status_code, time.monotonic() - started
-        done.set()
+        try:
+            with client(process, admin) as http:
+                response = http.post(
+                    f"/stacks/{stack}/deployment-objects", json={"yaml_content": content}
+                )
+            upload["status"] = response.status_code
+        except httpx.HTTPError as exc:  # reported by the assertion below, not a hang
+            upload["status"] = repr(exc)
+        finally:
+            upload["seconds"] = time.monotonic() - started
+            done.set()
 
     thread = threading.Thread(target=send)
     thread.start()
@@ -242,13 +247,12 @@ def test_an_alias_bomb_is_400_naming_the_aliases_and_nothing_is_stored(
     with client(process, admin) as http:
         stack = make_stack(http)
         path = f"/stacks/{stack}/deployment-objects"
-        # 9**9 (387 million) nodes in about 600 bytes; stored, it took agents down.
+        # 9**9 (387 million) nodes in about 600 bytes; the old code stored it (201),
+        # and agents that expanded it went down.
         bomb = alias_bomb(10)
         for body in ({"json": {"yaml_content": bomb}}, {"content": bomb.encode()}):
             headers = {} if "json" in body else {"Content-Type": "application/yaml"}
-            started = time.monotonic()
             refused = http.post(path, headers=headers, **body)  # type: ignore[arg-type]
-            assert time.monotonic() - started < 5
             assert refused.status_code == 400, refused.text
             answer = refused.json()
             assert answer["code"] == "yaml_aliases_expand_too_far"

@@ -65,8 +65,13 @@ class Race:
         self.headers = {"Authorization": admin}
         self.database_url = database_url
         self.watch = psycopg.connect(database_url, autocommit=True)
-        with httpx.Client(base_url=self.base, headers=self.headers) as http:
+        with httpx.Client(base_url=self.base, headers=self.headers, timeout=120) as http:
             generator = http.post("/generators", json={"name": "g"}).json()["generator"]["id"]
+            # One upload first: it starts the YAML worker, which may take long on a
+            # loaded machine, outside the waits below.
+            warm = http.post("/stacks", json={"name": "warm", "generator_id": generator})
+            path = f"/stacks/{warm.json()['id']}/deployment-objects"
+            assert http.post(path, content=YAML).status_code == 201
             stack = http.post("/stacks", json={"name": "s", "generator_id": generator})
             self.stack = stack.json()["id"]
         self.threads: list[threading.Thread] = []
@@ -75,7 +80,7 @@ class Race:
 
     def _run(self, work: Callable[[httpx.Client], None]) -> None:
         def run() -> None:
-            with httpx.Client(base_url=self.base, headers=self.headers, timeout=60) as http:
+            with httpx.Client(base_url=self.base, headers=self.headers, timeout=120) as http:
                 work(http)
 
         thread = threading.Thread(target=run)
@@ -100,7 +105,7 @@ class Race:
         return int(row[0]) if row else 0
 
     def wait_for(self, condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a bound for a loaded machine, not a sleep
         while not condition():
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             time.sleep(0.02)  # polling PostgreSQL's view of the waiters

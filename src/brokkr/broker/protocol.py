@@ -53,6 +53,7 @@ class _BoundedHeaders(HttpToolsProtocol):
         self._in_header_section = True
         self._header_bytes = 0
         self._requests_begun = 0
+        self._requests_ended = 0
 
     # A header section that completes: measured from what the parser gathered.
     def on_message_begin(self) -> None:
@@ -82,6 +83,7 @@ class _BoundedHeaders(HttpToolsProtocol):
         if self._refused:
             return
         super().on_message_complete()
+        self._requests_ended += 1
         self._idle = True
         self._in_header_section = True
         self._header_bytes = 0
@@ -90,16 +92,17 @@ class _BoundedHeaders(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        idle, begun = self._idle, self._requests_begun
+        idle, begun, ended = self._idle, self._requests_begun, self._requests_ended
         super().data_received(data)
         if self._refused or not self._in_header_section or self.transport.is_closing():
             return
-        started = self._requests_begun - begun
-        if started == 0:
+        started, finished = self._requests_begun - begun, self._requests_ended - ended
+        if started == finished == 0:  # the whole read is in one header section
             self._header_bytes += len(data)
-        elif started == 1 and idle:  # the whole read is the new request's
+        elif started == 1 and finished == 0 and idle:  # the whole read is the new request's
             self._header_bytes = len(data)
-        # else pipelined requests share the read: counting starts with the next one
+        # else a request ended in this read (its body's tail), or pipelined requests
+        # share it: counting starts with the next read
         if self._header_bytes > self.max_bytes:
             self._refuse()
 

@@ -27,8 +27,9 @@ MAX_DEPTH = 100
 MAX_ALIAS_NODES = 100_000
 LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-_OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
-_CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+_SCALAR, _ALIAS, _DOCUMENT_START = yaml.ScalarEvent, yaml.AliasEvent, yaml.DocumentStartEvent
+_MAPPING_START, _MAPPING_END = yaml.MappingStartEvent, yaml.MappingEndEvent
+_SEQUENCE_START, _SEQUENCE_END = yaml.SequenceStartEvent, yaml.SequenceEndEvent
 
 
 class YamlBoundError(ValueError):
@@ -78,43 +79,47 @@ def check(text: str, loader: Any = LOADER) -> None:
 
 
 def _walk(events: Any) -> None:
-    # One [nodes, anchor] entry per open collection; sizes of the anchors seen in
-    # the current document, counted with their own aliases expanded.
-    open_nodes: list[list[Any]] = []
+    # Per open collection: its node count so far and its anchor; sizes of the
+    # anchors seen in the current document, counted with their own aliases expanded.
+    # (Compared by class, not isinstance: this loop runs once per YAML event.)
+    counts: list[int] = []
+    anchors: list[str | None] = []
     sizes: dict[str, int] = {}
     added = 0
     for event in events:
-        if isinstance(event, yaml.DocumentStartEvent):
-            sizes.clear()
-            continue
-        if isinstance(event, _OPEN):
-            if len(open_nodes) >= MAX_DEPTH:
-                raise _too_deep(_line(event))
-            open_nodes.append([1, event.anchor])
-            continue
-        if isinstance(event, _CLOSE):
-            nodes, anchor = open_nodes.pop()
-        elif isinstance(event, yaml.ScalarEvent):
+        kind = event.__class__
+        if kind is _SCALAR:
             nodes, anchor = 1, event.anchor
-        elif isinstance(event, yaml.AliasEvent):
-            nodes, anchor = _alias_nodes(event, sizes, open_nodes), None
+        elif kind is _MAPPING_START or kind is _SEQUENCE_START:
+            if len(counts) >= MAX_DEPTH:
+                raise _too_deep(_line(event))
+            counts.append(1)
+            anchors.append(event.anchor)
+            continue
+        elif kind is _MAPPING_END or kind is _SEQUENCE_END:
+            nodes, anchor = counts.pop(), anchors.pop()
+        elif kind is _ALIAS:
+            nodes, anchor = _alias_nodes(event, sizes, anchors), None
             added += nodes
             if added > MAX_ALIAS_NODES:
                 raise _too_many_aliases(str(event.anchor), _line(event))
+        elif kind is _DOCUMENT_START:
+            sizes.clear()
+            continue
         else:
             continue
         if anchor:
             sizes[anchor] = nodes
-        if open_nodes:
-            open_nodes[-1][0] += nodes
+        if counts:
+            counts[-1] += nodes
 
 
-def _alias_nodes(event: Any, sizes: dict[str, int], open_nodes: list[list[Any]]) -> int:
+def _alias_nodes(event: Any, sizes: dict[str, int], open_anchors: list[str | None]) -> int:
     """How many nodes the alias stands for (0 for an undefined one: the loader names it)."""
     anchor = event.anchor
     if anchor in sizes:
         return sizes[anchor]
-    if any(entry[1] == anchor for entry in open_nodes):
+    if anchor in open_anchors:
         raise YamlBoundError(
             "yaml_recursive_alias",
             f"yaml_content's alias *{anchor} (line {_line(event)}) refers to a node that "
