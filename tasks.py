@@ -7,6 +7,7 @@ lives and is unit-tested. `invoke --list` shows them by namespace.
 from __future__ import annotations
 
 import functools
+import json
 import shlex
 import sys
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from brokkr_dev.bench import agent as agentbench
 from brokkr_dev.bench import broker as bench
 from brokkr_dev.bench import cluster as cluster_benchmark
 from brokkr_dev.bench import rebuild as rebuildbench
+from brokkr_dev.bench import soak
 from brokkr_dev.charts import lint as charts
 from brokkr_dev.clusters import e2e_kind, pin
 from brokkr_dev.containers import (
@@ -184,6 +186,27 @@ def broker_bench(  # noqa: PLR0917
         )
     except (bench.BenchError, ValueError) as exc:
         raise Exit(f"error: {exc}", code=2) from None
+
+
+@task(
+    help={
+        "seconds": "how long the soak runs after a 15 s warm-up (default 600)",
+        "agents": "well-behaved agents heartbeating and polling (default 20)",
+        "output": "also write the JSON result here",
+    }
+)
+def broker_soak(c, seconds=600.0, agents=20, output=None):
+    """Soak the broker: agents next to hostile, slow and oversized-header clients (not CI)."""
+    try:
+        result = soak.run(float(seconds), int(agents), paths.REPO_ROOT / ".local" / "soak")
+    except soak.SoakError as exc:
+        raise Exit(f"error: {exc}", code=2) from None
+    text = json.dumps(result, indent=2)
+    print(text)
+    if output:
+        Path(output).write_text(text + "\n")
+    if not result["passed"]:
+        raise Exit("soak failed: " + "; ".join(result["problems"]), code=1)
 
 
 # --- cluster: Kubernetes for tests and development (docs/kubernetes.md) -------------
@@ -512,6 +535,7 @@ release_ns.add_task(release_manifests, "manifests")
 
 broker_ns = Collection("broker")
 broker_ns.add_task(broker_bench, "bench")
+broker_ns.add_task(broker_soak, "soak")
 
 engine_ns = Collection("engine")
 engine_ns.add_task(engine_up, "up")

@@ -5,6 +5,7 @@ Every wait polls a condition with a deadline; nothing sleeps to synchronise.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import signal
 import socket
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from brokkr_dev.base.localnet import free_port
@@ -23,6 +25,7 @@ from brokkr_dev.local.broker_admin import BrokerAdmin
 from brokkr_dev.local.services import LocalAgent, LocalBroker, Settings, Tls, merged
 from tests.fixtures.agent import broker_for_agents
 from tests.integration.test_tls import issue, make_ca
+from tests.unit.test_agent_manifests import alias_bomb
 
 pytestmark = [pytest.mark.postgres, pytest.mark.k8s, pytest.mark.slow]
 
@@ -298,6 +301,35 @@ metadata: {{name: Not_A_Valid_Name, namespace: {k8s_namespace}}}
     event = setup.event(unknown)
     assert event["status"] == "FAILURE" and "Gizmo" in event["message"]
     assert agent.health()["status"] == "healthy"
+
+
+def test_a_stored_alias_bomb_fails_alone_and_the_agent_keeps_applying(
+    setup: Setup, broker_database_url: str, k8s_namespace: str
+):
+    """An object the broker refuses today, stored by an older broker (written here
+    straight into the database): one FAILURE event, and the agent keeps running."""
+    agent = setup.run()
+    agent.wait_ready()
+    stack_id = setup.admin.stack(f"stack-{secrets.token_hex(3)}", setup.generator_id)
+    bomb = alias_bomb(9)  # 43 million nodes: what took a running agent past 4 GB
+    with psycopg.connect(broker_database_url) as conn:
+        row = conn.execute(
+            "INSERT INTO deployment_objects (stack_id, yaml_content, yaml_checksum)"
+            " VALUES (%s, %s, %s) RETURNING id",
+            (stack_id, bomb, hashlib.sha256(bomb.encode()).hexdigest()),
+        ).fetchone()
+    assert row is not None
+    setup.admin.target(setup.agent_id, stack_id)
+    event = setup.event({"id": str(row[0])})
+    assert event["status"] == "FAILURE"
+    assert "aliases expand to more than" in event["message"], event
+    assert agent.get("/healthz").status_code == 200
+    # The next stack applies: the agent was not taken down by the first.
+    _, good = setup.stack(
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: after-bomb, namespace: {k8s_namespace}}}\n"
+    )
+    assert setup.event(good)["status"] == "SUCCESS"
+    assert agent.process is not None and agent.process.poll() is None
 
 
 def namespace_kubeconfig(k8s_cluster: Any, namespace: str, target: Path) -> Path:

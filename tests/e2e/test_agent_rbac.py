@@ -191,7 +191,7 @@ def test_cluster_scope_chart_rbac_is_enough_and_no_more(
     tmp_path: Path,
 ):
     setup.kubeconfig = identity.kubeconfig(tmp_path / "chart-rbac.kubeconfig")
-    setup.run().wait_running()
+    setup.run().wait_ready()
     apply_update_prune(setup, k8s_cluster, target_namespace)
     assert_only_the_needed_verbs(identity, target_namespace)
 
@@ -208,7 +208,7 @@ def test_namespace_scope_chart_rbac_is_enough_and_no_more(
     assert identity.manifests.one("Role", "-manager")["metadata"]["namespace"] == k8s_namespace
     setup.kubeconfig = identity.kubeconfig(tmp_path / "chart-rbac.kubeconfig")
     agent_process = setup.run(watch_namespace=k8s_namespace)
-    agent_process.wait_running()
+    agent_process.wait_ready()
     apply_update_prune(setup, k8s_cluster, k8s_namespace)
     assert_only_the_needed_verbs(identity, k8s_namespace)
 
@@ -236,7 +236,7 @@ def test_without_delete_pruning_fails_with_a_failure_event(
 ):
     # One of the four verbs taken away: the agent says so instead of stalling unreported.
     setup.kubeconfig = identity.kubeconfig(setup.tmp / "chart-rbac.kubeconfig")
-    setup.run().wait_running()
+    setup.run().wait_ready()
     stack_id, first = setup.stack(stack(target_namespace, 1))
     assert setup.event(first)["status"] == "SUCCESS"
     second = setup.admin.deploy(stack_id, stack(target_namespace, 2))

@@ -19,6 +19,7 @@ from brokkr.broker.yaml_worker import MAX_YAML_DEPTH
 from brokkr_dev.local.services import LocalBroker
 from tests.integration.broker import Api, in_process
 from tests.integration.test_admin_generator import all_at_once
+from tests.unit.test_agent_manifests import alias_bomb
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -159,12 +160,17 @@ def test_healthz_stays_fast_while_a_large_yaml_is_parsed(broker: tuple[LocalBrok
 
     def send() -> None:
         started = time.monotonic()
-        with client(process, admin) as http:
-            response = http.post(
-                f"/stacks/{stack}/deployment-objects", json={"yaml_content": content}
-            )
-        upload["status"], upload["seconds"] = response.status_code, time.monotonic() - started
-        done.set()
+        try:
+            with client(process, admin) as http:
+                response = http.post(
+                    f"/stacks/{stack}/deployment-objects", json={"yaml_content": content}
+                )
+            upload["status"] = response.status_code
+        except httpx.HTTPError as exc:  # reported by the assertion below, not a hang
+            upload["status"] = repr(exc)
+        finally:
+            upload["seconds"] = time.monotonic() - started
+            done.set()
 
     thread = threading.Thread(target=send)
     thread.start()
@@ -231,3 +237,36 @@ def test_agent_status_is_stored_as_sent_but_metric_labels_stay_bounded(api: Api)
     assert 'brokkr_agents{status="other"} 2.0' in text
     assert 'brokkr_agents{status="ACTIVE"} 1.0' in text
     assert "weird" not in text
+
+
+def test_an_alias_bomb_is_400_naming_the_aliases_and_nothing_is_stored(
+    broker: tuple[LocalBroker, str], database_url: str
+):
+    process, admin = broker
+    with client(process, admin) as http:
+        stack = make_stack(http)
+        path = f"/stacks/{stack}/deployment-objects"
+        # 9**9 (387 million) nodes in about 600 bytes; the old code stored it (201),
+        # and agents that expanded it went down.
+        bomb = alias_bomb(10)
+        for body in ({"json": {"yaml_content": bomb}}, {"content": bomb.encode()}):
+            headers = {} if "json" in body else {"Content-Type": "application/yaml"}
+            refused = http.post(path, headers=headers, **body)  # type: ignore[arg-type]
+            assert refused.status_code == 400, refused.text
+            answer = refused.json()
+            assert answer["code"] == "yaml_aliases_expand_too_far"
+            assert "aliases expand to more than 100000 nodes" in answer["message"]
+            assert answer["details"]["anchor"] == "l4"
+        cycle = http.post(
+            path, json={"yaml_content": "apiVersion: v1\nkind: ConfigMap\ndata: &d {a: *d}\n"}
+        )
+        assert (cycle.status_code, cycle.json()["code"]) == (400, "yaml_recursive_alias")
+        # Anchors used the ordinary way still work.
+        fine = http.post(path, json={"yaml_content": alias_bomb(3)})
+        assert fine.status_code == 201, fine.text
+    assert process.ready()
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM deployment_objects WHERE stack_id = %s", (stack,)
+        ).fetchone()
+    assert row == (1,)

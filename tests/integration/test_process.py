@@ -6,11 +6,13 @@ import json
 import os
 import socket
 import stat
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from brokkr.broker import pak
@@ -141,6 +143,78 @@ def test_database_outage_is_503_and_recovers_without_restart(
             "/readyz to recover",
         )
         assert broker.process is not None and broker.process.poll() is None
+    finally:
+        broker.kill()
+
+
+# The promise of issue-level readiness: /readyz is 200 this soon after PostgreSQL is
+# back, however many idle connections died with it.
+READY_AFTER_RESTART_SECONDS = 10
+
+
+def pool_connections(broker: LocalBroker) -> dict[str, float]:
+    """The pool gauges from /metrics: {"used": n, "idle": n}."""
+    found: dict[str, float] = {}
+    for line in httpx.get(broker.url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith("brokkr_db_pool_connections{"):
+            state = line.split('state="', 1)[1].split('"', 1)[0]
+            found[state] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def grow_pool_to(broker: LocalBroker, admin: str, database_url: str, size: int) -> None:
+    """Make `size` requests hold a connection at once: each waits on a row lock we hold."""
+    http = httpx.Client(base_url=broker.url + "/api/v1", headers={"Authorization": admin})
+    generator = http.post("/generators", json={"name": "g"}).json()["generator"]["id"]
+    stack = http.post("/stacks", json={"name": "s", "generator_id": generator}).json()["id"]
+    statuses: list[int] = []
+
+    def update(index: int) -> None:
+        with httpx.Client(headers={"Authorization": admin}, timeout=60) as own:
+            reply = own.put(f"{broker.url}/api/v1/stacks/{stack}", json={"description": str(index)})
+            statuses.append(reply.status_code)
+
+    with psycopg.connect(database_url) as lock:
+        lock.execute("SELECT 1 FROM stacks WHERE id = %s FOR UPDATE", (stack,))
+        threads = [threading.Thread(target=update, args=(i,)) for i in range(size)]
+        for thread in threads:
+            thread.start()
+        broker.wait_until(
+            lambda: pool_connections(broker).get("used") == size, 30, f"{size} busy connections"
+        )
+        lock.rollback()
+    for thread in threads:
+        thread.join(60)
+    http.close()
+    assert statuses == [200] * size, statuses
+    assert pool_connections(broker) == {"used": 0, "idle": size}
+
+
+def test_readiness_recovers_from_a_database_restart_with_a_full_idle_pool(
+    own_postgres: PostgresServer, tmp_path: Path
+):
+    """Only /readyz is probed after the restart: no API request helps the pool."""
+    admin = pak.generate()
+    pool_max = 20
+    broker = broker_for(
+        own_postgres.dsn("brokkr"),
+        tmp_path / "broker.log",
+        database={"pool_max_size": pool_max, "pool_timeout": 30},
+        pak_hash=admin.hash,
+    )
+    broker.start()
+    try:
+        grow_pool_to(broker, admin.pak, own_postgres.dsn("brokkr"), pool_max)
+        assert httpx.get(broker.url + "/readyz", timeout=5).status_code == 200
+        own_postgres.stop()
+        own_postgres.start()
+        back = time.monotonic()
+        broker.wait_until(
+            lambda: httpx.get(broker.url + "/readyz", timeout=5).status_code == 200,
+            READY_AFTER_RESTART_SECONDS,
+            "/readyz to answer 200 after the restart",
+        )
+        print(f"/readyz answered 200 {time.monotonic() - back:.1f} s after PostgreSQL was back")
     finally:
         broker.kill()
 

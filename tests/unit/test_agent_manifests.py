@@ -1,8 +1,12 @@
 """Parsing, ordering, stamping and scope rules of the agent (no cluster needed)."""
 
+import threading
+import tracemalloc
+
 import pytest
 
 from brokkr.agent import manifests as m
+from brokkr.agent.reconcile import Reconciler
 
 STACK = """
 apiVersion: v1
@@ -110,3 +114,59 @@ def test_newest_deployment_object_per_stack_wins():
 def test_object_keys_read_well_in_messages():
     assert str(m.ObjectKey("apps", "Deployment", "demo", "web")) == "Deployment.apps demo/web"
     assert str(m.ObjectKey("", "Namespace", "", "demo")) == "Namespace demo"
+
+
+def alias_bomb(levels: int, width: int = 9) -> str:
+    """A ConfigMap whose aliases stand for about width**levels nodes in a few hundred bytes."""
+    lines = ["  l0: &l0 [x]"]
+    for level in range(1, levels):
+        lines.append(f"  l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * width) + "]")
+    return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n" + "\n".join(lines)
+
+
+def test_an_alias_bomb_is_refused_before_it_is_loaded():
+    # 9**8 = 43 million nodes, the size that took a running agent past 4 GB.
+    text = alias_bomb(9)
+    assert len(text) < 600
+    tracemalloc.start()
+    try:
+        with pytest.raises(m.ManifestError, match="aliases expand to more than 100000 nodes"):
+            m.parse(text)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
+
+
+def test_a_few_aliases_and_merge_keys_still_parse():
+    text = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\ndata: {a: '1'}\n---\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, labels: &l {app: web}}\n"
+        "spec: {selector: {<<: *l, tier: front}}\n"
+    )
+    service = m.parse(text)[1]
+    assert service["metadata"]["labels"] == {"app": "web"}
+    assert service["spec"]["selector"] == {"app": "web", "tier": "front"}
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: &m {name: x, self: *m}\n", "contains it"),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: " + "[" * 150, "deeper"),
+    ],
+)
+def test_cycles_and_deep_nesting_are_refused_before_loading(text, problem):
+    with pytest.raises(m.ManifestError, match=problem):
+        m.parse(text)
+
+
+def test_the_reconciler_reports_a_bomb_as_a_failure_without_touching_the_cluster():
+    # No cluster: refusing the object must not need one (kube is never called).
+    reconciler = Reconciler(None, "owner", "", threading.Event())  # type: ignore[arg-type]
+    outcome = reconciler.apply(
+        {"id": "d", "stack_id": "s", "yaml_content": alias_bomb(9), "is_deletion_marker": False}
+    )
+    assert outcome.status == "FAILURE"
+    assert "nothing applied" in outcome.message and "aliases expand" in outcome.message
+    assert reconciler._desired_keys({"yaml_content": alias_bomb(9)}) is None

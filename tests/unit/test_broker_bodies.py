@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from brokkr.broker.bodies import MAX_JSON_DEPTH, decode_json, is_json
+from brokkr.broker.bodies import MAX_JSON_DEPTH, decode_json, is_json, is_yaml, media_type
 from brokkr.broker.errors import ApiError
 
 
@@ -60,7 +60,35 @@ def test_ordinary_values_pass():
         ("text/plain", False),
         ("application/x-www-form-urlencoded", False),
         ("text/json-ish", False),
+        ("application/jsonx", False),
+        ("text/json+json", False),
     ],
 )
 def test_json_media_types(content_type: str, expected: bool):
-    assert is_json(content_type) is expected
+    parsed = media_type(content_type)
+    assert parsed is not None and is_json(parsed) is expected
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        ("application/yaml", True),
+        ("Text/YAML; charset=UTF-8", True),
+        ("application/x-yaml", True),
+        ("application/vnd.k8s+yaml", True),
+        ("text/plain", True),
+        # Matched by substring before: every one of these was read as YAML.
+        ("application/not-yaml", False),
+        ("image/yaml", False),
+        ("text/plainish", False),
+        ("multipart/form-data; boundary=yaml", False),
+    ],
+)
+def test_yaml_media_types_are_matched_by_the_parsed_type(content_type: str, expected: bool):
+    parsed = media_type(content_type)
+    assert parsed is not None and is_yaml(parsed) is expected
+
+
+@pytest.mark.parametrize("content_type", ["yaml", "text/", "/json", "text/plain; charset", "a b/c"])
+def test_malformed_media_types_do_not_parse(content_type: str):
+    assert media_type(content_type) is None

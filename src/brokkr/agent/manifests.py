@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from brokkr.common import yamlbounds
+
 # Annotations the broker's ecosystem reads (the reference contract).
 STACK_ANNOTATION = "k8s.brokkr.io/stack"
 CHECKSUM_ANNOTATION = "k8s.brokkr.io/deployment-checksum"
@@ -53,12 +55,20 @@ def split_api_version(api_version: str) -> tuple[str, str]:
 def parse(yaml_text: str) -> list[dict[str, Any]]:
     """All objects of a multi-document YAML stream; `kind: List` is flattened.
 
-    Raises ManifestError naming the document and the problem.
+    Raises ManifestError naming the document and the problem. The YAML's bounds
+    (nesting depth, alias expansion) are checked before it is loaded, so an object
+    the broker should have refused (stored by an older broker, or written to the
+    database directly) fails alone instead of taking the agent's memory.
     """
     try:
-        documents = list(yaml.safe_load_all(yaml_text))
+        yamlbounds.check(yaml_text)
+        documents = list(yaml.load_all(yaml_text, Loader=yamlbounds.LOADER))
+    except yamlbounds.YamlBoundError as exc:
+        raise ManifestError(f"refused before parsing: {exc.message}") from None
     except yaml.YAMLError as exc:
         raise ManifestError(f"invalid YAML: {exc}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise ManifestError(f"a value cannot be read: {exc}") from None
     objects: list[dict[str, Any]] = []
     for index, document in enumerate(documents, start=1):
         if document is None:

@@ -9,7 +9,7 @@ from psycopg import AsyncConnection
 
 from brokkr.broker.auth import Identity
 from brokkr.broker.errors import forbidden
-from brokkr.broker.queries import live_stack
+from brokkr.broker.queries import Lock, live_stack
 
 
 def require_admin_or_generator(who: Identity) -> None:
@@ -19,11 +19,12 @@ def require_admin_or_generator(who: Identity) -> None:
 
 
 async def owned_stack(
-    conn: AsyncConnection[dict], who: Identity, stack_id: UUID, *, lock: bool = False
+    conn: AsyncConnection[dict], who: Identity, stack_id: UUID, *, lock: Lock = ""
 ) -> dict[str, Any]:
     """A live stack the caller may manage: admin, or the generator that owns it.
 
-    `lock` takes the row lock (inside a transaction) until the transaction ends.
+    `lock` takes the row lock (inside a transaction) until the transaction ends
+    (`queries.live`).
     """
     require_admin_or_generator(who)
     stack = await live_stack(conn, stack_id, lock=lock)

@@ -57,8 +57,15 @@ def presented_pak(request: Request) -> str:
     return header
 
 
+# Where a request's Identity is kept once resolved (before its body is read).
+IDENTITY_KEY = "brokkr.identity"
+
+
 async def authenticate(conn: AsyncConnection[dict], request: Request) -> Identity:
     """Resolve the caller's role; 401 for a missing, malformed or unknown PAK."""
+    known = request.scope.get(IDENTITY_KEY)
+    if isinstance(known, Identity):
+        return known
     presented = presented_pak(request)
     try:
         digest = pak.hash_pak(presented)

@@ -37,7 +37,6 @@ MAX_REPORTED_ERRORS = 10
 
 _NUL = "\x00"
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_JSON_TYPES = ("application/json",)
 
 
 @dataclass(frozen=True)
@@ -177,12 +176,71 @@ def validate(model: type[Model], data: Any) -> Model:
         ) from None
 
 
-def is_json(content_type: str) -> bool:
-    """application/json or any `+json` type (parameters such as charset ignored)."""
-    essence = content_type.split(";", 1)[0].strip().lower()
-    return essence in _JSON_TYPES or (
-        essence.startswith("application/") and essence.endswith("+json")
+@dataclass(frozen=True)
+class MediaType:
+    """A parsed Content-Type: lowercase type and subtype, parameters by lowercase name."""
+
+    type: str
+    subtype: str
+    params: dict[str, str]
+
+    @property
+    def essence(self) -> str:
+        return f"{self.type}/{self.subtype}"
+
+
+# RFC 9110 token characters: what a type, subtype or parameter name is made of.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
+UTF8_CHARSETS = {"utf-8", "utf8", "us-ascii"}
+
+
+def media_type(declared: str) -> MediaType | None:
+    """`type/subtype *(; name=value)` parsed; None when it is not a media type."""
+    essence, *raw_params = declared.split(";")
+    kind, slash, subtype = essence.strip().partition("/")
+    if not (slash and _TOKEN.fullmatch(kind) and _TOKEN.fullmatch(subtype)):
+        return None
+    params: dict[str, str] = {}
+    for raw in raw_params:
+        if not raw.strip():
+            continue
+        name, equals, value = raw.strip().partition("=")
+        if not (equals and _TOKEN.fullmatch(name.strip())):
+            return None
+        params[name.strip().lower()] = value.strip().strip('"')
+    return MediaType(kind.lower(), subtype.lower(), params)
+
+
+def is_json(parsed: MediaType) -> bool:
+    """application/json or any application/*+json type."""
+    return parsed.essence == "application/json" or (
+        parsed.type == "application" and parsed.subtype.endswith("+json")
     )
+
+
+def is_yaml(parsed: MediaType) -> bool:
+    """A YAML type (application/yaml, text/yaml, their x- forms, */*+yaml) or text/plain."""
+    return (
+        parsed.essence in _YAML_TYPES
+        or parsed.essence == "text/plain"
+        or (parsed.type == "application" and parsed.subtype.endswith("+yaml"))
+    )
+
+
+def declared_type(request: Request, wanted: str) -> MediaType | None:
+    """The request's parsed Content-Type (None when absent); 415 when it is not one,
+    or when it names a charset other than UTF-8 (bodies are read as UTF-8)."""
+    declared = request.headers.get("content-type")
+    if declared is None or not declared.strip():
+        return None
+    parsed = media_type(declared)
+    if parsed is None:
+        raise unsupported_media_type(declared, wanted, "it is not a media type")
+    charset = parsed.params.get("charset")
+    if charset is not None and charset.lower() not in UTF8_CHARSETS:
+        raise unsupported_media_type(declared, wanted, f"charset {charset[:40]!r} is not UTF-8")
+    return parsed
 
 
 def require_json(request: Request) -> None:
@@ -190,16 +248,17 @@ def require_json(request: Request) -> None:
 
     A request without Content-Type is read as JSON (curl -d and older clients).
     """
-    declared = request.headers.get("content-type")
-    if declared is not None and declared.strip() and not is_json(declared):
-        raise unsupported_media_type(declared, "application/json")
+    parsed = declared_type(request, "application/json")
+    if parsed is not None and not is_json(parsed):
+        raise unsupported_media_type(request.headers["content-type"], "application/json")
 
 
-def unsupported_media_type(declared: str, wanted: str) -> ApiError:
+def unsupported_media_type(declared: str, wanted: str, why: str = "") -> ApiError:
+    reason = f" ({why})" if why else ""
     return ApiError(
         415,
         "unsupported_media_type",
-        f"Content-Type {declared!r} is not supported here; send {wanted}",
+        f"Content-Type {declared[:100]!r} is not supported here{reason}; send {wanted}",
         {"content_type": declared[:100]},
     )
 

@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 
 from brokkr.broker import bootstrap, pak, server
 from brokkr.broker.db import migrate
+from brokkr.broker.names import name_problem
 from brokkr.broker.settings import Settings, load_settings
 from brokkr.common.config import ConfigError
 from brokkr.common.logging import configure
@@ -65,6 +66,14 @@ def cmd_generate_pak(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _name(value: str) -> str:
+    """The API's rule for names (`names.py`), so the CLI cannot store one it refuses."""
+    problem = name_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{value!r}: a name {problem}")
+    return value
 
 
 def _insert(conninfo: str, sql: str, params: tuple[object, ...]) -> dict[str, object]:
@@ -142,11 +151,13 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--json", action="store_true", help="print {pak, hash} as JSON")
     gen.set_defaults(func=cmd_generate_pak)
     agent = sub.add_parser("create-agent", help="create an agent and print its first PAK")
-    agent.add_argument("--name", required=True, help="agent name")
-    agent.add_argument("--cluster-name", required=True, help="cluster the agent runs in")
+    agent.add_argument("--name", required=True, type=_name, help="agent name")
+    agent.add_argument(
+        "--cluster-name", required=True, type=_name, help="cluster the agent runs in"
+    )
     agent.set_defaults(func=cmd_create_agent)
     gen2 = sub.add_parser("create-generator", help="create a generator and print its PAK")
-    gen2.add_argument("--name", required=True, help="generator name (unique)")
+    gen2.add_argument("--name", required=True, type=_name, help="generator name (unique)")
     gen2.add_argument("--description", default=None, help="free text")
     gen2.set_defaults(func=cmd_create_generator)
     rot = sub.add_parser(

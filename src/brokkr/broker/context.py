@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -13,8 +12,10 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.requests import Request
 
-from brokkr.broker.auth import Identity, authenticate
-from brokkr.broker.errors import unavailable
+from brokkr.broker import pak
+from brokkr.broker.auth import IDENTITY_KEY, Identity, authenticate, presented_pak
+from brokkr.broker.db.pool import check_soon
+from brokkr.broker.errors import ApiError, unauthorized, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +40,8 @@ async def pooled(pool: AsyncConnectionPool[Any]) -> AsyncIterator[AsyncConnectio
         raise unavailable("no database connection available in time; retry later") from None
     except psycopg.OperationalError as exc:
         log.warning("database error: %s", exc.__class__.__name__)
-        _check_pool_soon(pool)
+        check_soon(pool)
         raise unavailable() from None
-
-
-_checks: set[asyncio.Task[None]] = set()
-
-
-def _check_pool_soon(pool: AsyncConnectionPool[Any]) -> None:
-    """Test every idle connection once, so connections that died with a database
-    restart are replaced now instead of each failing one more request."""
-    if _checks:
-        return
-    task = asyncio.get_running_loop().create_task(pool.check())
-    _checks.add(task)
-    task.add_done_callback(_checks.discard)
 
 
 @asynccontextmanager
@@ -61,3 +49,37 @@ async def authed(request: Request) -> AsyncIterator[tuple[AsyncConnection[dict],
     """A connection plus the authenticated caller (401 before any other work)."""
     async with db(request) as conn:
         yield conn, await authenticate(conn, request)
+
+
+def has_body(request: Request) -> bool:
+    """The request announces a body (a non-zero Content-Length, or chunked)."""
+    headers = request.headers
+    length = headers.get("content-length")
+    return "transfer-encoding" in headers or (length is not None and length.strip() != "0")
+
+
+async def authenticate_first(request: Request) -> None:
+    """Resolve the caller before any byte of the body is read, and keep the result.
+
+    An unknown client cannot make the broker buffer a body (up to MAX_BODY_BYTES
+    for BODY_READ_TIMEOUT seconds): it gets 401 at once, and the connection closes,
+    since the body it announced was never read.
+    """
+    try:
+        async with db(request) as conn:
+            request.scope[IDENTITY_KEY] = await authenticate(conn, request)
+    except ApiError as exc:
+        exc.headers["Connection"] = "close"
+        raise
+
+
+def require_pak_shape(request: Request) -> None:
+    """The check before the body for routes that authenticate inside their own
+    statement (the heartbeat): no database round trip, so only a missing or
+    malformed PAK is refused here; an unknown one is refused after the body."""
+    try:
+        if not pak.looks_like_pak(presented_pak(request)):
+            raise unauthorized("the Authorization header does not hold a Brokkr PAK")
+    except ApiError as exc:
+        exc.headers["Connection"] = "close"
+        raise

@@ -3,6 +3,8 @@
 /readyz does one real database round trip bounded by `readiness_timeout` (at
 most 1 s) and reuses the result for `readiness_cache_seconds` (at most 2 s), so
 probes never pile load onto PostgreSQL. It answers 503 while shutting down.
+A probe that meets a dead connection checks the whole pool and retries once, so
+an idle broker is ready again as soon as PostgreSQL is back.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from starlette.requests import Request
 from starlette.responses import Response
 
 import brokkr
+from brokkr.broker.db.pool import check_soon
 from brokkr.broker.http import json_response
 
 
@@ -58,17 +62,29 @@ class HealthState:
         start = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout):
-                async with pool.connection(timeout=self.timeout) as conn:
-                    cursor = await conn.execute(
-                        "SELECT coalesce(max(version), 0) AS v FROM schema_migrations"
-                    )
-                    row = await cursor.fetchone()
+                try:
+                    version = await self._schema_version(pool)
+                except psycopg.OperationalError:
+                    # The connection died, most likely with a database restart, and so
+                    # did every other idle one: check them all (the pool replaces the
+                    # dead ones) and try once more, so readiness follows the database
+                    # instead of burning one dead connection per probe.
+                    await asyncio.shield(check_soon(pool))
+                    version = await self._schema_version(pool)
             latency = (time.monotonic() - start) * 1000
-            return DbCheck(True, round(latency, 2), row["v"], None, time.monotonic())
+            return DbCheck(True, round(latency, 2), version, None, time.monotonic())
         except TimeoutError:
             return DbCheck(False, None, None, f"no answer within {self.timeout}s", time.monotonic())
         except Exception as exc:  # any failure means "not ready"
             return DbCheck(False, None, None, exc.__class__.__name__, time.monotonic())
+
+    async def _schema_version(self, pool: Any) -> int:
+        async with pool.connection(timeout=self.timeout) as conn:
+            cursor = await conn.execute(
+                "SELECT coalesce(max(version), 0) AS v FROM schema_migrations"
+            )
+            row = await cursor.fetchone()
+        return int(row["v"])
 
 
 def _state(request: Request) -> HealthState:

@@ -27,10 +27,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from brokkr.broker import pak
 from brokkr.broker.auth import pak_in_header
 from brokkr.broker.bodies import (
+    UTF8_CHARSETS,
     BodyLimits,
     body_timeout,
     decode_json,
     is_json,
+    media_type,
     too_large,
     validate,
 )
@@ -150,8 +152,8 @@ class HotPath:
         if scope["query_string"]:
             raise _Declined
         declared = headers.get(b"content-type")
-        if declared is not None and declared.strip() and not is_json(declared.decode("latin-1")):
-            raise _Declined
+        if declared is not None and declared.strip() and not _plain_json(declared):
+            raise _Declined  # the full stack answers 415 or 400 as it would
         state = scope["app"].state
         raw = await _read_body(receive, headers, state.body_limits)
         report = _report(raw)
@@ -202,6 +204,13 @@ def _report(raw: bytes) -> HeartbeatReport:
             _REPORTS.clear()
         _REPORTS[raw] = report
     return report
+
+
+def _plain_json(declared: bytes) -> bool:
+    """A JSON media type in UTF-8 (any other charset, or no media type, is declined)."""
+    parsed = media_type(declared.decode("latin-1"))
+    charset = parsed.params.get("charset", "utf-8") if parsed else ""
+    return parsed is not None and is_json(parsed) and charset.lower() in UTF8_CHARSETS
 
 
 def _agent_and_digest(scope: Scope) -> tuple[UUID, str, dict[bytes, bytes]]:

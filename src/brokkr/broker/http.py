@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from brokkr.broker import bodies
 from brokkr.broker.bodies import BodyLimits, check_params, require_json, validate
+from brokkr.broker.context import authenticate_first, has_body, require_pak_shape
 from brokkr.broker.errors import ApiError, bad_request
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -54,13 +55,31 @@ def error_response(error: ApiError) -> Response:
 API_PREFIX = "/api/v1"
 
 
-def api_route(path: str, handler: Handler, methods: list[str], prefix: str = API_PREFIX) -> Route:
-    """A route that records its full path template for metrics and logs."""
+def api_route(
+    path: str,
+    handler: Handler,
+    methods: list[str],
+    prefix: str = API_PREFIX,
+    *,
+    own_auth: bool = False,
+) -> Route:
+    """A route that records its full path template for metrics and logs.
+
+    An API request that announces a body is authenticated before the handler can
+    read it. A route whose own statement authenticates (`own_auth`: the grouped
+    heartbeat) only gets the PAK's shape checked first, keeping its one round trip.
+    """
     template = prefix + path
+    guarded = prefix == API_PREFIX  # every API route needs a PAK; probes do not
 
     async def endpoint(request: Request) -> Response:
         request.scope["brokkr.route"] = template
         check_params(request)
+        if guarded and has_body(request):
+            if own_auth:
+                require_pak_shape(request)
+            else:
+                await authenticate_first(request)
         return await handler(request)
 
     endpoint.__doc__ = handler.__doc__
@@ -77,6 +96,17 @@ def path_uuid(request: Request, name: str = "id") -> UUID:
         raise bad_request(
             "invalid_id", f"path parameter {name!r} must be a UUID, got {raw!r}"
         ) from None
+
+
+def query_uuid(request: Request, name: str, what: str) -> UUID | None:
+    """An optional UUID query parameter; 400 when it is present but not one (even empty)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise bad_request("invalid_query", f"{name} must be {what}, got {raw[:80]!r}") from None
 
 
 async def read_body(request: Request) -> bytes:

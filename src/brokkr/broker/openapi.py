@@ -360,9 +360,33 @@ _ERRORS = {
     "401": "Missing or unknown PAK",
     "403": "The PAK's role may not do this",
     "404": "Not found",
-    "413": "Request body too large",
+    "431": "Request line and headers too large (MAX_HEADER_BYTES)",
     "503": "Database unavailable or shutting down",
 }
+# Answers only routes that read a body can give.
+_BODY_ERRORS = {
+    "408": "The body did not arrive within BODY_READ_TIMEOUT",
+    "413": "Request body too large",
+    "415": "Content-Type not accepted here",
+}
+_CONFLICT = {"409": "Duplicate name, label, annotation, target or registration"}
+
+_BOOL_TEXT = {"type": "string", "enum": ["true", "false"]}
+# (method, path) -> query parameters: (name, schema, required)
+QUERIES: dict[tuple[str, str], list[tuple[str, dict[str, Any], bool]]] = {
+    ("GET", "/agents/"): [
+        ("name", {"type": "string"}, True),
+        ("cluster_name", {"type": "string"}, True),
+    ],
+    ("GET", "/agents/{id}/target-state"): [
+        ("mode", {"type": "string", "enum": ["incremental", "full"]}, False)
+    ],
+    ("GET", "/stacks"): [("pak_id", _UUID, False)],
+    ("GET", "/agent-events"): [("pak_id", _UUID, False)],
+    ("POST", "/stacks/{id}/deployment-objects"): [("deletion_marker", _BOOL_TEXT, False)],
+}
+# Bodies that may also be sent as raw YAML (with ?deletion_marker= for a marker).
+RAW_YAML = {("POST", "/stacks/{id}/deployment-objects")}
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -381,7 +405,15 @@ def _operation(method: str, path: str, op: Op) -> dict[str, Any]:
             "schema": _UUID if name in {"id", "stack_id"} else {"type": "string"},
         }
         for name in re.findall(r"{(\w+)}", path)
+    ] + [
+        {"name": name, "in": "query", "required": required, "schema": schema}
+        for name, schema, required in QUERIES.get((method, path), [])
     ]
+    errors = dict(_ERRORS)
+    if body is not None:
+        errors |= _BODY_ERRORS
+    if method in {"POST", "PUT"}:
+        errors |= _CONFLICT
     result: dict[str, Any] = {
         "summary": summary,
         "operationId": f"{method.lower()}_{re.sub(r'[^a-z0-9]+', '_', path.lower()).strip('_')}",
@@ -395,14 +427,17 @@ def _operation(method: str, path: str, op: Op) -> dict[str, Any]:
                     "description": text,
                     "content": {"application/json": {"schema": _ref("ErrorResponse")}},
                 }
-                for code, text in _ERRORS.items()
+                for code, text in sorted(errors.items())
             },
         },
     }
     if isinstance(body, type):
+        content: dict[str, Any] = {"application/json": {"schema": _ref(body.__name__)}}
+        if (method, path) in RAW_YAML:
+            content["application/yaml"] = {"schema": {"type": "string"}}
         result["requestBody"] = {
             "required": method != "POST" or not path.endswith("heartbeat"),
-            "content": {"application/json": {"schema": _ref(body.__name__)}},
+            "content": content,
         }
     elif body == "string":
         result["requestBody"] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from psycopg import AsyncConnection
@@ -59,14 +59,20 @@ async def many(conn: AsyncConnection[dict], sql: str, params: Any = None) -> lis
     return await cursor.fetchall()
 
 
+Lock = Literal["", "update", "share"]
+
+
 async def live(
-    conn: AsyncConnection[dict], kind: str, columns: str, row_id: UUID, *, lock: bool = False
+    conn: AsyncConnection[dict], kind: str, columns: str, row_id: UUID, *, lock: Lock = ""
 ) -> dict[str, Any]:
     """A non-deleted row of table `<kind>s`; 404 `<kind>_not_found` otherwise.
 
-    With `lock`, FOR UPDATE: a concurrent deleter waits, then sees the row deleted.
+    Inside a transaction, `lock` holds the row until it ends: "update" (FOR UPDATE,
+    the deleter) makes a concurrent deleter or writer wait, then see the row
+    deleted; "share" (FOR SHARE, a writer of rows that belong to it) lets writers
+    run together but makes a deleter wait for them, and them for a deleter.
     """
-    suffix = " FOR UPDATE" if lock else ""
+    suffix = {"": "", "update": " FOR UPDATE", "share": " FOR SHARE"}[lock]
     row = await one(
         conn,
         f"SELECT {columns} FROM {kind}s WHERE id = %s AND deleted_at IS NULL{suffix}",
@@ -88,7 +94,7 @@ async def live_generator(conn: AsyncConnection[dict], generator_id: UUID) -> dic
 
 
 async def live_stack(
-    conn: AsyncConnection[dict], stack_id: UUID, *, lock: bool = False
+    conn: AsyncConnection[dict], stack_id: UUID, *, lock: Lock = ""
 ) -> dict[str, Any]:
     """A non-deleted stack; 404 otherwise."""
     return await live(conn, "stack", STACK, stack_id, lock=lock)

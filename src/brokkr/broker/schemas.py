@@ -1,7 +1,7 @@
 """Request bodies of the v1 API (field names are the wire contract).
 
 Fields use strict types so a number where a string belongs is a 400, not a
-silent conversion. Unknown fields are ignored, as Brokkr v1 clients may send
+silent conversion. Every name follows one rule (`names.py`). Unknown fields are ignored, as Brokkr v1 clients may send
 read-only fields back (for example a whole Stack on PUT).
 """
 
@@ -11,8 +11,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-Name = StrictStr
-_NAME = Field(min_length=1, max_length=255)
+from brokkr.broker.names import Name
+
 _LABEL = Field(min_length=1, max_length=64, pattern=r"^\S+$")
 _KEY = Field(min_length=1, max_length=253, pattern=r"^\S+$")
 
@@ -22,19 +22,19 @@ class _Body(BaseModel):
 
 
 class NewGenerator(_Body):
-    name: StrictStr = _NAME
+    name: Name
     description: StrictStr | None = None
 
 
 class CreateAgentRequest(_Body):
-    name: StrictStr = _NAME
-    cluster_name: StrictStr = _NAME
+    name: Name
+    cluster_name: Name
     generator_ids: list[UUID] = Field(default_factory=list, max_length=1000)
 
 
 class UpdateAgent(_Body):
-    name: StrictStr | None = Field(default=None, min_length=1, max_length=255)
-    cluster_name: StrictStr | None = Field(default=None, min_length=1, max_length=255)
+    name: Name | None = None
+    cluster_name: Name | None = None
     status: StrictStr | None = Field(default=None, min_length=1, max_length=50)
 
 
@@ -64,13 +64,13 @@ class NewAgentAnnotation(_Body):
 
 
 class NewStack(_Body):
-    name: StrictStr = _NAME
+    name: Name
     generator_id: UUID
     description: StrictStr | None = None
 
 
 class UpdateStack(_Body):
-    name: StrictStr | None = Field(default=None, min_length=1, max_length=255)
+    name: Name | None = None
     description: StrictStr | None = None
 
 

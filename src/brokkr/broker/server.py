@@ -25,6 +25,7 @@ import uvicorn
 from brokkr.broker import bootstrap
 from brokkr.broker.app import create_app
 from brokkr.broker.db import migrate
+from brokkr.broker.protocol import bounded_headers
 from brokkr.broker.settings import Settings
 from brokkr.broker.tls import ReloadingContext
 from brokkr.common import telemetry
@@ -101,7 +102,8 @@ async def _serve(
         served,
         host=broker.host,
         port=broker.port,
-        http="httptools",
+        # httptools, with the header section bounded (431 past max_header_bytes)
+        http=bounded_headers(broker.max_header_bytes),
         lifespan="on",
         log_config=None,
         access_log=False,

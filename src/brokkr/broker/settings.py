@@ -115,6 +115,8 @@ class BrokerSettings(BaseModel):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     # Bodies of every other JSON route (names, labels, events...).
     max_json_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Request line plus headers; larger header sections get 431 and the connection closes.
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096, le=1024 * 1024)
     # Seconds a request body may take to arrive in full (slow or stalled clients).
     body_read_timeout: float = Field(default=30.0, gt=0)
     # Processes that parse deployment-object YAML off the event loop.

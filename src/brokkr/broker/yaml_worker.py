@@ -7,9 +7,11 @@ target-state polls, probes), and a thread would still hold the GIL, so the body
 
 - libyaml's loader (CSafeLoader) when PyYAML was built with it, else the pure
   Python one;
-- nesting deeper than `MAX_YAML_DEPTH` is refused from the event stream before
-  anything is composed (libyaml's composer recurses in C and overflows the
-  stack on deep input; its scanner slows down quadratically with flow depth);
+- nesting deeper than `MAX_YAML_DEPTH`, and aliases that expand to more than
+  `yamlbounds.MAX_ALIAS_NODES` nodes, are refused from the event stream before
+  anything is composed (`brokkr.common.yamlbounds`; libyaml's composer recurses
+  in C and overflows the stack on deep input, its scanner slows down
+  quadratically with flow depth, and an alias bomb takes down whoever expands it);
 - each job has a CPU-time budget (ITIMER_PROF in the worker); past it the answer
   is 413 `yaml_too_complex`;
 - at most `workers * QUEUE_PER_WORKER` bodies wait or run at once; more get
@@ -35,15 +37,14 @@ import yaml
 from brokkr.broker.bodies import decode_json, validate
 from brokkr.broker.errors import ApiError, bad_request
 from brokkr.broker.schemas import CreateDeploymentObjectRequest
+from brokkr.common import yamlbounds
 
 log = logging.getLogger(__name__)
 
-MAX_YAML_DEPTH = 100
+MAX_YAML_DEPTH = yamlbounds.MAX_DEPTH
 _PR_SET_PDEATHSIG = 1
 QUEUE_PER_WORKER = 4
-LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
-_CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+LOADER: Any = yamlbounds.LOADER
 
 
 @dataclass(frozen=True)
@@ -87,36 +88,14 @@ def _init_worker(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server handles Ctrl-C
 
 
-def _check_depth(content: str) -> None:
-    depth = 0
-    for event in yaml.parse(content, Loader=LOADER):
-        if isinstance(event, _OPEN):
-            depth += 1
-            if depth > MAX_YAML_DEPTH:
-                line = event.start_mark.line + 1 if event.start_mark else 0
-                raise bad_request(
-                    "yaml_too_deep",
-                    f"yaml_content nests deeper than {MAX_YAML_DEPTH} levels (line {line})",
-                    {"max_depth": MAX_YAML_DEPTH, "line": line},
-                )
-        elif isinstance(event, _CLOSE):
-            depth -= 1
-
-
 def check_yaml(content: str, *, deletion_marker: bool) -> None:
     """400 unless `content` is YAML of Kubernetes objects (may be empty for a marker)."""
     try:
-        _check_depth(content)
+        yamlbounds.check(content, LOADER)
         documents = [d for d in yaml.load_all(content, Loader=LOADER) if d is not None]
+    except yamlbounds.YamlBoundError as exc:
+        raise bad_request(exc.code, exc.message, exc.details) from None
     except yaml.YAMLError as exc:
-        if "maximum nesting depth" in str(exc):
-            # libyaml's scanner (PyYAML >= 6.0.4 wheels) stops at its own depth limit
-            # while reading ahead, before our event count reaches MAX_YAML_DEPTH.
-            raise bad_request(
-                "yaml_too_deep",
-                f"yaml_content nests deeper than {MAX_YAML_DEPTH} levels",
-                {"max_depth": MAX_YAML_DEPTH},
-            ) from None
         raise bad_request("invalid_yaml", f"yaml_content is not valid YAML: {exc}") from None
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         # For example an integer of thousands of digits or a date like 2024-13-45.

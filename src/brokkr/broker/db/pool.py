@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -67,3 +68,23 @@ async def _try_again(pool: AsyncConnectionPool[Any]) -> None:
         return
     log.warning("database still unreachable; retrying")
     await pool.check()
+
+
+_checks: dict[int, asyncio.Task[None]] = {}
+
+
+def check_soon(pool: AsyncConnectionPool[Any]) -> asyncio.Task[None]:
+    """Test every idle connection once (`pool.check()`), at most one run per pool.
+
+    After a database restart every idle connection is dead; checking them all at
+    once replaces them now, instead of each failing one more request or probe.
+    The run is a task of its own: a caller that gives up waiting (a timeout)
+    cannot cancel it halfway, when it holds the idle connections outside the pool.
+    """
+    running = _checks.get(id(pool))
+    if running is not None and not running.done():
+        return running
+    task = asyncio.get_running_loop().create_task(pool.check())
+    _checks[id(pool)] = task
+    task.add_done_callback(lambda done: _checks.pop(id(pool), None))
+    return task

@@ -251,7 +251,7 @@ def routes() -> list[Route]:
         api_route("/agents/{id}", get_agent, ["GET"]),
         api_route("/agents/{id}", update_agent, ["PUT"]),
         api_route("/agents/{id}", delete_agent, ["DELETE"]),
-        api_route("/agents/{id}/heartbeat", heartbeat, ["POST"]),
+        api_route("/agents/{id}/heartbeat", heartbeat, ["POST"], own_auth=True),
         api_route("/agents/{id}/rotate-pak", rotate_pak, ["POST"]),
         api_route("/agents/{id}/stacks", associated_stacks, ["GET"]),
         api_route("/agents/{id}/target-state", target_state, ["GET"]),

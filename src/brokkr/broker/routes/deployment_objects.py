@@ -13,14 +13,12 @@ from starlette.routing import Route
 
 from brokkr.broker import bodies
 from brokkr.broker.access import owned_stack
-from brokkr.broker.bodies import BodyLimits, is_json, unsupported_media_type
+from brokkr.broker.bodies import BodyLimits, is_json, is_yaml, unsupported_media_type
 from brokkr.broker.context import authed
 from brokkr.broker.errors import bad_request, forbidden
 from brokkr.broker.http import api_route, json_response, path_uuid
 from brokkr.broker.queries import ASSOCIATED_STACK_IDS, DEPLOYMENT_OBJECT, live, many, one
 from brokkr.broker.yaml_worker import YamlWorkers
-
-_YAML_TYPES = ("yaml", "text/plain")
 
 
 async def insert_deployment_object(
@@ -57,22 +55,26 @@ async def create(request: Request) -> Response:
     (`yaml_worker`), with no database connection held meanwhile.
     """
     stack_id = path_uuid(request)
-    content_type = request.headers.get("content-type", "").strip()
+    wanted = "application/json or application/yaml"
+    declared = bodies.declared_type(request, wanted)
+    if declared is not None and not (is_json(declared) or is_yaml(declared)):
+        raise unsupported_media_type(request.headers["content-type"], wanted)
     limits: BodyLimits = request.app.state.body_limits
-    yaml_type = any(kind in content_type.lower() for kind in _YAML_TYPES)
-    if content_type and not is_json(content_type) and not yaml_type:
-        raise unsupported_media_type(content_type, "application/json or application/yaml")
     raw = await bodies.read_body(
         request, limit=limits.yaml_bytes, timeout=limits.read_timeout, setting=limits.yaml_setting
     )
-    as_json = is_json(content_type) or (not content_type and raw.lstrip()[:1] == b"{")
+    # Without a Content-Type, a body that looks like a JSON object is read as JSON.
+    as_json = raw.lstrip()[:1] == b"{" if declared is None else is_json(declared)
     marker = False if as_json else _flag(request.query_params.get("deletion_marker"))
     async with authed(request) as (conn, who):
         await owned_stack(conn, who, stack_id)
     workers: YamlWorkers = request.app.state.yaml_workers
     content, marker = await workers.examine(raw, as_json=as_json, marker=marker)
-    async with authed(request) as (conn, who):
-        await owned_stack(conn, who, stack_id)
+    # The stack row is held (FOR SHARE) until the insert commits: a DELETE of the
+    # stack waits for it, or, when the DELETE came first, this finds it deleted
+    # (404). No object is ever written after its stack's deletion marker.
+    async with authed(request) as (conn, who), conn.transaction():
+        await owned_stack(conn, who, stack_id, lock="share")
         row = await insert_deployment_object(conn, stack_id, content, deletion_marker=marker)
     return json_response(row, 201)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 from psycopg import errors
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,7 +10,7 @@ from starlette.routing import Route
 from brokkr.broker.auth import require_admin, require_admin_or_agent
 from brokkr.broker.context import authed
 from brokkr.broker.errors import bad_request, not_found
-from brokkr.broker.http import api_route, json_response, parse, path_uuid, read_body
+from brokkr.broker.http import api_route, json_response, parse, path_uuid, query_uuid, read_body
 from brokkr.broker.queries import EVENT, live, live_agent, many, one
 from brokkr.broker.schemas import NewAgentEvent
 
@@ -55,14 +53,10 @@ async def create_for_agent(request: Request) -> Response:
 
 async def list_all(request: Request) -> Response:
     """All events; `pak_id` narrows to one generator's stacks."""
-    raw_filter = request.query_params.get("pak_id")
+    generator_id = query_uuid(request, "pak_id", "a generator UUID")
     async with authed(request) as (conn, who):
         require_admin(who)
-        if raw_filter:
-            try:
-                generator_id = UUID(raw_filter)
-            except ValueError:
-                raise bad_request("invalid_query", "pak_id must be a generator UUID") from None
+        if generator_id:
             rows = await many(
                 conn,
                 f"SELECT {', '.join('e.' + c.strip() for c in EVENT.split(','))}"

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from brokkr.broker.access import owned_stack, require_admin_or_generator
 from brokkr.broker.auth import Identity
 from brokkr.broker.context import authed
-from brokkr.broker.errors import bad_request, conflict, forbidden
+from brokkr.broker.errors import bad_request, conflict, forbidden, not_found
 from brokkr.broker.http import (
     api_route,
     json_response,
@@ -20,6 +20,7 @@ from brokkr.broker.http import (
     parse,
     parse_json,
     path_uuid,
+    query_uuid,
     read_body,
     validate,
 )
@@ -32,15 +33,12 @@ _TAKEN = "a stack named {!r} already exists"
 
 
 async def list_stacks(request: Request) -> Response:
-    raw_filter = request.query_params.get("pak_id")
+    wanted = query_uuid(request, "pak_id", "a generator UUID")
     async with authed(request) as (conn, who):
         require_admin_or_generator(who)
         owner: UUID | None = who.generator
-        if who.admin and raw_filter:
-            try:
-                owner = UUID(raw_filter)
-            except ValueError:
-                raise bad_request("invalid_query", "pak_id must be a generator UUID") from None
+        if who.admin and wanted:
+            owner = wanted
         if owner is None:
             rows = await many(
                 conn, f"SELECT {STACK} FROM stacks WHERE deleted_at IS NULL ORDER BY created_at"
@@ -98,11 +96,13 @@ async def update_stack(request: Request) -> Response:
                 conn,
                 f"UPDATE stacks SET name = coalesce(%s, name),"
                 f" description = coalesce(%s, description), updated_at = now()"
-                f" WHERE id = %s RETURNING {STACK}",
+                f" WHERE id = %s AND deleted_at IS NULL RETURNING {STACK}",
                 (body.name, body.description, stack_id),
             )
         except errors.UniqueViolation:
             raise conflict("stack_name_taken", _TAKEN.format(body.name)) from None
+        if row is None:  # deleted since the check above
+            raise not_found("stack", stack_id)
     return json_response(row)
 
 
@@ -115,7 +115,7 @@ async def delete_stack(request: Request) -> Response:
     """
     stack_id = path_uuid(request)
     async with authed(request) as (conn, who), conn.transaction():
-        await owned_stack(conn, who, stack_id, lock=True)
+        await owned_stack(conn, who, stack_id, lock="update")
         await insert_deployment_object(conn, stack_id, "", deletion_marker=True)
         await conn.execute(
             "UPDATE stacks SET deleted_at = now(), updated_at = now() WHERE id = %s",
