@@ -438,7 +438,7 @@ def images_postgresql(c, platforms=""):
 def e2e_kind_run(c):
     """`invoke e2e.kind -- [--name N] [--keep] [PYTEST ARGS]`: images, kind, the `kind`
     tests, cluster down; prints timings and which engine was used and left running."""
-    arguments = e2e_kind.parse_arguments(shlex.split(c.remainder))
+    arguments = e2e_kind.parse_arguments(after_double_dash(c))
     code = e2e_kind.run(arguments.pytest, name=arguments.name, keep=arguments.keep)
     if code != 0:
         raise Exit(f"error: the kind tests failed (pytest exit status {code})", code=code)
@@ -451,6 +451,14 @@ def e2e_node_image_key(c, github_output=""):
     print(key)
     if github_output:
         node_image_key.write_github_output(key, Path(github_output))
+
+
+def after_double_dash(c: Any) -> list[str]:
+    """The arguments after `--`, exactly as given: Invoke's own remainder joins them
+    with spaces, which would split `-k "a or b"` into four words."""
+    if "--" in sys.argv:
+        return sys.argv[sys.argv.index("--") + 1 :]
+    return shlex.split(c.remainder)
 
 
 def _split(value: str) -> list[str]:
@@ -476,7 +484,7 @@ def release_run(c):
     release; a webhook in BROKKR_RELEASE_WEBHOOK_URL hears the result. The arguments
     after `--` are parsed once, by brokkr_dev.release.cli.
     """
-    request = release_cli.parse(shlex.split(c.remainder))
+    request = release_cli.parse(after_double_dash(c))
     system.ensure(request.system_features)
     manifest = toolchain.load_manifest()
     for name in request.tools:

@@ -80,3 +80,17 @@ def test_invoke_release_turns_a_bad_argument_into_one_line_and_exit_1():
     assert done.returncode == 1
     assert done.stderr.startswith("error: unrecognized arguments: --registy x; usage:")
     assert "Traceback" not in done.stderr
+
+
+def test_an_argument_with_spaces_reaches_the_parser_as_one_argument():
+    """Invoke joins its remainder with spaces; the task reads the words after `--`
+    itself, so `-k "a or b"` (e2e-kind) or a quoted value stays one argument."""
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "release", "--", "v1.0.0", "--builder", "podman x"],
+        cwd=paths.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "invalid choice: 'podman x'" in done.stderr
