@@ -439,8 +439,13 @@ def test_rollback_brings_the_previous_release_back_with_its_data(
     agent_can_call(state.agent_pak, state.agent_id, cluster)
     configmaps_in_place(state)
     deploy_and_wait(state, "after-rollback")
-    # The pods the rollback stops are the working tree's (shutdownDelay): nothing fails.
-    assert not seen.failed, (
-        f"{len(seen.failed)} of {len(seen.requests)} requests failed during the rollback: "
+    # Not zero either: the pods the rollback starts are N-1's, whose readiness (the
+    # pinned b832ea8) turns Ready before its database pool answers, so a request routed
+    # to a fresh N-1 pod can get 503 "retry later" for a second or two (seen on kind:
+    # 4 of 329, two 2 s windows). The working tree's readiness checks the pool, and a
+    # rollout of it fails nothing (test_rollout.py). Hence the same bound as above.
+    assert seen.longest_gap < UNAVAILABLE_BOUND_S, (
+        f"the broker was unavailable for {seen.longest_gap:.1f} s during the rollback "
+        f"(bound {UNAVAILABLE_BOUND_S} s); "
         + "; ".join(f"{r.started:.2f} {r.outcome}" for r in seen.failed[:10])
     )
