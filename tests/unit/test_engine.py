@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from brokkr_dev.containers import podman
-from brokkr_dev.containers.engine import cleanup, daemon, host, runc_wrapper
+from brokkr_dev.containers.engine import cleanup, daemon, host, runc_wrapper, runner_engine
 
 # Seen on these microVMs: every capability up to 40 except CAP_SYS_RESOURCE (24).
 MICROVM_CAPBND = 0x000001FFFEFFFFFF
@@ -302,3 +302,15 @@ def test_without_any_engine_auto_builds_with_podman(
     assert daemon.find_engine() is None
     assert shutil.which("podman"), "the unit tests run where podman is installed"
     assert podman.choose_builder("auto") == "podman"
+
+
+def test_runner_engine_serves_the_default_socket_for_the_docker_group() -> None:
+    """A stock runner's engine: /var/run/docker.sock, group docker, our mirrors."""
+    layout = runner_engine.layout(("http://127.0.0.1:5057",))
+    arguments = host.dockerd_arguments(layout, wrap_runtime=False)
+    assert layout.host == "unix:///var/run/docker.sock"
+    assert arguments[arguments.index("--host") + 1] == "unix:///var/run/docker.sock"
+    assert arguments[arguments.index("--group") + 1] == "docker"
+    assert arguments[arguments.index("--registry-mirror") + 1] == "http://127.0.0.1:5057"
+    assert layout.pidfile.parent == runner_engine.RUN_DIR
+    assert "--group" not in host.dockerd_arguments(host.EngineLayout(), wrap_runtime=False)

@@ -133,7 +133,10 @@ def select(jobs: list[plan.Job], wanted: list[str]) -> list[plan.Job]:
 def summary(outcomes: list[Outcome]) -> str:
     lines = ["workflow summary:"]
     for outcome in outcomes:
-        detail = f"{outcome.seconds:.0f} s" if outcome.result == "success" else outcome.reason
+        detail = {
+            "success": f"{outcome.seconds:.0f} s",
+            "failure": f"after {outcome.seconds:.0f} s: {outcome.reason}",
+        }.get(outcome.result, outcome.reason)
         lines.append(f"  {outcome.job.name}: {outcome.result} ({detail})")
     return "\n".join(lines)
 

@@ -43,7 +43,7 @@ class StepFailed(AutomationError):
 @dataclass
 class Outcome:
     job: Job
-    result: str  # success, skipped
+    result: str  # success, failure, skipped
     seconds: float = 0.0
     reason: str = ""
 
@@ -61,16 +61,28 @@ class Player:
     restored_caches: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
 
     def play(self, jobs: list[Job]) -> list[Outcome]:
-        skipped: set[str] = set()
+        """Like GitHub: a failed job skips the jobs that need it, the others still run;
+        the first failure is raised at the end."""
+        not_run: dict[str, str] = {}  # job key -> "skipped" or "failed"
+        failures: list[StepFailed] = []
         for job in jobs:
-            reason = self.skip_reason(job, skipped)
+            reason = self.skip_reason(job, not_run)
             if reason:
-                skipped.add(job.key)
+                not_run[job.key] = "skipped"
                 self.log(f"job {job.name}: skipped ({reason})")
                 self.outcomes.append(Outcome(job, "skipped", reason=reason))
                 continue
             started = time.monotonic()
-            self.play_job(job)
+            try:
+                self.play_job(job)
+            except StepFailed as failure:
+                not_run[job.key] = "failed"
+                failures.append(failure)
+                self.log(f"::error::{failure}")
+                self.outcomes.append(
+                    Outcome(job, "failure", time.monotonic() - started, str(failure))
+                )
+                continue
             seconds = time.monotonic() - started
             self.outcomes.append(Outcome(job, "success", seconds))
             if seconds > job.timeout_minutes * 60:
@@ -78,13 +90,15 @@ class Player:
                     f"::warning::{job.name} took {seconds / 60:.1f} min, over its "
                     f"timeout-minutes {job.timeout_minutes:g}: GitHub would cancel it"
                 )
+        if failures:
+            raise failures[0]
         return self.outcomes
 
-    def skip_reason(self, job: Job, skipped: set[str]) -> str:
-        waited = [need for need in job.needs if need in skipped]
+    def skip_reason(self, job: Job, not_run: dict[str, str]) -> str:
+        waited = [need for need in job.needs if need in not_run]
         calls_always = any("always()" in str(text) for text in job.conditions)
         if waited and not calls_always:
-            return f"needs {', '.join(waited)}, which was skipped"
+            return ", ".join(f"needs {need}, which {not_run[need]}" for need in waited)
         context = self.job_context(job)
         for text in job.conditions:
             if not condition(text, context):
@@ -94,7 +108,8 @@ class Player:
     def job_context(self, job: Job) -> Context:
         return Context(
             workspace=self.context.workspace,
-            github=self.context.github,
+            # github.job: the job's key (in a called workflow, its own key there)
+            github={**self.context.github, "job": job.key.split("/")[-1]},
             runner=self.context.runner,
             env=dict(job.env),
             vars=self.context.vars,

@@ -46,6 +46,11 @@ class EngineLayout:
     run_dir: Path = RUN_DIR
     # False: no docker0 (a second, throw-away engine beside the machine's one).
     default_bridge: bool = True
+    # A stock runner's engine (runner_engine.py): the default socket, owned by this
+    # group, and registry mirrors; ours otherwise keeps its socket in run_dir.
+    socket_path: Path | None = None
+    group: str | None = None
+    mirrors: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> EngineLayout:
@@ -59,7 +64,7 @@ class EngineLayout:
 
     @property
     def socket(self) -> Path:
-        return self.run_dir / "docker.sock"
+        return self.socket_path or self.run_dir / "docker.sock"
 
     @property
     def host(self) -> str:
@@ -131,6 +136,10 @@ def dockerd_arguments(layout: EngineLayout, wrap_runtime: bool) -> list[str]:
     ]
     if not layout.default_bridge:
         arguments += ["--bridge", "none"]
+    if layout.group:
+        arguments += ["--group", layout.group]
+    for mirror in layout.mirrors:
+        arguments += ["--registry-mirror", mirror]
     if wrap_runtime:
         arguments += [
             "--add-runtime",
