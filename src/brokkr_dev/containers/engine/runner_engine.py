@@ -39,13 +39,13 @@ def layout(mirrors: tuple[str, ...] = ()) -> host.EngineLayout:
 
 def start(mirrors: tuple[str, ...]) -> daemon.Engine:
     """An empty engine on the default socket for the docker group."""
+    daemon.stop_engine(print, layout())  # ours, left by an interrupted run
     if daemon.answers(f"unix://{host.DEFAULT_DOCKER_SOCKET}", timeout=5):
         raise daemon.EngineError(
             f"an engine already answers at {host.DEFAULT_DOCKER_SOCKET}: stop it first "
             "(`python3 -m brokkr_dev.containers.engine.runner_engine stop`, or the "
             "system's `systemctl stop docker`)"
         )
-    daemon.stop_engine(print, layout())  # a dockerd left by an interrupted run
     shutil.rmtree(DATA_ROOT / "docker", ignore_errors=True)
     return daemon.start_engine(print, layout(mirrors))
 
