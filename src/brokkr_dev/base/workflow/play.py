@@ -274,11 +274,11 @@ def parse_commands_file(text: str) -> dict[str, str]:
 def describe(jobs: list[Job], player: Player) -> list[str]:
     """What `play` would do, without running anything: one line per job and step."""
     lines = []
-    skipped: set[str] = set()
+    skipped: dict[str, str] = {}
     for job in jobs:
         reason = player.skip_reason(job, skipped)
         if reason:
-            skipped.add(job.key)
+            skipped[job.key] = "skipped"
             lines.append(f"{job.name}: skipped ({reason})")
             continue
         lines.append(f"{job.name} ({job.runs_on}, {job.timeout_minutes:g} min)")
