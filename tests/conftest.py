@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.fixtures.kind",  # after kube: it builds on KubeCluster
     "tests.fixtures.postgres",
     "tests.fixtures.registry",
+    "tests.fixtures.mirror",  # after registry: it builds on LocalRegistry
     "tests.fixtures.release",
 ]
 

@@ -22,5 +22,12 @@ def test_a_pull_uses_the_digest_never_the_tag():
     )
 
 
+def test_a_test_image_keeps_the_pinned_repository_and_tag_with_its_own_digest():
+    other = "sha256:" + "0" * 64
+    assert published.tag() == "v1.37.0"
+    assert published.with_digest(other) == f"kindest/node:v1.37.0@{other}"
+    assert published.by_digest(published.with_digest(other)) == f"kindest/node@{other}"
+
+
 def test_kind_source_without_a_default_image_gives_none():
     assert published.from_kind_source("package defaults\n") is None

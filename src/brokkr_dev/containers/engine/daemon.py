@@ -54,6 +54,17 @@ class Engine:
         """Run the docker CLI against this engine and return its stdout."""
         return docker(self.host, *args, timeout=timeout, check=check)
 
+    def registry_mirrors(self) -> list[str]:
+        """The engine's `registry-mirrors`, which it asks before Docker Hub ([] when none,
+        or when `docker info` fails)."""
+        text = self.docker(
+            "info", "--format", "{{json .RegistryConfig.Mirrors}}", check=False
+        ).strip()
+        try:
+            return [str(url) for url in json.loads(text or "null") or []]
+        except ValueError:
+            return []
+
 
 def docker(docker_host: str, *args: str, timeout: float = 600, check: bool = True) -> str:
     """`docker ARGS` against `docker_host`; EngineError with stderr on failure."""

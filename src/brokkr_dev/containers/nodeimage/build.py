@@ -77,23 +77,42 @@ def input_files(kind_dir: Path) -> dict[str, bytes]:
     return files
 
 
+# The build path: our node image for an architecture, from the engine, its saved tar or
+# a build (tests pass a stand-in, since a cold build takes the better part of an hour).
+Fallback = Callable[[Engine, Log, str], str]
+
+
 def ensure_node_image(
     engine: Engine,
     log: Log = print,
     arch: str | None = None,
     published_image: str = published.IMAGE,
+    fallback: Fallback | None = None,
 ) -> str:
     """The node image to run, prebuilt first: kind's published image (pinned by digest)
-    when the engine has it or can pull it; else ours, from the engine, from its saved
-    tar, or built now. Says which path it took and why."""
+    when the engine has it or can pull it (from Docker Hub or a registry mirror the
+    engine is configured to use); else ours (`our_node_image`). Says which path it took
+    and why.
+
+    `published_image` is the pin in published.py; tests name an image of their own in a
+    mirror instead, and a user behind a mirror needs neither argument."""
     arch = arch or toolchain.host_platform()[1]
     pulled = published.by_digest(published_image)
     if _has_image(engine, pulled):
         log(f"node image: {pulled} (kind {published.KIND_VERSION}'s own, already pulled)")
         return pulled
-    if _pull(engine, pulled, log):
+    failure = _pull(engine, pulled)
+    if failure is None:
         log(f"node image: {pulled} (kind {published.KIND_VERSION}'s own, pulled; nothing built)")
         return pulled
+    mirrors = engine.registry_mirrors()
+    tried = f"mirrors {', '.join(mirrors)}, then Docker Hub" if mirrors else "Docker Hub"
+    log(f"node image: cannot pull {pulled} ({tried}: {failure}); using our own node image instead")
+    return (fallback or our_node_image)(engine, log, arch)
+
+
+def our_node_image(engine: Engine, log: Log, arch: str) -> str:
+    """Our node image: cached in the engine, else loaded from its saved tar, else built."""
     versions = pins()
     kind_dir = kind_module(versions["kind"])
     key = recipe.input_digest(versions, arch, input_files(kind_dir))
@@ -118,15 +137,16 @@ def _has_image(engine: Engine, reference: str) -> bool:
     return bool(engine.docker("image", "ls", "--quiet", reference, check=False).strip())
 
 
-def _pull(engine: Engine, reference: str, log: Log) -> bool:
-    """Pull by digest; False (with the reason) when no registry serves that digest."""
+def _pull(engine: Engine, reference: str) -> str | None:
+    """Pull by digest: None when the engine has the image now, else why not (the last
+    line of docker's error: with a mirror, the error of the last registry it tried)."""
     try:
         engine.docker("pull", "--quiet", reference, timeout=PULL_TIMEOUT)
     except EngineError as exc:
-        reason = str(exc).strip().splitlines()[-1][:200]
-        log(f"node image: cannot pull {reference} ({reason})")
-        return False
-    return _has_image(engine, reference)
+        return str(exc).strip().splitlines()[-1][:200]
+    if not _has_image(engine, reference):
+        return "docker pull succeeded, but the engine does not list the image"
+    return None
 
 
 def _save(engine: Engine, tag: str, target: Path) -> None:

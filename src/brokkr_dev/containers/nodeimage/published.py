@@ -27,6 +27,16 @@ def repository(reference: str = IMAGE) -> str:
     return reference.partition("@")[0].rpartition(":")[0]
 
 
+def tag(reference: str = IMAGE) -> str:
+    """v1.37.0: the tag kind's release names (informative; a pull never uses it)."""
+    return reference.partition("@")[0].rpartition(":")[2]
+
+
+def with_digest(other: str, reference: str = IMAGE) -> str:
+    """The pinned repository and tag with another digest (an image a test put in a mirror)."""
+    return f"{reference.partition('@')[0]}@{other}"
+
+
 def by_digest(reference: str = IMAGE) -> str:
     """The reference a pull must use: repository@digest (a tag could move)."""
     return f"{repository(reference)}@{digest(reference)}"
