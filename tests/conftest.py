@@ -14,6 +14,7 @@ ENGINE_GUARD = pytest.StashKey[contextlib.ExitStack]()
 ENGINE_LINES = pytest.StashKey[list[str]]()
 
 pytest_plugins = [
+    "tests.fixtures.broker",
     "tests.fixtures.http",
     "tests.fixtures.images",
     "tests.fixtures.kube",

@@ -12,8 +12,7 @@ reported together, one line per operation and check.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -32,8 +31,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from brokkr.broker import pak
-from brokkr_dev.local.services import LocalBroker
+from tests.fixtures.broker import AdminBroker, StartBroker
 from tests.integration.broker import in_process
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -54,21 +52,8 @@ YAML = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"
 
 
 @pytest.fixture
-def broker(database_url: str, tmp_path: Path) -> Iterator[tuple[LocalBroker, str]]:
-    admin = pak.generate()
-    process = LocalBroker(
-        {
-            "database": {"url": database_url},
-            "broker": {"pak_hash": admin.hash, "body_read_timeout": 5},
-            "log": {"format": "json"},
-        },
-        log_file=tmp_path / "broker.log",
-    )
-    try:
-        process.start()
-        yield process, admin.pak
-    finally:
-        process.kill()
+def broker(start_broker: StartBroker) -> AdminBroker:
+    return start_broker({"broker": {"body_read_timeout": 5}, "log": {"format": "json"}})
 
 
 def seed_rows(base: str, admin: str) -> dict[str, str]:
@@ -151,7 +136,7 @@ def fuzz(
         assert mode is GenerationMode.NEGATIVE, f"no valid request for {operation.label}"
 
 
-def test_every_operation_keeps_the_contract(broker: tuple[LocalBroker, str]):
+def test_every_operation_keeps_the_contract(broker: AdminBroker):
     process, admin = broker
     base = process.url + "/api/v1"
     rows = seed_rows(base, admin)

@@ -8,15 +8,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 
-from brokkr.broker import pak
 from brokkr.broker.yaml_worker import MAX_YAML_DEPTH
 from brokkr_dev.local.services import LocalBroker
+from tests.fixtures.broker import AdminBroker, StartBroker
 from tests.integration.broker import Api, in_process
 from tests.integration.test_admin_generator import all_at_once
 from tests.unit.test_agent_manifests import alias_bomb
@@ -46,22 +45,15 @@ def big_yaml(target_bytes: int) -> str:
 
 
 @pytest.fixture
-def broker(database_url: str, tmp_path: Path) -> Iterator[tuple[LocalBroker, str]]:
-    admin = pak.generate()
-    process = LocalBroker(
+def broker(start_broker: StartBroker) -> AdminBroker:
+    return start_broker(
         {
             # 24 racing DELETEs each hold a connection while they wait for the row lock.
-            "database": {"url": database_url, "pool_max_size": 30, "pool_timeout": 30},
-            "broker": {"pak_hash": admin.hash, "body_read_timeout": 1},
+            "database": {"pool_max_size": 30, "pool_timeout": 30},
+            "broker": {"body_read_timeout": 1},
             "log": {"format": "json"},
-        },
-        log_file=tmp_path / "broker.log",
+        }
     )
-    try:  # a broker that starts too slowly is killed too
-        process.start()
-        yield process, admin.pak
-    finally:
-        process.kill()
 
 
 def client(broker: LocalBroker, admin: str) -> httpx.Client:
@@ -77,9 +69,7 @@ def make_stack(http: httpx.Client) -> str:
     return str(stack.json()["id"])
 
 
-def test_concurrent_deletes_of_one_stack_one_wins(
-    broker: tuple[LocalBroker, str], database_url: str
-):
+def test_concurrent_deletes_of_one_stack_one_wins(broker: AdminBroker, database_url: str):
     process, admin = broker
     with client(process, admin) as http:
         stack = make_stack(http)
@@ -104,7 +94,7 @@ def test_concurrent_deletes_of_one_stack_one_wins(
     assert row == (1,)
 
 
-def test_a_stalled_body_is_408_and_the_connection_closes(broker: tuple[LocalBroker, str]):
+def test_a_stalled_body_is_408_and_the_connection_closes(broker: AdminBroker):
     process, admin = broker
     head = (
         "POST /api/v1/generators HTTP/1.1\r\nHost: x\r\n"
@@ -124,7 +114,7 @@ def test_a_stalled_body_is_408_and_the_connection_closes(broker: tuple[LocalBrok
 
 
 def test_a_500_is_logged_once_with_the_request_id_it_answers_with(
-    broker: tuple[LocalBroker, str], database_url: str
+    broker: AdminBroker, database_url: str
 ):
     process, admin = broker
     with psycopg.connect(database_url) as conn:  # break the schema under the broker
@@ -150,7 +140,7 @@ def test_a_500_is_logged_once_with_the_request_id_it_answers_with(
         )
 
 
-def test_healthz_stays_fast_while_a_large_yaml_is_parsed(broker: tuple[LocalBroker, str]):
+def test_healthz_stays_fast_while_a_large_yaml_is_parsed(broker: AdminBroker):
     process, admin = broker
     content = big_yaml(3 * 1024 * 1024)
     with client(process, admin) as http:
@@ -240,7 +230,7 @@ def test_agent_status_is_stored_as_sent_but_metric_labels_stay_bounded(api: Api)
 
 
 def test_an_alias_bomb_is_400_naming_the_aliases_and_nothing_is_stored(
-    broker: tuple[LocalBroker, str], database_url: str
+    broker: AdminBroker, database_url: str
 ):
     process, admin = broker
     with client(process, admin) as http:

@@ -5,15 +5,13 @@ documented length limit, and Unicode stored and answered exactly as sent."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 
-from brokkr.broker import pak
 from brokkr.broker.names import MAX_NAME_LENGTH
-from brokkr_dev.local.services import LocalBroker
+from tests.fixtures.broker import StartBroker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -33,20 +31,12 @@ KEPT = [" Grüße ", "e\u0301", "\u00e9", "שלום", "🚀 launch", "x" * MAX_N
 
 
 @pytest.fixture
-def http(database_url: str, tmp_path: Path) -> Iterator[httpx.Client]:
-    admin = pak.generate()
-    process = LocalBroker(
-        {"database": {"url": database_url}, "broker": {"pak_hash": admin.hash}},
-        log_file=tmp_path / "broker.log",
-    )
-    try:
-        process.start()
-        with httpx.Client(
-            base_url=process.url + "/api/v1", headers={"Authorization": admin.pak}, timeout=30
-        ) as client:
-            yield client
-    finally:
-        process.kill()
+def http(start_broker: StartBroker) -> Iterator[httpx.Client]:
+    process, admin = start_broker()
+    with httpx.Client(
+        base_url=process.url + "/api/v1", headers={"Authorization": admin}, timeout=30
+    ) as client:
+        yield client
 
 
 def writers(http: httpx.Client) -> dict[str, Callable[[str], httpx.Response]]:

@@ -18,6 +18,7 @@ import pytest
 from brokkr.broker import pak
 from brokkr_dev.local.postgres import PostgresServer, remove, temporary_server
 from brokkr_dev.local.services import LocalBroker
+from tests.fixtures.broker import StartBroker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -40,41 +41,32 @@ def broker_for(
 
 
 def test_sigterm_marks_not_ready_finishes_in_flight_request_and_exits_zero(
-    database_url: str, tmp_path: Path
+    start_broker: StartBroker,
 ):
-    admin = pak.generate()
-    broker = broker_for(
-        database_url,
-        tmp_path / "broker.log",
-        pak_hash=admin.hash,
-        shutdown_delay=3,
-        drain_timeout=20,
+    broker, admin = start_broker(
+        {"broker": {"shutdown_delay": 3, "drain_timeout": 20}, "log": {"format": "json"}}
     )
-    broker.start()
-    try:
-        assert httpx.get(broker.url + "/readyz").status_code == 200
-        body = b'{"name": "in-flight"}'
-        request = (
-            f"POST /api/v1/generators HTTP/1.1\r\nHost: x\r\n"
-            f"Authorization: {admin.pak}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        with socket.create_connection(("127.0.0.1", broker.port), timeout=30) as sock:
-            sock.sendall(request + body[:5])  # the request is now in flight
-            assert broker.process is not None
-            broker.process.send_signal(15)
-            broker.wait_until(
-                lambda: httpx.get(broker.url + "/readyz").status_code == 503,
-                5,
-                "/readyz to turn 503 after SIGTERM",
-            )
-            sock.sendall(body[5:])
-            reply = sock.recv(65536).decode()
-        assert reply.startswith("HTTP/1.1 201"), reply
-        assert broker.process.wait(30) == 0
-        assert "shutdown complete" in broker.log()
-    finally:
-        broker.kill()
+    assert httpx.get(broker.url + "/readyz").status_code == 200
+    body = b'{"name": "in-flight"}'
+    request = (
+        f"POST /api/v1/generators HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {admin}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=30) as sock:
+        sock.sendall(request + body[:5])  # the request is now in flight
+        assert broker.process is not None
+        broker.process.send_signal(15)
+        broker.wait_until(
+            lambda: httpx.get(broker.url + "/readyz").status_code == 503,
+            5,
+            "/readyz to turn 503 after SIGTERM",
+        )
+        sock.sendall(body[5:])
+        reply = sock.recv(65536).decode()
+    assert reply.startswith("HTTP/1.1 201"), reply
+    assert broker.process.wait(30) == 0
+    assert "shutdown complete" in broker.log()
 
 
 @pytest.fixture
@@ -279,15 +271,10 @@ def test_no_admin_hash_and_no_pak_file_is_a_clear_error(database_url: str, tmp_p
     assert "BROKKR__BROKER__ADMIN_PAK_FILE" in broker.log()
 
 
-def test_workers_share_the_port_and_stop_together(database_url: str, tmp_path: Path):
-    admin = pak.generate()
-    broker = broker_for(database_url, tmp_path / "broker.log", pak_hash=admin.hash, workers=2)
-    broker.start()
-    try:
-        for _ in range(10):
-            reply = httpx.get(broker.url + "/api/v1/agents", headers={"Authorization": admin.pak})
-            assert reply.status_code == 200
-        assert "started 2 workers" in broker.log()
-        assert broker.stop(timeout=30) == 0
-    finally:
-        broker.kill()
+def test_workers_share_the_port_and_stop_together(start_broker: StartBroker):
+    broker, admin = start_broker({"broker": {"workers": 2}, "log": {"format": "json"}})
+    for _ in range(10):
+        reply = httpx.get(broker.url + "/api/v1/agents", headers={"Authorization": admin})
+        assert reply.status_code == 200
+    assert "started 2 workers" in broker.log()
+    assert broker.stop(timeout=30) == 0

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import psycopg
 import pytest
 
-from brokkr.broker import pak
 from brokkr_dev.local.services import LocalBroker
+from tests.fixtures.broker import AdminBroker, StartBroker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -39,22 +38,10 @@ YAML = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"
 
 
 @pytest.fixture
-def broker(database_url: str, tmp_path: Path) -> Iterator[tuple[LocalBroker, str]]:
+def broker(database_url: str, start_broker: StartBroker) -> AdminBroker:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(GATES)
-    admin = pak.generate()
-    process = LocalBroker(
-        {
-            "database": {"url": database_url, "pool_timeout": 30},
-            "broker": {"pak_hash": admin.hash},
-        },
-        log_file=tmp_path / "broker.log",
-    )
-    try:
-        process.start()
-        yield process, admin.pak
-    finally:
-        process.kill()
+    return start_broker({"database": {"pool_timeout": 30}})
 
 
 class Race:
@@ -128,7 +115,7 @@ ROW_LOCK = ("transactionid", "tuple")
 
 
 def test_creates_that_hold_the_stack_first_land_before_the_marker(
-    broker: tuple[LocalBroker, str], database_url: str
+    broker: AdminBroker, database_url: str
 ):
     process, admin = broker
     race = Race(process, admin, database_url)
@@ -153,7 +140,7 @@ def test_creates_that_hold_the_stack_first_land_before_the_marker(
 
 
 def test_creates_that_come_after_the_delete_are_404_and_write_nothing(
-    broker: tuple[LocalBroker, str], database_url: str
+    broker: AdminBroker, database_url: str
 ):
     process, admin = broker
     race = Race(process, admin, database_url)
