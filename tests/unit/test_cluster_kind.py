@@ -63,7 +63,13 @@ def test_the_cache_key_covers_pins_and_files() -> None:
 
 def test_our_build_files_are_part_of_the_key() -> None:
     names = {p.name for p in build.OUR_BUILD_FILES}
-    assert {"build.py", "recipe.py", "default-cni.yaml", "default-storage.yaml"} <= names
+    assert {
+        "build.py",
+        "recipe.py",
+        "assemble.py",
+        "default-cni.yaml",
+        "default-storage.yaml",
+    } <= names
 
 
 KIND_CONTAINERD = """version = 2

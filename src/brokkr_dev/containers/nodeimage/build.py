@@ -1,11 +1,15 @@
 """Build (once) and provide the kind node image that needs no image registry.
 
-The image is a Debian root filesystem (debootstrap, cached) with kind's node files
+The image is a Debian root filesystem (mmdebstrap, cached) with kind's node files
 taken from the pinned kind module, our Kubernetes binaries built from the Go module
 proxy, and every image the cluster needs saved in /kind/images and imported into
 containerd at boot. It is tagged with a digest of all its inputs and saved as a tar
 in the cache, so a second run builds nothing, and an engine whose data root was
 wiped loads the tar instead of rebuilding.
+
+Root or a normal user in the `docker` group can build it: the root file system is
+assembled by assemble.py, as root or in a user namespace (containers/userns.py), and
+the finished tarball is imported here, by the docker CLI as the real user.
 """
 
 from __future__ import annotations
@@ -22,12 +26,17 @@ from pathlib import Path
 from brokkr_dev.base import toolchain
 from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.base.log import Log
-from brokkr_dev.containers import baseimages
+from brokkr_dev.containers import baseimages, userns
 from brokkr_dev.containers.engine import Engine, EngineError
-from brokkr_dev.containers.nodeimage import published, recipe
+from brokkr_dev.containers.nodeimage import assemble, published, recipe
 
-FILES = Path(__file__).parent / "files"
-OUR_BUILD_FILES = (Path(__file__), Path(recipe.__file__), *sorted(FILES.iterdir()))
+FILES = assemble.FILES
+OUR_BUILD_FILES = (
+    Path(__file__),
+    Path(recipe.__file__),
+    Path(assemble.__file__),
+    *sorted(FILES.iterdir()),
+)
 PULL_TIMEOUT = 300.0
 
 
@@ -170,6 +179,8 @@ def build(
     log: Log,
 ) -> None:
     """Assemble the node image and import it into the engine as `tag`."""
+    # Before anything is built: mmdebstrap and the assembly both need it.
+    userns.ensure_available("building the kind node image")
     binaries = _tool_binaries(log)
     node_tar = _rootfs(recipe.node_rootfs(arch), log)
     tools_tar = _rootfs(recipe.tools_rootfs(arch), log)
@@ -182,17 +193,63 @@ def build(
         )
         stamp()
         stamp = _timed(log, "node root filesystem")
-        rootfs = work / "rootfs"
-        rootfs.mkdir()
-        subprocess.run(["tar", "-C", str(rootfs), "-xf", str(node_tar)], check=True)
-        _install_node_files(rootfs, node_files(kind_dir), binaries, versions, images)
-        images_tar = rootfs / "kind" / "images" / "images.tar"
-        images_tar.parent.mkdir(parents=True, exist_ok=True)
-        engine.docker("save", "--output", str(images_tar), *(i.name for i in images), timeout=1800)
+        plan = node_assembly(
+            node_tar, kind_dir, binaries=binaries, versions=versions, images=images, work=work
+        )
+        engine.docker(
+            "save", "--output", str(plan.images_tar), *(i.name for i in images), timeout=1800
+        )
+        try:
+            assemble.run(plan.save(work / "assembly.json"))
+        finally:
+            userns.remove_tree(plan.work)  # left behind only if the assembly was killed
         stamp()
         stamp = _timed(log, "docker import of the node image")
-        _import(engine, rootfs, tag, key)
+        _import(engine, plan.output, tag, key)
         stamp()
+
+
+def node_assembly(
+    rootfs_tar: Path,
+    kind_dir: Path,
+    *,
+    binaries: dict[str, Path],
+    versions: dict[str, str],
+    images: list[recipe.ComponentImage],
+    work: Path,
+) -> assemble.NodeAssembly:
+    """What assemble.py does for this image; its paths are below `work`."""
+    kind_files = node_files(kind_dir)
+    return assemble.NodeAssembly(
+        rootfs_tar=rootfs_tar,
+        kind_files=kind_files,
+        binaries={name: binaries[name] for name in ("kubelet", "kubectl", "kubeadm")},
+        images_tar=work / "images.tar",
+        texts=node_texts(kind_files, versions, images),
+        work=work / "assembly",
+        output=work / "node.tar",
+    )
+
+
+def node_texts(
+    kind_files: Path, versions: dict[str, str], images: list[recipe.ComponentImage]
+) -> dict[str, str]:
+    """The files we generate, by path in the image: containerd's config, the default
+    CNI and storage manifests with our images, and kind's version file."""
+    by_binary = {i.binary: i.name for i in images}
+    return {
+        "etc/containerd/config.toml": recipe.containerd_config(
+            (kind_files / "etc/containerd/config.toml").read_text(), by_binary["pause"]
+        ),
+        "kind/manifests/default-cni.yaml": (FILES / "default-cni.yaml")
+        .read_text()
+        .replace("KUBE_ROUTER_IMAGE", by_binary["kube-router"]),
+        "kind/manifests/default-storage.yaml": (FILES / "default-storage.yaml")
+        .read_text()
+        .replace("LOCAL_PATH_IMAGE", by_binary["local-path-provisioner"])
+        .replace("HELPER_IMAGE", recipe.TOOLS_IMAGE),
+        "kind/version": versions["kubernetes-node"] + "\n",
+    }
 
 
 def _timed(log: Log, what: str) -> Callable[[], None]:
@@ -226,7 +283,7 @@ def _rootfs(image: baseimages.BaseImage, log: Log) -> Path:
         started = time.monotonic()
         baseimages.build_rootfs(image, tarball, log)
         log(
-            f"node image: debootstrap of {len(image.packages)} packages took {time.monotonic() - started:.0f} s"
+            f"node image: mmdebstrap of {len(image.packages)} packages took {time.monotonic() - started:.0f} s"
         )
     return tarball
 
@@ -273,133 +330,14 @@ def _component_images(
     log(f"node image: {len(images)} component images on {base}")
 
 
-def _install_node_files(
-    rootfs: Path,
-    kind_files: Path,
-    binaries: dict[str, Path],
-    versions: dict[str, str],
-    images: list[recipe.ComponentImage],
-) -> None:
-    """kind's node conventions, our binaries and settings, inside the root filesystem."""
-    for top in ("etc", "kind", "usr"):
-        _copy_tree(kind_files / top, rootfs / top, executable=("usr/local/bin", "kind/bin"))
-    lib = rootfs / "usr/lib/brokkr"
-    lib.mkdir(parents=True, exist_ok=True)
-    for name in ("kubelet", "kubectl"):
-        shutil.copy2(binaries[name], rootfs / "usr/bin" / name)
-    shutil.copy2(binaries["kubeadm"], lib / "kubeadm")
-    shutil.copy2(FILES / "kubeadm-wait.sh", rootfs / "usr/bin/kubeadm")
-    (rootfs / "usr/bin/kubeadm").chmod(0o755)
-    # kind's units expect containerd in /usr/local/bin; Debian installs it in /usr/bin.
-    (rootfs / "usr/local/bin/containerd").symlink_to("/usr/bin/containerd")
-    opt_cni = rootfs / "opt/cni"
-    opt_cni.mkdir(parents=True, exist_ok=True)
-    (opt_cni / "bin").symlink_to("/usr/lib/cni")
-    net_d = rootfs / "etc/cni/net.d"
-    net_d.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(FILES / "10-brokkr-bridge.conflist", net_d)
-    shutil.copy2(FILES / "99-brokkr-bridge.conf", rootfs / "etc/sysctl.d")
-    by_binary = {i.binary: i.name for i in images}
-    base = recipe.TOOLS_IMAGE
-    manifests = rootfs / "kind/manifests"
-    manifests.mkdir(parents=True, exist_ok=True)
-    (manifests / "default-cni.yaml").write_text(
-        (FILES / "default-cni.yaml")
-        .read_text()
-        .replace("KUBE_ROUTER_IMAGE", by_binary["kube-router"])
-    )
-    (manifests / "default-storage.yaml").write_text(
-        (FILES / "default-storage.yaml")
-        .read_text()
-        .replace("LOCAL_PATH_IMAGE", by_binary["local-path-provisioner"])
-        .replace("HELPER_IMAGE", base)
-    )
-    (rootfs / "kind/version").write_text(versions["kubernetes-node"] + "\n")
-    _containerd_config(rootfs, by_binary["pause"])
-    _systemd_units(rootfs)
-    (rootfs / "etc/kubernetes/manifests").mkdir(parents=True, exist_ok=True)
-
-
-def _copy_tree(source: Path, target: Path, executable: tuple[str, ...]) -> None:
-    """Copy kind's files with normal modes (the module cache's copies are read-only);
-    scripts below the `executable` directories (relative to the root) get 0755."""
-    root = target.parent
-    for path in sorted(source.rglob("*")):
-        destination = target / path.relative_to(source)
-        if path.is_dir():
-            destination.mkdir(mode=0o755, parents=True, exist_ok=True)
-            continue
-        destination.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        shutil.copyfile(path, destination)
-        relative = destination.relative_to(root).as_posix()
-        script = any(relative.startswith(prefix + "/") for prefix in executable)
-        destination.chmod(0o755 if script else 0o644)
-
-
-def _containerd_config(rootfs: Path, pause_image: str) -> None:
-    """kind's containerd config with our pause image, and an OOM score that runc can
-    set on hosts that withhold CAP_SYS_RESOURCE (harmless elsewhere)."""
-    config = rootfs / "etc/containerd/config.toml"
-    config.write_text(recipe.containerd_config(config.read_text(), pause_image))
-    spec = json.loads(
-        subprocess.run(
-            ["chroot", str(rootfs), "ctr", "oci", "spec"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
-    spec.setdefault("hooks", {}).setdefault("createContainer", []).append(
-        {"path": "/kind/bin/mount-product-files.sh"}
-    )
-    spec["process"].pop("rlimits", None)
-    (rootfs / "etc/containerd/cri-base.json").write_text(json.dumps(spec, indent=2))
-
-
-def _systemd_units(rootfs: Path) -> None:
-    """Only the services a kind node runs, as kind's base image sets them up."""
-    for pattern in (
-        "lib/systemd/system/sysinit.target.wants/systemd-tmpfiles-setup.service",
-        "lib/systemd/system/multi-user.target.wants/*",
-        "etc/systemd/system/*.wants/*",
-        "lib/systemd/system/local-fs.target.wants/*",
-        "lib/systemd/system/sockets.target.wants/*udev*",
-        "lib/systemd/system/sockets.target.wants/*initctl*",
-        "lib/systemd/system/basic.target.wants/*",
-    ):
-        for path in rootfs.glob(pattern):
-            path.unlink()
-    with (rootfs / "etc/systemd/journald.conf").open("a") as journald:
-        journald.write("ReadKMsg=no\n")
-    shutil.copy2(FILES / "brokkr-import-images.service", rootfs / "etc/systemd/system")
-    units = ["kubelet.service", "containerd.service", "undo-mount-hacks.service"]
-    units.append("brokkr-import-images.service")
-    systemctl = ["systemctl", f"--root={rootfs}"]
-    subprocess.run([*systemctl, "enable", *units], capture_output=True, check=True)
-    subprocess.run([*systemctl, "mask", "systemd-binfmt.service"], capture_output=True, check=True)
-
-
-def _import(engine: Engine, rootfs: Path, tag: str, key: str) -> None:
+def _import(engine: Engine, tarball: Path, tag: str, key: str) -> None:
+    """Only a whole tarball is imported (it is written to a file, never piped), so a
+    failed assembly cannot leave a truncated image under the tag."""
     changes = (
         # (docker import takes no STOPSIGNAL; kind removes nodes with a kill anyway)
         "ENV container=docker",
         'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]',
         f"LABEL {recipe.KEY_LABEL}={key}",
     )
-    tar = subprocess.Popen(
-        ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", "-", "."], stdout=subprocess.PIPE
-    )
     arguments = [a for change in changes for a in ("--change", change)]
-    result = subprocess.run(
-        ["docker", "import", *arguments, "-", tag],
-        stdin=tar.stdout,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **engine.env},
-        check=False,
-    )
-    if tar.stdout is not None:
-        tar.stdout.close()  # so tar cannot block on a pipe nobody reads
-    tar.wait()
-    if result.returncode != 0 or tar.returncode != 0:
-        raise NodeImageError(f"docker import of the node image failed: {result.stderr.strip()}")
+    engine.docker("import", *arguments, str(tarball), tag, timeout=1800)
