@@ -352,8 +352,8 @@ def test_the_real_ci_workflow_on_a_pull_request(tmp_path: Path) -> None:
     keys = [substitute(s.inputs["key"], context) for s in e2e.steps if s.uses and "cache" in s.uses]
     assert [key.split("-")[0] for key in keys] == ["brokkr", "go", "kind"]
     # The job's name leads: a job saves only on a miss, so a shared key keeps one job's tools.
-    assert re.fullmatch(r"brokkr-e2e-kind-Linux-X64-py3\.11\.2-[0-9a-f]{64}", keys[0])
-    assert re.fullmatch(r"go-e2e-kind-Linux-X64-[0-9a-f]{64}", keys[1])
+    assert re.fullmatch(r"brokkr-Linux-X64-py3\.11\.2-e2e-kind-[0-9a-f]{64}", keys[0])
+    assert re.fullmatch(r"go-Linux-X64-e2e-kind-[0-9a-f]{64}", keys[1])
     assert keys[2] == "kind-node-v1-amd64-0123"
     names = [step.name for step in e2e.steps]
     assert names.index("node image key") < names.index("cache the kind node image")
