@@ -15,7 +15,7 @@ import pytest
 
 from brokkr_dev.base import paths
 from brokkr_dev.base.workflow import __main__ as workflow_cli
-from brokkr_dev.base.workflow import actions, plan
+from brokkr_dev.base.workflow import actions, artifacts, plan
 from brokkr_dev.base.workflow.expressions import (
     Context,
     ExpressionError,
@@ -460,3 +460,197 @@ def test_setup_python_gives_the_system_pythons_exact_version(tmp_path: Path) -> 
     played = actions.play("actions/setup-python@sha", {"python-version": "3.11"}, runner)
     printed = subprocess.run(["python3", "--version"], capture_output=True, text=True, check=True)
     assert played.outputs == {"python-version": printed.stdout.split()[1]}
+
+
+ARTIFACTS = """
+on: pull_request
+jobs:
+  build:
+    steps:
+      - run: |
+          mkdir -p "$RUNNER_TEMP/out/sub" "$RUNNER_TEMP/out/.hidden"
+          echo one > "$RUNNER_TEMP/out/one.json"
+          echo two > "$RUNNER_TEMP/out/sub/two.json"
+          echo secret > "$RUNNER_TEMP/out/.hidden/key"
+          echo scratch > "$RUNNER_TEMP/out/scratch.log"
+          echo "$RUNNER_TEMP" > build-temp
+      - uses: actions/upload-artifact@0123456789abcdef0123456789abcdef01234567  # v4
+        with:
+          name: records
+          path: |
+            ${{ runner.temp }}/out/
+            !${{ runner.temp }}/out/*.log
+          if-no-files-found: error
+      - uses: actions/upload-artifact@0123456789abcdef0123456789abcdef01234567  # v4
+        with:
+          name: single
+          path: ${{ runner.temp }}/out/sub/two.json
+  use:
+    needs: build
+    steps:
+      - run: test ! -e "$(cat build-temp)" && test -z "$(ls -A "$RUNNER_TEMP")"
+      - uses: actions/download-artifact@0123456789abcdef0123456789abcdef01234567  # v4
+        with:
+          name: records
+          path: ${{ runner.temp }}/records
+      - uses: actions/download-artifact@0123456789abcdef0123456789abcdef01234567  # v4
+        with:
+          path: every
+      - uses: actions/download-artifact@0123456789abcdef0123456789abcdef01234567  # v4
+        with:
+          pattern: "*e*"
+          merge-multiple: true
+          path: merged
+      - run: (cd "$RUNNER_TEMP/records" && find . -type f | sort) > got
+"""
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+
+
+def test_an_artifact_passes_from_a_job_to_a_job_that_needs_it_within_one_run(
+    tmp_path: Path,
+) -> None:
+    """Each job gets its own empty $RUNNER_TEMP; artifacts carry files between them:
+    a folder's files relative to it (hidden and excluded ones left out), a lone file
+    by its name; by name straight into the path, else one folder per artifact."""
+    write(tmp_path, "w.yml", ARTIFACTS)
+    played = play(tmp_path, "w.yml")
+    assert [outcome.result for outcome in played.outcomes] == ["success", "success"]
+    assert (tmp_path / "got").read_text().split() == ["./one.json", "./sub/two.json"]
+    assert files_under(tmp_path / "every") == [
+        "records/one.json",
+        "records/sub/two.json",
+        "single/two.json",
+    ]
+    assert files_under(tmp_path / "merged") == ["one.json", "sub/two.json", "two.json"]
+    assert (tmp_path / "merged" / "two.json").read_text() == "two\n"
+    assert played.artifacts_dir is None  # the run's artifacts went with it
+
+    # Artifacts live for one run: the next run's download finds nothing.
+    again = player(tmp_path)
+    jobs = plan.load(tmp_path / ".github" / "workflows" / "w.yml", tmp_path)
+    use = [job for job in jobs if job.key == "use"]
+    with pytest.raises(StepFailed, match="Artifact not found for name: records"):
+        again.play(use)
+
+
+def test_a_download_of_an_artifact_nobody_uploaded_fails_the_step_as_on_github(
+    tmp_path: Path,
+) -> None:
+    write(
+        tmp_path,
+        "w.yml",
+        """
+        on: pull_request
+        jobs:
+          up:
+            steps:
+              - run: echo a > a.txt
+              - uses: actions/upload-artifact@v4
+                with: {name: green-lint, path: a.txt}
+          down:
+            needs: up
+            steps:
+              - uses: actions/download-artifact@v4
+                with: {pattern: "nothing-*", path: none}
+              - run: touch pattern-matching-nothing-is-fine
+              - name: fetch a typo
+                uses: actions/download-artifact@v4
+                with: {name: green-lnit, path: got}
+              - run: touch after-the-failed-download
+        """,
+    )
+    with pytest.raises(StepFailed, match="down / fetch a typo failed") as failed:
+        play(tmp_path, "w.yml")
+    assert (
+        "Unable to download artifact(s): Artifact not found for name: green-lnit "
+        "(uploaded in this run so far: green-lint)" in str(failed.value)
+    )
+    assert (tmp_path / "pattern-matching-nothing-is-fine").exists()
+    assert not (tmp_path / "after-the-failed-download").exists()
+    assert not (tmp_path / "got").exists()
+
+
+@pytest.mark.parametrize(
+    ("step", "failure"),
+    [
+        ("{path: missing/, if-no-files-found: error}", "No files were found with the provided"),
+        ("{name: 'a/b', path: a.txt}", "artifact name 'a/b' is not allowed ('/')"),
+        ("{name: twice, path: a.txt}", "an artifact named 'twice' was already uploaded"),
+        ("{path: a.txt, overwrite: sure}", "input overwrite: 'sure' is not a boolean"),
+    ],
+)
+def test_an_upload_fails_where_github_fails_it(tmp_path: Path, step: str, failure: str) -> None:
+    write(
+        tmp_path,
+        "w.yml",
+        f"""
+        on: pull_request
+        jobs:
+          job:
+            steps:
+              - run: echo a > a.txt
+              - uses: actions/upload-artifact@v4
+                with: {{name: twice, path: a.txt}}
+              - uses: actions/upload-artifact@v4
+                with: {step}
+        """,
+    )
+    with pytest.raises(StepFailed, match=re.escape(failure)):
+        play(tmp_path, "w.yml")
+
+
+def test_an_upload_of_nothing_warns_by_default_and_a_replaced_artifact_wins(
+    tmp_path: Path,
+) -> None:
+    write(
+        tmp_path,
+        "w.yml",
+        """
+        on: pull_request
+        jobs:
+          job:
+            steps:
+              - uses: actions/upload-artifact@v4
+                with: {name: empty, path: missing/}
+              - run: echo old > a.txt
+              - uses: actions/upload-artifact@v4
+                with: {name: a, path: a.txt}
+              - run: echo new > a.txt
+              - uses: actions/upload-artifact@v4
+                with: {name: a, path: a.txt, overwrite: true}
+              - uses: actions/download-artifact@v4
+                with: {path: got}
+        """,
+    )
+    played = player(tmp_path)
+    lines: list[str] = []
+    played.log = lines.append
+    played.play(plan.load(tmp_path / ".github" / "workflows" / "w.yml", tmp_path))
+    assert "::warning::No files were found with the provided path: missing/. " in " ".join(lines)
+    assert files_under(tmp_path / "got") == ["a/a.txt"]
+    assert (tmp_path / "got" / "a" / "a.txt").read_text() == "new\n"
+
+
+def test_an_artifacts_root_is_the_searched_folder_a_lone_files_folder_or_their_common_one(
+    tmp_path: Path,
+) -> None:
+    for name in ("a/x/one", "a/y/two", "a/y/.three", "b/four"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    home = tmp_path / "home"
+
+    def selected(*lines: str) -> tuple[str, list[str]]:
+        found = artifacts.select(list(lines), tmp_path, home)
+        relative = sorted(str(file.relative_to(found.root)) for file in found.files)
+        return str(found.root.relative_to(tmp_path)), relative
+
+    assert selected("a/x/one") == ("a/x", ["one"])
+    assert selected("a/") == ("a", ["x/one", "y/two"])
+    assert selected("a/*/t*") == ("a", ["y/two"])
+    assert selected("a/x", "a/y/two") == ("a", ["x/one", "y/two"])
+    assert selected("a/**", "!a/x/**") == ("a", ["y/two"])
+    assert selected("a/x/one", "b/four") == (".", ["a/x/one", "b/four"])
+    assert artifacts.select(["a/y"], tmp_path, home, hidden=True).files[0].name == ".three"

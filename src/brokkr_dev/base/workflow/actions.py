@@ -4,11 +4,14 @@ checkout: the clone the player runs in is the checkout. setup-python: the system
 python3. setup-go: the Go on PATH, checked against the requested major.minor. cache:
 a tar per path under `<cache dir>/<key>/`, restored and saved with GitHub's rules
 (exact key, then the newest entry matching a restore key; saved after the job
-succeeds, unless the exact key was hit). Any other action is refused by name.
+succeeds, unless the exact key was hit). upload-artifact and download-artifact: a
+folder per artifact that lives as long as the workflow run (artifacts.py). Any
+other action is refused by name.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -21,6 +24,12 @@ from pathlib import Path
 
 from brokkr_dev.base.commands import CommandError, run
 from brokkr_dev.base.log import Log
+from brokkr_dev.base.workflow.artifacts import (
+    ArtifactError,
+    ArtifactStore,
+    expand_home,
+    select,
+)
 from brokkr_dev.base.workflow.plan import WorkflowError
 
 MANIFEST = "paths.json"  # written once: its time is the entry's creation
@@ -47,6 +56,8 @@ class Runner:
     # Cache entries already restored to these paths by an earlier job of this play:
     # the jobs share one home here, so a second restore would only reread the tars.
     restored: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
+    # The artifacts of the workflow run being played (None: not in a run).
+    artifacts: Path | None = None
 
 
 ActionPlayer = Callable[[dict[str, str], Runner], Played]
@@ -270,6 +281,67 @@ class CacheStore:
             return []
 
 
+def upload_artifact(inputs: dict[str, str], runner: Runner) -> Played:
+    lines = [line.strip() for line in inputs.get("path", "").splitlines() if line.strip()]
+    if not lines:
+        raise ArtifactError("actions/upload-artifact needs `path:` (the files to upload)")
+    if_none = inputs.get("if-no-files-found") or "warn"
+    if if_none not in ("warn", "error", "ignore"):
+        raise ArtifactError(f"if-no-files-found: {if_none!r}; choose warn, error or ignore")
+    name = inputs.get("name") or "artifact"
+    home = Path(runner.env.get("HOME") or Path.home())
+    hidden = boolean_input(inputs, "include-hidden-files")
+    selection = select(lines, runner.workspace, home, hidden=hidden)
+    if not selection.files:
+        message = (
+            f"No files were found with the provided path: {' '.join(lines)}. "
+            "No artifacts will be uploaded."
+        )
+        if if_none == "error":
+            raise ArtifactError(message)
+        runner.log(f"::warning::{message}" if if_none == "warn" else message)
+        return Played()
+    number = run_artifacts(runner).upload(
+        name, selection, overwrite=boolean_input(inputs, "overwrite")
+    )
+    count = len(selection.files)
+    runner.log(f"artifact {name}: {count} file{'s' * (count != 1)} from {selection.root}")
+    return Played(outputs={"artifact-id": str(number)})
+
+
+def download_artifact(inputs: dict[str, str], runner: Runner) -> Played:
+    store = run_artifacts(runner)
+    written = inputs.get("path") or str(runner.workspace)
+    home = Path(runner.env.get("HOME") or Path.home())
+    destination = runner.workspace / expand_home(written, home)  # an absolute path stays
+    name = inputs.get("name")
+    if name:  # one artifact, straight into the path; a missing one fails the step
+        store.download(name, destination)
+        names = [name]
+    else:  # every artifact (or those matching the pattern): none is not an error
+        pattern = inputs.get("pattern") or "*"
+        names = [found for found in store.names() if fnmatch.fnmatchcase(found, pattern)]
+        merge = boolean_input(inputs, "merge-multiple")
+        for found in names:
+            store.download(found, destination if merge else destination / found)
+    runner.log(f"Total of {len(names)} artifact(s) downloaded to {destination}")
+    return Played(outputs={"download-path": str(destination)})
+
+
+def run_artifacts(runner: Runner) -> ArtifactStore:
+    if runner.artifacts is None:
+        raise WorkflowError("artifacts exist only within a workflow run: play the workflow")
+    return ArtifactStore(runner.artifacts)
+
+
+def boolean_input(inputs: dict[str, str], name: str) -> bool:
+    """A boolean input as actions read it: true or false (any case); absent is false."""
+    value = inputs.get(name, "").strip()
+    if value.lower() not in ("", "true", "false"):
+        raise ArtifactError(f"input {name}: {value!r} is not a boolean; write true or false")
+    return value.lower() == "true"
+
+
 def remove_tree(path: Path) -> None:
     if path.exists():
         shutil.rmtree(path)
@@ -284,10 +356,19 @@ PLAYERS: dict[str, ActionPlayer] = {
     "actions/setup-python": setup_python,
     "actions/setup-go": setup_go,
     "actions/cache": cache,
+    "actions/upload-artifact": upload_artifact,
+    "actions/download-artifact": download_artifact,
 }
 ACCEPTED_INPUTS: dict[str, frozenset[str]] = {
     "actions/checkout": frozenset({"persist-credentials", "fetch-depth"}),
     "actions/setup-python": frozenset({"python-version"}),
     "actions/setup-go": frozenset({"go-version", "go-version-file", "cache"}),
     "actions/cache": frozenset({"path", "key", "restore-keys"}),
+    # retention-days and compression-level change nothing within one run here.
+    "actions/upload-artifact": frozenset(
+        {"name", "path", "if-no-files-found", "retention-days", "compression-level"}
+        | {"overwrite", "include-hidden-files"}
+    ),
+    # No github-token, repository or run-id: another run's artifacts are out of reach.
+    "actions/download-artifact": frozenset({"name", "path", "pattern", "merge-multiple"}),
 }

@@ -3,7 +3,9 @@
 A `run:` step is bash in the workspace with the workflow's, the job's and the step's
 env (expressions substituted; secrets are empty), plus the variables a runner sets
 (CI, GITHUB_*, RUNNER_*). $GITHUB_OUTPUT, $GITHUB_ENV and $GITHUB_PATH work as on
-GitHub. The log marks each step with `::group::<job> / <step>` like a runner's.
+GitHub, and so does $RUNNER_TEMP: a folder of the job's own, emptied when it ends.
+Artifacts live in a folder of the run. The log marks each step with
+`::group::<job> / <step>` like a runner's.
 """
 
 from __future__ import annotations
@@ -59,10 +61,22 @@ class Player:
     log: Log = print
     outcomes: list[Outcome] = field(default_factory=list)
     restored_caches: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
+    # Where this run's artifacts live; None: a folder made for the run, removed after it.
+    artifacts_dir: Path | None = None
 
     def play(self, jobs: list[Job]) -> list[Outcome]:
         """Like GitHub: a failed job skips the jobs that need it, the others still run;
         the first failure is raised at the end."""
+        if self.artifacts_dir is not None:
+            return self._play(jobs)
+        with tempfile.TemporaryDirectory(prefix="workflow-artifacts-") as run_artifacts:
+            self.artifacts_dir = Path(run_artifacts)
+            try:
+                return self._play(jobs)
+            finally:
+                self.artifacts_dir = None
+
+    def _play(self, jobs: list[Job]) -> list[Outcome]:
         not_run: dict[str, str] = {}  # job key -> "skipped" or "failed"
         failures: list[StepFailed] = []
         for job in jobs:
@@ -117,10 +131,13 @@ class Player:
 
     def play_job(self, job: Job) -> None:
         context = self.job_context(job)
-        context.env = {name: substitute(value, context) for name, value in job.env.items()}
         posts: list[tuple[Step, Callable[[], None]]] = []
         with tempfile.TemporaryDirectory(prefix="workflow-job-") as scratch:
             files = JobFiles(Path(scratch))
+            # runner.temp: the job's own, as on GitHub, where it is emptied per job.
+            (Path(scratch) / "temp").mkdir()
+            context.runner = {**context.runner, "temp": str(Path(scratch) / "temp")}
+            context.env = {name: substitute(value, context) for name, value in job.env.items()}
             for step in job.steps:
                 post = self.play_step(job, step, context, files)
                 if post is not None:
@@ -173,7 +190,12 @@ class Player:
         if step.uses is not None:
             inputs = {key: substitute(value, context) for key, value in step.inputs.items()}
             runner = actions.Runner(
-                context.workspace, self.cache_dir, process_env, self.log, self.restored_caches
+                context.workspace,
+                self.cache_dir,
+                process_env,
+                self.log,
+                self.restored_caches,
+                self.artifacts_dir,
             )
             try:
                 played = actions.play(step.uses, inputs, runner)
