@@ -3,6 +3,7 @@ with real bash and tar, and the repository's own ci.yml planned without running 
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import re
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev.base import paths
+from brokkr_dev.base import green, paths
 from brokkr_dev.base.workflow import __main__ as workflow_cli
 from brokkr_dev.base.workflow import actions, artifacts, plan
 from brokkr_dev.base.workflow.expressions import (
@@ -24,6 +25,8 @@ from brokkr_dev.base.workflow.expressions import (
     substitute,
 )
 from brokkr_dev.base.workflow.play import Player, StepFailed, describe, parse_commands_file
+from brokkr_dev.release import plan as release_plan
+from brokkr_dev.release.version import parse as parse_version
 
 
 def write(workspace: Path, name: str, text: str) -> Path:
@@ -654,3 +657,86 @@ def test_an_artifacts_root_is_the_searched_folder_a_lone_files_folder_or_their_c
     assert selected("a/**", "!a/x/**") == ("a", ["y/two"])
     assert selected("a/x/one", "b/four") == (".", ["a/x/one", "b/four"])
     assert artifacts.select(["a/y"], tmp_path, home, hidden=True).files[0].name == ".three"
+
+
+def test_the_release_job_gets_a_green_record_of_every_check_the_release_gate_requires() -> None:
+    """On GitHub each job is a fresh machine: every record the gate of `nox -s release`
+    reads (release/testgate.py) must reach the release job's BROKKR_GREEN_DIR before
+    that step, made there, or written by a job it needs, uploaded from the folder the
+    record went to and downloaded into the gate's folder. Read from the real
+    release.yml and checks.yml, so neither can drift from the gate's list."""
+    required = release_plan.Options(version=parse_version("v1.2.0")).records
+    assert set(required) == set(green.REQUIRED)  # the release asks for every check
+    workflow = paths.REPO_ROOT / ".github" / "workflows" / "release.yml"
+    jobs = {job.key: job for job in plan.load(workflow, paths.REPO_ROOT)}
+    planned = player(paths.REPO_ROOT, "push", ref="refs/tags/v1.2.0", ref_name="v1.2.0")
+
+    def job_context(job: plan.Job) -> Context:
+        context = planned.job_context(job)
+        context.env = {key: substitute(value, context) for key, value in job.env.items()}
+        return context
+
+    def records_dir(step: plan.Step, context: Context) -> str | None:
+        env = {**context.env, **{k: substitute(v, context) for k, v in step.env.items()}}
+        return folder(env[green.RECORDS_ENV], context) if green.RECORDS_ENV in env else None
+
+    def folder(text: str, context: Context) -> str:
+        return os.path.normpath(substitute(text, context))
+
+    def check_run_by(step: plan.Step) -> str | None:
+        command = (step.run or "").strip()
+        return next((check for check, full in green.CHECKS.items() if command == full), None)
+
+    def action(step: plan.Step, name: str) -> bool:
+        # Unconditional steps only: one behind an `if:` may not run.
+        return step.condition is None and (step.uses or "").startswith(f"actions/{name}@")
+
+    release = jobs["release"]
+    context = job_context(release)
+    gate = next(i for i, s in enumerate(release.steps) if "nox -s release" in (s.run or ""))
+    gate_dir = records_dir(release.steps[gate], context)
+    assert gate_dir, "`nox -s release` must be given BROKKR_GREEN_DIR, where the records go"
+    before_gate = release.steps[:gate]
+    arrives: dict[str, str] = {}
+    for step in before_gate:
+        check = check_run_by(step)
+        if check and step.condition is None and records_dir(step, context) == gate_dir:
+            arrives[check] = "made in the release job"
+    downloads = [
+        step
+        for step in before_gate
+        if action(step, "download-artifact") and folder(step.inputs["path"], context) == gate_dir
+    ]
+
+    def downloaded(name: str) -> bool:
+        for step in downloads:
+            if step.inputs.get("name"):
+                if step.inputs["name"] == name:
+                    return True
+            # Without merge-multiple, each artifact lands in a folder of its own.
+            elif step.inputs.get("merge-multiple") == "true" and fnmatch.fnmatchcase(
+                name, step.inputs.get("pattern") or "*"
+            ):
+                return True
+        return False
+
+    uploads: list[str] = []
+    for key in release.needs:
+        needed = jobs[key]
+        needed_context = job_context(needed)
+        written: dict[str, str | None] = {}  # check -> the folder its record went to
+        for step in needed.steps:
+            check = check_run_by(step)
+            if check and step.condition is None:
+                written[check] = records_dir(step, needed_context)
+            if action(step, "upload-artifact"):
+                name = substitute(step.inputs.get("name") or "artifact", needed_context)
+                uploaded = folder(step.inputs["path"], needed_context)
+                uploads.append(name)
+                for check, records in written.items():
+                    if records == uploaded and downloaded(name):
+                        arrives[check] = f"artifact {name} of {needed.name}"
+    # Unique: `overwrite: true` (for re-runs) would let one job's record replace another's.
+    assert len(uploads) == len(set(uploads)), uploads
+    missing = sorted(set(required) - set(arrives))
+    assert not missing, f"no green record reaches the release job's gate for {missing}; {arrives}"
