@@ -350,7 +350,7 @@ def test_the_real_ci_workflow_on_a_pull_request(tmp_path: Path) -> None:
     # Each cache key evaluates against the tree, and the three are distinct.
     e2e = next(job for job in jobs if job.key == "checks/e2e-kind")
     context = planned.job_context(e2e)
-    context.steps["python"] = {"outputs": {"python-version": "3.11.2"}}
+    context.steps["py"] = {"outputs": {"python-version": "3.11.2"}}
     context.steps["node-image"] = {"outputs": {"key": "v1-amd64-0123"}}
     keys = [substitute(s.inputs["key"], context) for s in e2e.steps if s.uses and "cache" in s.uses]
     assert [key.split("-")[0] for key in keys] == ["brokkr", "go", "kind"]
