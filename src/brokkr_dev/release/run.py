@@ -8,14 +8,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from brokkr_dev.base import git, paths
+from brokkr_dev.base import git, paths, toolchain
 from brokkr_dev.base.log import Log
 from brokkr_dev.containers.podman import podman as podman_command
-from brokkr_dev.release import ReleaseError, preflight
+from brokkr_dev.release import ReleaseError, preflight, provenance
 from brokkr_dev.release import testgate as gate
 from brokkr_dev.release.github import API, GitHub
 from brokkr_dev.release.notify import Notifier
 from brokkr_dev.release.pipeline import (
+    PROVENANCE_TOOLS,
     ImageBuilder,
     Outcome,
     Pipeline,
@@ -95,6 +96,17 @@ def make_signer(
     )
 
 
+def provenance_builder(env: Mapping[str, str], bin_dir: Path) -> provenance.Builder:
+    """Who runs this release, with the pinned publishing tools in bin/ by digest."""
+    tools = toolchain.load_manifest()
+    names = [
+        name
+        for name in (*PROVENANCE_TOOLS, "buildx")
+        if name in tools and (bin_dir / tools[name].binary).exists()
+    ]
+    return provenance.Builder.from_env(env, provenance.tool_materials(names, bin_dir))
+
+
 def release(
     options: Options,
     *,
@@ -144,6 +156,7 @@ def release(
             github=github,
             log=log,
             after_step=after_step,
+            provenance_builder=provenance_builder(environment, bin_dir),
         )
         outcome = pipeline.run()
     except Exception as exc:
@@ -315,4 +328,12 @@ def release_chart(
     login(options.host, environment, podman_command(), helm, cosign)
     signer = make_signer(options, environment, cosign, bin_dir)
     plan = Plan(options, [], [], [target])
-    return Pipeline(plan, registry, helm=helm, signer=signer, log=log).run(("charts", "sign"))
+    pipeline = Pipeline(
+        plan,
+        registry,
+        helm=helm,
+        signer=signer,
+        log=log,
+        provenance_builder=provenance_builder(environment, bin_dir),
+    )
+    return pipeline.run(("charts", "sign", "provenance"))
