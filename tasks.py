@@ -45,6 +45,7 @@ from brokkr_dev.monitoring import rules as monitoring
 from brokkr_dev.release import cli as release_cli
 from brokkr_dev.release import manifests as release_manifests_module
 from brokkr_dev.release import run as release
+from brokkr_dev.release import verify as release_verify_module
 from brokkr_dev.scan import gate as scan_gate
 
 
@@ -534,8 +535,25 @@ def release_manifests(c, out="dist/manifests"):
         print(path)
 
 
+@task()
+def release_verify(c):
+    """Verify a published release: `invoke release.verify -- vX.Y.Z [options]` (`-- --help`).
+
+    Signatures, provenance, SBOM and VEX attestations, asset checksums and the tag
+    fan-out, checked with cosign; prints one table and fails on any miss.
+    """
+    argv = after_double_dash(c)
+    if "--help" in argv or "-h" in argv:
+        print(release_verify_module.usage())
+        return
+    request = release_verify_module.parse_args(argv)
+    cosign = toolchain.ensure(toolchain.load_manifest()["cosign"])
+    release_verify_module.verify(request, cosign=str(cosign))
+
+
 release_ns = Collection("release")
 release_ns.add_task(release_run, "run", default=True)
+release_ns.add_task(release_verify, "verify")
 release_ns.add_task(release_dev, "dev")
 release_ns.add_task(release_chart_patch, "chart-patch")
 release_ns.add_task(release_chart, "chart")

@@ -1,0 +1,224 @@
+"""Provenance, SBOM and VEX attestations of a real release into a local registry, and
+`nox -s verify` (release/verify.py) on it: it passes, and each tamper fails it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from brokkr_dev.base import paths
+from brokkr_dev.release import attestations, provenance
+from brokkr_dev.release import verify as verifier
+from brokkr_dev.release.attestations import CYCLONEDX, OPENVEX, SPDX
+from brokkr_dev.release.registry import Registry
+from brokkr_dev.release.version import parse
+from brokkr_dev.scan import vex
+from tests.fixtures.release import run
+
+pytestmark = [pytest.mark.release, pytest.mark.slow]
+ACCEPTED = """\
+[[finding]]
+scanner = "trivy-vuln"
+id = "CVE-2026-40001"
+target = "brokkr-broker/*"
+reason = "The vulnerable parser is never given input from outside the process."
+review_by = 2099-01-01
+vex_status = "not_affected"
+vex_justification = "vulnerable_code_cannot_be_controlled_by_adversary"
+"""
+
+
+@pytest.fixture
+def accepted_repo(brokkr_repo: Path) -> Path:
+    """The test repository with one accepted vulnerability of the broker image."""
+    (brokkr_repo / "security").mkdir()
+    (brokkr_repo / "security" / "accepted.toml").write_text(ACCEPTED)
+    run("git", "add", "-A", cwd=brokkr_repo)
+    run("git", "commit", "-qm", "security: accept CVE-2026-40001 in the broker", cwd=brokkr_repo)
+    return brokkr_repo
+
+
+def test_every_artifact_carries_provenance_both_sboms_and_the_vex(
+    do_release, oci_registry, accepted_repo, release_tools
+):
+    outcome = do_release("v1.0.0")
+    assert outcome is not None
+    registry = Registry(oci_registry.host)
+    head = run("git", "rev-parse", "HEAD", cwd=accepted_repo)
+    cosign_digest = hashlib.sha256(release_tools["cosign"].resolve().read_bytes()).hexdigest()
+
+    def statements(repo: str, digest: str, predicate_type: str) -> list[dict]:
+        found = [
+            s
+            for s in attestations.statements(registry, repo, digest)
+            if s["predicateType"] == predicate_type
+        ]
+        assert len(found) == 1, (repo, digest, predicate_type)
+        assert verifier.subject_digests(found[0]) == {digest}
+        return found
+
+    for name in ("brokkr-broker", "brokkr-agent"):
+        repo = f"brokkr/{name}"
+        platforms = outcome.platforms[name]
+        for platform, digest in platforms.items():
+            (statement,) = statements(repo, digest, provenance.PREDICATE_TYPE)
+            body = statement["predicate"]
+            definition = body["buildDefinition"]
+            assert definition["buildType"].endswith("#provenance-image-v1")
+            assert definition["externalParameters"]["platform"] == platform
+            deps = {d["name"]: d for d in definition["resolvedDependencies"]}
+            assert deps["source"]["digest"] == {"gitCommit": head}
+            assert deps["source"]["uri"].endswith("@refs/tags/v1.0.0")
+            assert f"file {platform}" in deps  # what the builder says it built from
+            tools = {t["name"]: t for t in body["runDetails"]["builder"]["builderDependencies"]}
+            assert tools["tool cosign"]["digest"] == {"sha256": cosign_digest}
+            assert "tools.toml" in tools
+            assert body["runDetails"]["metadata"]["startedOn"]  # built by this run
+            for sbom_type, field in ((SPDX, "spdxVersion"), (CYCLONEDX, "bomFormat")):
+                (sbom,) = statements(repo, digest, sbom_type)
+                assert field in sbom["predicate"]
+        (index,) = statements(repo, outcome.images[name], provenance.PREDICATE_TYPE)
+        assert provenance.dependency_digests(index["predicate"], "image ") == set(
+            platforms.values()
+        )
+        chart_repo = f"brokkr/charts/{name}"
+        (chart,) = statements(chart_repo, outcome.charts[name], provenance.PREDICATE_TYPE)
+        assert (
+            chart["predicate"]["buildDefinition"]["externalParameters"]["chartVersion"] == "1.0.0"
+        )
+        assert provenance.dependency_digests(chart["predicate"], "image ") == {outcome.images[name]}
+
+    # one VEX document, on every image; it names the broker's images only
+    broker = vex.ReleasedImage(
+        "brokkr-broker", outcome.images["brokkr-broker"], outcome.platforms["brokkr-broker"]
+    )
+    documents = [
+        s["predicate"]
+        for name in ("brokkr-broker", "brokkr-agent")
+        for digest in (outcome.images[name], *outcome.platforms[name].values())
+        for s in statements(f"brokkr/{name}", digest, OPENVEX)
+    ]
+    assert len(documents) == 6 and all(d == documents[0] for d in documents)
+    (statement,) = documents[0]["statements"]
+    assert statement["vulnerability"] == {"name": "CVE-2026-40001"}
+    assert statement["status"] == "not_affected"
+    assert statement["justification"] == "vulnerable_code_cannot_be_controlled_by_adversary"
+    assert sorted(p["@id"] for p in statement["products"]) == sorted(broker.purls())
+
+    # the assets: both SBOM formats per platform image, and the VEX as attested
+    files = {p.name: p for p in outcome.assets}
+    for name in ("brokkr-broker", "brokkr-agent"):
+        for arch in ("amd64", "arm64"):
+            for suffix in (".spdx.json", ".cdx.json"):
+                assert f"{name}-1.0.0-linux-{arch}{suffix}" in files
+    assert json.loads(files["brokkr-1.0.0.openvex.json"].read_text()) == documents[0]
+    sums = files["SHA256SUMS"].read_text()
+    assert "brokkr-1.0.0.openvex.json" in sums and "brokkr-agent-1.0.0-linux-arm64.cdx.json" in sums
+
+
+def failed_rows(request: verifier.Request, cosign: str) -> set[tuple[str, str]]:
+    """(check, subject) of every failed row; none when the release verifies."""
+    lines: list[str] = []
+    try:
+        verifier.verify(request, cosign=cosign, log=lines.append)
+    except verifier.VerifyError as exc:
+        assert "FAILED" in "\n".join(lines)  # the printed table shows the failed rows
+        return {(c.what, c.subject) for c in exc.checks if not c.ok}
+    return set()
+
+
+def test_verify_passes_on_the_release_and_fails_on_each_tamper(
+    do_release, oci_registry, accepted_repo, cosign_keys, release_tools
+):
+    outcome = do_release("v1.0.0")
+    assert outcome is not None
+    host = oci_registry.host
+    registry = Registry(host)
+    cosign = str(release_tools["cosign"])
+    assets = outcome.assets[0].parent
+    request = verifier.Request(
+        version=parse("v1.0.0"),
+        registry=f"{host}/brokkr",
+        trust=verifier.Trust(key=cosign_keys.with_suffix(".pub")),
+        assets=assets,
+    )
+    lines: list[str] = []
+    checks = verifier.verify(request, cosign=cosign, log=lines.append)
+    kinds = {c.what for c in checks}
+    assert kinds == {
+        "tags", "signature", "provenance", "sbom spdx", "sbom cyclonedx", "source", "vex",
+        "checksum", "asset",
+    }  # fmt: skip
+    # 2 image indexes + 4 platform images + 2 charts
+    assert sum(c.what == "provenance" for c in checks) == 8
+    assert sum(c.what == "checksum" for c in checks) == len(outcome.assets) - 1
+    assert lines[-1].splitlines()[-1] == f"{len(checks)} checks, 0 failed"
+
+    # another key's signatures do not count
+    other = cosign_keys.parent / "verify-other"
+    other.mkdir()
+    subprocess.run(
+        [cosign, "generate-key-pair"], cwd=other, env={"COSIGN_PASSWORD": "", "PATH": "/usr/bin"},
+        capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    stranger = verifier.Request(
+        request.version, request.registry, verifier.Trust(key=other / "cosign.pub"), assets
+    )
+    with pytest.raises(verifier.VerifyError, match="did not verify"):
+        verifier.verify(stranger, cosign=cosign, log=lambda _m: None)
+
+    # 1. a retagged image: v1.0.0 of the broker now names its amd64 image, not the index
+    broker = "brokkr/brokkr-broker"
+    index = outcome.images["brokkr-broker"]
+    registry.copy_tag(broker, outcome.platforms["brokkr-broker"]["linux/amd64"], "v1.0.0")
+    failed = failed_rows(request, cosign)
+    assert ("tags", "brokkr-broker") in failed
+    registry.copy_tag(broker, index, "v1.0.0")
+
+    # 2. a changed chart pushed over 1.0.0: unsigned, no provenance, not the asset
+    chart_repo = "brokkr/charts/brokkr-agent"
+    original = registry.manifest(chart_repo, "1.0.0")
+    assert original is not None
+    work = assets.parent / "tampered-chart"
+    shutil.copytree(accepted_repo / "charts" / "brokkr-agent", work / "brokkr-agent")
+    values = work / "brokkr-agent" / "values.yaml"
+    values.write_text(values.read_text() + "extra: injected\n")
+    helm = str(paths.BIN_DIR / "helm")
+    package = run(helm, "package", str(work / "brokkr-agent"), "--destination", str(work))
+    run(helm, "push", package.rsplit(":", 1)[-1].strip(), f"oci://{host}/brokkr/charts",
+        "--plain-http")  # fmt: skip
+    assert registry.digest(chart_repo, "1.0.0") != original.digest
+    failed = failed_rows(request, cosign)
+    assert {
+        ("signature", "chart brokkr-agent"),
+        ("provenance", "chart brokkr-agent"),
+        ("asset", "brokkr-agent-1.0.0.tgz"),
+    } <= failed
+    registry.put_manifest(chart_repo, "1.0.0", original)
+
+    # 3. a missing attestation: the agent's arm64 image loses its .att manifest
+    agent = "brokkr/brokkr-agent"
+    arm64 = outcome.platforms["brokkr-agent"]["linux/arm64"]
+    att_tag = attestations.attestation_tag(arm64)
+    saved = registry.manifest(agent, att_tag)
+    assert saved is not None
+    deleted = requests.delete(f"http://{host}/v2/{agent}/manifests/{saved.digest}", timeout=10)
+    assert deleted.status_code == 202, deleted.text
+    failed = failed_rows(request, cosign)
+    assert {
+        ("provenance", "brokkr-agent linux/arm64"),
+        ("sbom spdx", "brokkr-agent linux/arm64"),
+        ("sbom cyclonedx", "brokkr-agent linux/arm64"),
+    } <= failed
+    registry.put_manifest(agent, att_tag, saved)
+
+    # 4. a changed asset file: its checksum no longer matches
+    manifest = assets / "brokkr-broker-install.yaml"
+    manifest.write_text(manifest.read_text() + "# edited\n")
+    assert failed_rows(request, cosign) == {("checksum", "brokkr-broker-install.yaml")}
