@@ -144,15 +144,20 @@ class Plan:
         mode = f"key {o.cosign_key}" if o.cosign_key else "keyless (OIDC)"
         if o.sign:
             lines.append(f"4. Sign every image and chart by digest with cosign, {mode}; verify")
+            lines.append("   - SLSA provenance attested to every index, platform image and chart")
         else:
             lines.append("4. Signing skipped (--no-sign)")
         if o.sbom:
-            lines.append("   - SBOM (syft, SPDX JSON) attested to each platform image")
+            lines.append(
+                "   - SBOMs (syft, SPDX and CycloneDX JSON) attested to each platform image"
+            )
+        if o.sign:
+            lines.append("   - the OpenVEX document attested to every image")
         lines.append(f"5. Release notes from {self.previous_tag or 'the first commit'} to HEAD")
         if o.github_release:
             lines.append(
                 f"6. GitHub release {o.version.tag} in {o.github_repo}, with the chart "
-                "archives, SBOMs and SHA256SUMS attached"
+                "archives, install manifests, SBOMs, VEX and SHA256SUMS attached"
             )
         else:
             lines.append("6. GitHub release skipped (--skip-github-release)")
