@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from brokkr_dev.base import paths
+from brokkr_dev.base import paths, toolchain
 from brokkr_dev.release import attestations, provenance
 from brokkr_dev.release import verify as verifier
 from brokkr_dev.release.attestations import CYCLONEDX, OPENVEX, SPDX
@@ -20,6 +20,7 @@ from brokkr_dev.release.registry import Registry
 from brokkr_dev.release.version import parse
 from brokkr_dev.scan import vex
 from tests.fixtures.release import run
+from tests.fixtures.trivydb import write_debian_db
 
 pytestmark = [pytest.mark.release, pytest.mark.slow]
 ACCEPTED = """\
@@ -120,6 +121,43 @@ def test_every_artifact_carries_provenance_both_sboms_and_the_vex(
     assert json.loads(files["brokkr-1.0.0.openvex.json"].read_text()) == documents[0]
     sums = files["SHA256SUMS"].read_text()
     assert "brokkr-1.0.0.openvex.json" in sums and "brokkr-agent-1.0.0-linux-arm64.cdx.json" in sums
+
+
+def test_trivy_shows_users_the_verdicts_of_the_released_vex(
+    do_release, oci_registry, accepted_repo, tmp_path
+):
+    """Trivy, scanning the released images with a database that knows CVE-2026-40001 in
+    their zlib, reports it without the VEX and drops it for the broker with it (the
+    file asset, or the signed attestation found with `--vex oci`); the agent, which
+    the VEX does not name, keeps it."""
+    outcome = do_release("v1.0.0")
+    assert outcome is not None
+    trivy = toolchain.ensure(toolchain.load_manifest()["trivy"], log=lambda _m: None)
+    cache = write_debian_db(tmp_path / "trivy", {("zlib", "CVE-2026-40001"): "1:1.3.0-1"})
+    document = next(p for p in outcome.assets if p.name.endswith(".openvex.json"))
+
+    def found(image: str, *vex_sources: str, platform: str = "linux/amd64") -> set[str]:
+        command = [
+            str(trivy), "image", "--image-src", "remote", "--insecure", "--platform", platform,
+            "--skip-db-update", "--skip-version-check", "--cache-dir", str(cache),
+            "--scanners", "vuln", "--format", "json", "--quiet",
+            *(arg for source in vex_sources for arg in ("--vex", source)),
+            f"{oci_registry.host}/brokkr/{image}:v1.0.0",
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        return {
+            v["VulnerabilityID"]
+            for result in report.get("Results") or []
+            for v in result.get("Vulnerabilities") or []
+        }
+
+    assert found("brokkr-broker") == {"CVE-2026-40001"}
+    assert found("brokkr-broker", str(document)) == set()
+    assert found("brokkr-broker", str(document), platform="linux/arm64") == set()
+    assert found("brokkr-broker", "oci") == set()
+    assert found("brokkr-agent", str(document)) == {"CVE-2026-40001"}
 
 
 def failed_rows(request: verifier.Request, cosign: str) -> set[tuple[str, str]]:
