@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -160,6 +162,20 @@ def test_trivy_shows_users_the_verdicts_of_the_released_vex(
     assert found("brokkr-agent", str(document)) == {"CVE-2026-40001"}
 
 
+def verify_command(*args: str) -> tuple[int, str]:
+    """`invoke release.verify -- ...` as `nox -s verify` runs it: (exit status, output)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "release.verify", "--", *args],
+        cwd=paths.REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(paths.REPO_ROOT / "src")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
 def failed_rows(request: verifier.Request, cosign: str) -> set[tuple[str, str]]:
     """(check, subject) of every failed row; none when the release verifies."""
     lines: list[str] = []
@@ -197,6 +213,12 @@ def test_verify_passes_on_the_release_and_fails_on_each_tamper(
     assert sum(c.what == "provenance" for c in checks) == 8
     assert sum(c.what == "checksum" for c in checks) == len(outcome.assets) - 1
     assert lines[-1].splitlines()[-1] == f"{len(checks)} checks, 0 failed"
+    # the command users run: same table, exit status 0
+    command = ["v1.0.0", "--registry", f"{host}/brokkr", "--assets", str(assets)]
+    command += ["--key", str(cosign_keys.with_suffix(".pub"))]
+    status, output = verify_command(*command)
+    assert status == 0, output
+    assert f"{len(checks)} checks, 0 failed" in output
 
     # another key's signatures do not count
     other = cosign_keys.parent / "verify-other"
@@ -260,3 +282,7 @@ def test_verify_passes_on_the_release_and_fails_on_each_tamper(
     manifest = assets / "brokkr-broker-install.yaml"
     manifest.write_text(manifest.read_text() + "# edited\n")
     assert failed_rows(request, cosign) == {("checksum", "brokkr-broker-install.yaml")}
+    status, output = verify_command(*command)
+    assert status == 1, output
+    assert "checksum        brokkr-broker-install.yaml" in output
+    assert "error: v1.0.0 did not verify: 1 of" in output
