@@ -519,11 +519,23 @@ def release_chart_patch(c, chart=""):
         "registry": "registry and path; the chart goes to <registry>/charts",
         "cosign_key": "sign with this key file (default keyless in GitHub Actions)",
         "sign": "sign and verify the chart",
+        "helm_key": "also sign with Helm (.prov): the GPG key's name",
+        "helm_keyring": "the secret keyring holding --helm-key",
     }
 )
-def release_chart(c, chart="", registry="ghcr.io/colliery-io", cosign_key="", sign=True):
+def release_chart(  # noqa: PLR0917 - Invoke maps each command-line option to a parameter
+    c, chart="", registry="ghcr.io/colliery-io", cosign_key="", sign=True, helm_key="",
+    helm_keyring="",
+):  # fmt: skip
     """Publish one chart at its current version (a chart-only fix); never overwrites."""
-    release.release_chart(chart, registry, cosign_key=cosign_key or None, sign=sign)
+    release.release_chart(
+        chart,
+        registry,
+        cosign_key=cosign_key or None,
+        sign=sign,
+        helm_key=helm_key or None,
+        helm_keyring=helm_keyring or None,
+    )
 
 
 @task(help={"out": "folder for brokkr-broker-install.yaml and brokkr-agent-install.yaml"})
@@ -547,8 +559,9 @@ def release_verify(c):
         print(release_verify_module.usage())
         return
     request = release_verify_module.parse_args(argv)
-    cosign = toolchain.ensure(toolchain.load_manifest()["cosign"])
-    release_verify_module.verify(request, cosign=str(cosign))
+    manifest = toolchain.load_manifest()
+    cosign, helm = toolchain.ensure(manifest["cosign"]), toolchain.ensure(manifest["helm"])
+    release_verify_module.verify(request, cosign=str(cosign), helm=str(helm))
 
 
 release_ns = Collection("release")

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,13 +50,14 @@ def accepted_repo(brokkr_repo: Path) -> Path:
 
 
 def test_every_artifact_carries_provenance_both_sboms_and_the_vex(
-    do_release, oci_registry, accepted_repo, release_tools
+    do_release, oci_registry, accepted_repo, helm_keys
 ):
-    outcome = do_release("v1.0.0")
+    outcome = do_release("v1.0.0", helm_key=helm_keys.name, helm_keyring=str(helm_keys.secret))
     assert outcome is not None
     registry = Registry(oci_registry.host)
     head = run("git", "rev-parse", "HEAD", cwd=accepted_repo)
-    cosign_digest = hashlib.sha256(release_tools["cosign"].resolve().read_bytes()).hexdigest()
+    # do_release's fixtures link the pinned tools into bin/
+    cosign_digest = hashlib.sha256((paths.BIN_DIR / "cosign").resolve().read_bytes()).hexdigest()
 
     def statements(repo: str, digest: str, predicate_type: str) -> list[dict]:
         found = [
@@ -124,6 +127,22 @@ def test_every_artifact_carries_provenance_both_sboms_and_the_vex(
     sums = files["SHA256SUMS"].read_text()
     assert "brokkr-1.0.0.openvex.json" in sums and "brokkr-agent-1.0.0-linux-arm64.cdx.json" in sums
 
+    # the charts are signed by Helm too: the .prov assets verify, and so does the OCI
+    # chart pulled with its provenance layer (what `helm install --verify` does)
+    helm = str(paths.BIN_DIR / "helm")
+    for name in ("brokkr-broker", "brokkr-agent"):
+        assert f"{name}-1.0.0.tgz.prov" in sums
+        shown = run(
+            helm, "verify", str(files[f"{name}-1.0.0.tgz"]), "--keyring", str(helm_keys.public)
+        )
+        assert "Signed by: Brokkr Release Test" in shown
+    pulled = run(
+        helm, "pull", f"oci://{oci_registry.host}/brokkr/charts/brokkr-agent", "--version",
+        "1.0.0", "--verify", "--keyring", str(helm_keys.public), "--plain-http",
+        "--destination", str(accepted_repo / "dist"),
+    )  # fmt: skip
+    assert "Signed by: Brokkr Release Test" in pulled
+
 
 def test_trivy_shows_users_the_verdicts_of_the_released_vex(
     do_release, oci_registry, accepted_repo, tmp_path
@@ -188,27 +207,29 @@ def failed_rows(request: verifier.Request, cosign: str) -> set[tuple[str, str]]:
 
 
 def test_verify_passes_on_the_release_and_fails_on_each_tamper(
-    do_release, oci_registry, accepted_repo, cosign_keys, release_tools
+    do_release, oci_registry, accepted_repo, cosign_keys, helm_keys
 ):
-    outcome = do_release("v1.0.0")
+    outcome = do_release("v1.0.0", helm_key=helm_keys.name, helm_keyring=str(helm_keys.secret))
     assert outcome is not None
     host = oci_registry.host
     registry = Registry(host)
-    cosign = str(release_tools["cosign"])
+    cosign = str(paths.BIN_DIR / "cosign")  # linked there by do_release's fixtures
     assets = outcome.assets[0].parent
     request = verifier.Request(
         version=parse("v1.0.0"),
         registry=f"{host}/brokkr",
         trust=verifier.Trust(key=cosign_keys.with_suffix(".pub")),
         assets=assets,
+        helm_keyring=helm_keys.public,
     )
     lines: list[str] = []
     checks = verifier.verify(request, cosign=cosign, log=lines.append)
     kinds = {c.what for c in checks}
     assert kinds == {
-        "tags", "signature", "provenance", "sbom spdx", "sbom cyclonedx", "source", "vex",
-        "checksum", "asset",
+        "tags", "signature", "helm provenance", "provenance", "sbom spdx", "sbom cyclonedx",
+        "source", "vex", "checksum", "asset",
     }  # fmt: skip
+    assert sum(c.what == "helm provenance" for c in checks) == 2
     # 2 image indexes + 4 platform images + 2 charts
     assert sum(c.what == "provenance" for c in checks) == 8
     assert sum(c.what == "checksum" for c in checks) == len(outcome.assets) - 1
@@ -216,6 +237,7 @@ def test_verify_passes_on_the_release_and_fails_on_each_tamper(
     # the command users run: same table, exit status 0
     command = ["v1.0.0", "--registry", f"{host}/brokkr", "--assets", str(assets)]
     command += ["--key", str(cosign_keys.with_suffix(".pub"))]
+    command += ["--helm-keyring", str(helm_keys.public)]
     status, output = verify_command(*command)
     assert status == 0, output
     assert f"{len(checks)} checks, 0 failed" in output
@@ -227,9 +249,7 @@ def test_verify_passes_on_the_release_and_fails_on_each_tamper(
         [cosign, "generate-key-pair"], cwd=other, env={"COSIGN_PASSWORD": "", "PATH": "/usr/bin"},
         capture_output=True, check=True, timeout=60,
     )  # fmt: skip
-    stranger = verifier.Request(
-        request.version, request.registry, verifier.Trust(key=other / "cosign.pub"), assets
-    )
+    stranger = dataclasses.replace(request, trust=verifier.Trust(key=other / "cosign.pub"))
     with pytest.raises(verifier.VerifyError, match="did not verify"):
         verifier.verify(stranger, cosign=cosign, log=lambda _m: None)
 
@@ -257,6 +277,7 @@ def test_verify_passes_on_the_release_and_fails_on_each_tamper(
     failed = failed_rows(request, cosign)
     assert {
         ("signature", "chart brokkr-agent"),
+        ("helm provenance", "chart brokkr-agent"),
         ("provenance", "chart brokkr-agent"),
         ("asset", "brokkr-agent-1.0.0.tgz"),
     } <= failed
@@ -284,5 +305,5 @@ def test_verify_passes_on_the_release_and_fails_on_each_tamper(
     assert failed_rows(request, cosign) == {("checksum", "brokkr-broker-install.yaml")}
     status, output = verify_command(*command)
     assert status == 1, output
-    assert "checksum        brokkr-broker-install.yaml" in output
+    assert re.search(r"^checksum +brokkr-broker-install\.yaml +FAILED ", output, re.MULTILINE)
     assert "error: v1.0.0 did not verify: 1 of" in output

@@ -3,7 +3,8 @@
 Every asset is read back from the registry, so it is exactly what was published and
 signed, whether this run pushed it or an earlier (interrupted) run did:
 
-- chart archives are the charts' OCI layers (their SHA-256 is the layer digest);
+- chart archives are the charts' OCI layers (their SHA-256 is the layer digest), with
+  Helm's provenance file beside each when the release signs charts with Helm;
 - install manifests (`<chart>-install.yaml`, for people without Helm) are those
   archives rendered by `helm template`, each image pinned by its published digest;
 - SBOMs are the SPDX and CycloneDX documents inside the cosign attestations of each
@@ -32,6 +33,7 @@ from brokkr_dev.release.registry import Registry
 from brokkr_dev.release.version import Version
 
 CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+PROVENANCE_LAYER = "application/vnd.cncf.helm.chart.provenance.v1.prov"
 CHECKSUMS = "SHA256SUMS"
 # The file name suffix of each SBOM format's asset.
 SBOM_SUFFIXES = {SPDX: ".spdx.json", CYCLONEDX: ".cdx.json"}
@@ -65,23 +67,21 @@ def _verified_blob(registry: Registry, repo: str, digest: str) -> bytes:
     return data
 
 
-def chart_archives(registry: Registry, plan: Plan, digests: dict[str, str]) -> list[Asset]:
-    """`<chart>-<version>.tgz` of every chart, as published."""
+def chart_files(registry: Registry, plan: Plan, digests: dict[str, str]) -> list[Asset]:
+    """Every chart's archive, and its Helm provenance file `<archive>.prov` when the
+    chart was signed by Helm (pushed beside it as the provenance layer)."""
     assets = []
     for chart in plan.charts:
         repo = _repo(chart.repository)
-        layer = next(
-            (
-                x
-                for x in _layers(registry, repo, digests[chart.name])
-                if x["mediaType"] == CHART_LAYER
-            ),
-            None,
-        )
-        if layer is None:
+        layers = {x["mediaType"]: x for x in _layers(registry, repo, digests[chart.name])}
+        if CHART_LAYER not in layers:
             raise ReleaseError(f"assets: {chart.reference} has no chart archive layer")
-        data = _verified_blob(registry, repo, layer["digest"])
-        assets.append(Asset(f"{chart.name}-{chart.version}.tgz", data, content_type(".tgz")))
+        name = f"{chart.name}-{chart.version}.tgz"
+        data = _verified_blob(registry, repo, layers[CHART_LAYER]["digest"])
+        assets.append(Asset(name, data, content_type(".tgz")))
+        if PROVENANCE_LAYER in layers:
+            signed = _verified_blob(registry, repo, layers[PROVENANCE_LAYER]["digest"])
+            assets.append(Asset(name + ".prov", signed, content_type(".prov")))
     return assets
 
 
@@ -159,8 +159,8 @@ def release_assets(
     vex: Mapping | None = None,
 ) -> list[Asset]:
     """Everything attached to the GitHub release, the checksums file last."""
-    found = chart_archives(registry, plan, charts)
-    found += install_manifests(plan, found, images)
+    found = chart_files(registry, plan, charts)
+    found += install_manifests(plan, [a for a in found if a.name.endswith(".tgz")], images)
     if plan.options.sign and plan.options.sbom:
         found += sboms(registry, plan, platforms)
     if vex is not None:

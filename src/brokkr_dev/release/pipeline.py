@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ COMMAND_TIMEOUT = 1800
 # The publishing tools whose binaries every provenance names (tools.toml).
 PROVENANCE_TOOLS = ("helm", "cosign", "syft")
 ACCEPTED_FINDINGS = "security/accepted.toml"
+# The passphrase of the Helm signing key (--helm-key), given to helm on stdin.
+HELM_KEY_UNLOCK_ENV = "BROKKR_HELM_KEY_PASSPHRASE"
 SCAN_REPORT = "build/scan/report.json"
 
 
@@ -162,9 +165,9 @@ class Pipeline:
 
     # --- helpers -------------------------------------------------------------------
 
-    def _run(self, command: Sequence[str], what: str) -> str:
+    def _run(self, command: Sequence[str], what: str, input: str | None = None) -> str:
         hint = f"{what}: re-run the same command to resume"
-        return run(command, timeout=COMMAND_TIMEOUT, hint=hint).stdout
+        return run(command, timeout=COMMAND_TIMEOUT, hint=hint, input=input).stdout
 
     def _repo(self, repository: str) -> str:
         return repository.split("/", 1)[1]
@@ -270,9 +273,11 @@ class Pipeline:
 
     def _push_chart(self, chart: ChartPlan, workdir: Path) -> str:
         source = self.options.charts / chart.name
+        sign, passphrase = self._helm_signing()
         out = self._run(
-            [self.helm, "package", str(source), "--destination", str(workdir)],
+            [self.helm, "package", str(source), "--destination", str(workdir), *sign],
             f"helm package {source}",
+            input=passphrase,
         )
         package = Path(out.strip().rsplit(":", 1)[-1].strip())
         self.check_chart_images(source)
@@ -283,6 +288,17 @@ class Pipeline:
         if digest is None:
             raise ReleaseError(f"helm push reported success but {chart.reference} is not there")
         return digest
+
+    def _helm_signing(self) -> tuple[list[str], str | None]:
+        """`helm package` flags that also write <chart>.tgz.prov (pushed with the chart
+        as its provenance layer), and the key's passphrase for stdin, if any."""
+        if not self.options.helm_key or not self.options.helm_keyring:
+            return [], None
+        flags = ["--sign", "--key", self.options.helm_key, "--keyring", self.options.helm_keyring]
+        passphrase = os.environ.get(HELM_KEY_UNLOCK_ENV)
+        if passphrase is not None:
+            flags += ["--passphrase-file", "-"]
+        return flags, passphrase
 
     def check_chart_images(self, chart_dir: Path) -> None:
         """Refuse to push a chart whose default Brokkr images are not published."""

@@ -281,11 +281,14 @@ def release_chart(
     root: Path = paths.REPO_ROOT,
     cosign_key: str | None = None,
     sign: bool = True,
+    helm_key: str | None = None,
+    helm_keyring: str | None = None,
     env: Mapping[str, str] | None = None,
     log: Log = print,
     bin_dir: Path = paths.BIN_DIR,
 ) -> Outcome:
-    """Publish one chart at its current version (a chart-only fix) and sign it.
+    """Publish one chart at its current version (a chart-only fix) and sign it (cosign;
+    also Helm's .prov with helm_key and helm_keyring).
 
     The chart's appVersion must be an already released version whose images exist;
     a chart version that is already published is refused, never overwritten.
@@ -301,6 +304,8 @@ def release_chart(
         cosign_key=cosign_key,
         sign=sign,
         sbom=False,
+        helm_key=helm_key,
+        helm_keyring=helm_keyring,
         github_release=False,
         git_tag=False,
     )
@@ -311,6 +316,7 @@ def release_chart(
     problems = preflight.check_tree(options) + preflight.check_tools(
         replace(options, sbom=False), bin_dir
     )
+    problems += preflight.check_helm_key(options)
     if options.sign:
         problems += preflight.check_credentials(options, environment)
     if registry.digest(repo, target.version):

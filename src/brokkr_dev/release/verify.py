@@ -7,7 +7,8 @@ every signature and attestation is checked by cosign against the release's key
 - tags: `vX.Y.Z` and `X.Y.Z` of each image point at one multi-platform index, and
   so does every floating tag (`vX.Y`, `vX`, `latest`) that this release must hold
   (the fan-out rules of release/tags.py, given the versions in the registry);
-- signatures: each image index and each chart, by digest;
+- signatures: each image index and each chart, by digest; and Helm's own provenance
+  (`.prov`, `helm verify` against `--helm-keyring`) of each chart signed that way;
 - provenance: on every image index, platform image and chart, signed, its subject
   the digest it is attached to; an index's provenance names exactly the platform
   images the index holds, a chart's the image it deploys; every provenance names
@@ -27,6 +28,7 @@ import argparse
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +38,13 @@ from brokkr_dev.base import paths
 from brokkr_dev.base.commands import CommandError, run
 from brokkr_dev.base.log import Log
 from brokkr_dev.release import ReleaseError, provenance
-from brokkr_dev.release.assets import CHART_LAYER, CHECKSUMS, SBOM_SUFFIXES, vex_name
+from brokkr_dev.release.assets import (
+    CHART_LAYER,
+    CHECKSUMS,
+    PROVENANCE_LAYER,
+    SBOM_SUFFIXES,
+    vex_name,
+)
 from brokkr_dev.release.attestations import CYCLONEDX, OPENVEX, SPDX, cosign_type
 from brokkr_dev.release.plan import DEFAULT_REGISTRY, IMAGE_NAMES
 from brokkr_dev.release.registry import Registry, is_loopback, split_reference
@@ -107,6 +115,7 @@ class Request:
     trust: Trust = Trust()
     assets: Path | None = None  # default dist/<tag>
     github_repo: str = "colliery-io/brokkr"
+    helm_keyring: Path | None = None  # public GPG keyring for the charts' .prov files
 
     @property
     def assets_dir(self) -> Path:
@@ -139,6 +148,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--certificate-oidc-issuer", default=OIDC_ISSUER)
     parser.add_argument("--assets", default="", help="the release's assets (default dist/vX.Y.Z)")
     parser.add_argument("--github-repo", default="colliery-io/brokkr", help="owner/name")
+    parser.add_argument(
+        "--helm-keyring", default="", help="public GPG keyring for the charts' Helm .prov files"
+    )
     return parser
 
 
@@ -149,12 +161,16 @@ def parse_args(argv: Sequence[str]) -> Request:
     if key is not None and not key.is_file():
         raise ReleaseError(f"--key {key}: no such file; pass the release's cosign.pub")
     identity = args.certificate_identity or workflow_identity(args.github_repo, version)
+    keyring = Path(args.helm_keyring) if args.helm_keyring else None
+    if keyring is not None and not keyring.is_file():
+        raise ReleaseError(f"--helm-keyring {keyring}: no such file; pass the public keyring")
     return Request(
         version=version,
         registry=args.registry,
         trust=Trust(key, None if key else identity, args.certificate_oidc_issuer),
         assets=Path(args.assets) if args.assets else None,
         github_repo=args.github_repo,
+        helm_keyring=keyring,
     )
 
 
@@ -225,15 +241,23 @@ def purl_digests(document: Mapping) -> set[str]:
 class Verifier:
     """All checks of one release; `run()` returns the rows."""
 
-    def __init__(self, request: Request, registry: Registry, cosign: Cosign) -> None:
+    def __init__(
+        self,
+        request: Request,
+        registry: Registry,
+        cosign: Cosign,
+        helm: str = str(paths.BIN_DIR / "helm"),
+    ) -> None:
         self.request = request
         self.registry = registry
         self.cosign = cosign
+        self.helm = helm
         self.host, self.prefix = split_reference(request.registry)
         self.checks: list[Check] = []
         self.indexes: dict[str, str] = {}  # image -> index digest
         self.platforms: dict[str, dict[str, str]] = {}  # image -> platform -> digest
         self.chart_layers: dict[str, str] = {}  # chart -> archive layer digest
+        self.chart_provs: dict[str, str] = {}  # chart -> Helm provenance layer digest
         self.sboms: dict[str, dict] = {}  # asset name -> attested SBOM
         self.vex: dict | None = None
         self.commits: dict[str, set[str]] = {}  # commit -> artifacts whose provenance names it
@@ -302,8 +326,44 @@ class Verifier:
         else:
             self.chart_layers[name] = layer["digest"]
         self.signature(repo, manifest.digest, subject)
+        prov = next((x for x in layers if x.get("mediaType") == PROVENANCE_LAYER), None)
+        if prov is not None:
+            self.chart_provs[name] = prov["digest"]
+        if layer is not None:
+            self.helm_provenance(name, repo, layer["digest"], prov and prov["digest"])
         image = self.indexes.get(name)
         self.provenance(repo, manifest.digest, subject, inputs={image} if image else None)
+
+    def helm_provenance(self, name: str, repo: str, archive: str, prov: str | None) -> None:
+        """`helm verify` of the published chart and its .prov, when either side has one."""
+        subject, keyring = f"chart {name}", self.request.helm_keyring
+        if prov is None:
+            if keyring is not None:
+                self.add("helm provenance", subject, False, "no .prov published with the chart")
+            return
+        if keyring is None:
+            self.add(
+                "helm provenance", subject, False,
+                "the chart carries a .prov: pass --helm-keyring (the release's public keyring)",
+            )  # fmt: skip
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            package = Path(tmp) / f"{name}-{self.request.version.plain}.tgz"
+            package.write_bytes(self.registry.blob(repo, archive))
+            Path(f"{package}.prov").write_bytes(self.registry.blob(repo, prov))
+            try:
+                done = run(
+                    [self.helm, "verify", str(package), "--keyring", str(keyring)],
+                    timeout=TIMEOUT,
+                    check=False,
+                )
+            except CommandError as exc:
+                self.add("helm provenance", subject, False, f"{exc}; run `nox -s tools -- helm`")
+                return
+        said = (done.stderr or done.stdout).strip().splitlines()
+        ok = done.returncode == 0
+        detail = "helm verify passed" if ok else (said[-1] if said else "helm verify failed")
+        self.add("helm provenance", subject, ok, detail.removeprefix("Error: "))
 
     def signature(self, repo: str, digest: str, subject: str) -> None:
         try:
@@ -410,6 +470,7 @@ class Verifier:
     def expected_assets(self) -> list[str]:
         plain = self.request.version.plain
         names = [f"{c}-{plain}.tgz" for c in CHART_NAMES]
+        names += [f"{c}-{plain}.tgz.prov" for c in sorted(self.chart_provs)]
         names += [f"{c}-install.yaml" for c in CHART_NAMES]
         names += [
             f"{image}-{plain}-{platform.replace('/', '-')}{suffix}"
@@ -461,6 +522,11 @@ class Verifier:
             if path.is_file():
                 same = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest() == layer
                 self._same("the signed chart", path, same)
+        for chart, layer in self.chart_provs.items():
+            path = directory / f"{chart}-{self.request.version.plain}.tgz.prov"
+            if path.is_file():
+                same = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest() == layer
+                self._same("the chart's published .prov", path, same)
         for name, document in self.sboms.items():
             path = directory / name
             if path.is_file():
@@ -484,6 +550,7 @@ def verify(
     request: Request,
     *,
     cosign: str,
+    helm: str = str(paths.BIN_DIR / "helm"),
     registry: Registry | None = None,
     env: Mapping[str, str] | None = None,
     log: Log = print,
@@ -492,7 +559,7 @@ def verify(
     host, _ = split_reference(request.registry)
     reg = registry or Registry(host)
     reg.ping()
-    checks = Verifier(request, reg, Cosign(cosign, request.trust, env or {})).run()
+    checks = Verifier(request, reg, Cosign(cosign, request.trust, env or {}), helm).run()
     log(format_table(checks))
     failed = [c for c in checks if not c.ok]
     if failed:
