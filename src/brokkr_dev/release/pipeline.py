@@ -398,9 +398,8 @@ class Pipeline:
     def _provenance(
         self, kind: str, key: str, external: Mapping[str, object], materials: list[Material]
     ) -> dict[str, object]:
-        source = provenance.source_material(
-            self.options.root, self.options.github_repo, self.options.version.tag
-        )
+        tag = self.options.version.tag if self.options.git_tag else None
+        source = provenance.source_material(self.options.root, self.options.github_repo, tag)
         started, finished = self.outcome.pushed.get(key, ("", ""))
         return provenance.predicate(
             kind=kind,

@@ -168,12 +168,15 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def source_material(root: Path, github_repo: str, tag: str) -> Material:
-    """The release commit, as SLSA names a git source."""
+def source_material(root: Path, github_repo: str, tag: str | None) -> Material:
+    """The commit built, as SLSA names a git source: under the release tag when the
+    release tags it, else by the commit alone (a chart-only fix is not the tag)."""
+    commit = git.head(root)
+    where = f"refs/tags/{tag}" if tag else commit
     return Material(
         name="source",
-        uri=f"git+https://github.com/{github_repo}@refs/tags/{tag}",
-        digest={"gitCommit": git.head(root)},
+        uri=f"git+https://github.com/{github_repo}@{where}",
+        digest={"gitCommit": commit},
     )
 
 

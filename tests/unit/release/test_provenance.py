@@ -133,3 +133,5 @@ def test_the_source_is_the_commit_under_the_release_tag(tmp_path: Path):
     source = provenance.source_material(tmp_path, "colliery-io/brokkr", "v1.2.0")
     assert source.uri == "git+https://github.com/colliery-io/brokkr@refs/tags/v1.2.0"
     assert source.digest == {"gitCommit": head}
+    untagged = provenance.source_material(tmp_path, "colliery-io/brokkr", None)
+    assert untagged.uri == f"git+https://github.com/colliery-io/brokkr@{head}"
