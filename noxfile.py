@@ -192,6 +192,19 @@ def release(session: nox.Session) -> None:
     invoke(session, "release", "--", *session.posargs)
 
 
+@nox.session(python=PYTHON)
+def verify(session: nox.Session) -> None:
+    """Verify a published release: `nox -s verify -- v1.2.3 [--registry HOST/PATH]
+    [--key cosign.pub] [--assets DIR]`.
+
+    Checks every image and chart signature, the provenance, SBOM and VEX attestations,
+    the checksums of the release assets and the tag fan-out; prints one table and fails
+    on any miss (docs/releasing.md, "Verifying a release"). `-- --help` lists options.
+    """
+    install(session)
+    invoke(session, "release.verify", "--", *session.posargs)
+
+
 @nox.session(name="publish-dev", python=PYTHON)
 def publish_dev(session: nox.Session) -> None:
     """Push a development build: `nox -s publish-dev -- [--registry HOST/PATH] [--builder B]`.

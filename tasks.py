@@ -45,6 +45,7 @@ from brokkr_dev.monitoring import rules as monitoring
 from brokkr_dev.release import cli as release_cli
 from brokkr_dev.release import manifests as release_manifests_module
 from brokkr_dev.release import run as release
+from brokkr_dev.release import verify as release_verify_module
 from brokkr_dev.scan import gate as scan_gate
 
 
@@ -518,11 +519,23 @@ def release_chart_patch(c, chart=""):
         "registry": "registry and path; the chart goes to <registry>/charts",
         "cosign_key": "sign with this key file (default keyless in GitHub Actions)",
         "sign": "sign and verify the chart",
+        "helm_key": "also sign with Helm (.prov): the GPG key's name",
+        "helm_keyring": "the secret keyring holding --helm-key",
     }
 )
-def release_chart(c, chart="", registry="ghcr.io/colliery-io", cosign_key="", sign=True):
+def release_chart(  # noqa: PLR0917 - Invoke maps each command-line option to a parameter
+    c, chart="", registry="ghcr.io/colliery-io", cosign_key="", sign=True, helm_key="",
+    helm_keyring="",
+):  # fmt: skip
     """Publish one chart at its current version (a chart-only fix); never overwrites."""
-    release.release_chart(chart, registry, cosign_key=cosign_key or None, sign=sign)
+    release.release_chart(
+        chart,
+        registry,
+        cosign_key=cosign_key or None,
+        sign=sign,
+        helm_key=helm_key or None,
+        helm_keyring=helm_keyring or None,
+    )
 
 
 @task(help={"out": "folder for brokkr-broker-install.yaml and brokkr-agent-install.yaml"})
@@ -534,8 +547,26 @@ def release_manifests(c, out="dist/manifests"):
         print(path)
 
 
+@task()
+def release_verify(c):
+    """Verify a published release: `invoke release.verify -- vX.Y.Z [options]` (`-- --help`).
+
+    Signatures, provenance, SBOM and VEX attestations, asset checksums and the tag
+    fan-out, checked with cosign; prints one table and fails on any miss.
+    """
+    argv = after_double_dash(c)
+    if "--help" in argv or "-h" in argv:
+        print(release_verify_module.usage())
+        return
+    request = release_verify_module.parse_args(argv)
+    manifest = toolchain.load_manifest()
+    cosign, helm = toolchain.ensure(manifest["cosign"]), toolchain.ensure(manifest["helm"])
+    release_verify_module.verify(request, cosign=str(cosign), helm=str(helm))
+
+
 release_ns = Collection("release")
 release_ns.add_task(release_run, "run", default=True)
+release_ns.add_task(release_verify, "verify")
 release_ns.add_task(release_dev, "dev")
 release_ns.add_task(release_chart_patch, "chart-patch")
 release_ns.add_task(release_chart, "chart")

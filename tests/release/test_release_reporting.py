@@ -104,8 +104,14 @@ def test_release_attaches_assets_and_notifies(
     assets = github_stand_in.assets[release["id"]]
     platforms = ("linux-amd64", "linux-arm64")
     expected = {f"brokkr-{n}-1.0.0.tgz" for n in ("broker", "agent")}
-    expected |= {f"brokkr-{n}-1.0.0-{p}.spdx.json" for n in ("broker", "agent") for p in platforms}
+    expected |= {
+        f"brokkr-{n}-1.0.0-{p}.{kind}.json"
+        for n in ("broker", "agent")
+        for p in platforms
+        for kind in ("spdx", "cdx")
+    }
     expected |= {f"brokkr-{n}-install.yaml" for n in ("broker", "agent")}
+    expected.add("brokkr-1.0.0.openvex.json")
     assert set(assets) == expected | {"SHA256SUMS"}
 
     # the files in dist/<tag>/ are the ones uploaded, SHA256SUMS last
@@ -151,9 +157,12 @@ def test_release_attaches_assets_and_notifies(
         sbom = json.loads(assets[f"brokkr-agent-1.0.0-{platform.replace('/', '-')}.spdx.json"])
         assert sbom["spdxVersion"].startswith("SPDX-")
         att = registry.manifest("brokkr/brokkr-agent", digest.replace(":", "-") + ".att")
-        envelope = json.loads(
-            registry.blob("brokkr/brokkr-agent", json.loads(att.body)["layers"][0]["digest"])
-        )
+        (layer,) = [  # one attestation layer per predicate type; cosign names it
+            x
+            for x in json.loads(att.body)["layers"]
+            if x["annotations"]["predicateType"] == "https://spdx.dev/Document"
+        ]
+        envelope = json.loads(registry.blob("brokkr/brokkr-agent", layer["digest"]))
         statement = json.loads(base64.b64decode(envelope["payload"]))
         assert statement["subject"][0]["digest"]["sha256"] == digest.split(":")[1]
         assert statement["predicate"] == sbom

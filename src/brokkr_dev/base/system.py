@@ -35,6 +35,9 @@ FEATURES: dict[str, tuple[str, ...]] = {
         # root file systems for base and node images, as any user (--mode=unshare)
         "mmdebstrap",
         "docker-registry",
+        # the release tests' throw-away GPG key for Helm's chart signing (.prov)
+        "gpg",
+        "gpg-agent",
     ),
     # The Docker engine kind runs on where none is running (src/brokkr_dev/containers/engine):
     # dockerd with its containerd and runc; iptables for its bridges.

@@ -9,9 +9,12 @@ Modules, each a small step with a clear interface:
 - `plan`: what a release will do, printed in full by `--dry-run`;
 - `preflight`: refuse a release that cannot or must not run, with the reason;
 - `notes`: release notes from git history;
-- `signing`: cosign signatures and syft SBOMs;
+- `signing`: cosign signatures and attestations, syft SBOMs;
+- `provenance`: SLSA v1 provenance predicates from the pipeline's facts;
+- `attestations`: which attestations a digest carries, read from the registry;
 - `github`: the GitHub release through the REST API;
-- `pipeline`: the resumable steps that publish everything.
+- `pipeline`: the resumable steps that publish everything;
+- `verify`: `nox -s verify`, every check a user runs before trusting a release.
 """
 
 from __future__ import annotations

@@ -3,35 +3,50 @@
 Every asset is read back from the registry, so it is exactly what was published and
 signed, whether this run pushed it or an earlier (interrupted) run did:
 
-- chart archives are the charts' OCI layers (their SHA-256 is the layer digest);
+- chart archives are the charts' OCI layers (their SHA-256 is the layer digest), with
+  Helm's provenance file beside each when the release signs charts with Helm;
 - install manifests (`<chart>-install.yaml`, for people without Helm) are those
   archives rendered by `helm template`, each image pinned by its published digest;
-- SBOMs are the SPDX documents inside the cosign attestations of each platform image.
+- SBOMs are the SPDX and CycloneDX documents inside the cosign attestations of each
+  platform image;
+- the OpenVEX document is the one attested to the images (built anew when the
+  release is not signed).
 
 `release_assets` is the one list of assets; add new kinds there.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import json
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from brokkr_dev.release import ReleaseError, manifests
+from brokkr_dev.release import ReleaseError, attestations, manifests
+from brokkr_dev.release.attestations import CYCLONEDX, SPDX
 from brokkr_dev.release.github import Asset
 from brokkr_dev.release.plan import Plan
 from brokkr_dev.release.registry import Registry
-from brokkr_dev.release.signing import attestation_tag
+from brokkr_dev.release.version import Version
 
 CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
-DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
-SPDX_PREDICATE = "https://spdx.dev/Document"
+PROVENANCE_LAYER = "application/vnd.cncf.helm.chart.provenance.v1.prov"
 CHECKSUMS = "SHA256SUMS"
+# The file name suffix of each SBOM format's asset.
+SBOM_SUFFIXES = {SPDX: ".spdx.json", CYCLONEDX: ".cdx.json"}
+
+
+def vex_name(version: Version) -> str:
+    """The release's OpenVEX asset: `brokkr-X.Y.Z.openvex.json`."""
+    return f"brokkr-{version.plain}.openvex.json"
+
+
+def json_bytes(document: Mapping) -> bytes:
+    """A JSON document as an asset file: indented, keys sorted, newline at the end."""
+    return json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
 
 
 def _repo(repository: str) -> str:
@@ -52,23 +67,21 @@ def _verified_blob(registry: Registry, repo: str, digest: str) -> bytes:
     return data
 
 
-def chart_archives(registry: Registry, plan: Plan, digests: dict[str, str]) -> list[Asset]:
-    """`<chart>-<version>.tgz` of every chart, as published."""
+def chart_files(registry: Registry, plan: Plan, digests: dict[str, str]) -> list[Asset]:
+    """Every chart's archive, and its Helm provenance file `<archive>.prov` when the
+    chart was signed by Helm (pushed beside it as the provenance layer)."""
     assets = []
     for chart in plan.charts:
         repo = _repo(chart.repository)
-        layer = next(
-            (
-                x
-                for x in _layers(registry, repo, digests[chart.name])
-                if x["mediaType"] == CHART_LAYER
-            ),
-            None,
-        )
-        if layer is None:
+        layers = {x["mediaType"]: x for x in _layers(registry, repo, digests[chart.name])}
+        if CHART_LAYER not in layers:
             raise ReleaseError(f"assets: {chart.reference} has no chart archive layer")
-        data = _verified_blob(registry, repo, layer["digest"])
-        assets.append(Asset(f"{chart.name}-{chart.version}.tgz", data, content_type(".tgz")))
+        name = f"{chart.name}-{chart.version}.tgz"
+        data = _verified_blob(registry, repo, layers[CHART_LAYER]["digest"])
+        assets.append(Asset(name, data, content_type(".tgz")))
+        if PROVENANCE_LAYER in layers:
+            signed = _verified_blob(registry, repo, layers[PROVENANCE_LAYER]["digest"])
+            assets.append(Asset(name + ".prov", signed, content_type(".prov")))
     return assets
 
 
@@ -93,27 +106,24 @@ def install_manifests(plan: Plan, archives: Sequence[Asset], images: dict[str, s
     return [Asset(name, text.encode(), content_type(name)) for name, text in rendered]
 
 
-def attested_sbom(registry: Registry, repo: str, digest: str) -> bytes:
-    """The SPDX JSON document attested (by cosign) to one image digest."""
-    for layer in _layers(registry, repo, attestation_tag(digest)):
-        if layer["mediaType"] != DSSE_LAYER:
-            continue
-        envelope = json.loads(_verified_blob(registry, repo, layer["digest"]))
-        statement = json.loads(base64.b64decode(envelope["payload"]))
-        if statement.get("predicateType") == SPDX_PREDICATE:
-            return json.dumps(statement["predicate"], indent=2, sort_keys=True).encode() + b"\n"
-    raise ReleaseError(f"assets: {registry.host}/{repo}@{digest} has no SPDX attestation")
+def attested_sbom(registry: Registry, repo: str, digest: str, predicate_type: str = SPDX) -> bytes:
+    """The SBOM (SPDX or CycloneDX JSON) attested by cosign to one image digest."""
+    try:
+        return json_bytes(attestations.predicate(registry, repo, digest, predicate_type))
+    except ReleaseError as exc:
+        raise ReleaseError(f"assets: {exc}") from None
 
 
 def sboms(registry: Registry, plan: Plan, platforms: dict[str, dict[str, str]]) -> list[Asset]:
-    """`<image>-<version>-<os>-<arch>.spdx.json` for every platform image."""
+    """`<image>-<version>-<os>-<arch>.spdx.json` and `.cdx.json` for every platform image."""
     assets = []
     for image in plan.images:
         repo = _repo(image.repository)
         for platform, digest in sorted(platforms[image.name].items()):
-            name = f"{image.name}-{plan.version.plain}-{platform.replace('/', '-')}.spdx.json"
-            data = attested_sbom(registry, repo, digest)
-            assets.append(Asset(name, data, content_type(name)))
+            stem = f"{image.name}-{plan.version.plain}-{platform.replace('/', '-')}"
+            for predicate_type, suffix in SBOM_SUFFIXES.items():
+                data = attested_sbom(registry, repo, digest, predicate_type)
+                assets.append(Asset(stem + suffix, data, content_type(suffix)))
     return assets
 
 
@@ -145,12 +155,17 @@ def release_assets(
     charts: dict[str, str],
     platforms: dict[str, dict[str, str]],
     images: dict[str, str],
+    *,
+    vex: Mapping | None = None,
 ) -> list[Asset]:
     """Everything attached to the GitHub release, the checksums file last."""
-    found = chart_archives(registry, plan, charts)
-    found += install_manifests(plan, found, images)
+    found = chart_files(registry, plan, charts)
+    found += install_manifests(plan, [a for a in found if a.name.endswith(".tgz")], images)
     if plan.options.sign and plan.options.sbom:
         found += sboms(registry, plan, platforms)
+    if vex is not None:
+        name = vex_name(plan.version)
+        found.append(Asset(name, json_bytes(vex), content_type(name)))
     names = [a.name for a in found]
     if len(names) != len(set(names)):
         raise ReleaseError(f"assets: duplicate asset names in {names}")

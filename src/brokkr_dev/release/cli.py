@@ -85,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
         "--no-sign", action="store_true", help="no signatures (a scratch registry only)"
     )
     parser.add_argument("--no-sbom", action="store_true", help="no SBOM attestations")
+    parser.add_argument(
+        "--helm-key",
+        default="",
+        help="also sign the charts with Helm (.prov) using this GPG key name "
+        "(passphrase in BROKKR_HELM_KEY_PASSPHRASE)",
+    )
+    parser.add_argument("--helm-keyring", default="", help="the secret keyring holding --helm-key")
     parser.add_argument("--github-repo", default="colliery-io/brokkr", help="owner/name on GitHub")
     parser.add_argument(
         "--builder",
@@ -106,6 +113,8 @@ def parse(argv: Sequence[str]) -> Request:
         cosign_key=args.cosign_key or None,
         sign=not args.no_sign,
         sbom=not args.no_sbom and not args.no_sign,
+        helm_key=args.helm_key or None,
+        helm_keyring=args.helm_keyring or None,
         github_repo=args.github_repo,
         builder=args.builder,
     )

@@ -70,7 +70,10 @@ def verify_commands(item: Published, cosign_key: str | None, identity: str) -> l
             f"--certificate-identity {identity} "
             "--certificate-oidc-issuer https://token.actions.githubusercontent.com"
         )
-    commands = [f"cosign verify {who} {ref}"]
+    commands = [
+        f"cosign verify {who} {ref}",
+        f"cosign verify-attestation --type https://slsa.dev/provenance/v1 {who} {ref}",
+    ]
     if item.kind == "image":
         commands.append(
             f"cosign verify-attestation --type spdxjson {who} "
@@ -117,6 +120,16 @@ def render(
         lines.append("")
     if published:
         lines += ["## Verify", "", "```sh"]
+        images_at = next(
+            (p.reference.rsplit("/", 1)[0] for p in published if p.kind == "image"), None
+        )
+        if images_at:
+            key = f" --key {cosign_key}" if cosign_key else ""
+            lines += [
+                '# everything at once (docs/releasing.md, "Verifying a release"), from a checkout:',
+                f"scripts/nox -s verify -- {version.tag} --registry {images_at}{key}",
+                "# or artifact by artifact:",
+            ]
         for p in published:
             lines += verify_commands(p, cosign_key, identity + version.tag)
         lines += ["```", ""]

@@ -8,50 +8,105 @@ version is never overwritten; floating tags move by re-pointing the same manifes
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from brokkr_dev.base import git, paths
 from brokkr_dev.base.commands import run
 from brokkr_dev.base.log import Log
-from brokkr_dev.containers import images
+from brokkr_dev.containers import baseimages, images
+from brokkr_dev.containers.podman import ContainerError
 from brokkr_dev.containers.podman import podman as podman_command
-from brokkr_dev.release import ReleaseError, chart_images, notes
-from brokkr_dev.release.assets import content_type, release_assets
+from brokkr_dev.release import ReleaseError, attestations, chart_images, notes, provenance
+from brokkr_dev.release.assets import content_type, release_assets, vex_name
+from brokkr_dev.release.attestations import CYCLONEDX, OPENVEX, SPDX
 from brokkr_dev.release.github import Asset, GitHub
 from brokkr_dev.release.plan import ChartPlan, ImagePlan, Options, Plan
+from brokkr_dev.release.provenance import Builder, DescribesInputs, Material
 from brokkr_dev.release.registry import Registry, is_loopback
-from brokkr_dev.release.signing import Signer, attestation_tag, signature_tag
+from brokkr_dev.release.signing import Signer, signature_tag
 from brokkr_dev.release.stamp import stamp_all
 from brokkr_dev.release.tags import Action, release_tags
 from brokkr_dev.release.version import parse_released, previous_release
+from brokkr_dev.scan import vex
+from brokkr_dev.scan.policy import load_accepted
 
 # name ("brokkr-broker"), platforms -> local manifest list reference holding them
 ImageBuilder = Callable[[str, Sequence[str]], str]
 STEPS = (
-    "stamp", "images", "tags", "charts", "sign", "sbom", "notes", "assets", "github", "git-tag",
+    "stamp", "images", "tags", "charts", "sign", "provenance", "sbom", "vex", "notes", "assets",
+    "github", "git-tag",
 )  # fmt: skip
 COMMAND_TIMEOUT = 1800
+# The publishing tools whose binaries every provenance names (tools.toml).
+PROVENANCE_TOOLS = ("helm", "cosign", "syft")
+ACCEPTED_FINDINGS = "security/accepted.toml"
+# The passphrase of the Helm signing key (--helm-key), given to helm on stdin.
+HELM_KEY_UNLOCK_ENV = "BROKKR_HELM_KEY_PASSPHRASE"
+SCAN_REPORT = "build/scan/report.json"
 
 
-def images_builder(builder: str = "auto", root: Path = paths.REPO_ROOT) -> ImageBuilder:
-    """The project's image build (brokkr_dev.containers.images) of the checkout at `root` (default:
-    this repository) with a builder: auto, buildx, podman.
+@dataclass
+class ProjectImages:
+    """The project's image build (brokkr_dev.containers.images) of the checkout at
+    `root` (default: this repository) with a builder: auto, buildx, podman.
 
     Either builder leaves the manifest list in podman storage; the steps below push,
     tag and sign it from there without knowing which builder made it.
     """
 
-    def build(name: str, platforms: Sequence[str]) -> str:
+    builder: str = "auto"
+    root: Path = paths.REPO_ROOT
+
+    def __call__(self, name: str, platforms: Sequence[str]) -> str:
         target = name.removeprefix("brokkr-")
         arches = tuple(p.split("/", 1)[1] for p in platforms)
-        result = images.build(targets=(target,), arches=arches, builder=builder, root=root)
+        result = images.build(
+            targets=(target,), arches=arches, builder=self.builder, root=self.root
+        )
         return str(result.manifests[target][0])
 
-    return build
+    def materials(self, name: str, platform: str) -> list[Material]:
+        """What one platform image is built from, besides the source commit: the base
+        image, the requirements and the wheels it installs."""
+        arch = platform.split("/", 1)[1]
+        found = [base_image_material(arch)]
+        found += provenance.file_materials(
+            self.root, ("docker/requirements.txt", "docker/build-requirements.txt")
+        )
+        found += provenance.wheel_materials(self.root / "docker" / "wheelhouse", arch)
+        return found
+
+
+def images_builder(builder: str = "auto", root: Path = paths.REPO_ROOT) -> ProjectImages:
+    """The project's image build; see ProjectImages."""
+    return ProjectImages(builder, root)
+
+
+def base_image_material(arch: str) -> Material:
+    """The local debootstrap base image of an architecture, by its digest in podman
+    storage (what the build used), with the recipe key that made it."""
+    base = baseimages.for_arch(arch)
+    annotations = {"recipe": base.key, "suite": base.suite, "mirror": baseimages.MIRROR}
+    try:
+        pinned = baseimages.pinned(base)
+    except ContainerError as exc:
+        raise ReleaseError(
+            f"provenance: base image {base.tag} is not in podman storage ({exc}); "
+            f"run `invoke images.base --platforms linux/{arch}` and re-run the release"
+        ) from None
+    digest = pinned.rsplit("@", 1)[1]
+    return Material(
+        name=f"base image linux/{arch}",
+        uri=f"{base.tag}@{digest}",
+        digest={"sha256": digest.split(":", 1)[1]},
+        annotations=annotations,
+    )
 
 
 @dataclass
@@ -66,6 +121,9 @@ class Outcome:
     notes_path: Path | None = None
     assets: list[Path] = field(default_factory=list)  # dist/<tag>/..., SHA256SUMS last
     github_url: str | None = None
+    # When this run pushed an image or chart (by name): its provenance's build times.
+    pushed: dict[str, tuple[str, str]] = field(default_factory=dict)
+    vex: dict | None = None  # the OpenVEX document of the release
 
 
 class Pipeline:
@@ -83,6 +141,7 @@ class Pipeline:
         github: GitHub | None = None,
         log: Log = print,
         after_step: Callable[[str], None] | None = None,
+        provenance_builder: Builder | None = None,
     ) -> None:
         self.plan = plan
         self.options: Options = plan.options
@@ -94,6 +153,7 @@ class Pipeline:
         self.github = github
         self.log = log
         self.after_step = after_step
+        self.provenance_builder = provenance_builder or Builder(provenance.LOCAL_BUILDER)
         self.outcome = Outcome()
 
     def run(self, steps: Sequence[str] = STEPS) -> Outcome:
@@ -105,9 +165,9 @@ class Pipeline:
 
     # --- helpers -------------------------------------------------------------------
 
-    def _run(self, command: Sequence[str], what: str) -> str:
+    def _run(self, command: Sequence[str], what: str, input: str | None = None) -> str:
         hint = f"{what}: re-run the same command to resume"
-        return run(command, timeout=COMMAND_TIMEOUT, hint=hint).stdout
+        return run(command, timeout=COMMAND_TIMEOUT, hint=hint, input=input).stdout
 
     def _repo(self, repository: str) -> str:
         return repository.split("/", 1)[1]
@@ -130,8 +190,10 @@ class Pipeline:
             repo = self._repo(image.repository)
             digest = self.registry.digest(repo, image.tags[0].tag)
             if digest is None:
+                started = provenance.now()
                 local = self.builder(image.name, self.options.platforms)
                 digest = self._push_list(local, image)
+                self.outcome.pushed[image.name] = (started, provenance.now())
                 self.log(f"images: pushed {image.reference} {digest}")
             else:
                 self.outcome.skipped.append(f"{image.reference} (already published)")
@@ -200,7 +262,9 @@ class Pipeline:
                 repo = self._repo(chart.repository)
                 digest = self.registry.digest(repo, chart.version)
                 if digest is None:
+                    started = provenance.now()
                     digest = self._push_chart(chart, Path(tmp))
+                    self.outcome.pushed["chart " + chart.name] = (started, provenance.now())
                     self.log(f"charts: pushed {chart.reference} {digest}")
                 else:
                     self.outcome.skipped.append(f"{chart.reference} (already published)")
@@ -209,9 +273,11 @@ class Pipeline:
 
     def _push_chart(self, chart: ChartPlan, workdir: Path) -> str:
         source = self.options.charts / chart.name
+        sign, passphrase = self._helm_signing()
         out = self._run(
-            [self.helm, "package", str(source), "--destination", str(workdir)],
+            [self.helm, "package", str(source), "--destination", str(workdir), *sign],
             f"helm package {source}",
+            input=passphrase,
         )
         package = Path(out.strip().rsplit(":", 1)[-1].strip())
         self.check_chart_images(source)
@@ -222,6 +288,17 @@ class Pipeline:
         if digest is None:
             raise ReleaseError(f"helm push reported success but {chart.reference} is not there")
         return digest
+
+    def _helm_signing(self) -> tuple[list[str], str | None]:
+        """`helm package` flags that also write <chart>.tgz.prov (pushed with the chart
+        as its provenance layer), and the key's passphrase for stdin, if any."""
+        if not self.options.helm_key or not self.options.helm_keyring:
+            return [], None
+        flags = ["--sign", "--key", self.options.helm_key, "--keyring", self.options.helm_keyring]
+        passphrase = os.environ.get(HELM_KEY_UNLOCK_ENV)
+        if passphrase is not None:
+            flags += ["--passphrase-file", "-"]
+        return flags, passphrase
 
     def check_chart_images(self, chart_dir: Path) -> None:
         """Refuse to push a chart whose default Brokkr images are not published."""
@@ -255,20 +332,217 @@ class Pipeline:
             self.signer.verify(host, repo, digest)
             self.log(f"sign: verified {host}/{repo}@{digest}")
 
+    def _signing(self, step: str) -> Signer | None:
+        """The signer, or None (logged) when this release does not sign."""
+        if not self.options.sign or self.signer is None:
+            self.log(f"{step}: skipped (no signing)")
+            return None
+        return self.signer
+
+    def _attach(
+        self,
+        signer: Signer,
+        repo: str,
+        digest: str,
+        *,
+        predicate_type: str,
+        body: Callable[[], object],
+        what: str,
+    ) -> None:
+        """Attest body() (of that type) to repo@digest unless attached already; verify."""
+        host = self.options.host
+        if predicate_type in attestations.predicate_types(self.registry, repo, digest):
+            self.log(f"{what}: {host}/{repo}@{digest} already attested")
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "predicate.json"
+                path.write_text(json.dumps(body(), indent=1, sort_keys=True) + "\n")
+                signer.attest(host, repo, digest, path, predicate_type)
+            self.log(f"{what}: attested {host}/{repo}@{digest}")
+        signer.verify_attestation(host, repo, digest, predicate_type)
+
+    def step_provenance(self) -> None:
+        signer = self._signing("provenance")
+        if signer is None:
+            return
+        for image in self.plan.images:
+            repo = self._repo(image.repository)
+            platforms = self.outcome.platforms[image.name]
+            for platform, digest in platforms.items():
+                self._attach(
+                    signer,
+                    repo,
+                    digest,
+                    predicate_type=provenance.PREDICATE_TYPE,
+                    body=functools.partial(self.image_provenance, image, platform),
+                    what="provenance",
+                )
+            self._attach(
+                signer,
+                repo,
+                self.outcome.images[image.name],
+                predicate_type=provenance.PREDICATE_TYPE,
+                body=functools.partial(self.index_provenance, image),
+                what="provenance",
+            )
+        for chart in self.plan.charts:
+            self._attach(
+                signer,
+                self._repo(chart.repository),
+                self.outcome.charts[chart.name],
+                predicate_type=provenance.PREDICATE_TYPE,
+                body=functools.partial(self.chart_provenance, chart),
+                what="provenance",
+            )
+
+    def _provenance(
+        self, kind: str, key: str, external: Mapping[str, object], materials: list[Material]
+    ) -> dict[str, object]:
+        tag = self.options.version.tag if self.options.git_tag else None
+        source = provenance.source_material(self.options.root, self.options.github_repo, tag)
+        started, finished = self.outcome.pushed.get(key, ("", ""))
+        return provenance.predicate(
+            kind=kind,
+            github_repo=self.options.github_repo,
+            external={"version": self.options.version.tag, **external},
+            materials=[source, *materials],
+            builder=self.provenance_builder,
+            started=started,
+            finished=finished,
+        )
+
+    def image_provenance(self, image: ImagePlan, platform: str) -> dict[str, object]:
+        """One platform image: its build inputs (the builder names them) and parameters."""
+        materials: list[Material] = (
+            self.builder.materials(image.name, platform)
+            if isinstance(self.builder, DescribesInputs)
+            else []
+        )
+        external = {
+            "image": image.name,
+            "platform": platform,
+            "registry": self.options.registry,
+            "builder": self.options.builder,
+        }
+        return self._provenance("image", image.name, external, materials)
+
+    def index_provenance(self, image: ImagePlan) -> dict[str, object]:
+        """The index: the platform images it joins, by digest."""
+        name, repository = image.name, image.repository
+        materials = [
+            Material(
+                name=f"image {platform}",
+                uri=provenance.oci_purl(name, digest, repository, platform.split("/")[1]),
+                digest={"sha256": digest.split(":", 1)[1]},
+            )
+            for platform, digest in sorted(self.outcome.platforms[name].items())
+        ]
+        external = {
+            "image": name,
+            "platforms": sorted(self.outcome.platforms[name]),
+            "registry": self.options.registry,
+        }
+        return self._provenance("index", name, external, materials)
+
+    def chart_provenance(self, chart: ChartPlan) -> dict[str, object]:
+        """A chart: its source directory at the commit, and the images it deploys."""
+        materials = [
+            Material(
+                name=f"image {image.name}",
+                uri=provenance.oci_purl(
+                    image.name, self.outcome.images[image.name], image.repository
+                ),
+                digest={"sha256": self.outcome.images[image.name].split(":", 1)[1]},
+            )
+            for image in self.plan.images
+            if image.name == chart.name and image.name in self.outcome.images
+        ]
+        external = {
+            "chart": chart.name,
+            "chartVersion": chart.version,
+            "appVersion": chart.app_version,
+            "path": f"charts/{chart.name}",
+            "repository": f"oci://{chart.repository}",
+        }
+        return self._provenance("chart", "chart " + chart.name, external, materials)
+
     def step_sbom(self) -> None:
-        if not self.options.sbom or self.signer is None or not self.options.sign:
-            self.log("sbom: skipped")
+        if not self.options.sbom:
+            self.log("sbom: skipped (--no-sbom)")
+            return
+        signer = self._signing("sbom")
+        if signer is None:
             return
         host = self.options.host
         with tempfile.TemporaryDirectory() as tmp:
             for image in self.plan.images:
                 repo = self._repo(image.repository)
                 for platform, digest in self.outcome.platforms[image.name].items():
-                    if attestation_tag(digest) not in self.registry.tags(repo):
-                        sbom = self.signer.sbom(host, repo, digest, Path(tmp))
-                        self.signer.attest(host, repo, digest, sbom)
+                    present = attestations.predicate_types(self.registry, repo, digest)
+                    missing = [t for t in (SPDX, CYCLONEDX) if t not in present]
+                    if missing:
+                        documents = signer.sbom(host, repo, digest, Path(tmp))
+                        for predicate_type in missing:
+                            signer.attest(
+                                host, repo, digest, documents[predicate_type], predicate_type
+                            )
                         self.log(f"sbom: attested {image.repository}@{digest} ({platform})")
-                    self.signer.verify_attestation(host, repo, digest)
+                    for predicate_type in (SPDX, CYCLONEDX):
+                        signer.verify_attestation(host, repo, digest, predicate_type)
+
+    def released_images(self) -> list[vex.ReleasedImage]:
+        return [
+            vex.ReleasedImage(i.name, self.outcome.images[i.name], self.outcome.platforms[i.name])
+            for i in self.plan.images
+        ]
+
+    def vex_document(self) -> dict:
+        """The OpenVEX document of this release (scan/vex.py), from the accepted
+        findings and, when present, the release-mode scan report of this tree."""
+        root = self.options.root
+        accepted_file = root / ACCEPTED_FINDINGS
+        accepted = load_accepted(accepted_file) if accepted_file.exists() else []
+        version = self.options.version
+        repo = self.options.github_repo
+        created = git.git(root, "show", "-s", "--format=%cI", "HEAD")
+        return vex.release_document(
+            accepted,
+            self.released_images(),
+            report=root / SCAN_REPORT,
+            document_id=(
+                f"https://github.com/{repo}/releases/download/{version.tag}/{vex_name(version)}"
+            ),
+            author=f"Brokkr maintainers (https://github.com/{repo})",
+            timestamp=created,
+        )
+
+    def step_vex(self) -> None:
+        """Attach the release's VEX to every image (index and platforms) for `trivy
+        --vex oci`; an earlier run's attached document wins (resume)."""
+        signer = self._signing("vex") if self.options.sign else None
+        first = self.plan.images[0] if self.plan.images else None
+        document = None
+        if signer and first is not None:
+            repo = self._repo(first.repository)
+            index = self.outcome.images[first.name]
+            if OPENVEX in attestations.predicate_types(self.registry, repo, index):
+                document = attestations.predicate(self.registry, repo, index, OPENVEX)
+        if document is None:
+            document = self.vex_document()
+        self.outcome.vex = document
+        self.log(f"vex: {len(document.get('statements') or [])} statements")
+        if signer is None:
+            return
+        for image in self.plan.images:
+            repo = self._repo(image.repository)
+            digests = [
+                self.outcome.images[image.name],
+                *self.outcome.platforms[image.name].values(),
+            ]
+            for digest in digests:
+                self._attach(
+                    signer, repo, digest, predicate_type=OPENVEX, body=lambda: document, what="vex"
+                )
 
     def published(self) -> list[notes.Published]:
         items = [
@@ -310,6 +584,7 @@ class Pipeline:
             self.outcome.charts,
             self.outcome.platforms,
             self.outcome.images,
+            vex=self.outcome.vex,
         )
         self.outcome.assets = []
         for asset in found:

@@ -34,6 +34,10 @@ class Options:
     sign: bool = True
     cosign_key: str | None = None  # None: keyless (OIDC in GitHub Actions)
     sbom: bool = True
+    # Helm's own provenance (<chart>.tgz.prov, `helm verify`): the GPG key's name and
+    # the secret keyring holding it; None: the charts are signed with cosign only.
+    helm_key: str | None = None
+    helm_keyring: str | None = None
     github_release: bool = True
     github_repo: str = "colliery-io/brokkr"
     git_tag: bool = True  # create the git tag when the release completes
@@ -141,18 +145,25 @@ class Plan:
                 else "helm package, helm push"
             )
             lines.append(f"   - {chart.reference} (appVersion {chart.app_version}): {state}")
+        if o.helm_key:
+            lines.append(f"   - each signed by Helm (.prov) with GPG key {o.helm_key!r}")
         mode = f"key {o.cosign_key}" if o.cosign_key else "keyless (OIDC)"
         if o.sign:
             lines.append(f"4. Sign every image and chart by digest with cosign, {mode}; verify")
+            lines.append("   - SLSA provenance attested to every index, platform image and chart")
         else:
             lines.append("4. Signing skipped (--no-sign)")
         if o.sbom:
-            lines.append("   - SBOM (syft, SPDX JSON) attested to each platform image")
+            lines.append(
+                "   - SBOMs (syft, SPDX and CycloneDX JSON) attested to each platform image"
+            )
+        if o.sign:
+            lines.append("   - the OpenVEX document attested to every image")
         lines.append(f"5. Release notes from {self.previous_tag or 'the first commit'} to HEAD")
         if o.github_release:
             lines.append(
                 f"6. GitHub release {o.version.tag} in {o.github_repo}, with the chart "
-                "archives, SBOMs and SHA256SUMS attached"
+                "archives, install manifests, SBOMs, VEX and SHA256SUMS attached"
             )
         else:
             lines.append("6. GitHub release skipped (--skip-github-release)")

@@ -39,6 +39,21 @@ def check_tools(options: Options, bin_dir: Path = paths.BIN_DIR) -> list[str]:
     ]
 
 
+def check_helm_key(options: Options) -> list[str]:
+    """Helm's chart signing needs both the key's name and the secret keyring."""
+    if bool(options.helm_key) != bool(options.helm_keyring):
+        return [
+            "Helm chart signing needs both --helm-key NAME and --helm-keyring FILE (the "
+            "secret keyring, e.g. `gpg --export-secret-keys NAME > secring.gpg`)"
+        ]
+    if options.helm_keyring and not Path(options.helm_keyring).is_file():
+        return [
+            f"Helm keyring {options.helm_keyring} does not exist; export it with "
+            "`gpg --export-secret-keys NAME > secring.gpg`"
+        ]
+    return []
+
+
 def check_credentials(options: Options, env: Mapping[str, str]) -> list[str]:
     problems = []
     if not is_loopback(options.host) and not (
@@ -62,6 +77,7 @@ def check_credentials(options: Options, env: Mapping[str, str]) -> list[str]:
                 "keyless signing needs a GitHub Actions OIDC token (permission id-token: write); "
                 "outside Actions pass --cosign-key cosign.key, or --no-sign for a test registry"
             )
+    problems += check_helm_key(options)
     if options.github_release and not env.get("GITHUB_TOKEN"):
         problems.append(
             "GITHUB_TOKEN is not set, so the GitHub release cannot be created; set it "

@@ -8,14 +8,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from brokkr_dev.base import git, paths
+from brokkr_dev.base import git, paths, toolchain
 from brokkr_dev.base.log import Log
 from brokkr_dev.containers.podman import podman as podman_command
-from brokkr_dev.release import ReleaseError, preflight
+from brokkr_dev.release import ReleaseError, preflight, provenance
 from brokkr_dev.release import testgate as gate
 from brokkr_dev.release.github import API, GitHub
 from brokkr_dev.release.notify import Notifier
 from brokkr_dev.release.pipeline import (
+    PROVENANCE_TOOLS,
     ImageBuilder,
     Outcome,
     Pipeline,
@@ -95,6 +96,17 @@ def make_signer(
     )
 
 
+def provenance_builder(env: Mapping[str, str], bin_dir: Path) -> provenance.Builder:
+    """Who runs this release, with the pinned publishing tools in bin/ by digest."""
+    tools = toolchain.load_manifest()
+    names = [
+        name
+        for name in (*PROVENANCE_TOOLS, "buildx")
+        if name in tools and (bin_dir / tools[name].binary).exists()
+    ]
+    return provenance.Builder.from_env(env, provenance.tool_materials(names, bin_dir))
+
+
 def release(
     options: Options,
     *,
@@ -144,6 +156,7 @@ def release(
             github=github,
             log=log,
             after_step=after_step,
+            provenance_builder=provenance_builder(environment, bin_dir),
         )
         outcome = pipeline.run()
     except Exception as exc:
@@ -268,11 +281,14 @@ def release_chart(
     root: Path = paths.REPO_ROOT,
     cosign_key: str | None = None,
     sign: bool = True,
+    helm_key: str | None = None,
+    helm_keyring: str | None = None,
     env: Mapping[str, str] | None = None,
     log: Log = print,
     bin_dir: Path = paths.BIN_DIR,
 ) -> Outcome:
-    """Publish one chart at its current version (a chart-only fix) and sign it.
+    """Publish one chart at its current version (a chart-only fix) and sign it (cosign;
+    also Helm's .prov with helm_key and helm_keyring).
 
     The chart's appVersion must be an already released version whose images exist;
     a chart version that is already published is refused, never overwritten.
@@ -288,6 +304,8 @@ def release_chart(
         cosign_key=cosign_key,
         sign=sign,
         sbom=False,
+        helm_key=helm_key,
+        helm_keyring=helm_keyring,
         github_release=False,
         git_tag=False,
     )
@@ -298,6 +316,7 @@ def release_chart(
     problems = preflight.check_tree(options) + preflight.check_tools(
         replace(options, sbom=False), bin_dir
     )
+    problems += preflight.check_helm_key(options)
     if options.sign:
         problems += preflight.check_credentials(options, environment)
     if registry.digest(repo, target.version):
@@ -315,4 +334,12 @@ def release_chart(
     login(options.host, environment, podman_command(), helm, cosign)
     signer = make_signer(options, environment, cosign, bin_dir)
     plan = Plan(options, [], [], [target])
-    return Pipeline(plan, registry, helm=helm, signer=signer, log=log).run(("charts", "sign"))
+    pipeline = Pipeline(
+        plan,
+        registry,
+        helm=helm,
+        signer=signer,
+        log=log,
+        provenance_builder=provenance_builder(environment, bin_dir),
+    )
+    return pipeline.run(("charts", "sign", "provenance"))

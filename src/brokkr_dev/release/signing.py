@@ -1,4 +1,4 @@
-"""Supply chain: cosign signatures (by digest) and syft SBOM attestations.
+"""Supply chain: cosign signatures and attestations (by digest), and syft SBOMs.
 
 With a key (local tests, air-gapped use) signatures stay out of the public
 transparency log; without one, cosign signs keyless with the GitHub Actions OIDC
@@ -7,6 +7,7 @@ identity and records the signature in Rekor, which is how users verify it.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from brokkr_dev.base.commands import run
 from brokkr_dev.release import ReleaseError
+from brokkr_dev.release.attestations import CYCLONEDX, SPDX, attestation_tag, cosign_type, decode
 from brokkr_dev.release.registry import Registry, is_loopback
 
 OIDC_ISSUER = "https://token.actions.githubusercontent.com"
@@ -23,10 +25,6 @@ TIMEOUT = 600
 def signature_tag(digest: str) -> str:
     """Where cosign stores the signature of a digest: tag `sha256-<hex>.sig`."""
     return digest.replace(":", "-") + ".sig"
-
-
-def attestation_tag(digest: str) -> str:
-    return digest.replace(":", "-") + ".att"
 
 
 @dataclass(frozen=True)
@@ -84,11 +82,13 @@ class Signer:
                 f"cosign verify {ref}",
             )
 
-    def sbom(self, host: str, repo: str, digest: str, workdir: Path) -> Path:
-        """An SPDX JSON SBOM of one platform image, generated from the registry copy."""
+    def sbom(self, host: str, repo: str, digest: str, workdir: Path) -> dict[str, Path]:
+        """SPDX and CycloneDX JSON SBOMs of one platform image (one syft scan of the
+        registry copy), by predicate type."""
         if not self.syft:
             raise ReleaseError("syft is not available; run `nox -s tools -- syft`")
-        output = workdir / f"sbom-{digest.split(':')[1][:12]}.spdx.json"
+        stem = workdir / f"sbom-{digest.split(':')[1][:12]}"
+        outputs = {SPDX: stem.with_suffix(".spdx.json"), CYCLONEDX: stem.with_suffix(".cdx.json")}
         env = {"SYFT_CHECK_FOR_APP_UPDATE": "false"}
         if is_loopback(host):
             env["SYFT_REGISTRY_INSECURE_USE_HTTP"] = "true"
@@ -99,14 +99,19 @@ class Signer:
                 f"registry:{host}/{repo}@{digest}",
                 "-q",
                 "-o",
-                f"spdx-json={output}",
+                f"spdx-json={outputs[SPDX]}",
+                "-o",
+                f"cyclonedx-json={outputs[CYCLONEDX]}",
             ],
             f"syft scan {host}/{repo}@{digest}",
             env=env,
         )
-        return output
+        return outputs
 
-    def attest(self, host: str, repo: str, digest: str, predicate: Path) -> None:
+    def attest(
+        self, host: str, repo: str, digest: str, predicate: Path, predicate_type: str = SPDX
+    ) -> None:
+        """Sign a predicate of that type for repo@digest and attach it (cosign attest)."""
         ref = f"{host}/{repo}@{digest}"
         self._run(
             [
@@ -114,7 +119,7 @@ class Signer:
                 "attest",
                 "--yes",
                 "--type",
-                "spdxjson",
+                cosign_type(predicate_type),
                 "--predicate",
                 str(predicate),
                 *self._key_flags(),
@@ -124,21 +129,40 @@ class Signer:
             f"cosign attest {ref}",
         )
 
-    def verify_attestation(self, host: str, repo: str, digest: str) -> None:
+    def verify_attestation(
+        self, host: str, repo: str, digest: str, predicate_type: str = SPDX
+    ) -> list[dict]:
+        """The in-toto statements of that type attached to repo@digest whose signatures
+        verify (cosign verify-attestation); ReleaseError when there is none."""
         ref = f"{host}/{repo}@{digest}"
         with tempfile.TemporaryDirectory() as tmp:
-            self._run(
+            out = self._run(
                 [
                     self.cosign,
                     "verify-attestation",
                     "--type",
-                    "spdxjson",
+                    cosign_type(predicate_type),
                     *self._verify_flags(Path(tmp)),
                     *self._flags(host),
                     ref,
                 ],
                 f"cosign verify-attestation {ref}",
             )
+        return verified_statements(out)
+
+
+def verified_statements(output: str) -> list[dict]:
+    """The statements in `cosign verify-attestation` output (one DSSE envelope a line)."""
+    found = []
+    for raw in output.splitlines():
+        line = raw.strip()
+        if line.startswith("{"):
+            try:
+                json.loads(line)
+            except ValueError:
+                continue
+            found.append(decode(line))
+    return found
 
 
 def is_signed(registry: Registry, repo: str, digest: str) -> bool:

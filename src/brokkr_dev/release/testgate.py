@@ -33,7 +33,10 @@ DEFAULT_CHECKS: tuple[tuple[str, ...], ...] = (
     ("scripts/nox", "-s", "unit"),
 )
 # Never handed to the project's test code: publishing credentials and the webhook.
-SECRET_PREFIXES = ("GITHUB_TOKEN", "REGISTRY_", "COSIGN_", "ACTIONS_ID_TOKEN_", "BROKKR_RELEASE_")
+SECRET_PREFIXES = (
+    "GITHUB_TOKEN", "REGISTRY_", "COSIGN_", "ACTIONS_ID_TOKEN_", "BROKKR_RELEASE_",
+    "BROKKR_HELM_KEY_",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,10 @@ class Accepted:
     review_by: datetime.date
     target: str = "*"
     detail: str = "*"  # glob over the finding's detail (the scanner's own message)
+    # What the release's VEX document says of it (scan/vex.py): an OpenVEX status,
+    # and for not_affected the justification.
+    vex_status: str | None = None
+    vex_justification: str | None = None
 
     def matches(self, scanner: str, finding: Finding, target: str) -> bool:
         return (
@@ -135,6 +139,7 @@ def load_accepted(path: Path = ACCEPTED_FILE) -> list[Accepted]:
         if not isinstance(raw["review_by"], datetime.date):
             raise ScanError(f"{where}: review_by must be a date like 2027-03-31")
         details = [raw["detail"]] if raw.get("detail") else list(raw.get("details") or ["*"])
+        vex_status, vex_justification = _vex_fields(raw, ids, where)
         entries += [
             Accepted(
                 scanner=str(raw["scanner"]),
@@ -143,11 +148,60 @@ def load_accepted(path: Path = ACCEPTED_FILE) -> list[Accepted]:
                 review_by=raw["review_by"],
                 target=str(raw.get("target", "*")),
                 detail=str(detail),
+                vex_status=vex_status,
+                vex_justification=vex_justification,
             )
             for finding_id in ids
             for detail in details
         ]
     return entries
+
+
+# Scanners whose findings are vulnerabilities of what the images ship: the release's
+# VEX document states each accepted one, so users' scanners show the same verdict.
+VEX_SCANNERS = ("trivy-vuln", "pypi")
+VEX_STATUSES = ("not_affected", "affected", "fixed", "under_investigation")
+VEX_JUSTIFICATIONS = (
+    "component_not_present",
+    "vulnerable_code_not_present",
+    "vulnerable_code_not_in_execute_path",
+    "vulnerable_code_cannot_be_controlled_by_adversary",
+    "inline_mitigations_already_exist",
+)
+
+
+def is_vulnerability_id(finding_id: str) -> bool:
+    """A published vulnerability ID (CVE-, GHSA-, PYSEC-...), not one of our own
+    finding names (`behind:<pkg>`, `pending:<pkg>`, `licence:<pkg>`)."""
+    return ":" not in finding_id
+
+
+def _vex_fields(raw: dict, ids: list, where: str) -> tuple[str | None, str | None]:
+    """vex_status and vex_justification of an entry, checked; required for an
+    accepted vulnerability that ships in the images."""
+    status = raw.get("vex_status")
+    justification = raw.get("vex_justification")
+    ships = raw.get("scanner") in VEX_SCANNERS and any(is_vulnerability_id(str(i)) for i in ids)
+    if status is None:
+        if ships:
+            raise ScanError(
+                f"{where}: an accepted vulnerability of the images needs vex_status (one of "
+                f"{', '.join(VEX_STATUSES)}): the release's VEX document tells users' scanners "
+                "the same verdict (docs/security.md, VEX)"
+            )
+        if justification is not None:
+            raise ScanError(f"{where}: vex_justification without vex_status")
+        return None, None
+    if status not in VEX_STATUSES:
+        raise ScanError(f"{where}: vex_status {status!r}; use one of {', '.join(VEX_STATUSES)}")
+    if status == "not_affected" and justification not in VEX_JUSTIFICATIONS:
+        raise ScanError(
+            f"{where}: vex_status not_affected needs vex_justification, one of "
+            f"{', '.join(VEX_JUSTIFICATIONS)}"
+        )
+    if status != "not_affected" and justification is not None:
+        raise ScanError(f"{where}: vex_justification applies only to vex_status not_affected")
+    return str(status), (str(justification) if justification else None)
 
 
 @dataclass

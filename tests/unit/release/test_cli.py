@@ -40,6 +40,15 @@ def test_options_may_come_before_the_version_and_take_their_values():
     assert request.tools == ["helm"]
 
 
+def test_helm_signing_takes_the_key_name_and_the_secret_keyring():
+    request = parse(["v1.0.0", "--helm-key", "Brokkr Release", "--helm-keyring", "secring.gpg"])
+    assert (request.options.helm_key, request.options.helm_keyring) == (
+        "Brokkr Release",
+        "secring.gpg",
+    )
+    assert parse(["v1.0.0"]).options.helm_key is None
+
+
 def test_prepare_only_stamps_and_tags():
     request = parse(["v1.0.0", "--prepare"])
     assert request.prepare and not request.publishes

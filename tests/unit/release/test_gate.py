@@ -68,13 +68,15 @@ def test_checks_never_see_the_publishing_secrets(tmp_path):
         "COSIGN_PASSWORD": "c",
         "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "o",
         "BROKKR_RELEASE_WEBHOOK_URL": "http://127.0.0.1:9/hook",
+        "BROKKR_HELM_KEY_PASSPHRASE": "h",
         "KEEP_ME": "yes",
     }
     probe = (
         sys.executable,
         "-c",
         "import os, sys; names = {'GITHUB_TOKEN', 'REGISTRY_PASSWORD', 'COSIGN_PASSWORD', "
-        "'ACTIONS_ID_TOKEN_REQUEST_TOKEN', 'BROKKR_RELEASE_WEBHOOK_URL'}; "
+        "'ACTIONS_ID_TOKEN_REQUEST_TOKEN', 'BROKKR_RELEASE_WEBHOOK_URL', "
+        "'BROKKR_HELM_KEY_PASSPHRASE'}; "
         "sys.exit(1 if names & set(os.environ) or os.environ.get('KEEP_ME') != 'yes' else 0)",
     )
     run_checks(root, [probe], env=env, log=print)

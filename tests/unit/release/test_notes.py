@@ -48,6 +48,8 @@ def test_render_sections_in_order_with_artifacts_and_verify_commands():
     )
     assert f"ghcr.io/o/charts/brokkr-broker@sha256:{'b' * 64}" in text
     assert "verify-attestation --type spdxjson" in text
+    assert "verify-attestation --type https://slsa.dev/provenance/v1" in text
+    assert "scripts/nox -s verify -- v1.1.0 --registry ghcr.io/o\n" in text
 
 
 def test_render_with_key_and_prerelease():

@@ -42,3 +42,17 @@ def test_missing_tools_are_named(tmp_path: Path, monkeypatch):
     assert [p.split("`")[1] for p in problems] == ["git", "podman", "helm", "cosign", "syft"]
     assert "nox -s tools -- cosign" in problems[3]
     assert len(check_tools(options(sign=False, sbom=False), bin_dir=tmp_path)) == 3
+
+
+def test_helm_chart_signing_needs_the_key_name_and_an_existing_keyring(tmp_path: Path):
+    keyring = tmp_path / "secring.gpg"
+    local = {"registry": "127.0.0.1:5000/brokkr", "sign": False, "github_release": False}
+    (only,) = check_credentials(options(helm_key="Brokkr Release", **local), {})
+    assert "needs both --helm-key NAME and --helm-keyring FILE" in only
+    (only,) = check_credentials(
+        options(helm_key="Brokkr Release", helm_keyring=str(keyring), **local), {}
+    )
+    assert f"Helm keyring {keyring} does not exist" in only
+    keyring.write_bytes(b"keys")
+    opts = options(helm_key="Brokkr Release", helm_keyring=str(keyring), **local)
+    assert check_credentials(opts, {}) == []
