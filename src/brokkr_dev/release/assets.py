@@ -101,7 +101,7 @@ def install_manifests(plan: Plan, archives: Sequence[Asset], images: dict[str, s
     with tempfile.TemporaryDirectory() as tmp:
         for archive in archives:
             with tarfile.open(fileobj=io.BytesIO(archive.data), mode="r:gz") as tar:
-                tar.extractall(tmp, filter="data")
+                archives.extract_all(tar, Path(tmp))
         rendered = manifests.install_manifests(Path(tmp), extra_values=pinned)
     return [Asset(name, text.encode(), content_type(name)) for name, text in rendered]
 

@@ -15,6 +15,7 @@ import tarfile
 from pathlib import Path
 from typing import IO
 
+from brokkr_dev.base import archives
 from brokkr_dev.containers import images
 from brokkr_dev.containers.podman import podman
 from brokkr_dev.scan import debian, trivy
@@ -64,7 +65,7 @@ def oci_layout(archive: Path, destination: Path) -> Path:
     destination.mkdir(parents=True)
     try:
         with tarfile.open(archive) as tar:
-            tar.extractall(destination, filter="data")
+            archives.extract_all(tar, destination)
     except (OSError, tarfile.TarError) as exc:
         raise ScanError(f"{archive.name} is not a readable OCI archive ({exc})") from None
     if not (destination / "index.json").exists():
