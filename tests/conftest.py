@@ -6,6 +6,7 @@ import contextlib
 
 import pytest
 
+from brokkr_dev.containers import podman
 from brokkr_dev.containers.engine import session_engine
 
 # Lines for the end of the run: which Docker engine the tests used, and whether the
@@ -43,6 +44,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     lines: list[str] = []
     guard = contextlib.ExitStack()
     guard.enter_context(session_engine(lines.append))
+    guard.enter_context(podman.session_pause_process(lines.append))
     session.config.stash[ENGINE_GUARD] = guard
     session.config.stash[ENGINE_LINES] = lines
 

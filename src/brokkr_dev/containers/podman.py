@@ -12,9 +12,11 @@ machine-wide vfs store).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Sequence
+import signal
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import tomlkit
@@ -22,6 +24,7 @@ import tomlkit.exceptions
 
 from brokkr_dev.base.commands import run
 from brokkr_dev.base.errors import AutomationError
+from brokkr_dev.base.log import Log
 from brokkr_dev.containers import podman_storage
 from brokkr_dev.containers.engine import find_engine
 
@@ -166,3 +169,38 @@ def ensure_podman_host(foreign_arches: Sequence[str] = ()) -> list[str]:
         if ensure_emulation(arch):
             changed.append(f"binfmt: {QEMU_HANDLERS[arch]} enabled")
     return changed
+
+
+def pause_pid_file(uid: int | None = None, env: dict[str, str] | None = None) -> Path:
+    """Where rootless podman records its pause process (it holds the user namespace)."""
+    env = dict(os.environ) if env is None else env
+    uid = os.getuid() if uid is None else uid
+    # podman's own default without XDG_RUNTIME_DIR; we only read it
+    runtime = env.get("XDG_RUNTIME_DIR") or f"/tmp/podman-run-{uid}"  # noqa: S108
+    return Path(runtime) / "libpod" / "tmp" / "pause.pid"
+
+
+def pause_process(env: dict[str, str] | None = None) -> int | None:
+    """The PID of this user's rootless podman pause process, if one runs."""
+    try:
+        pid = int(pause_pid_file(env=env).read_text().strip())
+        owner = Path(f"/proc/{pid}").stat().st_uid
+        exe = Path(os.readlink(f"/proc/{pid}/exe")).name
+    except (OSError, ValueError):
+        return None
+    return pid if owner == os.getuid() and exe == "podman" else None
+
+
+@contextlib.contextmanager
+def session_pause_process(log: Log = print) -> Iterator[None]:
+    """Around a session run by a normal user: stop podman's pause process at the end
+    if the session started it. Rootless podman leaves it running after any command, so
+    without this a test run would leave a process behind."""
+    before = pause_process() if os.geteuid() != 0 else None
+    try:
+        yield
+    finally:
+        after = pause_process() if os.geteuid() != 0 else None
+        if after is not None and before is None:
+            os.kill(after, signal.SIGTERM)
+            log(f"podman: stopped the rootless pause process (pid {after}) this session started")

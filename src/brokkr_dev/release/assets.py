@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from brokkr_dev.base.archives import extract_all
 from brokkr_dev.release import ReleaseError, attestations, manifests
 from brokkr_dev.release.attestations import CYCLONEDX, SPDX
 from brokkr_dev.release.github import Asset
@@ -101,7 +102,7 @@ def install_manifests(plan: Plan, archives: Sequence[Asset], images: dict[str, s
     with tempfile.TemporaryDirectory() as tmp:
         for archive in archives:
             with tarfile.open(fileobj=io.BytesIO(archive.data), mode="r:gz") as tar:
-                archives.extract_all(tar, Path(tmp))
+                extract_all(tar, Path(tmp))
         rendered = manifests.install_manifests(Path(tmp), extra_values=pinned)
     return [Asset(name, text.encode(), content_type(name)) for name, text in rendered]
 
