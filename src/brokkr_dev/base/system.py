@@ -32,8 +32,10 @@ FEATURES: dict[str, tuple[str, ...]] = {
         "fuse-overlayfs",
         "qemu-user-static",
         "binfmt-support",
-        # root file systems for base and node images, as any user (--mode=unshare)
+        # root file systems for base and node images, as any user (--mode=unshare);
+        # arch-test: mmdebstrap refuses a foreign architecture without it
         "mmdebstrap",
+        "arch-test",
         "docker-registry",
         # the release tests' throw-away GPG key for Helm's chart signing (.prov)
         "gpg",
