@@ -113,8 +113,11 @@ def mountable_kubeconfig(config: dict, directory: Path) -> str:
     directory.chmod(0o755)
     path = directory / "config"
     path.write_text(yaml.safe_dump(config))
-    os.chown(path, 10001, 10001)
     path.chmod(0o400)
+    if os.geteuid() == 0:
+        os.chown(path, 10001, 10001)
+    else:  # rootless podman: the container's 10001 is one of the user's subordinate ids
+        podman_run("unshare", "chown", "10001:10001", str(path))
     return f"{directory}:/kube:ro"
 
 
