@@ -50,13 +50,15 @@ from brokkr_dev.scan import gate as scan_gate
 
 
 def task(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
-    """Invoke's @task, turning an automation error into a clean non-zero exit."""
+    """Invoke's @task, turning an automation error into a clean non-zero exit, and
+    stopping the rootless podman pause process a task started (nothing outlives it)."""
 
     def decorate(body: Callable[..., Any]) -> Any:
         @functools.wraps(body)
         def run(*call_args: Any, **call_kwargs: Any) -> Any:
             try:
-                return body(*call_args, **call_kwargs)
+                with containers.session_pause_process():
+                    return body(*call_args, **call_kwargs)
             # Errors that say what is wrong and how to fix it: one line, no traceback.
             except (AutomationError, TimeoutError) as exc:
                 raise Exit(f"error: {exc}", code=1) from exc

@@ -267,6 +267,44 @@ def test_the_cache_restores_saves_and_keeps_one_generation_per_restore_key(
     assert not [name for name in listing if "scratch" in name]
 
 
+def test_a_broad_restore_key_never_drops_another_jobs_entry(tmp_path: Path) -> None:
+    """Each job saves under its own key and falls back to any job's: saving one job's
+    new generation drops that job's older one, never the other jobs' entries."""
+    two_jobs = """
+on: pull_request
+jobs:
+  one:
+    steps:
+      - uses: actions/cache@0123456789abcdef0123456789abcdef01234567  # v4
+        with:
+          path: built
+          key: tools-${{ github.job }}-${{ hashFiles('inputs.txt') }}
+          restore-keys: |
+            tools-${{ github.job }}-
+            tools-
+      - run: mkdir -p built && cat inputs.txt > built/made
+  two:
+    needs: one
+    steps:
+      - uses: actions/cache@0123456789abcdef0123456789abcdef01234567  # v4
+        with:
+          path: built
+          key: tools-${{ github.job }}-${{ hashFiles('inputs.txt') }}
+          restore-keys: |
+            tools-${{ github.job }}-
+            tools-
+      - run: mkdir -p built && cat inputs.txt > built/made
+"""
+    write(tmp_path, "w.yml", two_jobs)
+    (tmp_path / "inputs.txt").write_text("v1\n")
+    play(tmp_path, "w.yml")
+    (tmp_path / "inputs.txt").write_text("v2\n")
+    play(tmp_path, "w.yml")
+    digest = hash_files(tmp_path, ["inputs.txt"])
+    names = sorted(entry.name for entry in (tmp_path / "cache").iterdir())
+    assert names == [f"tools-one-{digest}", f"tools-two-{digest}"]
+
+
 def test_a_failed_job_saves_no_cache(tmp_path: Path) -> None:
     write(tmp_path, "w.yml", CACHED.replace("touch built/scratch/junk", "touch built/x; exit 1"))
     (tmp_path / "inputs.txt").write_text("v1\n")

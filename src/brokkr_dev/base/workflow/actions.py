@@ -159,7 +159,9 @@ def cache(inputs: dict[str, str], runner: Runner) -> Played:
         except CommandError as exc:  # as on GitHub: a warning, the job stays green
             runner.log(f"::warning::failed to save cache {key}: {exc}")
             return
-        store.prune(keep=key, prefixes=prefixes)
+        # Only the most specific restore key supersedes: a broader one also matches
+        # other jobs' entries, which GitHub keeps.
+        store.prune(keep=key, prefixes=prefixes[:1])
         runner.restored.add((store.entry_name(key), spec.written))  # it is what is there
         runner.log(f"cache saved with key {key}")
 
