@@ -270,31 +270,23 @@ def test_the_cache_restores_saves_and_keeps_one_generation_per_restore_key(
 def test_a_broad_restore_key_never_drops_another_jobs_entry(tmp_path: Path) -> None:
     """Each job saves under its own key and falls back to any job's: saving one job's
     new generation drops that job's older one, never the other jobs' entries."""
-    two_jobs = """
-on: pull_request
-jobs:
-  one:
+    job = """
+  {name}:{needs}
     steps:
       - uses: actions/cache@0123456789abcdef0123456789abcdef01234567  # v4
         with:
           path: built
-          key: tools-${{ github.job }}-${{ hashFiles('inputs.txt') }}
+          key: tools-${{{{ github.job }}}}-${{{{ hashFiles('inputs.txt') }}}}
           restore-keys: |
-            tools-${{ github.job }}-
-            tools-
-      - run: mkdir -p built && cat inputs.txt > built/made
-  two:
-    needs: one
-    steps:
-      - uses: actions/cache@0123456789abcdef0123456789abcdef01234567  # v4
-        with:
-          path: built
-          key: tools-${{ github.job }}-${{ hashFiles('inputs.txt') }}
-          restore-keys: |
-            tools-${{ github.job }}-
+            tools-${{{{ github.job }}}}-
             tools-
       - run: mkdir -p built && cat inputs.txt > built/made
 """
+    two_jobs = (
+        "on: pull_request\njobs:"
+        + job.format(name="one", needs="")
+        + job.format(name="two", needs="\n    needs: one")
+    )
     write(tmp_path, "w.yml", two_jobs)
     (tmp_path / "inputs.txt").write_text("v1\n")
     play(tmp_path, "w.yml")
