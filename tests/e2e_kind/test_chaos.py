@@ -15,12 +15,14 @@ from __future__ import annotations
 import datetime
 import re
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import requests
 
 from brokkr.agent.manifests import OBJECT_ANNOTATION, STACK_LABEL
 from brokkr_dev.base.localnet import wait_for as poll
@@ -252,17 +254,22 @@ def test_postgresql_pod_deleted_readyz_goes_503_and_returns_with_nothing_lost(
     rows = rows_of()
     assert readyz(brokkr) == 200
     postgresql = only_pod(cluster, "postgresql", "broker")
-    started = delete_pod(cluster, postgresql)
     # The port-forward reaches the broker pod itself, so its 503 is seen even while
-    # the pod is out of the Service's endpoints.
-    poll(lambda: readyz(brokkr) == 503, POSTGRESQL_POD_BOUND, "the broker's /readyz to say 503")
-    down = time.monotonic() - started
-    poll(
-        lambda: readyz(brokkr) == 200,
-        POSTGRESQL_POD_BOUND - down,
-        "the broker's /readyz to return to 200 by itself",
-        interval=0.5,
-    )
+    # the pod is out of the Service's endpoints. /readyz is sampled from before the
+    # deletion on, every quarter second: a replacement that starts quickly makes the
+    # outage short, and a slower poll could miss it.
+    with ReadyzWatch(brokkr) as watch:
+        started = delete_pod(cluster, postgresql)
+        unready_at = poll(
+            lambda: watch.first(503), POSTGRESQL_POD_BOUND, "the broker's /readyz to say 503"
+        )
+        down = unready_at - started
+        poll(
+            lambda: watch.first(200, after=started + down),
+            POSTGRESQL_POD_BOUND - down,
+            "the broker's /readyz to return to 200 by itself",
+            interval=0.5,
+        )
     e2e_kind.record("chaos_postgresql_pod_readyz_503_after_s", down)
     e2e_kind.record("chaos_postgresql_pod_readyz_back_s", time.monotonic() - started)
     assert replaced(cluster, postgresql, "postgresql", "broker")
@@ -272,6 +279,38 @@ def test_postgresql_pod_deleted_readyz_goes_503_and_returns_with_nothing_lost(
         # Agents carry their heartbeat time, which moves on: compare the rest.
         assert strip_times(after[table]) == strip_times(before), f"{table} changed"
     only_pod(cluster, "broker", "broker")
+
+
+class ReadyzWatch:
+    """Samples the broker's /readyz in a thread: (monotonic time, status or None)."""
+
+    def __init__(self, brokkr: Brokkr, interval: float = 0.25) -> None:
+        self.url = brokkr.admin.api.removesuffix("/api/v1") + "/readyz"
+        self.interval = interval
+        self.samples: list[tuple[float, int | None]] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._sample, name="readyz-watch", daemon=True)
+
+    def __enter__(self) -> ReadyzWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=10)
+
+    def _sample(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                status: int | None = requests.get(self.url, timeout=2).status_code
+            except requests.RequestException:
+                status = None  # the port-forward itself failed: not an answer
+            self.samples.append((time.monotonic(), status))
+            self.stopped.wait(self.interval)
+
+    def first(self, status: int, after: float = 0.0) -> float | None:
+        """When `status` was first answered after `after`, or None."""
+        return next((at for at, seen in list(self.samples) if seen == status and at > after), None)
 
 
 def strip_times(rows: Any) -> Any:
