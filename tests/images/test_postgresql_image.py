@@ -16,7 +16,7 @@ import pytest
 from brokkr_dev.base.localnet import free_port
 from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.containers import images, postgres_image
-from tests.fixtures.images import Containers, inspect
+from tests.fixtures.images import Containers, inspect, podman_run
 
 pytestmark = [pytest.mark.images, pytest.mark.slow]
 
@@ -63,6 +63,11 @@ CHART_ENV = {
 @pytest.fixture
 def volumes(tmp_path: Path) -> Iterator[Volumes]:
     yield Volumes(tmp_path)
+    if os.geteuid() != 0:
+        # The container's files belong to a subordinate id: only podman's user
+        # namespace may remove them (pytest's clean-up of old runs could not).
+        written = [str(tmp_path / name) for name in ("data", "run", "tmp")]
+        podman_run("unshare", "rm", "-rf", *written)
 
 
 def start(containers: Containers, image: str, volumes: Volumes, port: int) -> str:
