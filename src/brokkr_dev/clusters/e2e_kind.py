@@ -31,7 +31,7 @@ from typing import Any
 from brokkr_dev.base import paths, toolchain
 from brokkr_dev.base.log import Log
 from brokkr_dev.clusters import ClusterError, KindProvider
-from brokkr_dev.containers import images, podman, postgres_image
+from brokkr_dev.containers import images, postgres_image
 from brokkr_dev.containers.engine import session_engine
 
 TIMINGS_ENV = "BROKKR_E2E_TIMINGS"
@@ -200,13 +200,12 @@ def run(
         manifest = toolchain.load_manifest()
         phases.run("tools", lambda: [toolchain.ensure(manifest[n], log=log) for n in needed])
     arch = images.arch_of(platform.machine())  # kind's node runs on this host
-    with podman.session_pause_process(log):
-        built = phases.run("images", lambda: build_images(arch, log=log))
-        built.save(refs)
-        with session_engine(log, keep=keep or None):
-            return _cluster_and_tests(
-                extra, name=name, keep=keep, timings=timings, refs=refs, phases=phases, log=log
-            )
+    built = phases.run("images", lambda: build_images(arch, log=log))
+    built.save(refs)
+    with session_engine(log, keep=keep or None):
+        return _cluster_and_tests(
+            extra, name=name, keep=keep, timings=timings, refs=refs, phases=phases, log=log
+        )
 
 
 def _cluster_and_tests(
