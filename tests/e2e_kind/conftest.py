@@ -17,8 +17,10 @@ Every wait polls with a deadline; nothing sleeps to synchronise.
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -279,7 +281,13 @@ def write_values(directory: Path, name: str, values: dict[str, Any]) -> Path:
 
 
 class PortForward:
-    """`kubectl port-forward` to a Service on a free local port, stopped by its PID."""
+    """`kubectl port-forward` to a Service on a free local port, stopped by its PID.
+
+    kubectl prints a line for every connection it accepts. A thread reads them all
+    (the last few are kept for error messages): an unread pipe fills after a few
+    thousand connections, and kubectl then blocks before accepting the next one,
+    so new connections hang while kept-alive ones still work.
+    """
 
     def __init__(self, cluster: Cluster, namespace: str, service: str, port: int) -> None:
         self.local = free_port()
@@ -300,8 +308,26 @@ class PortForward:
         assert self.process.stdout is not None
         first = self.process.stdout.readline()  # "Forwarding from 127.0.0.1:N -> 3000"
         if "Forwarding from" not in first:
-            self.stop()
+            stop_child(self.process, timeout=10)
             raise AssertionError(f"kubectl port-forward did not start: {first}")
+        self.output: collections.deque[str] = collections.deque(maxlen=10)
+        self.connections = 0
+        self.reader = threading.Thread(target=self._read, name="port-forward", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith("Handling connection for"):
+                self.connections += 1
+            else:
+                self.output.append(line.rstrip())
+
+    def describe(self) -> str:
+        """Whether kubectl still runs, how many connections it took, and its errors."""
+        state = "running" if self.process.poll() is None else f"exited {self.process.returncode}"
+        errors = " | ".join(self.output) or "none"
+        return f"kubectl port-forward {state}, {self.connections} connections; errors: {errors}"
 
     @property
     def url(self) -> str:
@@ -309,6 +335,7 @@ class PortForward:
 
     def stop(self) -> None:
         stop_child(self.process, timeout=10)
+        self.reader.join(timeout=10)
 
 
 def restricted_namespace(cluster: Cluster, name: str) -> None:

@@ -12,6 +12,7 @@ before test_charts_on_kind.py (alphabetical order), whose last test uninstalls.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import re
 import secrets
@@ -260,15 +261,13 @@ def test_postgresql_pod_deleted_readyz_goes_503_and_returns_with_nothing_lost(
     # outage short, and a slower poll could miss it.
     with ReadyzWatch(brokkr) as watch:
         started = delete_pod(cluster, postgresql)
-        unready_at = poll(
-            lambda: watch.first(503), POSTGRESQL_POD_BOUND, "the broker's /readyz to say 503"
-        )
+        unready_at = watch.wait(503, 0.0, POSTGRESQL_POD_BOUND, "the broker's /readyz to say 503")
         down = unready_at - started
-        poll(
-            lambda: watch.first(200, after=started + down),
+        watch.wait(
+            200,
+            unready_at,
             POSTGRESQL_POD_BOUND - down,
             "the broker's /readyz to return to 200 by itself",
-            interval=0.5,
         )
     e2e_kind.record("chaos_postgresql_pod_readyz_503_after_s", down)
     e2e_kind.record("chaos_postgresql_pod_readyz_back_s", time.monotonic() - started)
@@ -282,12 +281,14 @@ def test_postgresql_pod_deleted_readyz_goes_503_and_returns_with_nothing_lost(
 
 
 class ReadyzWatch:
-    """Samples the broker's /readyz in a thread: (monotonic time, status or None)."""
+    """Samples the broker's /readyz in a thread: (monotonic time, status code, or the
+    name of the error when no answer came through the port-forward)."""
 
     def __init__(self, brokkr: Brokkr, interval: float = 0.25) -> None:
         self.url = brokkr.admin.api.removesuffix("/api/v1") + "/readyz"
+        self.forward = brokkr.forward
         self.interval = interval
-        self.samples: list[tuple[float, int | None]] = []
+        self.samples: list[tuple[float, int | str]] = []
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._sample, name="readyz-watch", daemon=True)
 
@@ -302,15 +303,25 @@ class ReadyzWatch:
     def _sample(self) -> None:
         while not self.stopped.is_set():
             try:
-                status: int | None = requests.get(self.url, timeout=2).status_code
-            except requests.RequestException:
-                status = None  # the port-forward itself failed: not an answer
+                status: int | str = requests.get(self.url, timeout=2).status_code
+            except requests.RequestException as exc:
+                status = exc.__class__.__name__  # the port-forward failed: not an answer
             self.samples.append((time.monotonic(), status))
             self.stopped.wait(self.interval)
 
     def first(self, status: int, after: float = 0.0) -> float | None:
         """When `status` was first answered after `after`, or None."""
         return next((at for at, seen in list(self.samples) if seen == status and at > after), None)
+
+    def wait(self, status: int, after: float, timeout: float, what: str) -> float:
+        """When `status` was first answered after `after`, waiting up to `timeout`;
+        the error names what was seen instead and how the port-forward fared."""
+        try:
+            return poll(lambda: self.first(status, after), timeout, what)
+        except TimeoutError as exc:
+            seen = collections.Counter(str(status) for _, status in list(self.samples))
+            forward = self.forward.describe() if self.forward else "no port-forward"
+            raise TimeoutError(f"{exc}; samples seen: {dict(seen)}; {forward}") from None
 
 
 def strip_times(rows: Any) -> Any:
