@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from brokkr_dev.base import toolchain
-from brokkr_dev.containers.engine import EngineLayout, daemon, host
+from brokkr_dev.containers.engine import EngineLayout, daemon, host, leases
 
 pytestmark = pytest.mark.kind
 
@@ -88,3 +90,40 @@ def test_stop_leaves_an_engine_that_is_not_ours_alone(layout: EngineLayout) -> N
     assert daemon.running_pid(layout) is None
     assert not daemon.stop_engine(print, layout)
     assert Path(f"/proc/{os.getpid()}").exists()
+
+
+def test_the_last_session_out_stops_the_engine_a_session_started(
+    layout: EngineLayout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BROKKR_ENGINE_DATA_ROOT", str(layout.data_root))
+    monkeypatch.setenv("BROKKR_ENGINE_RUN_DIR", str(layout.run_dir))
+    lines: list[str] = []
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        with daemon.session_engine(lines.append, keep=False):
+            engine = daemon.start_engine(print, layout)
+            # A second session starts while this one runs, and outlives it.
+            assert leases.take(layout.run_dir, pid=other.pid) is not None
+        assert daemon.running_pid(layout) == engine.pid, lines
+        assert "still used by the session(s) with pid" in lines[-1]
+        assert leases.handover_mark(layout.run_dir).exists()
+    finally:
+        other.kill()
+        other.wait()
+    # The second session ends: the engine was there before it, but handed over.
+    with daemon.session_engine(lines.append, keep=False):
+        pass
+    assert daemon.running_pid(layout) is None, lines
+    assert not leases.handover_mark(layout.run_dir).exists()
+
+
+def test_an_engine_started_outside_sessions_outlives_them(layout: EngineLayout) -> None:
+    engine = daemon.start_engine(print, layout)
+    lines: list[str] = []
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BROKKR_ENGINE_DATA_ROOT", str(layout.data_root))
+        env.setenv("BROKKR_ENGINE_RUN_DIR", str(layout.run_dir))
+        with daemon.session_engine(lines.append, keep=False):
+            pass
+    assert daemon.running_pid(layout) == engine.pid, lines
+    assert "ran before this session and still runs" in lines[-1]

@@ -25,7 +25,7 @@ from brokkr_dev.base import system
 from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.base.localnet import wait_for
 from brokkr_dev.base.log import Log
-from brokkr_dev.containers.engine import cleanup, host, runc_wrapper
+from brokkr_dev.containers.engine import cleanup, host, leases, runc_wrapper
 
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 120.0  # dockerd stops every container first (kind nodes take seconds)
@@ -177,6 +177,8 @@ def start_engine(log: Log, layout: host.EngineLayout) -> Engine:
         install_runtime_wrapper(layout, missing)
         log(f"this host withholds {', '.join(missing)}: runc wrapper {layout.runtime_wrapper}")
     record_forward_policy(layout)
+    # A mark left by a session whose engine has gone since is not about this engine.
+    leases.handover_mark(layout.run_dir).unlink(missing_ok=True)
     arguments = host.dockerd_arguments(layout, wrap_runtime=bool(missing))
     log(
         f"starting dockerd at {layout.host} (data root {layout.docker_root}, log {layout.log_file})"
@@ -251,6 +253,7 @@ def stop_engine(log: Log = print, layout: host.EngineLayout | None = None) -> bo
         bridges = set(cleanup.leftover_bridges(_link_names()))
     remove_host_networking(layout, bridges, log)
     layout.pidfile.unlink(missing_ok=True)
+    leases.handover_mark(layout.run_dir).unlink(missing_ok=True)
     return pid is not None
 
 
@@ -301,20 +304,34 @@ def session_engine(log: Log = print, keep: bool | None = None) -> Iterator[None]
     asked to keep it), and say which engine was used and whether it still runs.
 
     An engine that ran before the session (the user's Docker, or ours from an earlier
-    `invoke engine.up`) is left exactly as it was.
+    `invoke engine.up`) is left exactly as it was. While other sessions still use the
+    engine this one started, the last of them stops it (leases.py).
     """
     layout = host.EngineLayout.from_env()
+    lease = leases.take(layout.run_dir)
     before = running_pid(layout)
     keep = os.environ.get(KEEP_ENV, "") == "1" if keep is None else keep
     try:
         yield
     finally:
+        leases.release(lease)
         log(_session_end(layout, before, keep, log))
 
 
 def _session_end(layout: host.EngineLayout, before: int | None, keep: bool, log: Log) -> str:
     pid = running_pid(layout)
-    if pid and not before:
+    handover = leases.handover_mark(layout.run_dir)
+    # Started by this session, or by one that handed it over to the last user.
+    if pid and (not before or handover.exists()):
+        users = leases.others(layout.run_dir)
+        if users and not keep:
+            with contextlib.suppress(OSError):
+                handover.touch()
+            return (
+                f"engine: our dockerd (pid {pid}, {layout.host}) is still used by the "
+                f"session(s) with pid {', '.join(map(str, users))}; the last of them stops it"
+            )
+        handover.unlink(missing_ok=True)
         if keep:
             return (
                 f"engine: our dockerd (pid {pid}, {layout.host}) was started by this session "
