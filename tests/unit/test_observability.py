@@ -122,14 +122,31 @@ def test_generated_dashboards_and_chart_copies_are_current():
     assert monitoring.drift() == []
 
 
-def test_fast_variant_drops_delays_and_shortens_the_heartbeat_threshold():
-    shipped = monitoring.load_rules(monitoring.COMPONENTS[0].rules)
-    fast = monitoring.fast_variant(shipped, heartbeat_seconds=15)
-    alerts = [r for r in monitoring.rules(fast) if "alert" in r]
-    assert alerts and all(r["for"] == "0s" for r in alerts)
-    beat = next(r for r in alerts if r["alert"] == "BrokkrAgentHeartbeatMissing")
-    assert 'le="15"' in beat["expr"] and 'le="300"' not in beat["expr"]
+def test_fast_variant_drops_delays_and_shortens_two_thresholds_only():
+    for component in monitoring.COMPONENTS:
+        shipped = monitoring.load_rules(component.rules)
+        fast = monitoring.fast_variant(shipped, heartbeat_seconds=15, stale_seconds=20)
+        pairs = list(zip(monitoring.rules(shipped), monitoring.rules(fast), strict=True))
+        assert all(f["for"] == "0s" for _, f in pairs if "alert" in f)
+        for before, after in pairs:
+            name = before.get("alert") or before["record"]
+            if name == "BrokkrAgentHeartbeatMissing":
+                assert after["expr"] == before["expr"].replace('le="300"', 'le="15"')
+                assert 'le="300"' in before["expr"]
+            elif name == "BrokkrAgentPollStale":
+                assert after["expr"] == before["expr"].replace("> 300", "> 20")
+                assert "> 300" in before["expr"]
+            else:  # every other expression is loaded exactly as shipped
+                assert after["expr"] == before["expr"], name
     assert any(r.get("for") == "5m" for r in monitoring.rules(shipped))  # the input is intact
+
+
+def test_fast_variant_refuses_a_rule_whose_threshold_moved():
+    shipped = monitoring.load_rules(monitoring.COMPONENTS[1].rules)
+    stale = next(r for r in monitoring.rules(shipped) if r.get("alert") == "BrokkrAgentPollStale")
+    stale["expr"] = stale["expr"].replace("> 300", "> 600")
+    with pytest.raises(ValueError, match="BrokkrAgentPollStale"):
+        monitoring.fast_variant(shipped)
 
 
 def test_dashboards_have_unique_panel_ids_and_targets():

@@ -264,6 +264,7 @@ def _up(log: Log, where: StackDir, options: Options) -> dict[str, Any]:
         "ready": True,
         "seconds": round(time.monotonic() - started, 1),
         "broker_url": broker_url,
+        "database_url": database.dsn("brokkr"),
         "admin_pak_file": str(where.admin_pak),
         "agent_id": agent_id,
         "agent_health": health_url,

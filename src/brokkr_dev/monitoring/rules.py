@@ -137,22 +137,32 @@ def _anchor(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def fast_variant(document: dict[str, Any], heartbeat_seconds: int = 15) -> dict[str, Any]:
-    """The rules for an end-to-end test: no `for:` delays and a short heartbeat threshold.
+def fast_variant(
+    document: dict[str, Any], heartbeat_seconds: int = 15, stale_seconds: int = 15
+) -> dict[str, Any]:
+    """The rules for an end-to-end test: no `for:` delays and two short thresholds.
 
-    The expressions stay those of the shipped rules, except the heartbeat bucket that
-    BrokkrAgentHeartbeatMissing compares (300 s becomes `heartbeat_seconds`, one of
-    the broker's buckets).
+    The expressions stay those of the shipped rules, except two constants a test cannot
+    wait out: the heartbeat bucket that BrokkrAgentHeartbeatMissing compares (300 s
+    becomes `heartbeat_seconds`, one of the broker's buckets) and the poll age of
+    BrokkrAgentPollStale (300 s becomes `stale_seconds`).
     """
     fast = yaml.safe_load(yaml.safe_dump(document))
     for rule in rules(fast):
         if "alert" in rule:
             rule["for"] = "0s"
         if rule.get("alert") == "BrokkrAgentHeartbeatMissing":
-            if 'le="300"' not in rule["expr"]:
-                raise ValueError("BrokkrAgentHeartbeatMissing no longer compares le=300")
-            rule["expr"] = rule["expr"].replace('le="300"', f'le="{heartbeat_seconds}"')
+            rule["expr"] = _replace_once(rule, 'le="300"', f'le="{heartbeat_seconds}"')
+        if rule.get("alert") == "BrokkrAgentPollStale":
+            rule["expr"] = _replace_once(rule, "> 300", f"> {stale_seconds}")
     return fast
+
+
+def _replace_once(rule: dict[str, Any], shipped: str, fast: str) -> str:
+    """The rule's expression with its one `shipped` constant replaced by `fast`."""
+    if rule["expr"].count(shipped) != 1:
+        raise ValueError(f"{rule['alert']} no longer contains {shipped!r} exactly once")
+    return str(rule["expr"]).replace(shipped, fast)
 
 
 # --- PromQL ----------------------------------------------------------------------------
