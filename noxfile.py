@@ -198,8 +198,9 @@ def verify(session: nox.Session) -> None:
     [--key cosign.pub] [--assets DIR]`.
 
     Checks every image and chart signature, the provenance, SBOM and VEX attestations,
-    the checksums of the release assets and the tag fan-out; prints one table and fails
-    on any miss (docs/releasing.md, "Verifying a release"). `-- --help` lists options.
+    the checksums of the release assets, the air-gap bundles (their checksums, and
+    their images against the published digests) and the tag fan-out; prints one table
+    and fails on any miss (docs/releasing.md, "Verifying a release"). `-- --help` lists options.
     """
     install(session)
     invoke(session, "release.verify", "--", *session.posargs)

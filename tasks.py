@@ -553,8 +553,9 @@ def release_manifests(c, out="dist/manifests"):
 def release_verify(c):
     """Verify a published release: `invoke release.verify -- vX.Y.Z [options]` (`-- --help`).
 
-    Signatures, provenance, SBOM and VEX attestations, asset checksums and the tag
-    fan-out, checked with cosign; prints one table and fails on any miss.
+    Signatures, provenance, SBOM and VEX attestations, asset checksums, the air-gap
+    bundles and the tag fan-out, checked with cosign; prints one table and fails on
+    any miss.
     """
     argv = after_double_dash(c)
     if "--help" in argv or "-h" in argv:

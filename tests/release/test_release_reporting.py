@@ -112,6 +112,7 @@ def test_release_attaches_assets_and_notifies(
     }
     expected |= {f"brokkr-{n}-install.yaml" for n in ("broker", "agent")}
     expected.add("brokkr-1.0.0.openvex.json")
+    expected |= {f"brokkr-1.0.0-airgap-{p}.tar.gz" for p in platforms}
     assert set(assets) == expected | {"SHA256SUMS"}
 
     # the files in dist/<tag>/ are the ones uploaded, SHA256SUMS last

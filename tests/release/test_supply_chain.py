@@ -11,13 +11,15 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 import requests
 
 from brokkr_dev.base import paths, toolchain
-from brokkr_dev.release import attestations, provenance
+from brokkr_dev.base.archives import extract_all
+from brokkr_dev.release import airgap, attestations, provenance
 from brokkr_dev.release import verify as verifier
 from brokkr_dev.release.attestations import CYCLONEDX, OPENVEX, SPDX
 from brokkr_dev.release.registry import Registry
@@ -228,10 +230,15 @@ def test_verify_passes_on_the_release_and_fails_on_each_tamper(
     assert kinds == {
         "tags", "signature", "helm provenance", "provenance", "sbom spdx", "sbom cyclonedx",
         "source", "vex", "checksum", "asset",
+        "bundle", "bundle chart", "bundle image", "bundle signature", "bundle attestation",
     }  # fmt: skip
     assert sum(c.what == "helm provenance" for c in checks) == 2
     # 2 image indexes + 4 platform images + 2 charts
     assert sum(c.what == "provenance" for c in checks) == 8
+    assert sum(c.what == "signature" for c in checks) == 8
+    # one bundle per platform, each with both images
+    assert sum(c.what == "bundle" for c in checks) == 2
+    assert sum(c.what == "bundle attestation" for c in checks) == 4
     assert sum(c.what == "checksum" for c in checks) == len(outcome.assets) - 1
     assert lines[-1].splitlines()[-1] == f"{len(checks)} checks, 0 failed"
     # the command users run: same table, exit status 0
@@ -301,9 +308,54 @@ def test_verify_passes_on_the_release_and_fails_on_each_tamper(
 
     # 4. a changed asset file: its checksum no longer matches
     manifest = assets / "brokkr-broker-install.yaml"
-    manifest.write_text(manifest.read_text() + "# edited\n")
+    original_text = manifest.read_text()
+    manifest.write_text(original_text + "# edited\n")
     assert failed_rows(request, cosign) == {("checksum", "brokkr-broker-install.yaml")}
     status, output = verify_command(*command)
     assert status == 1, output
     assert re.search(r"^checksum +brokkr-broker-install\.yaml +FAILED ", output, re.MULTILINE)
     assert "error: v1.0.0 did not verify: 1 of" in output
+    manifest.write_text(original_text)
+
+    # 5. an air-gap bundle whose broker layout holds the other platform's image, with
+    # both checksum files rewritten to match: the layout is not the published image
+    amd64, arm64 = (f"brokkr-1.0.0-airgap-linux-{arch}.tar.gz" for arch in ("amd64", "arm64"))
+    sums = assets / "SHA256SUMS"
+    saved = {path: path.read_bytes() for path in (assets / amd64, assets / arm64, sums)}
+    work = assets.parent / "tampered-bundle"
+    amd64_root = unpack(assets / amd64, work / "amd64")
+    arm64_root = unpack(assets / arm64, work / "arm64")
+    shutil.rmtree(amd64_root / "images" / "brokkr-broker")
+    shutil.copytree(
+        arm64_root / "images" / "brokkr-broker", amd64_root / "images" / "brokkr-broker"
+    )
+    repack(amd64_root, assets / amd64, sums)
+    assert failed_rows(request, cosign) == {("bundle image", f"{amd64} brokkr-broker")}
+
+    # 6. a file edited inside a bundle, the checksums left alone
+    for path, data in saved.items():
+        path.write_bytes(data)
+    edited = arm64_root / "manifests" / "brokkr-agent-install.yaml"
+    edited.write_text(edited.read_text() + "# edited\n")
+    airgap.write_archive(arm64_root, arm64_root.name, assets / arm64)
+    assert failed_rows(request, cosign) == {("checksum", arm64), ("bundle", arm64)}
+    for path, data in saved.items():
+        path.write_bytes(data)
+    assert failed_rows(request, cosign) == set()
+
+
+def unpack(archive: Path, destination: Path) -> Path:
+    with tarfile.open(archive, mode="r:gz") as tar:
+        extract_all(tar, destination)
+    return destination / airgap.top_directory(archive.name)
+
+
+def repack(root: Path, archive: Path, release_sums: Path) -> None:
+    """Pack root as the bundle `archive` with a matching SHA256SUMS inside, and list
+    its new checksum in the release's SHA256SUMS: what a forger controlling the
+    download would do."""
+    (root / airgap.CHECKSUMS).write_text(airgap.sha256sums(root))
+    airgap.write_archive(root, root.name, archive)
+    checksum = hashlib.sha256(archive.read_bytes()).hexdigest()
+    listed = airgap.parse_sha256sums(release_sums.read_text()) | {archive.name: checksum}
+    release_sums.write_text("".join(f"{listed[n]}  {n}\n" for n in sorted(listed)))

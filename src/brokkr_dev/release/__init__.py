@@ -13,6 +13,7 @@ Modules, each a small step with a clear interface:
 - `provenance`: SLSA v1 provenance predicates from the pipeline's facts;
 - `attestations`: which attestations a digest carries, read from the registry;
 - `github`: the GitHub release through the REST API;
+- `airgap`: the per-architecture air-gap bundle asset (charts, image layouts, manifests);
 - `pipeline`: the resumable steps that publish everything;
 - `verify`: `nox -s verify`, every check a user runs before trusting a release.
 """

@@ -10,7 +10,10 @@ signed, whether this run pushed it or an earlier (interrupted) run did:
 - SBOMs are the SPDX and CycloneDX documents inside the cosign attestations of each
   platform image;
 - the OpenVEX document is the one attested to the images (built anew when the
-  release is not signed).
+  release is not signed);
+- the air-gap bundle of each platform (release/airgap.py) packs the chart
+  archives, that platform's images with their signatures and attestations, and
+  the install manifests pinned to those images.
 
 `release_assets` is the one list of assets; add new kinds there.
 """
@@ -26,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from brokkr_dev.base.archives import extract_all
-from brokkr_dev.release import ReleaseError, attestations, manifests
+from brokkr_dev.release import ReleaseError, airgap, attestations, manifests
 from brokkr_dev.release.attestations import CYCLONEDX, SPDX
 from brokkr_dev.release.github import Asset
 from brokkr_dev.release.plan import Plan
@@ -35,7 +38,7 @@ from brokkr_dev.release.version import Version
 
 CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 PROVENANCE_LAYER = "application/vnd.cncf.helm.chart.provenance.v1.prov"
-CHECKSUMS = "SHA256SUMS"
+CHECKSUMS = airgap.CHECKSUMS  # one name for both checksum files
 # The file name suffix of each SBOM format's asset.
 SBOM_SUFFIXES = {SPDX: ".spdx.json", CYCLONEDX: ".cdx.json"}
 
@@ -130,6 +133,7 @@ def sboms(registry: Registry, plan: Plan, platforms: dict[str, dict[str, str]]) 
 
 CONTENT_TYPES = {
     ".tgz": "application/gzip",
+    ".tar.gz": "application/gzip",
     ".json": "application/json",
     ".yaml": "application/yaml",
 }
@@ -150,6 +154,31 @@ def checksums(assets: Sequence[Asset]) -> Asset:
     )
 
 
+def airgap_bundles(
+    plan: Plan,
+    charts: Sequence[Asset],
+    platforms: dict[str, dict[str, str]],
+    cosign: str,
+) -> list[Asset]:
+    """The air-gap bundle of every released platform (release/airgap.py)."""
+    archives = [a for a in charts if a.name.endswith(".tgz")]
+    bundles = []
+    for platform in plan.options.platforms:
+        digests = {image.name: platforms[image.name][platform] for image in plan.images}
+        files = {airgap.chart_path(a.name): a.data for a in charts}
+        # pinned to the platform image the bundle holds: its index is not in the bundle
+        for rendered in install_manifests(plan, archives, digests):
+            files[airgap.manifest_path(rendered.name)] = rendered.data
+        images = [
+            airgap.BundleImage(image.name, f"{image.repository}@{digests[image.name]}")
+            for image in plan.images
+        ]
+        name = airgap.bundle_name(plan.version, platform)
+        data = airgap.build(name, files, images, cosign, signed=plan.options.sign)
+        bundles.append(Asset(name, data, content_type(name)))
+    return bundles
+
+
 def release_assets(
     registry: Registry,
     plan: Plan,
@@ -157,16 +186,19 @@ def release_assets(
     platforms: dict[str, dict[str, str]],
     images: dict[str, str],
     *,
+    cosign: str,
     vex: Mapping | None = None,
 ) -> list[Asset]:
     """Everything attached to the GitHub release, the checksums file last."""
     found = chart_files(registry, plan, charts)
+    chart_assets = list(found)
     found += install_manifests(plan, [a for a in found if a.name.endswith(".tgz")], images)
     if plan.options.sign and plan.options.sbom:
         found += sboms(registry, plan, platforms)
     if vex is not None:
         name = vex_name(plan.version)
         found.append(Asset(name, json_bytes(vex), content_type(name)))
+    found += airgap_bundles(plan, chart_assets, platforms, cosign)
     names = [a.name for a in found]
     if len(names) != len(set(names)):
         raise ReleaseError(f"assets: duplicate asset names in {names}")

@@ -39,8 +39,10 @@ class Request:
     def tools(self) -> list[str]:
         """The pinned CLI tools this release runs."""
         needed = ["helm"]
+        if self.publishes:
+            needed.append("cosign")  # signs, and makes the air-gap bundles (`cosign save`)
         if self.publishes and self.options.sign:
-            needed += ["cosign", "syft"]
+            needed.append("syft")
         return needed
 
     @property

@@ -137,6 +137,7 @@ class Pipeline:
         builder: ImageBuilder | None = None,
         podman: Sequence[str] | None = None,
         helm: str = "helm",
+        cosign: str = "cosign",
         signer: Signer | None = None,
         github: GitHub | None = None,
         log: Log = print,
@@ -149,6 +150,7 @@ class Pipeline:
         self.builder = builder or images_builder(plan.options.builder, plan.options.root)
         self.podman = list(podman) if podman is not None else podman_command()
         self.helm = helm
+        self.cosign = cosign  # also without signing: the air-gap bundles use `cosign save`
         self.signer = signer
         self.github = github
         self.log = log
@@ -313,8 +315,16 @@ class Pipeline:
             raise ReleaseError(f"chart {chart_dir.name}: " + "; ".join(problems))
 
     def _signables(self) -> list[tuple[str, str]]:
-        """(repo path, digest) of every image manifest list and chart."""
-        items = [(self._repo(i.repository), self.outcome.images[i.name]) for i in self.plan.images]
+        """(repo path, digest) of every image manifest list, platform image and chart.
+
+        A platform image is signed too: the air-gap bundle of an architecture holds
+        that platform image without the index (release/airgap.py).
+        """
+        items = []
+        for image in self.plan.images:
+            repo = self._repo(image.repository)
+            items.append((repo, self.outcome.images[image.name]))
+            items += [(repo, d) for _, d in sorted(self.outcome.platforms[image.name].items())]
         items += [(self._repo(c.repository), self.outcome.charts[c.name]) for c in self.plan.charts]
         return items
 
@@ -584,6 +594,7 @@ class Pipeline:
             self.outcome.charts,
             self.outcome.platforms,
             self.outcome.images,
+            cosign=self.cosign,
             vex=self.outcome.vex,
         )
         self.outcome.assets = []

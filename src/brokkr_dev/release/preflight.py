@@ -22,9 +22,8 @@ def find_tool(name: str, bin_dir: Path = paths.BIN_DIR) -> str | None:
 
 
 def required_tools(options: Options) -> list[str]:
-    needed = ["git", "podman", "helm"]
-    if options.sign:
-        needed.append("cosign")
+    # cosign even without signing: the air-gap bundles are made with `cosign save`
+    needed = ["git", "podman", "helm", "cosign"]
     if options.sbom:
         needed.append("syft")
     return needed

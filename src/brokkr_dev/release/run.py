@@ -136,7 +136,8 @@ def release(
         gate.require_records(options.root, options.records)
         gate.run_checks(options.root, options.gate, environment, log)
         helm = preflight.find_tool("helm", bin_dir) or "helm"
-        cosign = preflight.find_tool("cosign", bin_dir) if options.sign else None
+        # also without signing: the air-gap bundles are made with `cosign save`
+        cosign = preflight.find_tool("cosign", bin_dir)
         podman_cmd = list(podman) if podman is not None else podman_command()
         login(options.host, environment, podman_cmd, helm, cosign)
         github = None
@@ -152,6 +153,7 @@ def release(
             builder=builder,
             podman=podman_cmd,
             helm=helm,
+            cosign=cosign or "cosign",
             signer=make_signer(options, environment, cosign, bin_dir),
             github=github,
             log=log,

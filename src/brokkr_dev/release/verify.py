@@ -7,8 +7,9 @@ every signature and attestation is checked by cosign against the release's key
 - tags: `vX.Y.Z` and `X.Y.Z` of each image point at one multi-platform index, and
   so does every floating tag (`vX.Y`, `vX`, `latest`) that this release must hold
   (the fan-out rules of release/tags.py, given the versions in the registry);
-- signatures: each image index and each chart, by digest; and Helm's own provenance
-  (`.prov`, `helm verify` against `--helm-keyring`) of each chart signed that way;
+- signatures: each image index, platform image and chart, by digest; and Helm's own
+  provenance (`.prov`, `helm verify` against `--helm-keyring`) of each chart signed
+  that way;
 - provenance: on every image index, platform image and chart, signed, its subject
   the digest it is attached to; an index's provenance names exactly the platform
   images the index holds, a chart's the image it deploys; every provenance names
@@ -17,7 +18,12 @@ every signature and attestation is checked by cosign against the release's key
 - VEX: the same signed OpenVEX document on every image, naming only this release's
   images;
 - assets: every file listed in SHA256SUMS has that checksum, nothing is unlisted or
-  missing, and the chart archives, SBOMs and VEX are the published ones.
+  missing, and the chart archives, SBOMs and VEX are the published ones;
+- air-gap bundles (one per platform): the files inside match the bundle's own
+  SHA256SUMS; its charts are the published ones; each image layout holds exactly
+  the published platform image with the registry's signature and attestations, and
+  these verify offline (`cosign verify --local-image`); its raw manifests pin that
+  platform image.
 
 One table, one row per check; any failed row fails the command.
 """
@@ -28,6 +34,7 @@ import argparse
 import hashlib
 import json
 import os
+import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,9 +42,10 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from brokkr_dev.base import paths
+from brokkr_dev.base.archives import extract_all
 from brokkr_dev.base.commands import CommandError, run
 from brokkr_dev.base.log import Log
-from brokkr_dev.release import ReleaseError, provenance
+from brokkr_dev.release import ReleaseError, airgap, provenance
 from brokkr_dev.release.assets import (
     CHART_LAYER,
     CHECKSUMS,
@@ -45,10 +53,16 @@ from brokkr_dev.release.assets import (
     SBOM_SUFFIXES,
     vex_name,
 )
-from brokkr_dev.release.attestations import CYCLONEDX, OPENVEX, SPDX, cosign_type
+from brokkr_dev.release.attestations import (
+    CYCLONEDX,
+    OPENVEX,
+    SPDX,
+    attestation_tag,
+    cosign_type,
+)
 from brokkr_dev.release.plan import DEFAULT_REGISTRY, IMAGE_NAMES
 from brokkr_dev.release.registry import Registry, is_loopback, split_reference
-from brokkr_dev.release.signing import OIDC_ISSUER, verified_statements
+from brokkr_dev.release.signing import OIDC_ISSUER, signature_tag, verified_statements
 from brokkr_dev.release.stamp import CHART_NAMES
 from brokkr_dev.release.tags import release_tags
 from brokkr_dev.release.version import Version, parse, parse_released
@@ -56,6 +70,13 @@ from brokkr_dev.release.version import Version, parse, parse_released
 TIMEOUT = 300
 SBOM_FIELDS = {SPDX: "spdxVersion", CYCLONEDX: "bomFormat"}
 SBOM_LABELS = {SPDX: "sbom spdx", CYCLONEDX: "sbom cyclonedx"}
+# What each image layout of an air-gap bundle must carry, signed.
+BUNDLE_ATTESTATIONS = {
+    provenance.PREDICATE_TYPE: "provenance",
+    SPDX: "spdx",
+    CYCLONEDX: "cyclonedx",
+    OPENVEX: "openvex",
+}
 
 
 @dataclass(frozen=True)
@@ -214,6 +235,16 @@ class Cosign:
             self._run(["verify-attestation", "--type", cosign_type(predicate_type)], ref)
         )
 
+    def verify_local(self, layout: Path) -> None:
+        """The signature inside an OCI layout written by `cosign save` (offline)."""
+        self._run(["verify", "--output", "json", "--local-image"], str(layout))
+
+    def statements_local(self, layout: Path, predicate_type: str) -> list[dict]:
+        kind = cosign_type(predicate_type)
+        return verified_statements(
+            self._run(["verify-attestation", "--type", kind, "--local-image"], str(layout))
+        )
+
 
 def short(digest: str) -> str:
     return digest[:19]
@@ -307,6 +338,7 @@ class Verifier:
         self.provenance(repo, digest, f"{name} index", inputs=set(platforms.values()))
         for platform, platform_digest in sorted(platforms.items()):
             label = f"{name} {platform}"
+            self.signature(repo, platform_digest, label)
             self.provenance(repo, platform_digest, label)
             stem = f"{name}-{version.plain}-{platform.replace('/', '-')}"
             for predicate_type, suffix in SBOM_SUFFIXES.items():
@@ -479,7 +511,11 @@ class Verifier:
             for suffix in SBOM_SUFFIXES.values()
         ]
         names.append(vex_name(self.request.version))
+        names += [airgap.bundle_name(self.request.version, p) for p in self.bundle_platforms()]
         return names
+
+    def bundle_platforms(self) -> list[str]:
+        return sorted({p for platforms in self.platforms.values() for p in platforms})
 
     def assets(self) -> None:
         directory = self.request.assets_dir
@@ -514,6 +550,10 @@ class Verifier:
             detail = "sha256 matches" if same else f"sha256 {actual[:12]}, listed {checksum[:12]}"
             self.add("checksum", name, same, detail)
         self.published_assets(directory)
+        for platform in self.bundle_platforms():
+            path = directory / airgap.bundle_name(self.request.version, platform)
+            if path.is_file():  # else reported above
+                self.bundle(path, platform)
 
     def published_assets(self, directory: Path) -> None:
         """The chart archives, SBOMs and VEX among the assets are what was published."""
@@ -537,6 +577,87 @@ class Verifier:
 
     def _same(self, what: str, path: Path, same: bool) -> None:
         self.add("asset", path.name, same, f"is {what}" if same else f"differs from {what}")
+
+    # --- air-gap bundles -------------------------------------------------------------
+
+    def bundle(self, archive: Path, platform: str) -> None:
+        """Unpack one platform's bundle and check what it holds (module docstring)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                with tarfile.open(archive, mode="r:gz") as tar:
+                    extract_all(tar, Path(tmp))
+            except (tarfile.TarError, OSError, EOFError) as exc:  # UnsafeArchive is a TarError
+                self.add("bundle", archive.name, False, f"cannot unpack it: {exc}")
+                return
+            root = Path(tmp) / airgap.top_directory(archive.name)
+            if not root.is_dir():
+                self.add("bundle", archive.name, False, f"holds no {root.name}/ directory")
+                return
+            problems = airgap.checksum_problems(root)
+            detail = "; ".join(problems[:3]) or f"every file matches its {CHECKSUMS}"
+            if len(problems) > 3:
+                detail += f" (and {len(problems) - 3} more)"
+            self.add("bundle", archive.name, not problems, detail)
+            for chart in CHART_NAMES:
+                self.bundle_chart(root, archive.name, chart, platform)
+            for image in sorted(self.platforms):
+                digest = self.platforms[image].get(platform)
+                if digest is not None:
+                    self.bundle_image(root, archive.name, image, digest)
+
+    def bundle_chart(self, root: Path, bundle: str, chart: str, platform: str) -> None:
+        """The chart archive and .prov are the published layers; the raw manifest pins
+        this platform's image of the chart."""
+        plain, problems = self.request.version.plain, []
+        layers = {".tgz": self.chart_layers.get(chart), ".tgz.prov": self.chart_provs.get(chart)}
+        for suffix, layer in layers.items():
+            path = root / airgap.chart_path(f"{chart}-{plain}{suffix}")
+            if layer is None:
+                continue  # not published: reported by the chart's own rows
+            if not path.is_file():
+                problems.append(f"no {path.name}")
+            elif "sha256:" + provenance.sha256_file(path) != layer:
+                problems.append(f"{path.name} is not the published one")
+        manifest = root / airgap.manifest_path(f"{chart}-install.yaml")
+        pinned = self.platforms.get(chart, {}).get(platform)
+        if not manifest.is_file():
+            problems.append(f"no {manifest.name}")
+        elif pinned and f"@{pinned}" not in manifest.read_text():
+            problems.append(f"{manifest.name} does not pin the {platform} image {short(pinned)}")
+        detail = "; ".join(problems) or "the published chart; the manifest pins its image"
+        self.add("bundle chart", f"{bundle} {chart}", not problems, detail)
+
+    def bundle_image(self, root: Path, bundle: str, image: str, digest: str) -> None:
+        """The layout holds the published platform image with the registry's signature
+        and attestations of it, and those verify offline."""
+        layout_dir, subject = root / airgap.image_directory(image), f"{bundle} {image}"
+        problems = airgap.layout_problems(layout_dir, digest)
+        if not problems:
+            layout, repo = airgap.read_layout(layout_dir), f"{self.prefix}/{image}"
+            if layout.signatures != self.registry.digest(repo, signature_tag(digest)):
+                problems.append("its signature is not the published one")
+            if layout.attestations != self.registry.digest(repo, attestation_tag(digest)):
+                problems.append("its attestations are not the published ones")
+        detail = "; ".join(problems) or f"the published image {short(digest)}"
+        self.add("bundle image", subject, not problems, detail)
+        if problems:
+            return
+        try:
+            self.cosign.verify_local(layout_dir)
+        except ReleaseError as exc:
+            self.add("bundle signature", subject, False, str(exc))
+        else:
+            self.add("bundle signature", subject, True, "verifies offline")
+        for predicate_type, label in BUNDLE_ATTESTATIONS.items():
+            try:
+                found = self.cosign.statements_local(layout_dir, predicate_type)
+                if not found or any(digest not in subject_digests(s) for s in found):
+                    raise ReleaseError(f"no signed attestation about {short(digest)}")
+            except ReleaseError as exc:
+                self.add("bundle attestation", subject, False, f"{label}: {exc}")
+                return
+        labels = ", ".join(BUNDLE_ATTESTATIONS.values())
+        self.add("bundle attestation", subject, True, f"{labels} verify offline")
 
 
 def _json(path: Path) -> object:

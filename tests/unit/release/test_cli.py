@@ -37,7 +37,7 @@ def test_options_may_come_before_the_version_and_take_their_values():
     assert request.options.registry == "127.0.0.1:5000/b"
     assert request.options.builder == "podman"
     assert not request.options.sign and not request.options.sbom
-    assert request.tools == ["helm"]
+    assert request.tools == ["helm", "cosign"]  # the air-gap bundles use `cosign save`
 
 
 def test_helm_signing_takes_the_key_name_and_the_secret_keyring():

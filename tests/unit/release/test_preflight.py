@@ -41,7 +41,7 @@ def test_missing_tools_are_named(tmp_path: Path, monkeypatch):
     problems = check_tools(options(), bin_dir=tmp_path)
     assert [p.split("`")[1] for p in problems] == ["git", "podman", "helm", "cosign", "syft"]
     assert "nox -s tools -- cosign" in problems[3]
-    assert len(check_tools(options(sign=False, sbom=False), bin_dir=tmp_path)) == 3
+    assert len(check_tools(options(sign=False, sbom=False), bin_dir=tmp_path)) == 4
 
 
 def test_helm_chart_signing_needs_the_key_name_and_an_existing_keyring(tmp_path: Path):
