@@ -52,6 +52,21 @@ DATA_PVC = f"data-{POSTGRESQL}-0"
 AGENT_NAME = "kind-agent"
 CLUSTER_NAME = "kind-e2e"
 READY_TIMEOUT = 300
+# The test that uninstalls the shared `brokkr` releases (test_charts_on_kind.py).
+UNINSTALL_TEST = "test_uninstall_leaves_only_the_data_pvc"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the shared `brokkr` install that sort after the one that uninstalls it
+    (their file's name comes later) move to just before it; nothing else moves."""
+    at = next((i for i, item in enumerate(items) if item.name == UNINSTALL_TEST), None)
+    if at is None:
+        return
+    late = [item for item in items[at + 1 :] if "brokkr" in getattr(item, "fixturenames", ())]
+    if late:
+        rest = [item for item in items if not any(item is moved for moved in late)]
+        at = rest.index(items[at])
+        items[:] = [*rest[:at], *late, *rest[at:]]
 
 
 def tool(name: str) -> str:
