@@ -6,7 +6,9 @@ fire from real faults, each one seen not firing before its fault:
 
 1. a deployment object the Kubernetes API rejects: BrokkrAgentReconcileFailures;
 2. a locked table behind a crowd of API clients: the broker's pool runs dry and its
-   answers are slow 503s: BrokkrDatabasePoolExhausted and the four burn-rate alerts;
+   answers are slow 503s: BrokkrDatabasePoolExhausted and the four burn-rate alerts,
+   while readiness (its own connection) stays up: BrokkrDatabaseUnreachable and
+   BrokkrBrokerNotReady must not fire, and /health says the pool is saturated;
 3. the agent's PAK rotated behind its back: it keeps running but the broker refuses
    it: BrokkrAgentPollStale and BrokkrAgentHeartbeatMissing;
 4. the agent stopped: BrokkrAgentDown;
@@ -51,6 +53,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.k8s, pytest.mark.slow]
 # The test thresholds fast_variant puts in place of 300 s.
 HEARTBEAT_SECONDS = STALE_SECONDS = 15
 
+DATABASE_DOWN_ALERTS = ("BrokkrDatabaseUnreachable", "BrokkrBrokerNotReady")
 POOL_AND_BURN_ALERTS = (
     "BrokkrDatabasePoolExhausted",
     "BrokkrErrorBudgetBurnFast",
@@ -222,10 +225,10 @@ def test_prometheus_sees_every_queried_metric_and_every_alert_fires(tmp_path: Pa
 
         # 2. A locked table and more clients than pool connections: the requests that
         # got a connection wait on the lock (slow), the others get none within the
-        # pool timeout and are answered 503. (The readiness probe needs a pool
-        # connection too, so BrokkrDatabaseUnreachable and BrokkrBrokerNotReady fire
-        # meanwhile as well.)
-        assert firing(server, POOL_AND_BURN_ALERTS) == []
+        # pool timeout and are answered 503. PostgreSQL itself is fine, and the
+        # readiness probe has a connection of its own: the replica stays ready (it
+        # must not leave the Service for being busy) and the database counts as up.
+        assert firing(server, [*POOL_AND_BURN_ALERTS, *DATABASE_DOWN_ALERTS]) == []
         pool_size = int(value(server, 'brokkr_db_pool_max_connections{job="brokkr-broker"}'))
         crowd = Crowd(f"{admin.api}/agent-events", admin.session.headers, pool_size + 10)
         with crowd, table_locked(info["database_url"], "agent_events"):
@@ -234,6 +237,16 @@ def test_prometheus_sees_every_queried_metric_and_every_alert_fires(tmp_path: Pa
             burning = wait_firing(server, POOL_AND_BURN_ALERTS, fault, 60)
             # The broker itself stayed scraped all along: these are not BrokkrBrokerDown.
             assert value(server, 'min_over_time(up{job="brokkr-broker"}[1m])') == 1
+            # Ready and connected at every scrape since the fault, so neither alert
+            # could fire even for a moment (fast_variant has no `for:` delays).
+            since = f"{int(time.time() - fault) + 1}s"
+            for gauge in ("brokkr_ready", "brokkr_database_up"):
+                assert value(server, f'min_over_time({gauge}{{job="brokkr-broker"}}[{since}])') == 1
+            assert firing(server, DATABASE_DOWN_ALERTS) == []
+            ready = requests.get(f"{info['broker_url']}/readyz", timeout=10)
+            assert ready.status_code == 200, ready.text
+            pool = requests.get(f"{info['broker_url']}/health", timeout=10).json()["pool"]
+            assert pool["status"] == "saturated" and pool["available"] == 0, pool
         released = time.time()
         assert crowd.counts().get(503, 0) > 0, crowd.counts()
         assert crowd.failures == []
@@ -252,8 +265,7 @@ def test_prometheus_sees_every_queried_metric_and_every_alert_fires(tmp_path: Pa
         settle_quiet(
             server,
             [
-                "BrokkrDatabaseUnreachable",
-                "BrokkrBrokerNotReady",
+                *DATABASE_DOWN_ALERTS,
                 "BrokkrBrokerDown",
                 *SILENT_AGENT_ALERTS,
                 "BrokkrAgentDown",
@@ -282,14 +294,14 @@ def test_prometheus_sees_every_queried_metric_and_every_alert_fires(tmp_path: Pa
         proven.update(wait_firing(server, ["BrokkrAgentDown"], fault, 30))
 
         # 5. PostgreSQL stops (fast shutdown): the broker serves 503s and says so.
-        assert firing(server, ["BrokkrDatabaseUnreachable", "BrokkrBrokerNotReady"]) == []
+        assert firing(server, DATABASE_DOWN_ALERTS) == []
         fault = time.time()
         os.kill(records["postgres"].pid, signal.SIGINT)
         wait_for(lambda: not proc.alive(records["postgres"]), 60, "PostgreSQL to stop")
         assert (
             admin.session.get(f"{info['broker_url']}/api/v1/agents", timeout=10).status_code == 503
         )
-        down = wait_firing(server, ["BrokkrDatabaseUnreachable", "BrokkrBrokerNotReady"], fault, 90)
+        down = wait_firing(server, DATABASE_DOWN_ALERTS, fault, 90)
         assert down["BrokkrDatabaseUnreachable"][0]["labels"]["job"] == "brokkr-broker"
         proven.update(down)
         settle(lambda: not without_data(server, "brokkr-broker"), 60)

@@ -1,4 +1,4 @@
-"""The ASGI application: routes, error bodies, metrics, health and the pool lifecycle."""
+"""The ASGI application: routes, error bodies, metrics, health and the database lifecycle."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from starlette.routing import Mount
 
 from brokkr.broker.bodies import BodyLimits
 from brokkr.broker.db.pool import make_pool
+from brokkr.broker.db.probe import ProbeConnection
 from brokkr.broker.errors import ApiError
 from brokkr.broker.health import HealthState, health, healthz, readyz
 from brokkr.broker.heartbeats import HeartbeatWriter
@@ -55,6 +56,14 @@ def create_app(settings: Settings, warnings: list[str] | None = None) -> Starlet
     pool = make_pool(settings.database)
     metrics = Metrics()
     yaml_workers = YamlWorkers(settings.broker.yaml_workers, settings.broker.yaml_cpu_seconds)
+    readiness_timeout = settings.broker.readiness_timeout
+    health_state = HealthState(
+        ProbeConnection(settings.database, readiness_timeout),
+        pool,
+        readiness_timeout,
+        settings.broker.readiness_cache_seconds,
+    )
+    health_state.warnings.extend(warnings or [])
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -64,8 +73,9 @@ def create_app(settings: Settings, warnings: list[str] | None = None) -> Starlet
             yield
         finally:
             yaml_workers.close()
+            await health_state.close()
             await pool.close()
-            log.info("database pool closed")
+            log.info("database pool and readiness connection closed")
 
     plain = [
         api_route("/healthz", healthz, ["GET"], prefix=""),
@@ -97,8 +107,5 @@ def create_app(settings: Settings, warnings: list[str] | None = None) -> Starlet
         read_timeout=settings.broker.body_read_timeout,
     )
     app.state.yaml_workers = yaml_workers
-    app.state.health = HealthState(
-        settings.broker.readiness_timeout, settings.broker.readiness_cache_seconds
-    )
-    app.state.health.warnings.extend(warnings or [])
+    app.state.health = health_state
     return app

@@ -177,7 +177,7 @@ class Metrics:
         """Update readiness, database and fleet gauges before a scrape renders."""
         self.pool.pool = app_state.pool
         health = app_state.health
-        check = await health.database(app_state.pool)
+        check = await health.database()
         self.database_up.set(1 if check.ok else 0)
         self.ready.set(1 if check.ok and not health.draining else 0)
         if not check.ok:
