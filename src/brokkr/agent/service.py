@@ -61,29 +61,33 @@ class Agent:
     # --- process -------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop the agent within `shutdown_timeout`.
+
+        The handler runs on the main thread between two bytecodes, possibly in the
+        middle of a write to stderr, which is not reentrant: a log call there raised
+        and lost the stop. So the handler only flips the stop flag; a guard thread,
+        started now, does the logging and bounds the exit.
+        """
+        self._signal_name = ""
+        threading.Thread(target=self._shutdown_guard, name="shutdown-guard", daemon=True).start()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stop.is_set():
             return
-        log.info(
-            "received %s: stopping (at most %.0f s)",
-            signal.Signals(signum).name,
-            self.settings.shutdown_timeout,
-        )
-        # No locks here: the handler runs on the main thread, which may hold one.
+        self._signal_name = signal.Signals(signum).name
         self.state.phase = "stopping"
         self.stop.set()
-        # The bound: an API call stuck past its own timeouts cannot delay the exit.
-        threading.Thread(target=self._exit_after_grace, name="shutdown-guard", daemon=True).start()
 
-    def _exit_after_grace(self) -> None:
-        time.sleep(self.settings.shutdown_timeout)
-        log.warning(
-            "shutdown took longer than %.0f s; abandoning the current work",
-            self.settings.shutdown_timeout,
-        )
+    def _shutdown_guard(self) -> None:
+        """Once stopping: say so, and exit after the grace period even if an API call
+        is stuck past its own timeouts."""
+        self.stop.wait()
+        timeout = self.settings.shutdown_timeout
+        log.info("received %s: stopping (at most %.0f s)", self._signal_name, timeout)
+        time.sleep(timeout)
+        log.warning("shutdown took longer than %.0f s; abandoning the current work", timeout)
         logging.shutdown()
         os._exit(EXIT_OK)
 
