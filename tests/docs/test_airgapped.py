@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,20 +19,15 @@ from brokkr_dev.base import paths
 from brokkr_dev.release.registry import Registry
 from tests.docs.guiderun import guide_env, run_guide
 from tests.docs.test_guides import GUIDES
-from tests.fixtures.registry import LocalRegistry
+from tests.fixtures.registry import LocalRegistry, running_registry
 from tests.fixtures.release import run
 
 pytestmark = [pytest.mark.release, pytest.mark.k8s, pytest.mark.charts, pytest.mark.slow]
 
 
 @pytest.fixture
-def mirror(tmp_path_factory: pytest.TempPathFactory):
-    registry = LocalRegistry(tmp_path_factory.mktemp("mirror"))
-    registry.start()
-    try:
-        yield registry
-    finally:
-        registry.stop()
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    yield from running_registry(tmp_path_factory.mktemp("mirror"))
 
 
 @pytest.fixture
