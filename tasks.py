@@ -251,10 +251,9 @@ def cluster_bench(c, runs=3, settle=30.0):
 
 @task()
 def cluster_pin(c):
-    """Regenerate go/kubernetes/go.mod for the Kubernetes version in tools.toml."""
-    version = toolchain.load_manifest()["kubernetes"].version
-    pin.pin(version)
-    print(f"go/kubernetes/go.mod now builds Kubernetes {version}")
+    """Regenerate each Kubernetes wrapper module under go/ ([kubernetes] and the kind
+    node's [kubernetes-node-1.NN]) for the versions in tools.toml."""
+    pin.pin_all()
 
 
 # --- charts: Helm charts (docs/charts.md) ------------------------------------------
