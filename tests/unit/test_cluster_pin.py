@@ -8,7 +8,7 @@ import pytest
 
 from brokkr_dev.base import toolchain
 from brokkr_dev.clusters import pin
-from brokkr_dev.containers.nodeimage import versions
+from brokkr_dev.containers.nodeimage import kube_versions
 
 UPSTREAM = """module k8s.io/kubernetes
 
@@ -95,7 +95,7 @@ def test_kubernetes_entry_builds_all_four_binaries_with_the_version_stamped() ->
 def test_every_node_minor_builds_the_same_binaries_with_the_same_stamps() -> None:
     manifest = toolchain.load_manifest()
     control_plane = manifest["kubernetes"]
-    nodes = versions.pinned(manifest)
+    nodes = kube_versions.pinned(manifest)
     assert len(nodes) >= 2
     for node in nodes:
         tool = node.tool
@@ -117,7 +117,7 @@ def test_every_node_minor_builds_the_same_binaries_with_the_same_stamps() -> Non
 
 def test_the_local_control_plane_runs_a_minor_that_the_kind_node_proves() -> None:
     manifest = toolchain.load_manifest()
-    minors = [node.minor for node in versions.pinned(manifest)]
-    assert versions.minor_of(manifest["kubernetes"].version) in minors, (
+    minors = [node.minor for node in kube_versions.pinned(manifest)]
+    assert kube_versions.minor_of(manifest["kubernetes"].version) in minors, (
         "tools.toml [kubernetes] must be one of the node minors e2e-kind proves"
     )

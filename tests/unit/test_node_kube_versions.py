@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from brokkr_dev.base import toolchain
-from brokkr_dev.containers.nodeimage import versions
-from brokkr_dev.containers.nodeimage.versions import NodeVersionError
+from brokkr_dev.containers.nodeimage import kube_versions
+from brokkr_dev.containers.nodeimage.kube_versions import NodeVersionError
 
 NODE = toolchain.Tool(name="", version="", binary="kubelet", version_args=("--version",))
 
@@ -27,12 +27,12 @@ PINS = manifest(m1_10="v1.10.2", m1_9="v1.9.11", m1_11="v1.11.0")
 
 
 def test_pinned_minors_are_sorted_by_number_oldest_first():
-    assert [(n.minor, n.version) for n in versions.pinned(PINS)] == [
+    assert [(n.minor, n.version) for n in kube_versions.pinned(PINS)] == [
         ("1.9", "v1.9.11"),
         ("1.10", "v1.10.2"),
         ("1.11", "v1.11.0"),
     ]
-    assert versions.newest(PINS).minor == "1.11"
+    assert kube_versions.newest(PINS).minor == "1.11"
 
 
 @pytest.mark.parametrize(
@@ -40,13 +40,13 @@ def test_pinned_minors_are_sorted_by_number_oldest_first():
     [(None, "1.11"), ("", "1.11"), ("1.9", "1.9"), ("v1.10", "1.10"), ("v1.10.2", "1.10")],
 )
 def test_a_minor_or_its_exact_pinned_release_is_chosen(asked, minor):
-    assert versions.choose(asked, PINS).minor == minor
+    assert kube_versions.choose(asked, PINS).minor == minor
 
 
 @pytest.mark.parametrize("asked", ["1.8", "1.10.1", "1.10.2.1", "latest", "v2.10"])
 def test_anything_else_names_every_choice_and_the_fix(asked):
     with pytest.raises(NodeVersionError) as error:
-        versions.choose(asked, PINS)
+        kube_versions.choose(asked, PINS)
     message = str(error.value)
     assert f"Kubernetes {asked!r} is not pinned for the kind node" in message
     assert "choose one of: 1.9 (v1.9.11), 1.10 (v1.10.2), 1.11 (v1.11.0)" in message
@@ -55,21 +55,21 @@ def test_anything_else_names_every_choice_and_the_fix(asked):
 
 def test_an_entry_named_for_another_minor_is_refused():
     with pytest.raises(NodeVersionError, match=r"\[kubernetes-node-1.9\] pins v1.10.0"):
-        versions.pinned(manifest(m1_9="v1.10.0"))
+        kube_versions.pinned(manifest(m1_9="v1.10.0"))
     with pytest.raises(NodeVersionError, match=r"\[kubernetes-node-1.x\] pins"):
-        versions.pinned(manifest(m1_x="v1.10.0"))
+        kube_versions.pinned(manifest(m1_x="v1.10.0"))
 
 
 def test_no_entry_at_all_says_what_to_add():
     with pytest.raises(NodeVersionError, match=r"add an entry \[kubernetes-node-1.NN\]"):
-        versions.pinned(manifest())
+        kube_versions.pinned(manifest())
 
 
 def test_the_slug_fits_a_cluster_name():
-    assert versions.choose("1.10", PINS).slug == "1-10"
+    assert kube_versions.choose("1.10", PINS).slug == "1-10"
 
 
 def test_tools_toml_pins_the_minors_upstream_supports_newest_by_default():
-    pinned = versions.pinned()
+    pinned = kube_versions.pinned()
     assert [n.minor for n in pinned] == ["1.35", "1.36", "1.37"]
-    assert versions.choose(None).version == "v1.37.2"
+    assert kube_versions.choose(None).version == "v1.37.2"
