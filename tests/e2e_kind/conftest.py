@@ -30,7 +30,6 @@ from typing import Any
 import pytest
 import yaml
 
-from brokkr_dev.base import toolchain
 from brokkr_dev.base.localnet import free_port
 from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.base.process import stop_child
@@ -39,7 +38,7 @@ from brokkr_dev.clusters import e2e_kind
 from brokkr_dev.containers import postgres_image
 from brokkr_dev.containers.podman import podman
 from brokkr_dev.local.broker_admin import BrokerAdmin
-from tests.fixtures.kind import KindCluster
+from tests.fixtures.kind import KindCluster, node_kubectl
 
 BROKER_CHART = charts.CHARTS_DIR / "brokkr-broker"
 AGENT_CHART = charts.CHARTS_DIR / "brokkr-agent"
@@ -70,10 +69,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def tool(name: str) -> str:
-    """A pinned CLI: helm, or the node's kubectl (tools.toml [kubernetes-node])."""
+    """A pinned CLI: helm, or the node's kubectl (tools.toml [kubernetes-node-1.NN])."""
     if name == "kubectl":
-        node = toolchain.ensure(toolchain.load_manifest()["kubernetes-node"], log=lambda _: None)
-        return str(node.resolve().parent / "kubectl")
+        return str(node_kubectl())
     return charts.tool(name)
 
 
