@@ -119,7 +119,9 @@ def go_tool_binaries(
 
     bin/ when linked there, else the machine's tool cache; a tool built nowhere is
     reported "not scanned" by the Go scan. Every Go tool must declare its role, so
-    that no tool becomes test infrastructure by omission.
+    that no tool becomes test infrastructure by omission. A tool never linked into bin/
+    (bin_link = false: the kind node's Kubernetes, one entry per minor) is found in its
+    cache only and named `<binary> (<entry>)`, since other entries build the same names.
     """
     binaries = {}
     for tool in toolchain.load_manifest(manifest).values():
@@ -133,8 +135,9 @@ def go_tool_binaries(
         for name in (tool.binary, *tool.companions):
             linked = bin_dir / name
             cached = toolchain.cache_root(tool) / "bin" / name
-            path = linked if linked.exists() else cached
-            binaries[name] = govulns.GoBinary(path, test_only=tool.role == "test")
+            path = linked if linked.exists() and tool.bin_link else cached
+            target = name if tool.bin_link else f"{name} ({tool.name})"
+            binaries[target] = govulns.GoBinary(path, test_only=tool.role == "test")
     return binaries
 
 
