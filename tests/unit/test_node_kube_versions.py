@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import yaml
 
 from brokkr_dev.base import toolchain
+from brokkr_dev.charts import lint as charts
 from brokkr_dev.containers.nodeimage import kube_versions
 from brokkr_dev.containers.nodeimage.kube_versions import NodeVersionError
 
@@ -73,3 +75,15 @@ def test_tools_toml_pins_the_minors_upstream_supports_newest_by_default():
     pinned = kube_versions.pinned()
     assert [n.minor for n in pinned] == ["1.35", "1.36", "1.37"]
     assert kube_versions.choose(None).version == "v1.37.2"
+
+
+def test_the_charts_claim_exactly_the_minors_e2e_kind_proves():
+    """Chart.yaml's kubeVersion floor is the oldest pinned node minor, and kubeconform
+    checks every pinned minor (docs/e2e.md, "Kubernetes versions")."""
+    minors = [n.minor for n in kube_versions.pinned()]
+    assert [kube_versions.minor_of(v) for v in charts.KUBE_VERSIONS] == minors
+    for chart in charts.find_charts():
+        claim = yaml.safe_load((chart.path / "Chart.yaml").read_text())["kubeVersion"]
+        assert claim == f">={minors[0]}.0-0", f"{chart.name}: kubeVersion {claim}"
+        readme = (chart.path / "README.md").read_text()
+        assert f"Needs Kubernetes {minors[0]} or newer" in readme, chart.name
