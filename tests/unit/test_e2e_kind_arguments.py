@@ -44,7 +44,8 @@ def test_kubernetes_picks_a_pinned_minor(given):
 def test_an_unpinned_kubernetes_is_refused_naming_the_pinned_ones():
     with pytest.raises(NodeVersionError, match=r"Kubernetes '1.29' is not pinned") as error:
         parse_arguments(["--kubernetes", "1.29"])
-    assert "choose one of: 1.35 (v1.35.4), 1.36 (v1.36.3), 1.37 (v1.37.2)" in str(error.value)
+    assert "choose one of: 1.35 (v1.35.4), 1.36 (v1.36.3), 1.37 (v1.37.2)," in str(error.value)
+    assert parse_arguments(["--kubernetes", "oldest"]).kubernetes == "1.35"
 
 
 def test_a_cluster_name_carries_the_minor():

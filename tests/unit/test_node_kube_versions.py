@@ -39,7 +39,15 @@ def test_pinned_minors_are_sorted_by_number_oldest_first():
 
 @pytest.mark.parametrize(
     ("asked", "minor"),
-    [(None, "1.11"), ("", "1.11"), ("1.9", "1.9"), ("v1.10", "1.10"), ("v1.10.2", "1.10")],
+    [
+        (None, "1.11"),
+        ("", "1.11"),
+        ("newest", "1.11"),
+        ("oldest", "1.9"),
+        ("1.9", "1.9"),
+        ("v1.10", "1.10"),
+        ("v1.10.2", "1.10"),
+    ],
 )
 def test_a_minor_or_its_exact_pinned_release_is_chosen(asked, minor):
     assert kube_versions.choose(asked, PINS).minor == minor
@@ -51,7 +59,9 @@ def test_anything_else_names_every_choice_and_the_fix(asked):
         kube_versions.choose(asked, PINS)
     message = str(error.value)
     assert f"Kubernetes {asked!r} is not pinned for the kind node" in message
-    assert "choose one of: 1.9 (v1.9.11), 1.10 (v1.10.2), 1.11 (v1.11.0)" in message
+    assert (
+        "choose one of: 1.9 (v1.9.11), 1.10 (v1.10.2), 1.11 (v1.11.0), oldest or newest" in message
+    )
     assert "`--kubernetes 1.11`" in message and "invoke cluster.pin" in message
 
 

@@ -1,9 +1,9 @@
 """The Kubernetes versions a kind node image is built with: one tools.toml entry per minor.
 
 Each `[kubernetes-node-1.NN]` entry pins one release of that minor (its kubelet,
-kubeadm and control plane). `nox -s e2e-kind -- --kubernetes 1.NN` picks one; without
-it the newest is used; `nox -s e2e-kind-matrix` runs them all (docs/e2e.md,
-"Kubernetes versions").
+kubeadm and control plane). `nox -s e2e-kind -- --kubernetes 1.NN` picks one (or
+`oldest`/`newest`); without it the newest is used; `nox -s e2e-kind-matrix` runs
+them all (docs/e2e.md, "Kubernetes versions").
 """
 
 from __future__ import annotations
@@ -81,11 +81,14 @@ def newest(manifest: dict[str, toolchain.Tool] | None = None) -> NodeKubernetes:
 def choose(
     requested: str | None, manifest: dict[str, toolchain.Tool] | None = None
 ) -> NodeKubernetes:
-    """The pinned minor asked for (`1.35`, `v1.35`, or its exact pinned release), the
-    newest when nothing is asked; an unknown or unpinned one names the choices."""
+    """The pinned minor asked for (`1.35`, `v1.35`, its exact pinned release, or
+    `oldest`/`newest`), the newest when nothing is asked; an unknown or unpinned one
+    names the choices."""
     choices = pinned(manifest)
-    if not requested:
+    if not requested or requested == "newest":
         return choices[-1]
+    if requested == "oldest":
+        return choices[0]
     minor = minor_of(requested)
     for node in choices:
         exact = requested.lstrip("v") == node.version.lstrip("v")
@@ -93,7 +96,7 @@ def choose(
             return node
     listed = ", ".join(f"{n.minor} ({n.version})" for n in choices)
     raise NodeVersionError(
-        f"Kubernetes {requested!r} is not pinned for the kind node; choose one of: {listed} "
-        f"(`--kubernetes {choices[-1].minor}`), or pin another minor in tools.toml "
-        f"([{ENTRY_PREFIX}1.NN], then `invoke cluster.pin`)"
+        f"Kubernetes {requested!r} is not pinned for the kind node; choose one of: "
+        f"{listed}, oldest or newest (`--kubernetes {choices[-1].minor}`), or pin another "
+        f"minor in tools.toml ([{ENTRY_PREFIX}1.NN], then `invoke cluster.pin`)"
     )
