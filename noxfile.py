@@ -351,7 +351,8 @@ def e2e_kind_matrix(session: nox.Session) -> None:
 
 @nox.session(name="node-image-key", python=PYTHON)
 def node_image_key(session: nox.Session) -> None:
-    """Print the kind node image's cache key: `nox -s node-image-key -- [--github-output FILE]`.
+    """Print the kind node image's cache key: `nox -s node-image-key -- [--github-output FILE]
+    [--kubernetes 1.NN]` (default: the newest pinned minor, e2e-kind's default).
 
     The input digest its saved tar is named by; CI keys the node image cache with it.
     Needs Go (downloads kind's module once); builds nothing.
