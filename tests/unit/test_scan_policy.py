@@ -308,7 +308,10 @@ def test_every_go_tool_and_companion_is_scanned_with_its_role():
         for name in ("kubelet", "kube-apiserver"):
             binary = binaries[f"{name} ({node})"]
             assert binary.test_only and binary.path.parent.parent.parent.name == node
+            assert binary.optional  # a minor no session here built is "not built here"
     assert "kubelet" not in binaries
+    assert not binaries["kube-apiserver"].optional  # [kubernetes] runs in every test run
+    assert not binaries["helm"].optional
 
 
 def test_a_go_tool_without_a_role_or_with_a_wrong_one_is_refused(tmp_path: Path):

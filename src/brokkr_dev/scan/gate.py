@@ -122,6 +122,8 @@ def go_tool_binaries(
     that no tool becomes test infrastructure by omission. A tool never linked into bin/
     (bin_link = false: the kind node's Kubernetes, one entry per minor) is found in its
     cache only and named `<binary> (<entry>)`, since other entries build the same names.
+    Such an entry is also optional: a minor this machine never built is listed as "not
+    built here" (nothing here can run it) instead of failing as "not scanned".
     """
     binaries = {}
     for tool in toolchain.load_manifest(manifest).values():
@@ -137,7 +139,9 @@ def go_tool_binaries(
             cached = toolchain.cache_root(tool) / "bin" / name
             path = linked if linked.exists() and tool.bin_link else cached
             target = name if tool.bin_link else f"{name} ({tool.name})"
-            binaries[target] = govulns.GoBinary(path, test_only=tool.role == "test")
+            test_only = tool.role == "test"
+            optional = test_only and tool.on_demand and not tool.bin_link
+            binaries[target] = govulns.GoBinary(path, test_only=test_only, optional=optional)
     return binaries
 
 
