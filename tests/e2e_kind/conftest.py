@@ -9,7 +9,10 @@ registry-free node image, the provisioner and NetworkPolicy enforcement). Here:
 - `brokkr`: a restricted namespace with the broker chart (bundled PostgreSQL from
   the Debian image, NetworkPolicies on) and the agent chart pointed at the broker's
   in-cluster Service with only a PAK; install-to-Ready times are recorded;
-- helpers that run helm and kubectl against that cluster and short-lived probe pods.
+- helpers that run helm and kubectl against that cluster and short-lived probe pods;
+- `kube_config`: pytest-helm-charts' option fixture, answered with the kind cluster's
+  kubeconfig, so its `kube_cluster` fixture (a pykube client) and its waits for
+  Deployments and StatefulSets work on whichever Kubernetes minor the session runs.
 
 Every wait polls with a deadline; nothing sleeps to synchronise.
 """
@@ -375,6 +378,12 @@ def restricted_namespace(cluster: Cluster, name: str) -> None:
         60,
         f"ServiceAccount default in {name}",
     )
+
+
+@pytest.fixture(scope="module")
+def kube_config(kind_cluster: KindCluster) -> str:
+    """pytest-helm-charts reads its cluster from here (its `kube_cluster` fixture)."""
+    return str(kind_cluster.kubeconfig)
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,13 @@ cluster-scoped RBAC never meets the shared installation's):
   `--wait` (its kstatus watcher, not Helm 3's readiness polling); the agent reports
   in, active, and `helm4 test` passes for both;
 - upgrade both with a value that lands in their ConfigMaps: revision 2 is deployed,
-  and a new pod made from the new template is Ready;
+  its pod template changed, and the rollout completes;
 - uninstall both with `--wait`: only the data PVC is left, and the agent's
   ClusterRole is gone.
+
+Each wait after Helm's own is pytest-helm-charts' (`wait_for_deployments_to_run`,
+`wait_for_stateful_sets_to_run` through its `kube_cluster` fixture): a second opinion
+from another client that every replica of the current template is available.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_helm_charts.clusters import Cluster as HelmChartsCluster
+from pytest_helm_charts.k8s.deployment import wait_for_deployments_to_run
+from pytest_helm_charts.k8s.stateful_set import wait_for_stateful_sets_to_run
 
 from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.clusters import e2e_kind
@@ -35,10 +42,8 @@ from tests.e2e_kind.conftest import (
     agent_values,
     broker_values,
     helm_wait,
-    ready,
     remove_namespace,
     restricted_namespace,
-    selector,
     write_values,
 )
 
@@ -72,22 +77,10 @@ def template_checksum(cluster: Cluster, deployment: str) -> str:
     return str(found["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
 
 
-def rolled_pod(cluster: Cluster, deployment: str, component: str, release: str) -> Any:
-    """The Deployment's pods once they are all Ready and all of the current template."""
-    wanted = template_checksum(cluster, deployment)
-
-    def current() -> list[dict[str, Any]] | None:
-        pods = cluster.pods(NAMESPACE, selector(component, release))
-        fresh = [
-            pod
-            for pod in pods
-            if "deletionTimestamp" not in pod["metadata"]
-            and ready(pod)
-            and (pod["metadata"].get("annotations") or {}).get("checksum/config") == wanted
-        ]
-        return fresh if fresh and len(fresh) == len(pods) else None
-
-    return poll(current, ROLLOUT_TIMEOUT, f"{deployment}'s pods Ready from its new template")
+def workloads_run(kube_cluster: HelmChartsCluster, *deployments: str) -> None:
+    client = kube_cluster.kube_client
+    assert client is not None
+    wait_for_deployments_to_run(client, list(deployments), NAMESPACE, ROLLOUT_TIMEOUT)
 
 
 def leftovers(cluster: Cluster) -> set[str]:
@@ -99,7 +92,7 @@ def leftovers(cluster: Cluster) -> set[str]:
 
 
 def test_helm4_installs_upgrades_and_uninstalls_both_charts(
-    cluster: Cluster, kind_images: KindImages, tmp_path: Path
+    cluster: Cluster, kind_images: KindImages, kube_cluster: HelmChartsCluster, tmp_path: Path
 ):
     restricted_namespace(cluster, NAMESPACE)
     wait = helm_wait(NAMESPACE)
@@ -111,6 +104,11 @@ def test_helm4_installs_upgrades_and_uninstalls_both_charts(
               "--values", write_values(tmp_path, "broker", broker))  # fmt: skip
         e2e_kind.record("helm4_broker_install_to_ready_s", time.monotonic() - started)
         assert release_status(cluster, BROKER_RELEASE) == ("deployed", 1)
+        workloads_run(kube_cluster, BROKER)
+        assert kube_cluster.kube_client is not None
+        wait_for_stateful_sets_to_run(
+            kube_cluster.kube_client, [f"{BROKER}-postgresql"], NAMESPACE, ROLLOUT_TIMEOUT
+        )
 
         forward = PortForward(cluster, NAMESPACE, BROKER, 3000)
         admin = BrokerAdmin(forward.url, cluster.secret(NAMESPACE, f"{BROKER}-admin")["pak"])
@@ -121,6 +119,7 @@ def test_helm4_installs_upgrades_and_uninstalls_both_charts(
         helm4(cluster, "install", AGENT_RELEASE, AGENT_CHART, *wait,
               "--values", write_values(tmp_path, "agent", agent))  # fmt: skip
         assert release_status(cluster, AGENT_RELEASE) == ("deployed", 1)
+        workloads_run(kube_cluster, AGENT)
 
         def heard_from() -> dict[str, Any] | None:
             found = admin.get_agent(agent_id)
@@ -132,15 +131,15 @@ def test_helm4_installs_upgrades_and_uninstalls_both_charts(
             assert "Phase:          Succeeded" in tested, tested
 
         # Upgrade: a value each chart writes into its ConfigMap, so the pods must roll.
-        for release, chart, deployment, component, value in (
-            (BROKER_RELEASE, BROKER_CHART, BROKER, "broker", "broker.log.format=text"),
-            (AGENT_RELEASE, AGENT_CHART, AGENT, "agent", "agent.log.level=debug"),
+        for release, chart, deployment, value in (
+            (BROKER_RELEASE, BROKER_CHART, BROKER, "broker.log.format=text"),
+            (AGENT_RELEASE, AGENT_CHART, AGENT, "agent.log.level=debug"),
         ):
             before = template_checksum(cluster, deployment)
             helm4(cluster, "upgrade", release, chart, *wait, "--reuse-values", "--set", value)
             assert release_status(cluster, release) == ("deployed", 2)
             assert template_checksum(cluster, deployment) != before, f"{value} changed nothing"
-            rolled_pod(cluster, deployment, component, release)
+            workloads_run(kube_cluster, deployment)
         config = cluster.api.get(f"/api/v1/namespaces/{NAMESPACE}/configmaps/{AGENT}")
         assert config["data"]["BROKKR__LOG__LEVEL"] == "debug"
         forward.stop()
