@@ -59,3 +59,9 @@ def test_flux_controllers_are_built_only_when_a_flux_test_is_selected():
         "source-controller",
         "helm-controller",
     ]
+
+
+def test_cosign_is_installed_when_an_upgrade_test_is_selected():
+    upgrade = "tests/e2e_kind/test_upgrade.py::test_upgrade_from_the_previous_release"
+    assert tools_for([upgrade]) == ["cosign"]
+    assert "cosign" not in tools_for(["tests/e2e_kind/test_charts_on_kind.py::test_x"])

@@ -157,10 +157,20 @@ def selected_tests(extra: Sequence[str] = ()) -> list[str]:
     return [line for line in done.stdout.splitlines() if "::" in line]
 
 
+# The upgrade tests publish N-1 through the real release pipeline, which signs.
+UPGRADE_TESTS = "test_upgrade.py"
+UPGRADE_TOOLS = ("cosign",)
+
+
 def tools_for(tests: Sequence[str]) -> list[str]:
-    """Pinned tools the selected tests need built before they start: Flux's two
-    controllers (a long cold build) only when a Flux test is selected."""
-    return list(FLUX_TOOLS) if any(FLUX_TESTS in test for test in tests) else []
+    """Pinned tools the selected tests need before they start: Flux's two controllers
+    (a long cold build) only when a Flux test is selected, cosign when an upgrade test
+    is (each job of the workflow starts from an empty bin/)."""
+    needed: list[str] = []
+    for file, tools in ((FLUX_TESTS, FLUX_TOOLS), (UPGRADE_TESTS, UPGRADE_TOOLS)):
+        if any(file in test for test in tests):
+            needed += tools
+    return needed
 
 
 @dataclass(frozen=True)
@@ -241,8 +251,8 @@ def run(
 
 
 def _tools_and_images(extra: Sequence[str], refs: Path, phases: Phases, log: Log) -> None:
-    """Build what the selected tests need before any cluster: Flux's controllers when a
-    Flux test is selected, and the broker, agent and PostgreSQL images."""
+    """Build what the selected tests need before any cluster: the tools of `tools_for`,
+    and the broker, agent and PostgreSQL images."""
     needed = tools_for(selected_tests(extra))
     if needed:
         manifest = toolchain.load_manifest()
