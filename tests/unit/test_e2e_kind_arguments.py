@@ -65,3 +65,8 @@ def test_cosign_is_installed_when_an_upgrade_test_is_selected():
     upgrade = "tests/e2e_kind/test_upgrade.py::test_upgrade_from_the_previous_release"
     assert tools_for([upgrade]) == ["cosign"]
     assert "cosign" not in tools_for(["tests/e2e_kind/test_charts_on_kind.py::test_x"])
+
+
+def test_helm4_is_installed_when_the_helm4_test_is_selected():
+    helm4 = "tests/e2e_kind/test_helm4.py::test_helm4_installs_upgrades_and_uninstalls_both_charts"
+    assert tools_for([helm4]) == ["helm4"]

@@ -160,14 +160,16 @@ def selected_tests(extra: Sequence[str] = ()) -> list[str]:
 # The upgrade tests publish N-1 through the real release pipeline, which signs.
 UPGRADE_TESTS = "test_upgrade.py"
 UPGRADE_TOOLS = ("cosign",)
+HELM4_TESTS, HELM4_TOOLS = "test_helm4.py", ("helm4",)
 
 
 def tools_for(tests: Sequence[str]) -> list[str]:
     """Pinned tools the selected tests need before they start: Flux's two controllers
     (a long cold build) only when a Flux test is selected, cosign when an upgrade test
-    is (each job of the workflow starts from an empty bin/)."""
+    is, helm4 for the Helm 4 test (each job of the workflow starts from an empty bin/)."""
     needed: list[str] = []
-    for file, tools in ((FLUX_TESTS, FLUX_TOOLS), (UPGRADE_TESTS, UPGRADE_TOOLS)):
+    by_file = ((FLUX_TESTS, FLUX_TOOLS), (UPGRADE_TESTS, UPGRADE_TOOLS), (HELM4_TESTS, HELM4_TOOLS))
+    for file, tools in by_file:
         if any(file in test for test in tests):
             needed += tools
     return needed
