@@ -317,7 +317,9 @@ def e2e_kind(session: nox.Session) -> None:
     broker, agent and PostgreSQL images for the node's architecture, then runs the
     tests marked `kind`: their fixture ensures the Docker engine and the kind cluster
     and loads the images. Prints the time of each phase and the install-to-Ready
-    figures. Posargs go to pytest, e.g. `nox -s e2e-kind -- -x -k helm_test`.
+    figures. `-- --kubernetes 1.NN` picks the node's Kubernetes among the minors
+    tools.toml pins (default: the newest; docs/e2e.md, "Kubernetes versions"); other
+    posargs go to pytest, e.g. `nox -s e2e-kind -- -x -k helm_test`.
     """
     install(session)
     with green_record(session, "e2e-kind"):
@@ -325,13 +327,32 @@ def e2e_kind(session: nox.Session) -> None:
         # The node binaries and Flux's controllers are built by the task, and only when
         # needed (no pullable kindest/node; Flux tests selected).
         tools(session, "helm", "kind")
-        # Arguments go to the task unchanged: --name N, --keep, and pytest's.
+        # Arguments go to the task unchanged: --name N, --keep, --kubernetes 1.NN, pytest's.
         invoke(session, "e2e.kind", "--", *session.posargs)
+
+
+@nox.session(name="e2e-kind-matrix", python=PYTHON)
+def e2e_kind_matrix(session: nox.Session) -> None:
+    """The Kubernetes version matrix on real pods (docs/e2e.md, "Kubernetes versions").
+
+    For every Kubernetes minor tools.toml pins for the kind node, oldest first: a kind
+    cluster of that minor, the chart install, quick start, upgrade and rollback tests
+    (`-k "test_charts_on_kind or quick_start or test_upgrade"`), cluster down; the images
+    are built once. Prints one line per minor (release, result, seconds, node image) and
+    fails if any minor failed. Each minor's node image is built once per machine (our
+    own, except where kind's published image is of that minor and can be pulled).
+    Posargs: `--name N` and pytest's, e.g. `nox -s e2e-kind-matrix -- -x`.
+    """
+    install(session)
+    invoke(session, "system.install", "--features", "base,containers")
+    tools(session, "helm", "kind")
+    invoke(session, "e2e.kind-matrix", "--", *session.posargs)
 
 
 @nox.session(name="node-image-key", python=PYTHON)
 def node_image_key(session: nox.Session) -> None:
-    """Print the kind node image's cache key: `nox -s node-image-key -- [--github-output FILE]`.
+    """Print the kind node image's cache key: `nox -s node-image-key -- [--github-output FILE]
+    [--kubernetes 1.NN]` (default: the newest pinned minor, e2e-kind's default).
 
     The input digest its saved tar is named by; CI keys the node image cache with it.
     Needs Go (downloads kind's module once); builds nothing.

@@ -251,10 +251,9 @@ def cluster_bench(c, runs=3, settle=30.0):
 
 @task()
 def cluster_pin(c):
-    """Regenerate go/kubernetes/go.mod for the Kubernetes version in tools.toml."""
-    version = toolchain.load_manifest()["kubernetes"].version
-    pin.pin(version)
-    print(f"go/kubernetes/go.mod now builds Kubernetes {version}")
+    """Regenerate each Kubernetes wrapper module under go/ ([kubernetes] and the kind
+    node's [kubernetes-node-1.NN]) for the versions in tools.toml."""
+    pin.pin_all()
 
 
 # --- charts: Helm charts (docs/charts.md) ------------------------------------------
@@ -439,18 +438,40 @@ def images_postgresql(c, platforms=""):
 
 @task()
 def e2e_kind_run(c):
-    """`invoke e2e.kind -- [--name N] [--keep] [PYTEST ARGS]`: images, kind, the `kind`
-    tests, cluster down; prints timings and which engine was used and left running."""
+    """`invoke e2e.kind -- [--name N] [--keep] [--kubernetes 1.NN] [PYTEST ARGS]`: images,
+    kind on that pinned Kubernetes minor (default the newest), the `kind` tests, cluster
+    down; prints timings and which engine was used and left running."""
     arguments = e2e_kind.parse_arguments(after_double_dash(c))
-    code = e2e_kind.run(arguments.pytest, name=arguments.name, keep=arguments.keep)
+    code = e2e_kind.run(
+        arguments.pytest,
+        name=arguments.name,
+        keep=arguments.keep,
+        kubernetes=arguments.kubernetes,
+    )
     if code != 0:
         raise Exit(f"error: the kind tests failed (pytest exit status {code})", code=code)
 
 
-@task(help={"github_output": "append `key=<key>` to this file (a step's $GITHUB_OUTPUT)"})
-def e2e_node_image_key(c, github_output=""):
+@task()
+def e2e_kind_matrix(c):
+    """`invoke e2e.kind-matrix -- [--name N] [PYTEST ARGS]`: the chart install, quick start
+    and upgrade tests on a kind cluster of every pinned Kubernetes minor; one line each."""
+    arguments = e2e_kind.matrix_arguments(after_double_dash(c))
+    outcomes = e2e_kind.run_matrix(arguments.pytest, name=arguments.name)
+    if not e2e_kind.matrix_passed(outcomes):
+        failed = [f"{o.kubernetes} ({o.version})" for o in outcomes if o.code != 0]
+        raise Exit(f"error: the kind tests failed on Kubernetes {', '.join(failed)}", code=1)
+
+
+@task(
+    help={
+        "github_output": "append `key=<key>` to this file (a step's $GITHUB_OUTPUT)",
+        "kubernetes": "the node's Kubernetes minor, e.g. 1.35 (default: the newest pinned)",
+    }
+)
+def e2e_node_image_key(c, github_output="", kubernetes=""):
     """Print the kind node image's cache key (its input digest); CI keys its cache by it."""
-    key = node_image_key.node_image_key()
+    key = node_image_key.node_image_key(kubernetes=kubernetes or None)
     print(key)
     if github_output:
         node_image_key.write_github_output(key, Path(github_output))
@@ -617,6 +638,7 @@ images_ns.add_task(images_rebuild_bench, "rebuild-bench")
 
 e2e_ns = Collection("e2e")
 e2e_ns.add_task(e2e_kind_run, "kind")
+e2e_ns.add_task(e2e_kind_matrix, "kind-matrix")
 e2e_ns.add_task(e2e_node_image_key, "node-image-key")
 
 

@@ -1,10 +1,10 @@
 """AppArmor beside seccomp, and the agent's egress to the API server, as rendered.
 
-appArmorProfile becomes the pod securityContext field where the API server has it
-(Kubernetes 1.30+, GA there) and the beta annotation per container on 1.29, the
-oldest version the charts support; `{}` (the default) sets neither, because the
-kubelet refuses pods that name a profile on nodes without AppArmor. Whether real pods
-run confined is a kind test (docs/e2e.md).
+appArmorProfile becomes the pod securityContext field (GA since Kubernetes 1.30; the
+charts need 1.35+) on every version the charts support, never the old beta
+annotation; `{}` (the default) sets none, because the kubelet refuses pods that name a
+profile on nodes without AppArmor. Whether real pods run confined is a kind test
+(docs/e2e.md).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.charts.render import AGENT, AGENT_REQUIRED, BROKER, merge, render_err
 pytestmark = pytest.mark.charts
 
 ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
-OLDEST = charts.KUBE_VERSIONS[0]  # 1.29: no appArmorProfile field yet
+OLDEST = charts.KUBE_VERSIONS[0]
 
 
 def pods(chart: charts.Chart, values: dict[str, Any], kube_version: str = "") -> list[Any]:
@@ -58,22 +58,21 @@ def test_no_apparmor_profile_is_named_by_default(chart, kube_version):
 
 @CHARTS
 @pytest.mark.parametrize(
-    ("profile", "annotation"),
-    [
-        ({"type": "RuntimeDefault"}, "runtime/default"),
-        ({"type": "Localhost", "localhostProfile": "brokkr"}, "localhost/brokkr"),
-    ],
+    "profile", [{"type": "RuntimeDefault"}, {"type": "Localhost", "localhostProfile": "brokkr"}]
 )
-def test_the_profile_is_the_field_from_1_30_and_the_annotation_on_1_29(chart, profile, annotation):
-    for kube_version in ("1.30.0", ""):
+def test_the_profile_is_the_field_on_every_supported_version(chart, profile):
+    for kube_version in ("", *charts.KUBE_VERSIONS):
         for notes, spec in pods(chart, {"appArmorProfile": profile}, kube_version):
             assert spec["securityContext"]["appArmorProfile"] == profile
             assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
             assert not [a for a in notes if a.startswith(ANNOTATION)]
-    for notes, spec in pods(chart, {"appArmorProfile": profile}, OLDEST):
-        assert "appArmorProfile" not in spec["securityContext"]
-        expected = {ANNOTATION + c["name"]: annotation for c in spec["containers"]}
-        assert {k: v for k, v in notes.items() if k.startswith(ANNOTATION)} == expected
+
+
+@CHARTS
+def test_a_kubernetes_older_than_the_charts_claim_is_refused(chart):
+    refused = r"kubeVersion: >=1\.35\.0-0 which is incompatible with Kubernetes v1\.34\.0"
+    with pytest.raises(charts.ChartError, match=refused):
+        pods(chart, {}, "1.34.0")
 
 
 @CHARTS
@@ -95,9 +94,8 @@ def test_production_names_runtime_default_and_passes_each_versions_schema(chart)
     for version in charts.KUBE_VERSIONS:
         manifests = charts.render(chart, [chart.scenario("production")], kube_version=version)
         assert charts.kubeconform(manifests, version) is None, version
-        field = "appArmorProfile:" in manifests
-        assert field is (version != OLDEST), version
-        assert (ANNOTATION in manifests) is (version == OLDEST), version
+        assert "appArmorProfile:" in manifests, version
+        assert ANNOTATION not in manifests, version
 
 
 # --- the agent's egress -----------------------------------------------------------

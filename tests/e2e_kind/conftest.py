@@ -9,7 +9,10 @@ registry-free node image, the provisioner and NetworkPolicy enforcement). Here:
 - `brokkr`: a restricted namespace with the broker chart (bundled PostgreSQL from
   the Debian image, NetworkPolicies on) and the agent chart pointed at the broker's
   in-cluster Service with only a PAK; install-to-Ready times are recorded;
-- helpers that run helm and kubectl against that cluster and short-lived probe pods.
+- helpers that run helm and kubectl against that cluster and short-lived probe pods;
+- `kube_config`: pytest-helm-charts' option fixture, answered with the kind cluster's
+  kubeconfig, so its `kube_cluster` fixture (a pykube client) and its waits for
+  Deployments and StatefulSets work on whichever Kubernetes minor the session runs.
 
 Every wait polls with a deadline; nothing sleeps to synchronise.
 """
@@ -30,7 +33,6 @@ from typing import Any
 import pytest
 import yaml
 
-from brokkr_dev.base import toolchain
 from brokkr_dev.base.localnet import free_port
 from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.base.process import stop_child
@@ -39,7 +41,7 @@ from brokkr_dev.clusters import e2e_kind
 from brokkr_dev.containers import postgres_image
 from brokkr_dev.containers.podman import podman
 from brokkr_dev.local.broker_admin import BrokerAdmin
-from tests.fixtures.kind import KindCluster
+from tests.fixtures.kind import KindCluster, node_kubectl
 
 BROKER_CHART = charts.CHARTS_DIR / "brokkr-broker"
 AGENT_CHART = charts.CHARTS_DIR / "brokkr-agent"
@@ -70,10 +72,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def tool(name: str) -> str:
-    """A pinned CLI: helm, or the node's kubectl (tools.toml [kubernetes-node])."""
+    """A pinned CLI: helm, or the node's kubectl (tools.toml [kubernetes-node-1.NN])."""
     if name == "kubectl":
-        node = toolchain.ensure(toolchain.load_manifest()["kubernetes-node"], log=lambda _: None)
-        return str(node.resolve().parent / "kubectl")
+        return str(node_kubectl())
     return charts.tool(name)
 
 
@@ -377,6 +378,12 @@ def restricted_namespace(cluster: Cluster, name: str) -> None:
         60,
         f"ServiceAccount default in {name}",
     )
+
+
+@pytest.fixture(scope="module")
+def kube_config(kind_cluster: KindCluster) -> str:
+    """pytest-helm-charts reads its cluster from here (its `kube_cluster` fixture)."""
+    return str(kind_cluster.kubeconfig)
 
 
 @pytest.fixture(scope="session")

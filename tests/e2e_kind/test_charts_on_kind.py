@@ -13,6 +13,9 @@ import subprocess
 from typing import Any
 
 import pytest
+from pytest_helm_charts.clusters import Cluster as HelmChartsCluster
+from pytest_helm_charts.k8s.deployment import wait_for_deployments_to_run
+from pytest_helm_charts.k8s.stateful_set import wait_for_stateful_sets_to_run
 
 from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.containers.podman import podman
@@ -60,6 +63,20 @@ def test_images_match_the_node_architecture_and_run_without_a_registry(brokkr: B
             assert container["imagePullPolicy"] == "Never", container["name"]
             running[container["image"]] = ready(pod)
     assert running == dict.fromkeys(loaded, True)
+
+
+def test_workloads_run_as_pytest_helm_charts_sees_them(
+    brokkr: Brokkr, kube_cluster: HelmChartsCluster
+):
+    """Another client's view of the installation: every replica available."""
+    client = kube_cluster.kube_client
+    assert client is not None
+    deployments = wait_for_deployments_to_run(
+        client, [BROKER, "agent-brokkr-agent"], NAMESPACE, 60, missing_ok=False
+    )
+    assert sorted(d.name for d in deployments) == sorted([BROKER, "agent-brokkr-agent"])
+    (postgresql,) = wait_for_stateful_sets_to_run(client, [POSTGRESQL], NAMESPACE, 60)
+    assert postgresql.obj["status"]["readyReplicas"] == 1
 
 
 def test_broker_is_ready_through_its_readyz_probe(brokkr: Brokkr):

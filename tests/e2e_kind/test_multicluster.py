@@ -1,16 +1,16 @@
 """One broker, agents in two kind clusters: the multi-cluster and external-broker layouts.
 
 The session's cluster runs the broker (its Service a NodePort) and an in-cluster
-agent; a second kind cluster, `<session cluster>2` on the same Docker network, runs
-an agent that reaches the broker across clusters through the first node's address,
-as an external broker (its NetworkPolicy lets it out to that address and port only).
-Stacks targeted by label, by annotation and at both agents must land exactly where
-they should, and nowhere else. The memory both nodes use is recorded.
+agent; a second kind cluster, `<session cluster>-2`, of the same Kubernetes minor and
+on the same Docker network, runs an agent that reaches the broker across clusters
+through the first node's address, as an external broker (its NetworkPolicy lets it
+out to that address and port only). Stacks targeted by label, by annotation and at
+both agents must land exactly where they should, and nowhere else. The memory both
+nodes use is recorded.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from brokkr_dev.base.localnet import wait_for as poll
-from brokkr_dev.clusters import KindProvider, e2e_kind
+from brokkr_dev.clusters import e2e_kind
 from brokkr_dev.clusters.api import ClusterClient
 from brokkr_dev.local.broker_admin import BrokerAdmin
 from tests.e2e_kind.conftest import (
@@ -37,7 +37,7 @@ from tests.e2e_kind.conftest import (
     restricted_namespace,
     write_values,
 )
-from tests.fixtures.kind import ENV_CLUSTER, KindCluster
+from tests.fixtures.kind import KindCluster, session_provider
 
 pytestmark = [pytest.mark.kind, pytest.mark.slow]
 
@@ -52,7 +52,7 @@ MIB = 1024 * 1024
 @pytest.fixture(scope="module")
 def second(kind_cluster: KindCluster, kind_images: KindImages) -> Iterator[Cluster]:
     """A second kind cluster beside the session's, with the agent image loaded."""
-    provider = KindProvider(os.environ.get(ENV_CLUSTER, "pytest") + "2")
+    provider = session_provider("-2")
     reused = provider.exists() and provider.status().running
     started = time.monotonic()
     provider.up()

@@ -58,3 +58,24 @@ def test_a_failing_govulncheck_is_an_error_in_every_mode(
             mode,
             verdict,
         )
+
+
+def test_only_an_optional_test_tool_may_be_absent(tmp_path: Path):
+    """A per-minor node build never made here is listed as not built; any other absent
+    tool still fails outside local mode."""
+    data = tmp_path / "osv"
+    data.mkdir()
+    (data / "GO-2099-0002.json").write_text(json.dumps(OSV))
+    absent = tmp_path / "never-built" / "kubelet"
+    binaries = {
+        "kubelet (kubernetes-node-1.35)": govulns.GoBinary(absent, test_only=True, optional=True),
+        "kwok": govulns.GoBinary(absent, test_only=True),
+    }
+    results = govulns.scan_binaries(binaries, "HIGH", data=data, workdir=tmp_path / "work")
+    by_target = {result.target: result for result in results}
+    node = by_target["kubelet (kubernetes-node-1.35)"]
+    assert node.status is Status.NOT_BUILT and str(absent) in (node.problem or "")
+    for mode in (Mode.CI, Mode.RELEASE):
+        verdict = judge(results, POLICY, [], mode)
+        assert [f for f in verdict.failures if f.startswith("go-vulndb on kwok: NOT SCANNED")]
+        assert not [f for f in verdict.failures if "kubernetes-node-1.35" in f], verdict.failures

@@ -1,11 +1,14 @@
-"""The Kubernetes wrapper module stays at the version of tools.toml."""
+"""Each Kubernetes wrapper module stays at the version of its tools.toml entry."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from brokkr_dev.base import paths, toolchain
+from brokkr_dev.base import toolchain
 from brokkr_dev.clusters import pin
+from brokkr_dev.containers.nodeimage import kube_versions
 
 UPSTREAM = """module k8s.io/kubernetes
 
@@ -43,11 +46,38 @@ def test_a_malformed_version_is_refused(version: str) -> None:
         pin.staging_version(version)
 
 
-def test_wrapper_go_mod_matches_the_manifest() -> None:
+def wrapper_files(wrapper: pin.Wrapper) -> tuple[str, str]:
+    return (wrapper.directory / "go.mod").read_text(), (wrapper.directory / "tools.go").read_text()
+
+
+def test_every_wrapper_go_mod_matches_its_manifest_entry() -> None:
     manifest = toolchain.load_manifest()
-    go_mod = (paths.REPO_ROOT / "go" / "kubernetes" / "go.mod").read_text()
-    assert pin.pinned_version(go_mod) == manifest["kubernetes"].version, (
-        "tools.toml [kubernetes].version and go/kubernetes/go.mod differ: run `invoke cluster.pin`"
+    wrappers = pin.wrappers(manifest)
+    assert {w.entry for w in wrappers} >= {"kubernetes", "kubernetes-node-1.37"}
+    for wrapper in wrappers:
+        go_mod, tools_go = wrapper_files(wrapper)
+        fix = f"tools.toml [{wrapper.entry}] and {wrapper.go_dir} differ: run `invoke cluster.pin`"
+        assert pin.pinned_version(go_mod) == wrapper.version, fix
+        assert pin.module_name(go_mod) == wrapper.module, fix
+        assert go_mod.startswith(pin.header(wrapper.entry) + "\n"), fix
+        assert tools_go == pin.render_tools_go(pin.commands(manifest)), fix
+        assert (wrapper.directory / "go.sum").stat().st_size > 0, fix
+
+
+def test_two_entries_building_in_one_wrapper_are_refused() -> None:
+    manifest = toolchain.load_manifest()
+    shared = dataclasses.replace(manifest["kubernetes-node-1.37"], name="kubernetes-node-1.38")
+    shared = dataclasses.replace(shared, go_dir=manifest["kubernetes"].go_dir)
+    with pytest.raises(pin.PinError, match=r"\[kubernetes\] and \[kubernetes-node-1.38\] both"):
+        pin.wrappers({**manifest, shared.name: shared})
+
+
+def test_tools_go_imports_every_command_sorted() -> None:
+    text = pin.render_tools_go(["k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kubeadm"])
+    assert text.startswith("//go:build tools\n\n")
+    assert (
+        'import (\n\t_ "k8s.io/kubernetes/cmd/kubeadm"\n\t_ "k8s.io/kubernetes/cmd/kubelet"\n)\n'
+        in text
     )
 
 
@@ -62,20 +92,32 @@ def test_kubernetes_entry_builds_all_four_binaries_with_the_version_stamped() ->
     assert f"k8s.io/client-go/pkg/version.gitMajor={major}" in ldflags
 
 
-def test_node_binaries_share_the_wrapper_version_and_stamps() -> None:
+def test_every_node_minor_builds_the_same_binaries_with_the_same_stamps() -> None:
     manifest = toolchain.load_manifest()
-    node, control_plane = manifest["kubernetes-node"], manifest["kubernetes"]
-    assert node.version == control_plane.version, (
-        "tools.toml [kubernetes-node].version must equal [kubernetes].version"
+    control_plane = manifest["kubernetes"]
+    nodes = kube_versions.pinned(manifest)
+    assert len(nodes) >= 2
+    for node in nodes:
+        tool = node.tool
+        assert tool.go_ldflags == control_plane.go_ldflags, tool.name
+        assert tool.go_dir == f"go/{tool.name}", tool.name
+        assert (tool.binary, tool.on_demand, tool.bin_link, tool.role) == (
+            "kubelet",
+            True,
+            False,
+            "test",
+        ), tool.name
+        assert {tool.binary, *tool.companions} == {
+            "kubelet",
+            "kubeadm",
+            "kube-proxy",
+            *(p.rsplit("/", 1)[-1] for p in control_plane.go_packages),
+        }, tool.name
+
+
+def test_the_local_control_plane_runs_a_minor_that_the_kind_node_proves() -> None:
+    manifest = toolchain.load_manifest()
+    minors = [node.minor for node in kube_versions.pinned(manifest)]
+    assert kube_versions.minor_of(manifest["kubernetes"].version) in minors, (
+        "tools.toml [kubernetes] must be one of the node minors e2e-kind proves"
     )
-    assert node.go_dir == control_plane.go_dir
-    assert node.go_ldflags == control_plane.go_ldflags
-    assert {node.binary, *node.companions} == {
-        "kubelet",
-        "kubeadm",
-        "kube-proxy",
-        *(p.rsplit("/", 1)[-1] for p in control_plane.go_packages),
-    }
-    imports = (paths.REPO_ROOT / "go" / "kubernetes" / "tools.go").read_text()
-    for package in (*node.go_packages, *control_plane.go_packages):
-        assert f'_ "{package}"' in imports, f"add {package} to go/kubernetes/tools.go"

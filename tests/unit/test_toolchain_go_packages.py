@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -64,9 +65,45 @@ def test_a_cache_missing_a_companion_is_rebuilt(tmp_path, cache) -> None:
         toolchain.ensure(TOOL, bin_dir=tmp_path / "bin", log=lambda _: None, go="/bin/false")
 
 
+UNLINKED = dataclasses.replace(TOOL, bin_link=False)
+
+
+def test_an_unlinked_tool_is_used_from_its_cache_and_bin_is_left_alone(tmp_path, cache) -> None:
+    fake_binary(cache / "kube-apiserver", "v1.36.3")
+    fake_binary(cache / "kubectl", "v1.36.3")
+    bin_dir = tmp_path / "bin"
+    fake_binary(bin_dir / "kubectl", "v1.35.4")  # another entry's kubectl stays linked
+    found = toolchain.ensure(UNLINKED, bin_dir=bin_dir, log=lambda _: None, go="/nonexistent/go")
+    assert found == cache / "kube-apiserver"
+    assert sorted(p.name for p in bin_dir.iterdir()) == ["kubectl"]
+    assert "v1.35.4" in (bin_dir / "kubectl").read_text()
+    status = toolchain.status(UNLINKED, bin_dir=bin_dir)
+    assert (status.status, status.path) == ("ok", cache / "kube-apiserver")
+
+
+def test_an_unlinked_tool_missing_from_its_cache_is_built_there(tmp_path, cache) -> None:
+    bin_dir = tmp_path / "bin"
+    fake_binary(bin_dir / "kube-apiserver", "v1.36.3")  # the right version in bin/ is not used
+    fake_binary(bin_dir / "kubectl", "v1.36.3")
+    assert toolchain.status(UNLINKED, bin_dir=bin_dir).status == "missing"
+    with pytest.raises(CommandError, match=rf"false build .* -o {cache}/ "):
+        toolchain.ensure(UNLINKED, bin_dir=bin_dir, log=lambda _: None, go="/bin/false")
+
+
+def test_a_cached_build_of_another_version_is_refused_with_the_fix(tmp_path, cache) -> None:
+    fake_binary(cache / "kube-apiserver", "v1.36.2")
+    fake_binary(cache / "kubectl", "v1.36.2")
+    assert toolchain.status(UNLINKED, bin_dir=tmp_path / "bin").status == "wrong version"
+    with pytest.raises(
+        toolchain.ToolError, match="reports version '1.36.2', expected v1.36.3; delete"
+    ):
+        toolchain.ensure(UNLINKED, bin_dir=tmp_path / "bin", log=lambda _: None, go="/bin/false")
+
+
 def test_on_demand_tools_are_left_out_of_install_all() -> None:
     manifest = toolchain.load_manifest()
     everything = {tool.name for tool in toolchain.select(manifest, [])}
-    assert "kubernetes-node" not in everything
+    assert not [name for name in everything if name.startswith("kubernetes-node-")]
     assert "helm" in everything
-    assert [t.name for t in toolchain.select(manifest, ["kubernetes-node"])] == ["kubernetes-node"]
+    named = toolchain.select(manifest, ["kubernetes-node-1.37"])
+    assert [t.name for t in named] == ["kubernetes-node-1.37"]

@@ -158,28 +158,16 @@ key changes it.
 {{- end }}
 
 {{/*
-AppArmor, beside seccomp. The pod securityContext is podSecurityContext plus
-appArmorProfile, as a field where the API server has it (Kubernetes 1.30+, where it is
-GA); older servers (1.29) get the beta annotation per container instead, from
-brokkr-agent.appArmorAnnotations. An empty appArmorProfile sets neither.
+AppArmor, beside seccomp. The pod securityContext is podSecurityContext plus the
+securityContext.appArmorProfile field (GA since Kubernetes 1.30; the charts need
+1.35+). An empty appArmorProfile sets none.
 */}}
 {{- define "brokkr-agent.podSecurityContext" -}}
 {{- $context := deepCopy .Values.podSecurityContext }}
-{{- if and .Values.appArmorProfile (semverCompare ">=1.30-0" .Capabilities.KubeVersion.Version) }}
-{{- $_ := set $context "appArmorProfile" .Values.appArmorProfile }}
+{{- with .Values.appArmorProfile }}
+{{- $_ := set $context "appArmorProfile" . }}
 {{- end }}
 {{- toYaml $context }}
-{{- end }}
-
-{{/* The 1.29 form of appArmorProfile. Call with (dict "root" $ "containers" (list "name")). */}}
-{{- define "brokkr-agent.appArmorAnnotations" -}}
-{{- $profile := .root.Values.appArmorProfile }}
-{{- if and $profile (not (semverCompare ">=1.30-0" .root.Capabilities.KubeVersion.Version)) }}
-{{- $ref := ternary "runtime/default" (printf "localhost/%s" ($profile.localhostProfile | default "")) (eq $profile.type "RuntimeDefault") }}
-{{- range .containers }}
-container.apparmor.security.beta.kubernetes.io/{{ . }}: {{ $ref }}
-{{- end }}
-{{- end }}
 {{- end }}
 
 {{/* The collector's port, for the NetworkPolicy: telemetry.endpoint's explicit port, else 443/80. */}}

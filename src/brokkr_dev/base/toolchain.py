@@ -85,6 +85,10 @@ class Tool:
     # "publish": a release builds, signs or uploads with it; "test": it runs only on
     # developer and CI machines. The security scan judges them differently.
     role: str | None = None
+    # False: never linked into bin/; used from its cache directory (`ensure` returns
+    # that path). For entries whose binary names other entries use too (the kind
+    # node's Kubernetes, one entry per minor, beside [kubernetes]).
+    bin_link: bool = True
 
     def expand(self, template: str) -> str:
         """Fill {version}, {plain}, {major}, {minor}, {os} and {arch} in a manifest string."""
@@ -157,6 +161,7 @@ def load_manifest(path: Path = paths.TOOLS_MANIFEST) -> dict[str, Tool]:
                 pip_venv=entry.get("pip_venv"),
                 on_demand=bool(entry.get("on_demand", False)),
                 role=_role(entry.get("role"), name),
+                bin_link=bool(entry.get("bin_link", True)),
                 archive=Archive(
                     url=archive["url"],
                     member=archive.get("member"),
@@ -256,6 +261,8 @@ def cache_root(tool: Tool) -> Path:
 
 def status(tool: Tool, bin_dir: Path = paths.BIN_DIR) -> ToolStatus:
     """Report where the tool is and whether its version matches, without installing."""
+    if not tool.bin_link:
+        return _cache_status(tool)
     for candidate in _candidates(tool, bin_dir):
         found = probe_version(tool, candidate)
         if matches(tool, found):
@@ -269,6 +276,16 @@ def status(tool: Tool, bin_dir: Path = paths.BIN_DIR) -> ToolStatus:
         found = probe_version(tool, Path(on_path))
         return ToolStatus(tool.name, tool.version, found, Path(on_path), "wrong version")
     return ToolStatus(tool.name, tool.version, None, None, "missing")
+
+
+def _cache_status(tool: Tool) -> ToolStatus:
+    """The status of a tool used from its cache directory only (bin_link = false)."""
+    cached = _cached_binary(tool)
+    if cached is None:
+        return ToolStatus(tool.name, tool.version, None, None, "missing")
+    found = probe_version(tool, cached)
+    verdict = "ok" if matches(tool, found) else "wrong version"
+    return ToolStatus(tool.name, tool.version, found, cached, verdict)
 
 
 def _candidates(tool: Tool, bin_dir: Path) -> Iterable[Path]:
@@ -293,8 +310,12 @@ def ensure(
 ) -> Path:
     """Make bin/<binary> the pinned version of the tool and return its path.
 
-    A second call finds the tool in bin/ and does nothing.
+    A second call finds the tool in bin/ and does nothing. A tool with bin_link false
+    is built (once) into its cache directory and that path is returned; bin/ and
+    PATH are not looked at.
     """
+    if not tool.bin_link:
+        return _ensure_cached(tool, log, go)
     bin_dir.mkdir(parents=True, exist_ok=True)
     link = bin_dir / tool.binary
     for candidate in _candidates(tool, bin_dir):
@@ -318,6 +339,20 @@ def ensure(
     _link_companions(tool, cached, bin_dir)
     log(f"{tool.name} {tool.version}: installed at {link}")
     return link
+
+
+def _ensure_cached(tool: Tool, log: Log, go: str | None) -> Path:
+    cached = _cached_binary(tool)
+    if cached is None:
+        cached = _install(tool, log, go=go if go is not None else shutil.which("go"))
+        log(f"{tool.name} {tool.version}: installed at {cached.parent}")
+    found = probe_version(tool, cached)
+    if not matches(tool, found):
+        raise ToolError(
+            f"{tool.name}: {cached} reports version {found!r}, expected {tool.version}; "
+            f"delete {cache_root(tool)} and retry"
+        )
+    return cached
 
 
 def _has_companions(tool: Tool, binary: Path) -> bool:

@@ -29,7 +29,7 @@ from brokkr_dev.clusters.common import (
 )
 from brokkr_dev.clusters.layout import ClusterDir
 from brokkr_dev.containers.engine import Engine, EngineError, ensure_engine
-from brokkr_dev.containers.nodeimage import recipe
+from brokkr_dev.containers.nodeimage import kube_versions, recipe
 from brokkr_dev.containers.nodeimage.build import NodeImageError, ensure_node_image, pins
 from brokkr_dev.containers.podman import podman
 
@@ -43,16 +43,20 @@ SYSTEM_WORKLOADS = (
 NETWORK_POLICY_WORKLOAD = ("kube-system", "daemonsets", "kube-router")
 
 
-def kind_config(etcd_tag: str | None) -> str:
+def kind_config(etcd_tag: str | None, coredns_tag: str | None = None) -> str:
     """The kind cluster configuration: one node, and the kubeadm patches these hosts
     need. kubelet >= 1.35 refuses cgroup v1 unless told otherwise (these VMs are
-    hybrid); our node image carries the pinned etcd, not kubeadm's default one."""
+    hybrid); our node image carries the pinned etcd and CoreDNS, not the defaults of
+    each kubeadm release. The patches match by kind, so they apply to the kubeadm
+    config kind writes for every node minor (v1beta3 before 1.36, v1beta4 from it)."""
     patches = ["    kind: KubeletConfiguration\n    failCgroupV1: false\n"]
-    if etcd_tag:
-        patches.append(
-            "    kind: ClusterConfiguration\n    etcd:\n      local:\n"
-            f"        imageTag: {etcd_tag}\n"
-        )
+    if etcd_tag or coredns_tag:
+        cluster = "    kind: ClusterConfiguration\n"
+        if etcd_tag:
+            cluster += f"    etcd:\n      local:\n        imageTag: {etcd_tag}\n"
+        if coredns_tag:
+            cluster += f"    dns:\n      imageTag: {coredns_tag}\n"
+        patches.append(cluster)
     body = "".join(f"  - |\n{patch}" for patch in patches)
     return (
         "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n"
@@ -72,15 +76,25 @@ def ready_workload(resource: str, obj: dict) -> bool:
 
 
 class KindProvider:
-    """A kind cluster named `brokkr-<name>` whose kubeconfig is kept in the cluster dir."""
+    """A kind cluster named `brokkr-<name>` whose kubeconfig is kept in the cluster dir,
+    on a node of one pinned Kubernetes minor (`kubernetes`, e.g. "1.35"; the newest
+    pinned when not given)."""
 
     provider = "kind"
 
-    def __init__(self, name: str, *, base: Path | None = None, log: Log = print) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        base: Path | None = None,
+        log: Log = print,
+        kubernetes: str | None = None,
+    ) -> None:
         try:
             self.dir = ClusterDir.of(name, base)
         except ValueError as exc:
             raise ClusterError(str(exc)) from exc
+        self.kubernetes = kube_versions.choose(kubernetes)
         self.name = name
         self.log = log
         self._engine: Engine | None = None
@@ -116,20 +130,27 @@ class KindProvider:
         if self.exists():
             self._kind("export", "kubeconfig", "--name", self.kind_name)
             if ClusterClient.from_kubeconfig(self.kubeconfig, timeout=5).healthy():
+                running = self.status()
+                self.check_minor(running.version)
                 self.log(f"cluster {self.name} is already running; nothing to do")
-                return self.status()
+                return running
             self.log(f"cluster {self.name} exists but does not answer: recreating it")
             self.down()
         started = time.monotonic()
         try:
-            self.image = ensure_node_image(self.engine, self.log)
+            self.image = ensure_node_image(self.engine, self.log, kubernetes=self.kubernetes)
         except (NodeImageError, EngineError) as exc:
             raise ClusterError(f"no kind node image: {exc}") from exc
         self.dir.create()
         self.dir.provider_file.write_text(self.provider + "\n")
         config = self.dir.config / "kind.yaml"
         ours = self.image.startswith(recipe.REPOSITORY)
-        config.write_text(kind_config(recipe.etcd_image_tag(pins()) if ours else None))
+        versions = pins(kubernetes=self.kubernetes)
+        config.write_text(
+            kind_config(recipe.etcd_image_tag(versions), recipe.coredns_image_tag(versions))
+            if ours
+            else kind_config(None)
+        )
         created = time.monotonic()
         self._kind(
             "create",
@@ -151,6 +172,16 @@ class KindProvider:
             f"kubeconfig: {self.kubeconfig}"
         )
         return self.status()
+
+    def check_minor(self, server_version: str | None) -> None:
+        """Refuse to reuse a running cluster of another Kubernetes minor than asked for."""
+        minor = kube_versions.minor_of(server_version or "")
+        if minor and minor != self.kubernetes.minor:
+            raise ClusterError(
+                f"kind cluster {self.name} runs Kubernetes {server_version}, not "
+                f"{self.kubernetes.minor}: delete it (`invoke cluster.down --provider kind "
+                f"--name {self.name}`) or give the cluster another name"
+            )
 
     def wait_ready(
         self, *, check_network_policy: bool = True, timeout: float = START_TIMEOUT

@@ -119,7 +119,11 @@ def go_tool_binaries(
 
     bin/ when linked there, else the machine's tool cache; a tool built nowhere is
     reported "not scanned" by the Go scan. Every Go tool must declare its role, so
-    that no tool becomes test infrastructure by omission.
+    that no tool becomes test infrastructure by omission. A tool never linked into bin/
+    (bin_link = false: the kind node's Kubernetes, one entry per minor) is found in its
+    cache only and named `<binary> (<entry>)`, since other entries build the same names.
+    Such an entry is also optional: a minor this machine never built is listed as "not
+    built here" (nothing here can run it) instead of failing as "not scanned".
     """
     binaries = {}
     for tool in toolchain.load_manifest(manifest).values():
@@ -133,8 +137,11 @@ def go_tool_binaries(
         for name in (tool.binary, *tool.companions):
             linked = bin_dir / name
             cached = toolchain.cache_root(tool) / "bin" / name
-            path = linked if linked.exists() else cached
-            binaries[name] = govulns.GoBinary(path, test_only=tool.role == "test")
+            path = linked if linked.exists() and tool.bin_link else cached
+            target = name if tool.bin_link else f"{name} ({tool.name})"
+            test_only = tool.role == "test"
+            optional = test_only and tool.on_demand and not tool.bin_link
+            binaries[target] = govulns.GoBinary(path, test_only=test_only, optional=optional)
     return binaries
 
 

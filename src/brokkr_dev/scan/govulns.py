@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from brokkr_dev.base import paths
 from brokkr_dev.scan import osv
-from brokkr_dev.scan.model import Finding, ScanError, TargetResult, not_scanned
+from brokkr_dev.scan.model import Finding, ScanError, TargetResult, not_built, not_scanned
 
 SCANNER = "go-vulndb"
 VULNDB_MODULE = "golang.org/x/vulndb"
@@ -31,6 +31,9 @@ class GoBinary(NamedTuple):
 
     path: Path
     test_only: bool = False
+    # Built on demand and only for tests (one kind node Kubernetes per minor): when
+    # absent, the machine never ran it, and the result says "not built here".
+    optional: bool = False
 
 
 def fetch_vulndb(go: str = "go", version: str = "latest") -> Path:
@@ -178,7 +181,10 @@ def scan_binaries(
     except ScanError as exc:
         return [missing(name, str(exc)) for name in sorted(binaries)]
     results = []
-    for name, (binary, test_only) in sorted(binaries.items()):
+    for name, (binary, test_only, optional) in sorted(binaries.items()):
+        if optional and not binary.exists():
+            results.append(not_built(SCANNER, name, binary))
+            continue
         if not binary.exists():
             results.append(missing(name, f"{binary} is not installed"))
             continue

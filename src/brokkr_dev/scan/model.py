@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 
 from brokkr_dev.base.errors import AutomationError
 
@@ -32,6 +33,9 @@ class Status(Enum):
     FAILED = "failed"  # findings at or above the threshold, not accepted
     NOT_SCANNED = "not scanned"  # the data source or scanner was unavailable
     ERROR = "error"  # the target could not be prepared (e.g. a chart did not render)
+    # An optional test tool this machine never built (the kind node's Kubernetes of a
+    # minor no session here ran): nothing here can run it, so there is nothing to scan.
+    NOT_BUILT = "not built here"
 
 
 @dataclass
@@ -82,6 +86,12 @@ class TargetResult:
 def not_scanned(scanner: str, target: str, why: str) -> TargetResult:
     """A result that says the scan did not happen, and why."""
     return TargetResult(scanner, target, problem=why, status=Status.NOT_SCANNED)
+
+
+def not_built(scanner: str, target: str, where: Path) -> TargetResult:
+    """An optional test tool absent from this machine: listed, never run, not scanned."""
+    why = f"{where} does not exist: built on demand, and no session here needed it"
+    return TargetResult(scanner, target, problem=why, status=Status.NOT_BUILT, test_only=True)
 
 
 def format_table(results: list[TargetResult], threshold: str) -> str:

@@ -263,6 +263,8 @@ def _judge_result(
         f for f in result.findings if not f.accepted_by and severity_rank(f.severity) >= threshold
     ]
     label = f"{result.scanner} on {result.target}"
+    if result.status is Status.NOT_BUILT:
+        return  # listed in the table; an absent test tool runs nowhere here
     if result.status is Status.NOT_SCANNED:
         message = f"{label}: NOT SCANNED: {result.problem}"
         # Test infrastructure gets no exception here: its findings may be accepted by
@@ -290,7 +292,8 @@ def _stale(
     accepted: list[Accepted], used: set[Accepted], results: list[TargetResult], today: datetime.date
 ) -> list[str]:
     """Accepted entries past their date, or unused although their scanner ran on their target."""
-    scanned = [(r.scanner, r.target) for r in results if r.status is not Status.NOT_SCANNED]
+    unscanned = (Status.NOT_SCANNED, Status.NOT_BUILT)
+    scanned = [(r.scanner, r.target) for r in results if r.status not in unscanned]
     problems = []
     for entry in accepted:
         if entry.review_by < today:

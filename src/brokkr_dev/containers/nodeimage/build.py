@@ -14,6 +14,7 @@ the finished tarball is imported here, by the docker CLI as the real user.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -28,7 +29,8 @@ from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.base.log import Log
 from brokkr_dev.containers import baseimages, userns
 from brokkr_dev.containers.engine import Engine, EngineError
-from brokkr_dev.containers.nodeimage import assemble, published, recipe
+from brokkr_dev.containers.nodeimage import assemble, kube_versions, published, recipe
+from brokkr_dev.containers.nodeimage.kube_versions import NodeKubernetes
 
 FILES = assemble.FILES
 OUR_BUILD_FILES = (
@@ -44,9 +46,15 @@ class NodeImageError(AutomationError):
     """The node image could not be built or found; the message says why."""
 
 
-def pins(manifest: dict[str, toolchain.Tool] | None = None) -> dict[str, str]:
+def pins(
+    manifest: dict[str, toolchain.Tool] | None = None, kubernetes: NodeKubernetes | None = None
+) -> dict[str, str]:
+    """The versions the node image is made of: the node's Kubernetes (the newest pinned
+    minor unless one is given) and the other pinned tools."""
     manifest = manifest or toolchain.load_manifest()
-    return {name: manifest[name].version for name in recipe.PINNED_TOOLS}
+    node = kubernetes or kube_versions.newest(manifest)
+    versions = {name: manifest[name].version for name in recipe.PINNED_TOOLS}
+    return {recipe.KUBERNETES: node.version, **versions}
 
 
 def kind_module(version: str) -> Path:
@@ -97,15 +105,26 @@ def ensure_node_image(
     arch: str | None = None,
     published_image: str = published.IMAGE,
     fallback: Fallback | None = None,
+    *,
+    kubernetes: NodeKubernetes | None = None,
 ) -> str:
     """The node image to run, prebuilt first: kind's published image (pinned by digest)
-    when the engine has it or can pull it (from Docker Hub or a registry mirror the
-    engine is configured to use); else ours (`our_node_image`). Says which path it took
-    and why.
+    when it is of the Kubernetes minor asked for (the newest pinned by default) and the
+    engine has it or can pull it (from Docker Hub or a registry mirror the engine is
+    configured to use); else ours (`our_node_image`). Says which path it took and why.
 
     `published_image` is the pin in published.py; tests name an image of their own in a
     mirror instead, and a user behind a mirror needs neither argument."""
     arch = arch or toolchain.host_platform()[1]
+    node = kubernetes or kube_versions.newest()
+    build_path = fallback or functools.partial(our_node_image, kubernetes=node)
+    own = published.tag(published_image)
+    if kube_versions.minor_of(own) != node.minor:
+        log(
+            f"node image: kind {published.KIND_VERSION}'s own is Kubernetes {own}, not "
+            f"{node.minor}: using our own node image ({node.version})"
+        )
+        return build_path(engine, log, arch)
     pulled = published.by_digest(published_image)
     if _has_image(engine, pulled):
         log(f"node image: {pulled} (kind {published.KIND_VERSION}'s own, already pulled)")
@@ -117,16 +136,20 @@ def ensure_node_image(
     mirrors = engine.registry_mirrors()
     tried = f"mirrors {', '.join(mirrors)}, then Docker Hub" if mirrors else "Docker Hub"
     log(f"node image: cannot pull {pulled} ({tried}: {failure}); using our own node image instead")
-    return (fallback or our_node_image)(engine, log, arch)
+    return build_path(engine, log, arch)
 
 
-def our_node_image(engine: Engine, log: Log, arch: str) -> str:
-    """Our node image: cached in the engine, else loaded from its saved tar, else built."""
-    versions = pins()
+def our_node_image(
+    engine: Engine, log: Log, arch: str, kubernetes: NodeKubernetes | None = None
+) -> str:
+    """Our node image of that Kubernetes (the newest pinned by default): cached in the
+    engine, else loaded from its saved tar, else built."""
+    node = kubernetes or kube_versions.newest()
+    versions = pins(kubernetes=node)
     kind_dir = kind_module(versions["kind"])
     key = recipe.input_digest(versions, arch, input_files(kind_dir))
     tag = recipe.image_tag(versions, key)
-    saved = recipe.cache_dir() / f"node-{versions['kubernetes-node']}-{arch}-{key}.tar"
+    saved = recipe.cache_dir() / saved_name(versions, arch, key)
     if _has_image(engine, tag):
         log(f"node image: {tag} (built here, cached in the engine)")
         return tag
@@ -134,12 +157,35 @@ def our_node_image(engine: Engine, log: Log, arch: str) -> str:
         log(f"node image: loading {saved.name} (the engine's data root lost it)")
         engine.docker("load", "--input", str(saved), timeout=1800)
         return tag
-    log(f"node image: building {tag}, since the pull failed (first time on this machine)")
+    log(f"node image: building {tag} (first time on this machine)")
     started = time.monotonic()
-    build(engine, tag=tag, key=key, versions=versions, kind_dir=kind_dir, arch=arch, log=log)
+    build(
+        engine,
+        tag=tag,
+        key=key,
+        versions=versions,
+        node=node.tool,
+        kind_dir=kind_dir,
+        arch=arch,
+        log=log,
+    )
     log(f"node image: built {tag} in {time.monotonic() - started:.0f} s; saving {saved}")
     _save(engine, tag, saved)
+    for old in superseded(saved, versions[recipe.KUBERNETES], arch):
+        old.unlink()
     return tag
+
+
+def saved_name(versions: dict[str, str], arch: str, key: str) -> str:
+    """node-v1.37.2-amd64-<key>.tar: the saved image, named by its Kubernetes release."""
+    return f"node-{versions[recipe.KUBERNETES]}-{arch}-{key}.tar"
+
+
+def superseded(saved: Path, version: str, arch: str) -> list[Path]:
+    """Saved images that `saved` replaces: of the same Kubernetes minor and architecture.
+    One per minor is kept, so that a version matrix loads each from its tar."""
+    pattern = f"node-v{kube_versions.minor_of(version)}.*-{arch}-*.tar"
+    return [old for old in sorted(saved.parent.glob(pattern)) if old != saved]
 
 
 def _has_image(engine: Engine, reference: str) -> bool:
@@ -163,9 +209,6 @@ def _save(engine: Engine, tag: str, target: Path) -> None:
     partial = target.with_suffix(".partial")
     engine.docker("save", "--output", str(partial), tag, timeout=1800)
     partial.replace(target)
-    for old in target.parent.glob("node-*.tar"):
-        if old != target:
-            old.unlink()  # one saved node image per machine is enough
 
 
 def build(
@@ -174,14 +217,16 @@ def build(
     tag: str,
     key: str,
     versions: dict[str, str],
+    node: toolchain.Tool,
     kind_dir: Path,
     arch: str,
     log: Log,
 ) -> None:
-    """Assemble the node image and import it into the engine as `tag`."""
+    """Assemble the node image of `node` (a [kubernetes-node-1.NN] entry) and import it
+    into the engine as `tag`."""
     # Before anything is built: mmdebstrap and the assembly both need it.
     userns.ensure_available("building the kind node image")
-    binaries = _tool_binaries(log)
+    binaries = _tool_binaries(node, log)
     node_tar = _rootfs(recipe.node_rootfs(arch), log)
     tools_tar = _rootfs(recipe.tools_rootfs(arch), log)
     with tempfile.TemporaryDirectory(prefix="brokkr-kind-node-", dir=recipe.cache_dir()) as tmp:
@@ -248,7 +293,7 @@ def node_texts(
         .read_text()
         .replace("LOCAL_PATH_IMAGE", by_binary["local-path-provisioner"])
         .replace("HELPER_IMAGE", recipe.TOOLS_IMAGE),
-        "kind/version": versions["kubernetes-node"] + "\n",
+        "kind/version": versions[recipe.KUBERNETES] + "\n",
     }
 
 
@@ -257,12 +302,13 @@ def _timed(log: Log, what: str) -> Callable[[], None]:
     return lambda: log(f"node image: {what} took {time.monotonic() - started:.0f} s")
 
 
-def _tool_binaries(log: Log) -> dict[str, Path]:
-    """name -> built binary for every pinned tool the node needs (built once)."""
+def _tool_binaries(node: toolchain.Tool, log: Log) -> dict[str, Path]:
+    """name -> built binary for the node's Kubernetes and every other pinned tool the
+    node needs (built once)."""
     manifest = toolchain.load_manifest()
     found: dict[str, Path] = {}
-    for name in recipe.PINNED_TOOLS:
-        tool = manifest[name]
+    for tool in (node, *(manifest[name] for name in recipe.PINNED_TOOLS)):
+        name = tool.name
         started = time.monotonic()
         try:
             link = toolchain.ensure(tool, log=log)

@@ -9,17 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from brokkr_dev.base import toolchain
-from brokkr_dev.containers.nodeimage import build, recipe
+from brokkr_dev.containers.nodeimage import build, kube_versions, recipe
 
 
-def node_image_key(arch: str | None = None) -> str:
-    """`<kubernetes version>-<arch>-<input digest>`; downloads kind's module (Go) once."""
+def node_image_key(arch: str | None = None, kubernetes: str | None = None) -> str:
+    """`<kubernetes version>-<arch>-<input digest>` of the node image of that Kubernetes
+    minor (the newest pinned by default); downloads kind's module (Go) once."""
     arch = arch or toolchain.host_platform()[1]
-    versions = build.pins()
+    versions = build.pins(kubernetes=kube_versions.choose(kubernetes))
     digest = recipe.input_digest(
         versions, arch, build.input_files(build.kind_module(versions["kind"]))
     )
-    return f"{versions['kubernetes-node']}-{arch}-{digest}"
+    return f"{versions[recipe.KUBERNETES]}-{arch}-{digest}"
 
 
 def write_github_output(key: str, output: Path) -> None:

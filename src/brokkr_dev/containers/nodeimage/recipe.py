@@ -12,12 +12,16 @@ from pathlib import Path
 
 from brokkr_dev.base import paths
 from brokkr_dev.containers.baseimages import BaseImage
+from brokkr_dev.containers.nodeimage import kube_versions
 
 SUITE = "bookworm"
 # Bump when the way the node image is assembled changes (invalidates the cache).
 RECIPE = 1
 REPOSITORY = "brokkr.local/kind-node"
 KEY_LABEL = "io.brokkr.kind-node.key"
+# The key of the node's Kubernetes version in the pins; its tools.toml entry is the
+# chosen [kubernetes-node-1.NN] (kube_versions.py).
+KUBERNETES = kube_versions.PIN
 
 # The node's root filesystem: systemd as PID 1, containerd and runc (Debian's), and
 # what kubelet, kubeadm, kube-proxy and the CNI plugins call on the node.
@@ -65,19 +69,21 @@ TOOLS_IMAGE = "brokkr.local/node-tools:1"
 
 
 def component_images(pins: dict[str, str]) -> list[ComponentImage]:
-    """The images the node needs, named as kubeadm v1.36 and our manifests expect.
+    """The images the node needs, named as kubeadm and our manifests expect: the
+    control plane at the node's Kubernetes version, etcd and CoreDNS at our pins (the
+    kind config points kubeadm at those tags, whatever its own release's defaults).
 
     All of them are the small network-tools base plus one binary: kube-proxy and
     kube-router call iptables, the storage helper pod needs a shell, and the base
     layer is stored once in the saved archive.
     """
-    kube = pins["kubernetes-node"]
+    kube = pins[KUBERNETES]
     control_plane = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
     return [
         ComponentImage(TOOLS_IMAGE, ""),
         *(ComponentImage(f"registry.k8s.io/{name}:{kube}", name) for name in control_plane),
         ComponentImage(f"registry.k8s.io/etcd:{etcd_image_tag(pins)}", "etcd"),
-        ComponentImage(f"registry.k8s.io/coredns/coredns:{pins['coredns']}", "coredns"),
+        ComponentImage(f"registry.k8s.io/coredns/coredns:{coredns_image_tag(pins)}", "coredns"),
         ComponentImage(f"registry.k8s.io/pause:{pins['pause'].lstrip('v')}", "pause"),
         ComponentImage(f"brokkr.local/kube-router:{pins['kube-router']}", "kube-router"),
         ComponentImage(
@@ -93,8 +99,14 @@ def etcd_image_tag(pins: dict[str, str]) -> str:
     return f"{pins['etcd'].lstrip('v')}-0"
 
 
+def coredns_image_tag(pins: dict[str, str]) -> str:
+    """The CoreDNS tag (v1.14.2); the kind config points kubeadm at it, since kubeadm's
+    default is the CoreDNS of its own release (v1.13.1 in 1.35, v1.14.6 in 1.37)."""
+    return pins["coredns"]
+
+
+# The other tools.toml entries the node is made of, the same for every Kubernetes minor.
 PINNED_TOOLS = (
-    "kubernetes-node",
     "etcd",
     "coredns",
     "pause",
@@ -138,7 +150,7 @@ def input_digest(pins: dict[str, str], arch: str, files: dict[str, bytes]) -> st
 
 def image_tag(pins: dict[str, str], key: str) -> str:
     """The node image reference: Kubernetes version plus the input digest."""
-    return f"{REPOSITORY}:{pins['kubernetes-node']}-{key}"
+    return f"{REPOSITORY}:{pins[KUBERNETES]}-{key}"
 
 
 def containerd_config(text: str, pause_image: str) -> str:
