@@ -306,7 +306,9 @@ class PortForward:
     so new connections hang while kept-alive ones still work.
     """
 
-    def __init__(self, cluster: Cluster, namespace: str, service: str, port: int) -> None:
+    def __init__(
+        self, cluster: Cluster, namespace: str, service: str, port: int, kind: str = "service"
+    ) -> None:
         self.local = free_port()
         self.process = subprocess.Popen(
             [
@@ -314,7 +316,7 @@ class PortForward:
                 "port-forward",
                 "--namespace",
                 namespace,
-                f"service/{service}",
+                f"{kind}/{service}",
                 f"{self.local}:{port}",
             ],
             env=cluster.kind.env,
