@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,7 +37,10 @@ from tests.e2e_kind.conftest import (
 
 POLICY_TIMEOUT = 60  # kube-router applies a changed NetworkPolicy within seconds
 PROBE_LABEL = {"e2e.brokkr.dev/probe": "network"}  # on every probe pod, to see it gone
-REFUSED = "refused or dropped"  # what tcp_check and bash_tcp_check print on a failure
+REFUSED = "refused or dropped"
+ANSWER = re.compile(
+    r"^(\d+) (ok|failed)", re.MULTILINE
+)  # connect_from_new_pod's script  # what tcp_check and bash_tcp_check print on a failure
 
 
 def revision(cluster: Cluster, release: str) -> int:
@@ -178,10 +182,7 @@ def connect_from_new_pod(
         restricted_spec(brokkr.images.broker, ["python", "-c", script]),
         labels={**PROBE_LABEL, **(labels or {})},
     )
-    seen = {
-        int(port): said == "ok"
-        for port, said in (line.split()[:2] for line in logs.split("\n") if line.strip())
-    }
+    seen = {int(port): said == "ok" for port, said in ANSWER.findall(logs)}
     assert set(seen) == set(ports), f"the probe pod said:\n{logs}"
     return seen
 
