@@ -163,18 +163,33 @@ def connect_from(
 
 
 def connect_from_new_pod(
-    brokkr: Brokkr, host: str, ports: tuple[int, ...], labels: dict[str, str] | None = None
+    brokkr: Brokkr,
+    host: str,
+    ports: tuple[int, ...],
+    labels: dict[str, str] | None = None,
+    patience: float = 0,
 ) -> dict[int, bool]:
     """Whether a short-lived pod in the install's namespace, with `labels` besides
-    PROBE_LABEL, connects to host on each port (no labels: no policy selects it)."""
+    PROBE_LABEL, connects to host on each port (no labels: no policy selects it).
+
+    A policy that admits the pod by its labels learns its address only once the pod
+    exists (kube-router adds it to the peer set within seconds), so a pod that should
+    get through tries each port again for up to `patience` seconds; one that should
+    be refused tries once."""
     script = (
-        "import socket\n"
+        "import socket, time\n"
+        f"deadline = time.monotonic() + {patience}\n"
         f"for port in {list(ports)}:\n"
-        "    try:\n"
-        f"        socket.create_connection(({host!r}, port), 5).close()\n"
-        "        print(port, 'ok')\n"
-        "    except OSError as exc:\n"
-        "        print(port, 'failed:', exc)\n"
+        "    while True:\n"
+        "        try:\n"
+        f"            socket.create_connection(({host!r}, port), 5).close()\n"
+        "            print(port, 'ok')\n"
+        "            break\n"
+        "        except OSError as exc:\n"
+        "            if time.monotonic() >= deadline:\n"
+        "                print(port, 'failed:', exc)\n"
+        "                break\n"
+        "            time.sleep(0.5)\n"
     )
     _, logs = brokkr.cluster.run_pod(
         NAMESPACE,

@@ -64,6 +64,7 @@ AGENT_HEALTH_PORT = 8080
 POSTGRESQL_PORT = 5432
 OUTSIDE_PORT = 7443  # on the listener: no rule of ours names it
 PEER = {"e2e.brokkr.dev/peer": "listed"}  # the label a values change admits
+ADMIT_PATIENCE = 30  # a new labelled pod's address reaches the policy within seconds
 BROKER_SERVICE = f"{BROKER}.{NAMESPACE}.svc"
 
 
@@ -112,7 +113,9 @@ def test_broker_ingress_admits_only_the_listed_peers_once_set(brokkr: Brokkr, tm
     values = write_values(tmp_path, "ingress", {"networkPolicy": {"ingressFrom": peers}})
     with changed_values(cluster, BROKER_RELEASE, BROKER_CHART, "--values", values, settle=settled):
         wait_new_pod_sees(brokkr, BROKER_SERVICE, BROKER_PORT, reached=False, why="ingressFrom set")
-        listed = connect_from_new_pod(brokkr, BROKER_SERVICE, (BROKER_PORT,), labels=PEER)
+        listed = connect_from_new_pod(
+            brokkr, BROKER_SERVICE, (BROKER_PORT,), labels=PEER, patience=ADMIT_PATIENCE
+        )
         assert listed == {BROKER_PORT: True}, "a listed peer was refused"
         agent = InPod(cluster, the_pod(cluster, "agent", AGENT_RELEASE), "agent")
         assert agent.connect(BROKER_SERVICE, BROKER_PORT) is None, "the listed agent was refused"
@@ -169,7 +172,9 @@ def test_agent_ingress_admits_only_the_listed_scrapers_once_set(brokkr: Brokkr, 
     )
     with changed_values(cluster, AGENT_RELEASE, AGENT_CHART, "--values", values, settle=settled):
         wait_new_pod_sees(brokkr, address, AGENT_HEALTH_PORT, reached=False, why="metricsFrom set")
-        listed = connect_from_new_pod(brokkr, address, (AGENT_HEALTH_PORT,), labels=PEER)
+        listed = connect_from_new_pod(
+            brokkr, address, (AGENT_HEALTH_PORT,), labels=PEER, patience=ADMIT_PATIENCE
+        )
         assert listed == {AGENT_HEALTH_PORT: True}, "a listed scraper was refused"
         # The kubelet's probes (every 5 s, from the node) still pass: the same pod is
         # Ready after the scrapers above had their turns.
