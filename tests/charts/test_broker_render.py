@@ -446,6 +446,7 @@ def test_helm_test_pod_checks_readyz_through_the_service_with_the_broker_image()
         "brokkr.common.healthcheck",
         "http://brokkr-brokkr-broker.brokkr.svc:3000/readyz",
         "10",
+        "30",
     ]
     assert container["image"] == broker_container(manifests)["image"]
     assert pod["spec"]["automountServiceAccountToken"] is False
