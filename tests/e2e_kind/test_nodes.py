@@ -35,7 +35,6 @@ import pytest
 
 from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.clusters import e2e_kind
-from brokkr_dev.clusters.api import ClusterClient
 from brokkr_dev.local.broker_admin import BrokerAdmin, BrokerUnavailable
 from tests.e2e_kind.conftest import (
     AGENT_CHART,
@@ -46,6 +45,7 @@ from tests.e2e_kind.conftest import (
     PortForward,
     agent_values,
     broker_values,
+    cluster_beside,
     helm_wait,
     ready,
     remove_namespace,
@@ -81,18 +81,9 @@ AGENTS = selector("agent", AGENT_RELEASE)
 def nodes(kind_cluster: KindCluster, kind_images: KindImages) -> Iterator[Cluster]:
     """A cluster of a control plane and two workers, with our images on every node."""
     provider = session_provider("-nodes", workers=WORKERS)
-    reused = provider.exists() and provider.status().running
-    started = time.monotonic()
-    provider.up()
-    provider.load_images([kind_images.broker, kind_images.agent, kind_images.postgresql.reference])
-    e2e_kind.record("nodes_cluster_up_s", time.monotonic() - started)
-    client = ClusterClient.from_kubeconfig(provider.kubeconfig)
-    try:
-        yield Cluster(KindCluster(provider.kubeconfig, client, None, kind=provider))
-    finally:
-        client.close()
-        if not reused:
-            provider.down()
+    images = [kind_images.broker, kind_images.agent, kind_images.postgresql.reference]
+    with cluster_beside(provider, images, "nodes_cluster_up_s") as three:
+        yield three
 
 
 @dataclass
