@@ -190,11 +190,12 @@ class KindProvider:
         client = ClusterClient.from_kubeconfig(self.kubeconfig)
         try:
             wanted = 1 + self.workers
-            wait_for(
-                lambda: len(client.get("/api/v1/nodes")["items"]) == wanted,
-                START_TIMEOUT,
-                f"{wanted} nodes registered",
-            )
+
+            def registered() -> bool:
+                items = client.get("/api/v1/nodes")["items"]
+                return len(items) == wanted and all(i["spec"].get("podCIDR") for i in items)
+
+            wait_for(registered, START_TIMEOUT, f"{wanted} nodes registered with a pod range")
             nodes = podnetwork.nodes_of(client.get("/api/v1/nodes")["items"])
 
             def run(node: str, *command: str, input_text: str | None = None) -> str:
