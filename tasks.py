@@ -369,6 +369,7 @@ def images_wheelhouse(c, platforms=""):
         "online": "no wheelhouse: pip downloads in the build, trusting --ca-bundle",
         "ca_bundle": "CA bundle passed as build secret `cacert` (default with --online: the host's)",
         "push": "push the manifest lists to --registry",
+        "reproducible": "podman: no layer cache, times at the epoch, build identity stripped",
     }
 )
 def images_build(  # noqa: PLR0917 - Invoke maps each command-line option to a parameter
@@ -381,8 +382,10 @@ def images_build(  # noqa: PLR0917 - Invoke maps each command-line option to a p
     online=False,
     ca_bundle="",
     push=False,
+    reproducible=False,
 ):
-    """Build the broker and agent images for amd64 and arm64 plus their manifest lists."""
+    """Build the broker and agent images for amd64 and arm64 plus their manifest lists
+    (--reproducible: podman builds whose digests a rebuild of the commit repeats)."""
     result = images.build(
         targets=_split(targets) or list(images.TARGETS),
         arches=_arches(platforms),
@@ -392,6 +395,7 @@ def images_build(  # noqa: PLR0917 - Invoke maps each command-line option to a p
         offline=not online,
         ca_bundle=Path(ca_bundle) if ca_bundle else None,
         push=push,
+        reproducible=reproducible,
     )
     print(f"\nbuilder: {result.builder}")
     for (target, arch), refs in result.images.items():

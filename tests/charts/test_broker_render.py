@@ -320,6 +320,32 @@ def test_scheduling_and_pod_options():
     assert {"name": "extra", "mountPath": "/extra"} in container["volumeMounts"]
 
 
+def spread_of(values: dict) -> list:
+    spec = render(BROKER, values).one("Deployment")["spec"]["template"]["spec"]
+    return list(spec.get("topologySpreadConstraints") or [])
+
+
+def test_several_replicas_spread_over_nodes_by_default_and_settings_win():
+    assert spread_of({}) == [], "one replica needs no spread"
+    (default,) = spread_of({"replicaCount": 2})
+    assert {k: v for k, v in default.items() if k != "labelSelector"} == {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",  # soft: a one-node cluster still schedules
+    }
+    assert default["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "broker"
+    assert spread_of({"autoscaling": {"enabled": True}}), "an autoscaled broker spreads too"
+    # The user's own placement wins: their constraints, or an affinity of their own.
+    zone = {
+        "maxSkew": 2,
+        "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "DoNotSchedule",
+    }
+    (mine,) = spread_of({"replicaCount": 3, "topologySpreadConstraints": [zone]})
+    assert mine["topologyKey"] == "topology.kubernetes.io/zone" and mine["maxSkew"] == 2
+    assert spread_of({"replicaCount": 3, "affinity": {"podAntiAffinity": {}}}) == []
+
+
 def test_broker_served_tls_from_cert_manager():
     manifests = render(
         BROKER,
@@ -446,6 +472,7 @@ def test_helm_test_pod_checks_readyz_through_the_service_with_the_broker_image()
         "brokkr.common.healthcheck",
         "http://brokkr-brokkr-broker.brokkr.svc:3000/readyz",
         "10",
+        "30",
     ]
     assert container["image"] == broker_container(manifests)["image"]
     assert pod["spec"]["automountServiceAccountToken"] is False

@@ -12,6 +12,33 @@ from pathlib import Path
 from brokkr_dev.base import paths
 from tests.fixtures import docexec
 
+GUIDES = paths.REPO_ROOT / "docs" / "operators"
+# The guides whose blocks run on kind (tests/e2e_kind/test_guides_on_kind.py), and
+# why the others' are marked `on=local` (docs/operators/README.md). A guide with a
+# block for kind must be listed here (tests/unit/test_docexec.py checks).
+ON_KIND_OWN_INSTALL = ("quick-start.md", "raw-manifests.md")  # they install both charts
+ON_KIND_SHARED_INSTALL = (  # against the install of the kind session's tests
+    "external-broker.md",
+    "gitops.md",
+    "monitoring.md",
+    "multi-arch.md",
+    "multi-cluster.md",
+    "troubleshooting.md",
+)
+
+
+def guides_for(environment: str, exclude: tuple[str, ...] = ()) -> list[Path]:
+    """Guides with at least one block that runs in `environment`."""
+    return [
+        guide
+        for guide in sorted(GUIDES.glob("*.md"))
+        if guide.name not in exclude
+        and any(
+            b.kind == "exec" and environment in b.on
+            for b in docexec.guide_blocks(guide, paths.REPO_ROOT)
+        )
+    ]
+
 
 def guide_env(workdir: Path, kubeconfig: str) -> dict[str, str]:
     """The shell environment of a guide run: pinned tools and the services first on

@@ -17,8 +17,7 @@ import pytest
 
 from brokkr_dev.base import paths
 from brokkr_dev.release.registry import Registry
-from tests.docs.guiderun import guide_env, run_guide
-from tests.docs.test_guides import GUIDES
+from tests.docs.guiderun import GUIDES, guide_env, run_guide
 from tests.fixtures.registry import LocalRegistry, running_registry
 from tests.fixtures.release import run
 

@@ -22,24 +22,9 @@ import pytest
 from brokkr_dev.base import paths
 from brokkr_dev.clusters.api import ClusterClient
 from brokkr_dev.local import stack as localstack
-from tests.docs.guiderun import guide_env, run_guide
-from tests.fixtures import docexec
+from tests.docs.guiderun import guide_env, guides_for, run_guide
 
-GUIDES = paths.REPO_ROOT / "docs" / "operators"
 pytestmark = [pytest.mark.postgres, pytest.mark.k8s, pytest.mark.charts, pytest.mark.slow]
-
-
-def guides_for(environment: str, exclude: tuple[str, ...] = ()) -> list[Path]:
-    """Guides with at least one block that runs in `environment`."""
-    return [
-        guide
-        for guide in sorted(GUIDES.glob("*.md"))
-        if guide.name not in exclude
-        and any(
-            b.kind == "exec" and environment in b.on
-            for b in docexec.guide_blocks(guide, paths.REPO_ROOT)
-        )
-    ]
 
 
 @pytest.fixture(scope="session")

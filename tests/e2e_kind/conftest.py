@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import json
 import subprocess
 import threading
@@ -37,7 +38,8 @@ from brokkr_dev.base.localnet import free_port
 from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.base.process import stop_child
 from brokkr_dev.charts import lint as charts
-from brokkr_dev.clusters import e2e_kind
+from brokkr_dev.clusters import KindProvider, e2e_kind
+from brokkr_dev.clusters.api import ClusterClient
 from brokkr_dev.containers import postgres_image
 from brokkr_dev.containers.podman import podman
 from brokkr_dev.local.broker_admin import BrokerAdmin
@@ -50,6 +52,7 @@ BROKER_RELEASE = "broker"
 AGENT_RELEASE = "agent"
 BROKER = "broker-brokkr-broker"  # the chart's full name for release "broker"
 POSTGRESQL = f"{BROKER}-postgresql"
+AGENT = f"{AGENT_RELEASE}-brokkr-agent"  # the agent chart's full name for release "agent"
 DATA_PVC = f"data-{POSTGRESQL}-0"
 AGENT_NAME = "kind-agent"
 CLUSTER_NAME = "kind-e2e"
@@ -305,7 +308,9 @@ class PortForward:
     so new connections hang while kept-alive ones still work.
     """
 
-    def __init__(self, cluster: Cluster, namespace: str, service: str, port: int) -> None:
+    def __init__(
+        self, cluster: Cluster, namespace: str, service: str, port: int, kind: str = "service"
+    ) -> None:
         self.local = free_port()
         self.process = subprocess.Popen(
             [
@@ -313,7 +318,7 @@ class PortForward:
                 "port-forward",
                 "--namespace",
                 namespace,
-                f"service/{service}",
+                f"{kind}/{service}",
                 f"{self.local}:{port}",
             ],
             env=cluster.kind.env,
@@ -384,6 +389,24 @@ def restricted_namespace(cluster: Cluster, name: str) -> None:
 def kube_config(kind_cluster: KindCluster) -> str:
     """pytest-helm-charts reads its cluster from here (its `kube_cluster` fixture)."""
     return str(kind_cluster.kubeconfig)
+
+
+@contextlib.contextmanager
+def cluster_beside(provider: KindProvider, images: list[str], timing: str) -> Iterator[Cluster]:
+    """Another kind cluster beside the session's, up with `images` loaded (the time it
+    took recorded as `timing`); deleted afterwards unless it was running already."""
+    reused = provider.exists() and provider.status().running
+    started = time.monotonic()
+    provider.up()
+    provider.load_images(images)
+    e2e_kind.record(timing, time.monotonic() - started)
+    client = ClusterClient.from_kubeconfig(provider.kubeconfig)
+    try:
+        yield Cluster(KindCluster(provider.kubeconfig, client, None, kind=provider))
+    finally:
+        client.close()
+        if not reused:
+            provider.down()
 
 
 @pytest.fixture(scope="session")

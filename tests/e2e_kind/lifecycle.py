@@ -83,7 +83,14 @@ class Poller:
     """The polling pod; start with `start()`, read with `seen()`, remove with `stop()`."""
 
     def __init__(
-        self, cluster: Cluster, namespace: str, image: str, service: str, pak_secret: str
+        self,
+        cluster: Cluster,
+        namespace: str,
+        image: str,
+        service: str,
+        pak_secret: str,
+        *,
+        node: str | None = None,
     ) -> None:
         self.cluster = cluster
         self.namespace = namespace
@@ -93,6 +100,8 @@ class Poller:
         spec["containers"][0]["env"] = [
             {"name": "PAK", "valueFrom": {"secretKeyRef": {"name": pak_secret, "key": "pak"}}}
         ]
+        if node is not None:  # pinned, e.g. away from a node about to be drained
+            spec["nodeName"] = node
         self.body: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Pod",

@@ -13,6 +13,7 @@ before test_charts_on_kind.py (alphabetical order), whose last test uninstalls.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import re
 import secrets
@@ -30,7 +31,9 @@ from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.clusters import e2e_kind
 from brokkr_dev.local.broker_admin import BrokerUnavailable
 from tests.e2e_kind.conftest import (
+    AGENT,
     AGENT_RELEASE,
+    BROKER,
     NAMESPACE,
     Brokkr,
     Cluster,
@@ -50,6 +53,11 @@ KILLED_BOUND = 10  # a SIGKILLed container's task is gone (containerd reaps it a
 PARTITION_BOUND = 60  # the agent's backoff delay at the cut's end + one cycle
 OUTAGE_SEEN_BOUND = 60  # the agent's /health reports the broker unreachable
 POLLING_INTERVAL = 2  # the agent's, set by agent_values() in conftest.py
+# Idle brokers after a database outage: /readyz answers 200 within 10 s of the
+# database's return (the goal; tests/integration/test_process.py measures it with a
+# full idle pool), and the kubelet marks a pod Ready at its next readiness probe
+# (every 5 s, the chart's default).
+IDLE_READY_BOUND = 10 + 5
 STACK_SIZE = 150  # ConfigMaps per stack: enough that an apply takes seconds, so a
 # fault can land in the middle of it
 
@@ -283,6 +291,80 @@ def test_postgresql_pod_deleted_readyz_goes_503_and_returns_with_nothing_lost(
         # Agents carry their heartbeat time, which moves on: compare the rest.
         assert strip_times(after[table]) == strip_times(before), f"{table} changed"
     only_pod(cluster, "broker", "broker")
+
+
+def test_postgresql_pod_back_idle_brokers_ready_again_within_the_bound(brokkr: Brokkr):
+    """Two brokers with no client at all (the agent scaled to zero; the test's own
+    port-forward sends nothing): once the PostgreSQL pod is back, only the kubelet's
+    readiness probes reach them, and both pods must be Ready within IDLE_READY_BOUND of
+    the database pod's Ready, by the kubelet's own transition times (one node clock)."""
+    cluster = brokkr.cluster
+    brokers = selector("broker", "broker")
+    with Scaled(cluster, AGENT, 0), Scaled(cluster, BROKER, 2):
+        poll(
+            lambda: not cluster.pods(NAMESPACE, selector("agent", AGENT_RELEASE)),
+            120,
+            "the agent pod gone (the brokers idle)",
+        )
+        poll(
+            lambda: len([p for p in cluster.pods(NAMESPACE, brokers) if ready(p)]) == 2,
+            180,
+            "two Ready broker pods",
+            interval=0.5,
+        )
+        postgresql = only_pod(cluster, "postgresql", "broker")
+        # Cordoned, as in the test above: the outage lasts until the uncordon, long
+        # enough for the probes to mark both brokers unready.
+        with Cordoned(cluster, postgresql["spec"]["nodeName"]):
+            delete_pod(cluster, postgresql)
+            poll(
+                lambda: not any(ready(p) for p in cluster.pods(NAMESPACE, brokers)),
+                POSTGRESQL_POD_BOUND,
+                "both broker pods unready while the database is gone",
+                interval=0.5,
+            )
+        back = only_pod(cluster, "postgresql", "broker")
+        assert back["metadata"]["uid"] != postgresql["metadata"]["uid"]
+
+        def both_ready() -> list[dict[str, Any]] | None:
+            pods = [p for p in cluster.pods(NAMESPACE, brokers) if ready(p)]
+            return pods if len(pods) == 2 else None
+
+        # Waited for well past the bound, so a slow recovery is measured, not timed out.
+        ready_again = poll(both_ready, POSTGRESQL_POD_BOUND, "both broker pods Ready again")
+        gap = max(ready_since(p) for p in ready_again) - ready_since(back)
+        e2e_kind.record("chaos_idle_brokers_ready_after_database_s", gap.total_seconds())
+        assert gap.total_seconds() <= IDLE_READY_BOUND, (
+            f"idle brokers Ready {gap.total_seconds():.0f} s after PostgreSQL"
+        )
+    only_pod(cluster, "broker", "broker")
+    only_pod(cluster, "agent", AGENT_RELEASE)
+    brokkr.reconnect()  # the port-forward's pod may be the one scaled away
+
+
+def ready_since(pod: dict[str, Any]) -> datetime.datetime:
+    """When the kubelet last marked the pod Ready (its condition's transition time)."""
+    (condition,) = [c for c in pod["status"]["conditions"] if c["type"] == "Ready"]
+    assert condition["status"] == "True", pod["metadata"]["name"]
+    return datetime.datetime.fromisoformat(condition["lastTransitionTime"])
+
+
+class Scaled(contextlib.AbstractContextManager["Scaled"]):
+    """A Deployment of the shared install at `replicas` for the block, then as it was."""
+
+    def __init__(self, cluster: Cluster, deployment: str, replicas: int) -> None:
+        self.cluster = cluster
+        self.path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{deployment}"
+        self.replicas = replicas
+        self.before: int | None = None
+
+    def __enter__(self) -> Scaled:
+        self.before = int(self.cluster.api.get(self.path)["spec"]["replicas"])
+        self.cluster.api.patch(self.path, {"spec": {"replicas": self.replicas}})
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.cluster.api.patch(self.path, {"spec": {"replicas": self.before}})
 
 
 class Cordoned:

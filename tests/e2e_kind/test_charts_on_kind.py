@@ -21,6 +21,7 @@ from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.containers.podman import podman
 from brokkr_dev.local.broker_admin import BrokerUnavailable
 from tests.e2e_kind.conftest import (
+    AGENT,
     AGENT_NAME,
     AGENT_RELEASE,
     BROKER,
@@ -72,9 +73,9 @@ def test_workloads_run_as_pytest_helm_charts_sees_them(
     client = kube_cluster.kube_client
     assert client is not None
     deployments = wait_for_deployments_to_run(
-        client, [BROKER, "agent-brokkr-agent"], NAMESPACE, 60, missing_ok=False
+        client, [BROKER, AGENT], NAMESPACE, 60, missing_ok=False
     )
-    assert sorted(d.name for d in deployments) == sorted([BROKER, "agent-brokkr-agent"])
+    assert sorted(d.name for d in deployments) == sorted([BROKER, AGENT])
     (postgresql,) = wait_for_stateful_sets_to_run(client, [POSTGRESQL], NAMESPACE, 60)
     assert postgresql.obj["status"]["readyReplicas"] == 1
 
@@ -124,7 +125,7 @@ def test_bundled_postgresql_keeps_its_data_on_a_bound_pvc_across_a_restart(brokk
 
 
 def test_agent_in_cluster_is_active_with_only_a_service_url_and_a_pak(brokkr: Brokkr):
-    config = brokkr.cluster.api.get(f"/api/v1/namespaces/{NAMESPACE}/configmaps/agent-brokkr-agent")
+    config = brokkr.cluster.api.get(f"/api/v1/namespaces/{NAMESPACE}/configmaps/{AGENT}")
     assert config["data"]["BROKKR__AGENT__BROKER_URL"] == f"http://{BROKER}.{NAMESPACE}.svc:3000"
     assert not any("KUBECONFIG" in key for key in config["data"])  # in-cluster ServiceAccount
 
@@ -253,4 +254,4 @@ def test_uninstall_leaves_only_the_data_pvc(brokkr: Brokkr, cluster: Cluster):
     except TimeoutError:
         assert leftovers() == expected
     cluster_wide = cluster.kubectl("get", "clusterroles,clusterrolebindings", "--output", "name")
-    assert "agent-brokkr-agent" not in cluster_wide.stdout
+    assert AGENT not in cluster_wide.stdout

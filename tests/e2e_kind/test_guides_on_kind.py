@@ -1,9 +1,12 @@
-"""Operator guides on real pods: the quick start and the raw-manifests guide, word
-for word, and the image-pull failure the troubleshooting guide describes.
+"""Operator guides on real pods: every guide with blocks marked for kind, word for
+word, and the image-pull failure the troubleshooting guide describes.
 
-Both guides install the charts' defaults (the raw manifests are `helm template` of
-them); `kind_images` loaded the session's images under the charts' default
-references, so nothing is pulled.
+The quick start and the raw-manifests guide install both charts' defaults (the raw
+manifests are `helm template` of them); the other guides (`ON_KIND_SHARED_INSTALL`)
+run against the session's shared install, reached as the guides say, through
+`kubectl port-forward` of the broker's Service and the agent's Deployment.
+`kind_images` loaded the session's images under the charts' default references, so
+nothing is pulled.
 """
 
 from __future__ import annotations
@@ -13,17 +16,25 @@ from pathlib import Path
 
 import pytest
 
-from brokkr_dev.base import paths
 from brokkr_dev.base.localnet import free_port
 from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.charts import lint as charts
 from brokkr_dev.clusters import e2e_kind
 from brokkr_dev.release import manifests
-from tests.docs.guiderun import guide_env, run_guide
-from tests.e2e_kind.conftest import AGENT_CHART, Cluster, KindImages, remove_namespace
+from tests.docs.guiderun import GUIDES, ON_KIND_SHARED_INSTALL, guide_env, run_guide
+from tests.e2e_kind.conftest import (
+    AGENT,
+    AGENT_CHART,
+    BROKER,
+    NAMESPACE,
+    Brokkr,
+    Cluster,
+    KindImages,
+    PortForward,
+    remove_namespace,
+)
 
 pytestmark = pytest.mark.kind
-GUIDES = paths.REPO_ROOT / "docs" / "operators"
 
 
 def run_on_kind(
@@ -72,6 +83,32 @@ def test_raw_manifests_run_word_for_word_on_kind(
                 "--ignore-not-found",
             )
     e2e_kind.record("raw_manifests_guide_s", seconds)
+
+
+@pytest.mark.parametrize("guide", ON_KIND_SHARED_INSTALL)
+def test_guide_runs_word_for_word_against_the_shared_install(
+    guide: str, brokkr: Brokkr, tmp_path: Path
+):
+    """The guide's placeholders as a reader on kind fills them: the broker and the agent
+    through port-forwards of their own, the admin PAK from the chart's Secret, a fresh
+    namespace for what the guide installs."""
+    cluster = brokkr.cluster
+    namespace = f"guide-{Path(guide).stem}-{secrets.token_hex(3)}"
+    broker = PortForward(cluster, NAMESPACE, BROKER, 3000)
+    agent = PortForward(cluster, NAMESPACE, AGENT, 8080, kind="deployment")
+    try:
+        values = {
+            "BROKKR_URL": broker.url,
+            "BROKKR_ADMIN_PAK": cluster.secret(NAMESPACE, f"{BROKER}-admin")["pak"],
+            "BROKKR_AGENT_URL": agent.url,
+            "BROKKR_CHARTS": str(charts.CHARTS_DIR),
+            "BROKKR_NAMESPACE": namespace,
+        }
+        seconds = run_on_kind(cluster, guide, values, namespace, tmp_path)
+    finally:
+        agent.stop()
+        broker.stop()
+    e2e_kind.record(f"{Path(guide).stem.replace('-', '_')}_guide_s", seconds)
 
 
 def test_an_image_that_cannot_be_pulled_fails_as_troubleshooting_describes(

@@ -22,7 +22,6 @@ import pytest
 
 from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.clusters import e2e_kind
-from brokkr_dev.clusters.api import ClusterClient
 from brokkr_dev.local.broker_admin import BrokerAdmin
 from tests.e2e_kind.conftest import (
     AGENT_CHART,
@@ -32,6 +31,7 @@ from tests.e2e_kind.conftest import (
     PortForward,
     agent_values,
     broker_values,
+    cluster_beside,
     helm_wait,
     remove_namespace,
     restricted_namespace,
@@ -53,18 +53,8 @@ MIB = 1024 * 1024
 def second(kind_cluster: KindCluster, kind_images: KindImages) -> Iterator[Cluster]:
     """A second kind cluster beside the session's, with the agent image loaded."""
     provider = session_provider("-2")
-    reused = provider.exists() and provider.status().running
-    started = time.monotonic()
-    provider.up()
-    provider.load_images([kind_images.agent])
-    e2e_kind.record("multicluster_second_cluster_up_s", time.monotonic() - started)
-    client = ClusterClient.from_kubeconfig(provider.kubeconfig)
-    try:
-        yield Cluster(KindCluster(provider.kubeconfig, client, None, kind=provider))
-    finally:
-        client.close()
-        if not reused:
-            provider.down()
+    with cluster_beside(provider, [kind_images.agent], "multicluster_second_cluster_up_s") as two:
+        yield two
 
 
 def node_address(cluster: Cluster) -> str:

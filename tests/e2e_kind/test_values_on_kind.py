@@ -29,7 +29,6 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ import yaml
 from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.clusters import e2e_kind
 from tests.e2e_kind.conftest import (
+    AGENT,
     AGENT_CHART,
     AGENT_RELEASE,
     BROKER,
@@ -47,23 +47,24 @@ from tests.e2e_kind.conftest import (
     NAMESPACE,
     Brokkr,
     Cluster,
-    helm_wait,
     ready,
-    restricted_namespace,
-    restricted_spec,
     selector,
-    tcp_check,
     write_values,
+)
+from tests.e2e_kind.probes import (
+    POLICY_TIMEOUT,
+    changed_values,
+    connect_from,
+    connect_from_new_pod,
+    listener,
+    probe_pods_gone,
 )
 
 pytestmark = [pytest.mark.kind, pytest.mark.slow]
 
-AGENT = "agent-brokkr-agent"  # the chart's full name for release "agent"
 ROLLOUT_TIMEOUT = 180  # a new pod Ready and the old one gone (both charts, loaded machine)
 APPLY_TIMEOUT = 120
 LOG_TIMEOUT = 60  # the kubelet probes the agent every 5 s: a debug line comes soon
-POLICY_TIMEOUT = 60  # kube-router applies a changed NetworkPolicy within seconds
-PROBE_LABEL = {"e2e.brokkr.dev/probe": "egress"}  # on the probe pod, to see it gone
 UNLISTED_PORT = 7443  # a port no egress rule of the agent's NetworkPolicy names
 # The broker's TextFormatter: "2026-01-01 12:00:00,123 INFO    logger: message".
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) +\S+: ")
@@ -71,27 +72,6 @@ POOL_OPENED = re.compile(r"^\S+ \S+ INFO +brokkr\.broker\.app: database pool ope
 
 
 # -- releases and their pods ----------------------------------------------------------
-
-
-def revision(cluster: Cluster, release: str) -> int:
-    done = cluster.helm("status", release, "--namespace", NAMESPACE, "--output", "json")
-    return int(json.loads(done.stdout)["version"])
-
-
-@contextlib.contextmanager
-def changed_values(
-    cluster: Cluster, release: str, chart: Path, *values: str | Path, settle: Callable[[], Any]
-) -> Iterator[None]:
-    """`helm upgrade` of a shared release with `values` (`--set ...`, `--values ...`) on
-    top of the ones in use; afterwards, whatever happened, `helm rollback` to the
-    revision before and `settle()` (wait until its pods are back)."""
-    before = revision(cluster, release)
-    try:
-        cluster.helm("upgrade", release, chart, *helm_wait(), "--reuse-values", *values)
-        yield
-    finally:
-        cluster.helm("rollback", release, str(before), *helm_wait())
-        settle()
 
 
 def template_annotations(cluster: Cluster, deployment: str) -> dict[str, str]:
@@ -249,81 +229,6 @@ def api_server_cidrs(policy: dict[str, Any], port: int) -> list[str]:
     return [peer["ipBlock"]["cidr"] for peer in rule["to"]]
 
 
-@contextlib.contextmanager
-def listener(cluster: Cluster, image: str, ports: tuple[int, ...]) -> Iterator[str]:
-    """A pod accepting TCP connections on `ports`, in a namespace of its own without
-    NetworkPolicies (a pod may connect unless its own policy stops it); its IP. The
-    namespace is deleted afterwards, without waiting."""
-    namespace = f"outside-{secrets.token_hex(3)}"
-    restricted_namespace(cluster, namespace)  # and its ServiceAccount, which pods need
-    try:
-        # Every socket listens before the first accept: Ready on one port means all.
-        accept = (
-            "import socket, threading\n"
-            f"servers = [socket.create_server(('', port)) for port in {list(ports)}]\n"
-            "def serve(server):\n"
-            "    while True:\n"
-            "        server.accept()[0].close()\n"
-            "for server in servers:\n"
-            "    threading.Thread(target=serve, args=(server,)).start()\n"
-        )
-        spec = restricted_spec(image, ["python", "-c", accept])
-        spec["containers"][0]["readinessProbe"] = {
-            "tcpSocket": {"port": ports[0]},
-            "periodSeconds": 1,
-        }
-        path = f"/api/v1/namespaces/{namespace}/pods"
-        body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "listener"}, "spec": spec}
-        cluster.api.create(path, body)
-        pod = poll(
-            lambda: (p := cluster.api.get(f"{path}/listener")) and ready(p) and p,
-            120,
-            f"a Ready listener on ports {ports} in {namespace}",
-            interval=0.5,
-        )
-        yield str(pod["status"]["podIP"])
-    finally:
-        cluster.api.request("DELETE", f"/api/v1/namespaces/{namespace}")
-
-
-def connect_from(cluster: Cluster, pod: dict[str, Any], host: str, port: int) -> str | None:
-    """Try a TCP connection from inside a running agent pod, with its own network
-    identity (the image has Python; no shell needed): None when it connected, else
-    what it said."""
-    done = cluster.kubectl(
-        "exec",
-        "--namespace",
-        NAMESPACE,
-        pod["metadata"]["name"],
-        "--container",
-        "agent",
-        "--",
-        *tcp_check(host, port),
-        check=False,
-    )
-    return None if done.returncode == 0 else done.stdout + done.stderr
-
-
-def connect_from_unselected_pod(brokkr: Brokkr, host: str, ports: tuple[int, ...]) -> str:
-    """What a short-lived pod that no NetworkPolicy selects sees on each port."""
-    script = (
-        "import socket\n"
-        f"for port in {list(ports)}:\n"
-        "    try:\n"
-        f"        socket.create_connection(({host!r}, port), 5).close()\n"
-        "        print(port, 'ok')\n"
-        "    except OSError as exc:\n"
-        "        print(port, 'failed:', exc)\n"
-    )
-    _, logs = brokkr.cluster.run_pod(
-        NAMESPACE,
-        f"unselected-{secrets.token_hex(3)}",
-        restricted_spec(brokkr.images.broker, ["python", "-c", script]),
-        labels=PROBE_LABEL,
-    )
-    return logs
-
-
 def applied_and_reported(brokkr: Brokkr) -> None:
     """A deployment object posted to a stack the agent is targeted at is applied in the
     cluster and its SUCCESS event comes back."""
@@ -388,14 +293,14 @@ def test_agent_egress_narrowed_to_the_api_server_works_and_blocks_other_addresse
     with listener(cluster, brokkr.images.broker, (port, unlisted)) as outside:
         # Both ports are open to a pod no policy selects: what the agent pod cannot
         # reach below, its policy stops (not the listener or the network).
-        seen = connect_from_unselected_pod(brokkr, outside, (port, unlisted))
-        assert f"{port} ok" in seen and f"{unlisted} ok" in seen, seen
+        seen = connect_from_new_pod(brokkr, outside, (port, unlisted))
+        assert seen == {port: True, unlisted: True}, seen
         # The control: the default policy holds the agent (an unlisted port is refused)
         # yet lets it reach any address on the API server's port.
         agent = wait_rolled_out(cluster, AGENT, "agent", AGENT_RELEASE)
-        refused = connect_from(cluster, agent, outside, unlisted)
+        refused = connect_from(cluster, agent, "agent", outside, unlisted)
         assert refused and "refused or dropped" in refused, f"the policy let {unlisted} out"
-        reached = connect_from(cluster, agent, outside, port)
+        reached = connect_from(cluster, agent, "agent", outside, port)
         assert reached is None, f"the default egress did not reach {outside}:{port}: {reached}"
         values = write_values(tmp_path, "narrowed", {"networkPolicy": {"apiServerCIDRs": narrowed}})
         with changed_values(cluster, AGENT_RELEASE, AGENT_CHART, "--values", values, settle=settle):
@@ -403,7 +308,7 @@ def test_agent_egress_narrowed_to_the_api_server_works_and_blocks_other_addresse
             held = rolled_out(cluster, AGENT, "agent", AGENT_RELEASE)
             assert held and held["metadata"]["uid"] == agent["metadata"]["uid"], "it rolled"
             blocked = poll(
-                lambda: connect_from(cluster, agent, outside, port),
+                lambda: connect_from(cluster, agent, "agent", outside, port),
                 POLICY_TIMEOUT,
                 f"the narrowed policy to stop the agent reaching {outside}:{port}",
             )
@@ -416,7 +321,7 @@ def test_agent_egress_narrowed_to_the_api_server_works_and_blocks_other_addresse
                 (service["clusterIP"], service["ports"][0]["port"])
             ]
             for host, target_port in targets:
-                refused = connect_from(cluster, agent, host, target_port)
+                refused = connect_from(cluster, agent, "agent", host, target_port)
                 assert refused is None, f"the API server at {host}:{target_port}: {refused}"
             # A fresh agent pod starts under the narrowed policy (NetworkPolicies are
             # not in the pod template, so nothing rolled it): Ready means its API
@@ -435,7 +340,7 @@ def test_agent_egress_narrowed_to_the_api_server_works_and_blocks_other_addresse
                 interval=0.5,
             )
             blocked = poll(
-                lambda: connect_from(cluster, new, outside, port),
+                lambda: connect_from(cluster, new, "agent", outside, port),
                 POLICY_TIMEOUT,
                 f"the narrowed policy to stop the new agent pod reaching {outside}:{port}",
             )
@@ -450,5 +355,4 @@ def test_agent_egress_narrowed_to_the_api_server_works_and_blocks_other_addresse
             )
             applied_and_reported(brokkr)
     assert api_server_cidrs(agent_policy(cluster), port) == ["0.0.0.0/0"], "not restored"
-    probes = ",".join(f"{key}={value}" for key, value in PROBE_LABEL.items())
-    poll(lambda: not cluster.pods(NAMESPACE, probes), 60, "the probe pod to be gone")
+    probe_pods_gone(cluster)

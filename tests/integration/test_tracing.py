@@ -1,6 +1,8 @@
 """The broker's traces against a real OTLP/HTTP receiver, and tracing that is off.
 
-A real broker process on PostgreSQL exports to the receiver (tests/fixtures/otlp.py).
+A real broker process on PostgreSQL exports to the receiver (tests/fixtures/otlp.py);
+the agent's reconcile trace also goes through a real OpenTelemetry Collector
+(tests/fixtures/collector.py) on its way there.
 A request that arrives with a W3C traceparent gets a server span that continues it,
 and the statements it runs are client spans inside that span.
 """
@@ -25,6 +27,7 @@ from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.local.broker_admin import BrokerAdmin
 from brokkr_dev.local.services import LocalAgent
 from tests.fixtures.agent import broker_for_agents
+from tests.fixtures.collector import running_collector
 from tests.fixtures.otlp import Receiver
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -38,6 +41,17 @@ def receiver() -> Iterator[Receiver]:
     started = Receiver().start()
     yield started
     started.stop()
+
+
+@pytest.fixture(params=["receiver", "collector"])
+def endpoint(request: pytest.FixtureRequest, receiver: Receiver, tmp_path: Path) -> Iterator[str]:
+    """Where the services export: the receiver itself, or a real OpenTelemetry
+    Collector that sends on to it (what a cluster's operators run)."""
+    if request.param == "receiver":
+        yield receiver.endpoint
+        return
+    with running_collector(receiver.endpoint, tmp_path) as collector:
+        yield collector.endpoint
 
 
 @pytest.mark.postgres
@@ -93,13 +107,14 @@ current-context: x
 
 @pytest.mark.postgres
 def test_an_agent_reconcile_is_one_trace_through_the_broker_down_to_postgresql(
-    database_url: str, receiver: Receiver, tmp_path: Path
+    database_url: str, receiver: Receiver, endpoint: str, tmp_path: Path
 ):
-    """A real agent and broker, exporting to the receiver. Nothing listens where the
-    agent's kubeconfig points, so its Kubernetes call fails (refused), and the
-    reconcile stops after talking to the broker: the trace still reaches PostgreSQL.
-    With a real API server (tests/e2e/test_tracing.py) it also holds the applies."""
-    tracing = {"telemetry": {"endpoint": receiver.endpoint}}
+    """A real agent and broker, exporting to the receiver, directly or through a real
+    collector. Nothing listens where the agent's kubeconfig points, so its Kubernetes
+    call fails (refused), and the reconcile stops after talking to the broker: the
+    trace still reaches PostgreSQL. With a real API server (tests/e2e/test_tracing.py)
+    it also holds the applies."""
+    tracing = {"telemetry": {"endpoint": endpoint}}
     broker = broker_for_agents(database_url, tmp_path, extra=tracing, env=FAST_EXPORT)
     broker.start()
     agent = None

@@ -38,6 +38,14 @@ def test_kind_config_patches_kubelet_etcd_and_coredns() -> None:
     assert len(published["kubeadmConfigPatches"]) == 1
 
 
+def test_workers_are_nodes_of_their_own_and_refused_below_zero() -> None:
+    config = yaml.safe_load(kind_config("3.6.16-0", "v1.14.2", workers=2))
+    assert [n["role"] for n in config["nodes"]] == ["control-plane", "worker", "worker"]
+    assert len(config["kubeadmConfigPatches"]) == 2  # the same patches for every node
+    with pytest.raises(ClusterError, match="workers must be 0 or more"):
+        KindProvider("x", workers=-1)
+
+
 def test_our_node_tells_kubeadm_the_etcd_and_coredns_tags_it_carries() -> None:
     names = {i.name for i in recipe.component_images(PINS)}
     assert f"registry.k8s.io/etcd:{recipe.etcd_image_tag(PINS)}" in names

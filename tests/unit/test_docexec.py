@@ -9,6 +9,7 @@ import pytest
 
 from brokkr_dev.base import paths
 from brokkr_dev.release import manifests
+from tests.docs import guiderun
 from tests.fixtures import docexec
 from tests.fixtures.docexec import DocError, extract, script
 
@@ -155,6 +156,15 @@ def test_every_guide_parses_and_the_index_links_each_one():
         docexec.guide_blocks(guide, paths.REPO_ROOT)  # raises DocError on a bad marker
         if guide.name != "README.md":
             assert f"]({guide.name})" in index, f"{guide.name} is not linked from the index"
+
+
+def test_every_guide_marked_for_kind_is_run_on_kind():
+    """A block marked for kind (or unmarked: every environment) is a claim that it runs
+    on real pods; the kind tests run exactly the guides listed in guiderun."""
+    marked = {guide.name for guide in guiderun.guides_for("kind")}
+    listed = {*guiderun.ON_KIND_OWN_INSTALL, *guiderun.ON_KIND_SHARED_INSTALL}
+    assert marked - listed == set(), "marked for kind, not run there: mark it on=local and say why"
+    assert listed - marked == set(), "listed to run on kind, but no block of it is marked for kind"
 
 
 def test_secrets_with_data_finds_only_secrets_that_carry_values():

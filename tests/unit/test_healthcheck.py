@@ -45,7 +45,8 @@ def test_refused_connection_is_unhealthy(capsys):
 
 
 @pytest.mark.parametrize(
-    "argv", [[], ["file:///etc/passwd"], ["http://x", "soon"], ["a", "1", "b"]]
+    "argv",
+    [[], ["file:///etc/passwd"], ["http://x", "soon"], ["a", "1", "b"], ["a", "1", "2", "3"]],
 )
 def test_bad_arguments_fail_with_usage(argv, capsys):
     assert healthcheck.main(argv) in {1, 2}
@@ -64,3 +65,36 @@ def test_configured_port_is_probed(server, monkeypatch):
     port = server.rsplit(":", 1)[1]
     monkeypatch.setenv("BROKKR_TEST_PORT", port)
     assert healthcheck.main(["http://127.0.0.1:{BROKKR_TEST_PORT:1}/healthz"]) == 0
+
+
+class _Late(BaseHTTPRequestHandler):
+    """Answers 503 to the first two requests, then 200 (a policy that admits late)."""
+
+    seen = 0
+
+    def do_GET(self) -> None:
+        type(self).seen += 1
+        self.send_response(200 if type(self).seen > 2 else 503)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_retry_window_tries_again_until_healthy(capsys):
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Late)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/readyz"
+    try:
+        assert healthcheck.main([url, "2"]) == 1, "without a window: one try"
+        assert healthcheck.main([url, "2", "10"]) == 0
+        assert "trying again" in capsys.readouterr().err
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_retry_window_ends_unhealthy_when_nothing_answers(capsys):
+    assert healthcheck.main(["http://127.0.0.1:1/healthz", "1", "2.5"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("trying again") >= 1 and "unreachable" in err.splitlines()[-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,15 @@ def test_podman_command_has_host_flags_platform_target_args_and_arch_tags():
         "localhost/brokkr-broker:feature-add-images-arm64",
     ]
     assert "--secret" not in command
+
+
+def test_a_reproducible_podman_build_has_no_layer_cache_and_every_time_at_the_epoch():
+    plain = images.podman_build_command(_request())
+    assert "--layers=true" in plain and "--timestamp" not in plain
+    command = images.podman_build_command(dataclasses.replace(_request(), reproducible=True))
+    assert "--layers=false" in command and "--layers=true" not in command
+    assert _values(command, "--timestamp") == ["0"]
+    assert _values(command, "--tag") == _values(plain, "--tag")
 
 
 def test_buildx_and_podman_get_the_same_tags_args_and_secret():

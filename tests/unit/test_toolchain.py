@@ -248,6 +248,15 @@ def test_the_real_manifest_is_complete():
         assert manifest[name].go_version == f"v0.{int(major) * 100 + int(minor)}.{patch}"
 
 
+def test_the_collector_wrapper_builds_the_pinned_collector_release():
+    """go/otelcol/go.mod requires the collector at tools.toml's [otelcol] version, so a
+    bump of one without the other fails here, not in a test that starts it."""
+    tool = toolchain.load_manifest(paths.TOOLS_MANIFEST)["otelcol"]
+    go_mod = (paths.REPO_ROOT / tool.go_dir / "go.mod").read_text()
+    assert f"go.opentelemetry.io/collector/otelcol {tool.version}\n" in go_mod
+    assert (tool.on_demand, tool.role) == (True, "test")
+
+
 def test_a_malformed_manifest_entry_is_named(tmp_path: Path):
     bad = tmp_path / "tools.toml"
     bad.write_text("[helm]\nbinary = 'helm'\n")

@@ -1,8 +1,11 @@
-"""Container health probe: `python -m brokkr.common.healthcheck URL [TIMEOUT]`.
+"""Container health probe: `python -m brokkr.common.healthcheck URL [TIMEOUT [RETRY_FOR]]`.
 
 The images' HEALTHCHECK runs this instead of curl, so the runtime image carries no
 extra tools. Exit status 0 when URL answers 2xx within TIMEOUT seconds (default 3),
-1 otherwise, with the reason on stderr. `{NAME:default}` in URL is replaced by the
+1 otherwise, with the reason on stderr. With RETRY_FOR, a failed probe is tried
+again every second for up to that many seconds: the charts' `helm test` pods use it,
+since a NetworkPolicy that admits them by their labels may learn a new pod's
+address only a moment after it starts. `{NAME:default}` in URL is replaced by the
 environment variable NAME (or the default), so the probe follows a configured
 port: `http://127.0.0.1:{BROKKR__BROKER__PORT:3000}/healthz`.
 """
@@ -12,11 +15,13 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 import urllib.error
 import urllib.request
 
 DEFAULT_TIMEOUT = 3.0
-USAGE = "usage: python -m brokkr.common.healthcheck URL [TIMEOUT_SECONDS]"
+USAGE = "usage: python -m brokkr.common.healthcheck URL [TIMEOUT_SECONDS [RETRY_FOR_SECONDS]]"
+RETRY_INTERVAL = 1.0
 _PLACEHOLDER = re.compile(r"\{([A-Z_][A-Z0-9_]*):([^{}]*)\}")
 
 
@@ -44,19 +49,26 @@ def probe(url: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[bool, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse URL and optional timeout, probe once, report on stderr."""
+    """Parse URL, optional timeout and retry window; probe; report on stderr."""
     args = sys.argv[1:] if argv is None else argv
-    if not args or len(args) > 2 or args[0] in {"-h", "--help"}:
+    if not args or len(args) > 3 or args[0] in {"-h", "--help"}:
         print(USAGE, file=sys.stderr)
         return 0 if args and args[0] in {"-h", "--help"} else 2
-    timeout = DEFAULT_TIMEOUT
-    if len(args) == 2:
+    numbers = []
+    for name, text in zip(("TIMEOUT", "RETRY_FOR"), args[1:], strict=False):
         try:
-            timeout = float(args[1])
+            numbers.append(float(text))
         except ValueError:
-            print(f"TIMEOUT must be a number of seconds, got {args[1]!r}\n{USAGE}", file=sys.stderr)
+            print(f"{name} must be a number of seconds, got {text!r}\n{USAGE}", file=sys.stderr)
             return 2
-    healthy, reason = probe(expand(args[0]), timeout)
+    timeout = numbers[0] if numbers else DEFAULT_TIMEOUT
+    deadline = time.monotonic() + (numbers[1] if len(numbers) > 1 else 0)
+    url = expand(args[0])
+    healthy, reason = probe(url, timeout)
+    while not healthy and time.monotonic() + RETRY_INTERVAL < deadline:
+        print(f"{reason}; trying again", file=sys.stderr)
+        time.sleep(RETRY_INTERVAL)
+        healthy, reason = probe(url, timeout)
     print(reason, file=sys.stderr)
     return 0 if healthy else 1
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from brokkr_dev.base import toolchain
 from brokkr_dev.base.log import Log
+from brokkr_dev.clusters import podnetwork
 from brokkr_dev.clusters.api import ClusterClient, wait_for
 from brokkr_dev.clusters.common import (
     ClusterError,
@@ -43,9 +44,9 @@ SYSTEM_WORKLOADS = (
 NETWORK_POLICY_WORKLOAD = ("kube-system", "daemonsets", "kube-router")
 
 
-def kind_config(etcd_tag: str | None, coredns_tag: str | None = None) -> str:
-    """The kind cluster configuration: one node, and the kubeadm patches these hosts
-    need. kubelet >= 1.35 refuses cgroup v1 unless told otherwise (these VMs are
+def kind_config(etcd_tag: str | None, coredns_tag: str | None = None, workers: int = 0) -> str:
+    """The kind cluster configuration: a control-plane node (and `workers` worker
+    nodes), and the kubeadm patches these hosts need. kubelet >= 1.35 refuses cgroup v1 unless told otherwise (these VMs are
     hybrid); our node image carries the pinned etcd and CoreDNS, not the defaults of
     each kubeadm release. The patches match by kind, so they apply to the kubeadm
     config kind writes for every node minor (v1beta3 before 1.36, v1beta4 from it)."""
@@ -61,7 +62,8 @@ def kind_config(etcd_tag: str | None, coredns_tag: str | None = None) -> str:
     return (
         "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n"
         "nodes:\n  - role: control-plane\n"
-        f"kubeadmConfigPatches:\n{body}"
+        + "  - role: worker\n" * workers
+        + f"kubeadmConfigPatches:\n{body}"
     )
 
 
@@ -77,8 +79,9 @@ def ready_workload(resource: str, obj: dict) -> bool:
 
 class KindProvider:
     """A kind cluster named `brokkr-<name>` whose kubeconfig is kept in the cluster dir,
-    on a node of one pinned Kubernetes minor (`kubernetes`, e.g. "1.35"; the newest
-    pinned when not given)."""
+    on nodes of one pinned Kubernetes minor (`kubernetes`, e.g. "1.35"; the newest
+    pinned when not given): one control-plane node, plus `workers` worker nodes whose
+    pod networks brokkr_dev.clusters.podnetwork joins."""
 
     provider = "kind"
 
@@ -89,14 +92,18 @@ class KindProvider:
         base: Path | None = None,
         log: Log = print,
         kubernetes: str | None = None,
+        workers: int = 0,
     ) -> None:
         try:
             self.dir = ClusterDir.of(name, base)
         except ValueError as exc:
             raise ClusterError(str(exc)) from exc
         self.kubernetes = kube_versions.choose(kubernetes)
+        if workers < 0:
+            raise ClusterError(f"workers must be 0 or more, not {workers}")
         self.name = name
         self.log = log
+        self.workers = workers
         self._engine: Engine | None = None
         self.image: str | None = None
 
@@ -147,9 +154,11 @@ class KindProvider:
         ours = self.image.startswith(recipe.REPOSITORY)
         versions = pins(kubernetes=self.kubernetes)
         config.write_text(
-            kind_config(recipe.etcd_image_tag(versions), recipe.coredns_image_tag(versions))
+            kind_config(
+                recipe.etcd_image_tag(versions), recipe.coredns_image_tag(versions), self.workers
+            )
             if ours
-            else kind_config(None)
+            else kind_config(None, workers=self.workers)
         )
         created = time.monotonic()
         self._kind(
@@ -165,6 +174,8 @@ class KindProvider:
             f"{int(START_TIMEOUT)}s",
         )
         self.kubeconfig.chmod(0o600)
+        if self.workers and ours:  # kindnetd does this on kind's published image
+            self.join_pod_networks()
         self.wait_ready(check_network_policy=ours)
         self.log(
             f"cluster {self.name} ready in {time.monotonic() - created:.0f} s "
@@ -172,6 +183,37 @@ class KindProvider:
             f"kubeconfig: {self.kubeconfig}"
         )
         return self.status()
+
+    def join_pod_networks(self) -> None:
+        """Each node its own pod range, routes between them (podnetwork), and the pods
+        that started with an address of the static range started again."""
+        client = ClusterClient.from_kubeconfig(self.kubeconfig)
+        try:
+            wanted = 1 + self.workers
+
+            def registered() -> bool:
+                items = client.get("/api/v1/nodes")["items"]
+                return len(items) == wanted and all(i["spec"].get("podCIDR") for i in items)
+
+            wait_for(registered, START_TIMEOUT, f"{wanted} nodes registered with a pod range")
+            nodes = podnetwork.nodes_of(client.get("/api/v1/nodes")["items"])
+
+            def run(node: str, *command: str, input_text: str | None = None) -> str:
+                flags = ("-i",) if input_text is not None else ()
+                return self.engine.docker("exec", *flags, node, *command, input_text=input_text)
+
+            podnetwork.wire(nodes, run)
+            for pod in podnetwork.stale_pods(client.get("/api/v1/pods")["items"], nodes):
+                meta = pod["metadata"]
+                client.request(
+                    "DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+                )
+            self.log(
+                "pod networks joined: "
+                + ", ".join(f"{node.name} {node.pod_cidr}" for node in nodes)
+            )
+        finally:
+            client.close()
 
     def check_minor(self, server_version: str | None) -> None:
         """Refuse to reuse a running cluster of another Kubernetes minor than asked for."""

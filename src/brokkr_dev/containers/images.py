@@ -18,6 +18,7 @@ host first, so the build itself needs no network.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -36,7 +37,7 @@ from pathlib import Path
 from brokkr_dev.base import git, paths
 from brokkr_dev.base.commands import run
 from brokkr_dev.base.log import Log
-from brokkr_dev.containers import baseimages, buildx, podman_storage
+from brokkr_dev.containers import baseimages, buildx, podman_storage, reproducible
 from brokkr_dev.containers.podman import (
     ContainerError,
     choose_builder,
@@ -199,6 +200,7 @@ class BuildRequest:
     ca_bundle: Path | None = None
     context: Path = paths.REPO_ROOT
     dockerfile: Path = DOCKERFILE
+    reproducible: bool = False  # podman only: brokkr_dev.containers.reproducible
 
     @property
     def references(self) -> list[str]:
@@ -221,7 +223,8 @@ class BuildRequest:
 
 
 def podman_build_command(request: BuildRequest) -> list[str]:
-    """`podman build` for one target and architecture (docker format keeps HEALTHCHECK)."""
+    """`podman build` for one target and architecture (docker format keeps HEALTHCHECK);
+    a reproducible one builds without intermediate images, every time at the epoch."""
     return podman(
         "build",
         "--format",
@@ -230,7 +233,7 @@ def podman_build_command(request: BuildRequest) -> list[str]:
         "chroot",
         "--network",
         "host",
-        "--layers=true",
+        *(reproducible.BUILD_FLAGS if request.reproducible else ("--layers=true",)),
         "--pull=missing",
         *request.common_args(),
         str(request.context),
@@ -397,12 +400,15 @@ def build(
     push: bool = False,
     log: Log = print,
     root: Path = paths.REPO_ROOT,
+    reproducible: bool = False,
 ) -> BuildResult:
     """Build every target for every architecture, then one manifest list per target and tag.
 
     Whichever builder runs, the per-architecture images and the manifest lists end up
     in podman storage, where the release pipeline pushes them from. `root` is the
     checkout to build (a release of another commit builds from its own checkout).
+    `reproducible`: with podman, two builds of one commit give the same digests
+    (brokkr_dev.containers.reproducible; slower, no layer cache); Buildx ignores it.
     """
     for target in targets:
         image_name(target)  # validates
@@ -413,8 +419,15 @@ def build(
     )  # fmt: skip
     info = read_build_info(root)
     result = BuildResult(builder=setup.builder)
+    if reproducible and setup.builder != "podman":
+        log(f"note: {setup.builder} builds are not reproducible here (docs/images.md)")
     for target in targets:
-        requests = [setup.request(target, arch, info, registry, root) for arch in arches]
+        requests = [
+            dataclasses.replace(
+                setup.request(target, arch, info, registry, root), reproducible=reproducible
+            )
+            for arch in arches
+        ]
         for request in requests:
             log(
                 f"building {request.references[0]} with {setup.builder} (base {request.base_image})"
@@ -505,6 +518,8 @@ def copy_build_context(destination: Path, root: Path = paths.REPO_ROOT) -> Path:
 def _podman_builder() -> Callable[[BuildRequest], None]:
     def build(request: BuildRequest) -> None:
         run(podman_build_command(request), stream=True)
+        if request.reproducible:
+            reproducible.normalise(request.references)
 
     return build
 

@@ -57,17 +57,23 @@ class ProjectImages:
     `root` (default: this repository) with a builder: auto, buildx, podman.
 
     Either builder leaves the manifest list in podman storage; the steps below push,
-    tag and sign it from there without knowing which builder made it.
+    tag and sign it from there without knowing which builder made it. With podman the
+    images are reproducible: a rebuild of the release commit gives the same digests.
     """
 
     builder: str = "auto"
     root: Path = paths.REPO_ROOT
+    reproducible: bool = True
 
     def __call__(self, name: str, platforms: Sequence[str]) -> str:
         target = name.removeprefix("brokkr-")
         arches = tuple(p.split("/", 1)[1] for p in platforms)
         result = images.build(
-            targets=(target,), arches=arches, builder=self.builder, root=self.root
+            targets=(target,),
+            arches=arches,
+            builder=self.builder,
+            root=self.root,
+            reproducible=self.reproducible,
         )
         return str(result.manifests[target][0])
 

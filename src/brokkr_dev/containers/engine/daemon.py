@@ -50,9 +50,11 @@ class Engine:
         """Environment for the docker CLI and kind to reach this engine."""
         return {"DOCKER_HOST": self.host}
 
-    def docker(self, *args: str, timeout: float = 600, check: bool = True) -> str:
+    def docker(
+        self, *args: str, timeout: float = 600, check: bool = True, input_text: str | None = None
+    ) -> str:
         """Run the docker CLI against this engine and return its stdout."""
-        return docker(self.host, *args, timeout=timeout, check=check)
+        return docker(self.host, *args, timeout=timeout, check=check, input_text=input_text)
 
     def registry_mirrors(self) -> list[str]:
         """The engine's `registry-mirrors`, which it asks before Docker Hub ([] when none,
@@ -66,8 +68,15 @@ class Engine:
             return []
 
 
-def docker(docker_host: str, *args: str, timeout: float = 600, check: bool = True) -> str:
-    """`docker ARGS` against `docker_host`; EngineError with stderr on failure."""
+def docker(
+    docker_host: str,
+    *args: str,
+    timeout: float = 600,
+    check: bool = True,
+    input_text: str | None = None,
+) -> str:
+    """`docker ARGS` against `docker_host` (`input_text` on its stdin); EngineError with
+    stderr on failure."""
     binary = shutil.which("docker")
     if binary is None:
         raise EngineError(
@@ -76,7 +85,13 @@ def docker(docker_host: str, *args: str, timeout: float = 600, check: bool = Tru
     env = {**os.environ, "DOCKER_HOST": docker_host}
     try:
         result = subprocess.run(
-            [binary, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
+            [binary, *args],
+            input=input_text,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise EngineError(f"`docker {' '.join(args)}` took more than {timeout:.0f} s") from exc
