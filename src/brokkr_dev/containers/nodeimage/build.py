@@ -27,7 +27,7 @@ from pathlib import Path
 from brokkr_dev.base import toolchain
 from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.base.log import Log
-from brokkr_dev.containers import baseimages, userns
+from brokkr_dev.containers import baseimages, foreignarch, userns
 from brokkr_dev.containers.engine import Engine, EngineError
 from brokkr_dev.containers.nodeimage import assemble, kube_versions, published, recipe
 from brokkr_dev.containers.nodeimage.kube_versions import NodeKubernetes
@@ -40,6 +40,12 @@ OUR_BUILD_FILES = (
     *sorted(FILES.iterdir()),
 )
 PULL_TIMEOUT = 300.0
+# The node's own Kubernetes binaries, and how each prints its version.
+VERSION_COMMANDS = {
+    "/usr/bin/kubelet": ("--version",),
+    "/usr/bin/kubectl": ("version", "--client"),
+    "/usr/lib/brokkr/kubeadm": ("version", "--output=short"),
+}
 
 
 class NodeImageError(AutomationError):
@@ -176,6 +182,28 @@ def our_node_image(
     return tag
 
 
+def checked_node_image(
+    engine: Engine, arch: str, kubernetes: NodeKubernetes | None = None, log: Log = print
+) -> str:
+    """Our node image for `arch` (built once: for another architecture than this
+    machine's, its tools are cross-built), with its binaries and config checked by the
+    build; then, when QEMU can run `arch` here, each Kubernetes binary runs once in it."""
+    tag = our_node_image(engine, log, arch, kubernetes=kubernetes)
+    if arch == toolchain.host_platform()[1]:
+        return tag
+    entry = foreignarch.BINFMT / f"qemu-{foreignarch.QEMU_NAMES.get(arch, arch)}"
+    if not entry.exists():
+        log(f"node image: {tag} not run here (no QEMU for {arch}: {entry} is missing)")
+        return tag
+    for binary, arguments in VERSION_COMMANDS.items():
+        version = engine.docker(
+            "run", "--rm", "--platform", f"linux/{arch}", "--entrypoint", binary, tag, *arguments,
+            timeout=300,
+        )  # fmt: skip
+        log(f"node image: {binary} in QEMU ({arch}): {version.strip().splitlines()[0]}")
+    return tag
+
+
 def saved_name(versions: dict[str, str], arch: str, key: str) -> str:
     """node-v1.37.2-amd64-<key>.tar: the saved image, named by its Kubernetes release."""
     return f"node-{versions[recipe.KUBERNETES]}-{arch}-{key}.tar"
@@ -226,7 +254,7 @@ def build(
     into the engine as `tag`."""
     # Before anything is built: mmdebstrap and the assembly both need it.
     userns.ensure_available("building the kind node image")
-    binaries = _tool_binaries(node, log)
+    binaries = _tool_binaries(node, log, arch)
     node_tar = _rootfs(recipe.node_rootfs(arch), log)
     tools_tar = _rootfs(recipe.tools_rootfs(arch), log)
     with tempfile.TemporaryDirectory(prefix="brokkr-kind-node-", dir=recipe.cache_dir()) as tmp:
@@ -234,12 +262,24 @@ def build(
         images = recipe.component_images(versions)
         stamp = _timed(log, "component images")
         _component_images(
-            engine, images=images, binaries=binaries, tools_tar=tools_tar, work=work, log=log
+            engine,
+            images=images,
+            binaries=binaries,
+            tools_tar=tools_tar,
+            work=work,
+            arch=arch,
+            log=log,
         )
         stamp()
         stamp = _timed(log, "node root filesystem")
         plan = node_assembly(
-            node_tar, kind_dir, binaries=binaries, versions=versions, images=images, work=work
+            node_tar,
+            kind_dir,
+            binaries=binaries,
+            versions=versions,
+            images=images,
+            work=work,
+            arch=arch,
         )
         engine.docker(
             "save", "--output", str(plan.images_tar), *(i.name for i in images), timeout=1800
@@ -249,9 +289,26 @@ def build(
         finally:
             userns.remove_tree(plan.work)  # left behind only if the assembly was killed
         stamp()
-        stamp = _timed(log, "docker import of the node image")
-        _import(engine, plan.output, tag, key)
+        stamp = _timed(log, f"check that every binary is {arch}")
+        check_binaries(plan.output, arch)
         stamp()
+        stamp = _timed(log, "docker import of the node image")
+        _import(engine, plan.output, tag, key, arch)
+        stamp()
+
+
+def check_binaries(tarball: Path, arch: str) -> None:
+    """Every ELF file in the node's tarball and in the component images saved inside
+    it is built for `arch`: a tool built for the host by mistake fails here, not when a
+    node of that architecture first runs it."""
+    wrong = foreignarch.wrong_binaries(tarball, arch)
+    if wrong:
+        listed = "\n  ".join(wrong[:20]) + ("\n  ..." if len(wrong) > 20 else "")
+        raise NodeImageError(
+            f"the {arch} node image would hold {len(wrong)} binaries of another "
+            f"architecture:\n  {listed}\nRebuild those tools for {arch} "
+            "(`toolchain.cross_build`), or remove them from the recipe."
+        )
 
 
 def node_assembly(
@@ -262,6 +319,7 @@ def node_assembly(
     versions: dict[str, str],
     images: list[recipe.ComponentImage],
     work: Path,
+    arch: str,
 ) -> assemble.NodeAssembly:
     """What assemble.py does for this image; its paths are below `work`."""
     kind_files = node_files(kind_dir)
@@ -273,6 +331,8 @@ def node_assembly(
         texts=node_texts(kind_files, versions, images),
         work=work / "assembly",
         output=work / "node.tar",
+        arch=arch,
+        host_arch=toolchain.host_platform()[1],
     )
 
 
@@ -302,22 +362,21 @@ def _timed(log: Log, what: str) -> Callable[[], None]:
     return lambda: log(f"node image: {what} took {time.monotonic() - started:.0f} s")
 
 
-def _tool_binaries(node: toolchain.Tool, log: Log) -> dict[str, Path]:
-    """name -> built binary for the node's Kubernetes and every other pinned tool the
-    node needs (built once)."""
+def _tool_binaries(node: toolchain.Tool, log: Log, arch: str) -> dict[str, Path]:
+    """name -> built binary, for `arch`, of the node's Kubernetes and every other pinned
+    tool the node needs (built once)."""
     manifest = toolchain.load_manifest()
     found: dict[str, Path] = {}
-    for tool in (node, *(manifest[name] for name in recipe.PINNED_TOOLS)):
+    for tool in (node, *(manifest[name] for name in recipe.IMAGE_TOOLS)):
         name = tool.name
         started = time.monotonic()
         try:
-            link = toolchain.ensure(tool, log=log)
+            directory = toolchain.cross_build(tool, arch, log=log)
         except toolchain.ToolError as exc:
             raise NodeImageError(str(exc)) from exc
         elapsed = time.monotonic() - started
         if elapsed > 5:
-            log(f"node image: {name} {tool.version} took {elapsed:.0f} s")
-        directory = link.resolve().parent
+            log(f"node image: {name} {tool.version} for {arch} took {elapsed:.0f} s")
         for binary in (tool.binary, *tool.companions):
             found[binary] = directory / binary
     return found
@@ -341,12 +400,17 @@ def _component_images(
     binaries: dict[str, Path],
     tools_tar: Path,
     work: Path,
+    arch: str,
     log: Log,
 ) -> None:
-    """Every image on the small network-tools base, each with its binary added."""
+    """Every image on the small network-tools base, each with its binary added, all
+    of them for `arch` (the node's containerd picks images by platform)."""
     base = recipe.TOOLS_IMAGE
+    platform = f"linux/{arch}"
     engine.docker(
         "import",
+        "--platform",
+        platform,
         "--change",
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         str(tools_tar),
@@ -365,7 +429,16 @@ def _component_images(
             f'ENTRYPOINT ["/usr/local/bin/{image.binary}"]\n'
         )
         output = subprocess.run(
-            ["docker", "build", "--quiet", "--tag", image.name, str(context)],
+            [
+                "docker",
+                "build",
+                "--quiet",
+                "--platform",
+                platform,
+                "--tag",
+                image.name,
+                str(context),
+            ],
             capture_output=True,
             text=True,
             env={**os.environ, **engine.env, "DOCKER_BUILDKIT": "0"},
@@ -376,9 +449,10 @@ def _component_images(
     log(f"node image: {len(images)} component images on {base}")
 
 
-def _import(engine: Engine, tarball: Path, tag: str, key: str) -> None:
+def _import(engine: Engine, tarball: Path, tag: str, key: str, arch: str) -> None:
     """Only a whole tarball is imported (it is written to a file, never piped), so a
-    failed assembly cannot leave a truncated image under the tag."""
+    failed assembly cannot leave a truncated image under the tag. The image's config
+    names `arch`, which is checked after the import."""
     changes = (
         # (docker import takes no STOPSIGNAL; kind removes nodes with a kill anyway)
         "ENV container=docker",
@@ -386,4 +460,8 @@ def _import(engine: Engine, tarball: Path, tag: str, key: str) -> None:
         f"LABEL {recipe.KEY_LABEL}={key}",
     )
     arguments = [a for change in changes for a in ("--change", change)]
-    engine.docker("import", *arguments, str(tarball), tag, timeout=1800)
+    platform = f"linux/{arch}"
+    engine.docker("import", "--platform", platform, *arguments, str(tarball), tag, timeout=1800)
+    found = engine.docker("image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", tag)
+    if found.strip() != platform:
+        raise NodeImageError(f"{tag} was imported as {found.strip()}, not {platform}")
