@@ -399,13 +399,19 @@ def _install(tool: Tool, log: Log, go: str | None) -> Path:
     )
 
 
-def cross_build(tool: Tool, arch: str, log: Log = print, go: str | None = None) -> Path:
+def cross_build(
+    tool: Tool,
+    arch: str,
+    log: Log = print,
+    go: str | None = None,
+    bin_dir: Path = paths.BIN_DIR,
+) -> Path:
     """The directory of the tool's binaries built for linux/`arch`, built once with Go
     into its own cache directory. For this machine's architecture that is `ensure`'s
-    build; for another one (the arm64 node image on an amd64 machine) nothing probes the
+    build (linked into `bin_dir`); for another one (the arm64 node image on an amd64 machine) nothing probes the
     version: this machine may not run the binaries."""
     if arch == host_platform()[1]:
-        return ensure(tool, log=log, go=go).resolve().parent
+        return ensure(tool, bin_dir=bin_dir, log=log, go=go).resolve().parent
     target = cache_root(tool) / f"linux-{arch}" / "bin"
     if all((target / name).exists() for name in (tool.binary, *tool.companions)):
         return target

@@ -27,7 +27,7 @@ from pathlib import Path
 from brokkr_dev.base import toolchain
 from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.base.log import Log
-from brokkr_dev.containers import baseimages, foreignarch, userns
+from brokkr_dev.containers import baseimages, foreignarch, loadarchive, userns
 from brokkr_dev.containers.engine import Engine, EngineError
 from brokkr_dev.containers.nodeimage import assemble, kube_versions, published, recipe
 from brokkr_dev.containers.nodeimage.kube_versions import NodeKubernetes
@@ -40,6 +40,7 @@ OUR_BUILD_FILES = (
     *sorted(FILES.iterdir()),
 )
 PULL_TIMEOUT = 300.0
+STANDARD_PATH = assemble.STANDARD_PATH
 # The node's own Kubernetes binaries, and how each prints its version.
 VERSION_COMMANDS = {
     "/usr/bin/kubelet": ("--version",),
@@ -260,18 +261,6 @@ def build(
     with tempfile.TemporaryDirectory(prefix="brokkr-kind-node-", dir=recipe.cache_dir()) as tmp:
         work = Path(tmp)
         images = recipe.component_images(versions)
-        stamp = _timed(log, "component images")
-        _component_images(
-            engine,
-            images=images,
-            binaries=binaries,
-            tools_tar=tools_tar,
-            work=work,
-            arch=arch,
-            log=log,
-        )
-        stamp()
-        stamp = _timed(log, "node root filesystem")
         plan = node_assembly(
             node_tar,
             kind_dir,
@@ -281,9 +270,10 @@ def build(
             work=work,
             arch=arch,
         )
-        engine.docker(
-            "save", "--output", str(plan.images_tar), *(i.name for i in images), timeout=1800
-        )
+        stamp = _timed(log, "component images")
+        component_archive(images, binaries, tools_tar, arch, plan.images_tar)
+        stamp()
+        stamp = _timed(log, "node root filesystem")
         try:
             assemble.run(plan.save(work / "assembly.json"))
         finally:
@@ -292,8 +282,8 @@ def build(
         stamp = _timed(log, f"check that every binary is {arch}")
         check_binaries(plan.output, arch)
         stamp()
-        stamp = _timed(log, "docker import of the node image")
-        _import(engine, plan.output, tag, key, arch)
+        stamp = _timed(log, "docker load of the node image")
+        _load(engine, plan.output, tag, key, arch)
         stamp()
 
 
@@ -393,75 +383,57 @@ def _rootfs(image: baseimages.BaseImage, log: Log) -> Path:
     return tarball
 
 
-def _component_images(
-    engine: Engine,
-    *,
+def component_archive(
     images: list[recipe.ComponentImage],
     binaries: dict[str, Path],
     tools_tar: Path,
-    work: Path,
     arch: str,
-    log: Log,
+    output: Path,
 ) -> None:
-    """Every image on the small network-tools base, each with its binary added, all
-    of them for `arch` (the node's containerd picks images by platform)."""
-    base = recipe.TOOLS_IMAGE
-    platform = f"linux/{arch}"
-    engine.docker(
-        "import",
-        "--platform",
-        platform,
-        "--change",
-        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        str(tools_tar),
-        base,
-        timeout=900,
-    )
+    """The images the node imports at boot, as one archive for `ctr images import`:
+    each is the small network-tools root filesystem plus a layer with its binary (the
+    base layer is stored once), and each config names `arch`."""
+    layers = output.parent / "layers"
+    layers.mkdir(exist_ok=True)
+    env = (f"PATH={STANDARD_PATH}",)
+    archived = []
     for image in images:
         if not image.binary:
+            archived.append(loadarchive.ArchiveImage(image.name, (tools_tar,), env))
             continue
-        context = work / "context" / image.binary
-        context.mkdir(parents=True)
-        shutil.copy2(binaries[image.binary], context / image.binary)
-        (context / "Dockerfile").write_text(
-            f"FROM {base}\n"
-            f"COPY {image.binary} /usr/local/bin/{image.binary}\n"
-            f'ENTRYPOINT ["/usr/local/bin/{image.binary}"]\n'
+        inside = f"usr/local/bin/{image.binary}"
+        layer = loadarchive.binary_layer(
+            binaries[image.binary], inside, layers / f"{image.binary}.tar"
         )
-        output = subprocess.run(
-            [
-                "docker",
-                "build",
-                "--quiet",
-                "--platform",
-                platform,
-                "--tag",
-                image.name,
-                str(context),
-            ],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **engine.env, "DOCKER_BUILDKIT": "0"},
-            check=False,
+        archived.append(
+            loadarchive.ArchiveImage(image.name, (tools_tar, layer), env, (f"/{inside}",))
         )
-        if output.returncode != 0:
-            raise NodeImageError(f"building {image.name} failed: {output.stderr.strip()[-1500:]}")
-    log(f"node image: {len(images)} component images on {base}")
+    loadarchive.write(output, archived, arch)
 
 
-def _import(engine: Engine, tarball: Path, tag: str, key: str, arch: str) -> None:
-    """Only a whole tarball is imported (it is written to a file, never piped), so a
-    failed assembly cannot leave a truncated image under the tag. The image's config
-    names `arch`, which is checked after the import."""
-    changes = (
-        # (docker import takes no STOPSIGNAL; kind removes nodes with a kill anyway)
-        "ENV container=docker",
-        'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]',
-        f"LABEL {recipe.KEY_LABEL}={key}",
+def _load(engine: Engine, tarball: Path, tag: str, key: str, arch: str) -> None:
+    """The node tarball as one layer of an image whose config names `arch`, loaded
+    into the engine as `tag`. The archive is written to a file before the engine
+    reads it, so a failed assembly cannot leave a truncated image under the tag; the
+    loaded image's platform is checked."""
+    archive = tarball.with_name("node-image.tar")
+    loadarchive.write(
+        archive,
+        [
+            loadarchive.ArchiveImage(
+                tag=tag,
+                layers=(tarball,),
+                # (no STOPSIGNAL: kind removes nodes with a kill anyway)
+                env=("container=docker",),
+                entrypoint=("/usr/local/bin/entrypoint", "/sbin/init"),
+                labels={recipe.KEY_LABEL: key},
+            )
+        ],
+        arch,
     )
-    arguments = [a for change in changes for a in ("--change", change)]
+    tarball.unlink()  # the archive holds it now; the disk need not hold it twice
+    engine.docker("load", "--input", str(archive), timeout=1800)
     platform = f"linux/{arch}"
-    engine.docker("import", "--platform", platform, *arguments, str(tarball), tag, timeout=1800)
     found = engine.docker("image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", tag)
     if found.strip() != platform:
-        raise NodeImageError(f"{tag} was imported as {found.strip()}, not {platform}")
+        raise NodeImageError(f"{tag} was loaded as {found.strip()}, not {platform}")
