@@ -9,6 +9,7 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/provider/envprovider"
 	"go.opentelemetry.io/collector/confmap/provider/fileprovider"
 	"go.opentelemetry.io/collector/otelcol"
 )
@@ -25,8 +26,13 @@ func main() {
 		},
 		Factories: components,
 		ConfigProviderSettings: otelcol.ConfigProviderSettings{
+			// The command resolves a `${NAME}` without a scheme through "env", and
+			// refuses to start unless that provider is listed.
 			ResolverSettings: confmap.ResolverSettings{
-				ProviderFactories: []confmap.ProviderFactory{fileprovider.NewFactory()},
+				ProviderFactories: []confmap.ProviderFactory{
+					fileprovider.NewFactory(),
+					envprovider.NewFactory(),
+				},
 			},
 		},
 	}
