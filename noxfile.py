@@ -359,3 +359,19 @@ def node_image_key(session: nox.Session) -> None:
     """
     install(session)
     invoke(session, "e2e.node-image-key", *session.posargs)
+
+
+@nox.session(name="node-image", python=PYTHON)
+def node_image(session: nox.Session) -> None:
+    """Build (once) and check our kind node image for an architecture:
+    `nox -s node-image -- [--arch arm64] [--kubernetes 1.NN]` (docs/e2e.md, "The arm64
+    node image"; default: this machine's architecture and the newest pinned minor).
+
+    Every binary in the image, and in the component images inside it, must be of that
+    architecture, and so must the image's config; for another architecture than this
+    machine's, the tools are cross-built, and the node's Kubernetes binaries run once
+    in QEMU when the machine has it (Debian: qemu-user-static).
+    """
+    install(session)
+    invoke(session, "system.install", "--features", "base,containers")
+    invoke(session, "e2e.node-image", *session.posargs)

@@ -39,7 +39,9 @@ from brokkr_dev.containers import (
 from brokkr_dev.containers import (
     podman as containers,
 )
+from brokkr_dev.containers.nodeimage import build as nodeimage_build
 from brokkr_dev.containers.nodeimage import key as node_image_key
+from brokkr_dev.containers.nodeimage import kube_versions
 from brokkr_dev.local import stack as localstack
 from brokkr_dev.monitoring import rules as monitoring
 from brokkr_dev.release import cli as release_cli
@@ -481,6 +483,23 @@ def e2e_node_image_key(c, github_output="", kubernetes=""):
         node_image_key.write_github_output(key, Path(github_output))
 
 
+@task(
+    help={
+        "arch": "amd64 or arm64 (default: this machine's); another one is cross-built",
+        "kubernetes": "the node's Kubernetes minor, e.g. 1.35 (default: the newest pinned)",
+    }
+)
+def e2e_node_image(c, arch="", kubernetes=""):
+    """Build (once) and check our kind node image: every binary in it and its config
+    are of the architecture; a foreign one's Kubernetes binaries run once in QEMU."""
+    arch = arch or toolchain.host_platform()[1]
+    with engine.session_engine():
+        tag = nodeimage_build.checked_node_image(
+            engine.ensure_engine(), arch, kube_versions.choose(kubernetes or None)
+        )
+    print(tag)
+
+
 def after_double_dash(c: Any) -> list[str]:
     """The arguments after `--`, exactly as given: Invoke's own remainder joins them
     with spaces, which would split `-k "a or b"` into four words."""
@@ -644,6 +663,7 @@ e2e_ns = Collection("e2e")
 e2e_ns.add_task(e2e_kind_run, "kind")
 e2e_ns.add_task(e2e_kind_matrix, "kind-matrix")
 e2e_ns.add_task(e2e_node_image_key, "node-image-key")
+e2e_ns.add_task(e2e_node_image, "node-image")
 
 
 # --- scan: security scans (src/brokkr_dev/scan, docs/security.md) ------------------

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+from brokkr_dev.base import toolchain
 from brokkr_dev.base.commands import CommandError
 from brokkr_dev.containers import userns
 from brokkr_dev.containers.nodeimage import assemble, build, recipe
@@ -302,6 +303,7 @@ def plan_for(builder: Builder, with_ctr: bool = True) -> tuple[assemble.NodeAsse
         versions=PINS,
         images=recipe.component_images(PINS),
         work=workspace,
+        arch=toolchain.host_platform()[1],
     )
     plan.images_tar.write_bytes(b"component images")
     plan_file = plan.save(workspace / "assembly.json")

@@ -21,6 +21,7 @@ import pytest
 from brokkr_dev.base import toolchain
 from brokkr_dev.base.commands import CommandError
 from brokkr_dev.base.toolchain import Tool, ToolError
+from brokkr_dev.containers import foreignarch
 
 GO = shutil.which("go")  # looked up before the fixture narrows PATH
 
@@ -46,6 +47,12 @@ import (
 
 func main() { fmt.Println(api.Name, dep.Name) }
 """
+
+
+HELLO = {
+    "go.mod": "module example.test/hello\n\ngo 1.21\n",
+    "main.go": 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hello") }\n',
+}
 
 
 def publish(proxy: Path, module: str, version: str, files: dict[str, str]) -> None:
@@ -83,6 +90,7 @@ def proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     )
     publish(root, "example.test/ctl/api", "v1.0.0", library("example.test/ctl/api", "api-1.0.0"))
     publish(root, "example.test/dep", "v1.0.0", library("example.test/dep", "dep-1.0.0"))
+    publish(root, "example.test/hello", "v1.0.0", HELLO)
     # example.test/dep v1.0.1, which the go.mod requires, is not served at all.
     monkeypatch.setenv("GOPROXY", root.as_uri())
     monkeypatch.setenv("GOSUMDB", "off")
@@ -148,3 +156,58 @@ def test_the_manifest_reads_go_build_in_module_and_go_replace(tmp_path: Path):
     manifest.write_text("[ctl]\nversion = 'v1.0.0'\ngo_replace = { 'a' = 1 }\n")
     with pytest.raises(ToolError, match=r"\[ctl\] go_replace must be a table of strings"):
         toolchain.load_manifest(manifest)
+
+
+HOST = toolchain.host_platform()[1]
+OTHER = "arm64" if HOST == "amd64" else "amd64"
+
+
+def architecture(binary: Path) -> str:
+    machine = foreignarch.elf_machine(binary.read_bytes()[:20])
+    assert machine is not None, f"{binary} is not an ELF file"
+    return foreignarch.architecture_of(machine)
+
+
+def hello_tools(tmp_path: Path) -> list[Tool]:
+    """The three ways tools.toml builds with Go: `go install module@version`, `go build`
+    in a copy of the module, and `go build` in a folder of the repository (go_dir)."""
+    source = tmp_path / "go-dir"
+    source.mkdir()
+    for name, text in HELLO.items():
+        (source / name).write_text(text)
+    plain = {"version": "v1.0.0", "version_args": (), "go_ldflags": "-s -w"}
+    return [
+        Tool(name="hello", binary="hello", go_module="example.test/hello", **plain),
+        controller(),
+        Tool(name="hello-dir", binary="hello-dir", go_dir=str(source), **plain),
+    ]
+
+
+@pytest.mark.parametrize("way", ["go install", "build in module", "go_dir"])
+def test_a_tool_is_cross_built_beside_its_build_for_this_machine(
+    proxy: Path, tmp_path: Path, way: str
+):
+    tool = hello_tools(tmp_path)[["go install", "build in module", "go_dir"].index(way)]
+    built = toolchain.cross_build(tool, OTHER, log=lambda _: None, go=GO)
+    assert built == toolchain.cache_root(tool) / f"linux-{OTHER}" / "bin"
+    assert architecture(built / tool.binary) == OTHER
+    assert sorted(p.name for p in built.iterdir()) == [tool.binary]
+    # This machine's build is the usual one, in its usual place, and runs here.
+    link = toolchain.ensure(tool, bin_dir=tmp_path / "bin", log=lambda _: None, go=GO)
+    assert link.resolve().parent == toolchain.cache_root(tool) / "bin"
+    assert architecture(link.resolve()) == HOST
+    same = toolchain.cross_build(tool, HOST, go=GO, bin_dir=tmp_path / "bin")
+    assert same == link.resolve().parent
+    # Built once: a second call finds it.
+    log: list[str] = []
+    assert toolchain.cross_build(tool, OTHER, log=log.append, go=GO) == built
+    assert log == []
+
+
+def test_a_tool_without_a_go_build_cannot_be_cross_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("BROKKR_CACHE_DIR", str(tmp_path / "cache"))
+    tool = Tool(name="py", version="v1.0.0", binary="py", version_args=(), pip_package="py")
+    with pytest.raises(ToolError, match=f"only tools built with Go can be built for linux/{OTHER}"):
+        toolchain.cross_build(tool, OTHER, go=GO)

@@ -399,8 +399,45 @@ def _install(tool: Tool, log: Log, go: str | None) -> Path:
     )
 
 
-def _go_install(tool: Tool, go: str, log: Log) -> Path:
-    target = cache_root(tool) / "bin"
+def cross_build(
+    tool: Tool,
+    arch: str,
+    log: Log = print,
+    go: str | None = None,
+    bin_dir: Path = paths.BIN_DIR,
+) -> Path:
+    """The directory of the tool's binaries built for linux/`arch`, built once with Go
+    into its own cache directory. For this machine's architecture that is `ensure`'s
+    build (linked into `bin_dir`); for another one (the arm64 node image on an amd64 machine) nothing probes the
+    version: this machine may not run the binaries."""
+    if arch == host_platform()[1]:
+        return ensure(tool, bin_dir=bin_dir, log=log, go=go).resolve().parent
+    target = cache_root(tool) / f"linux-{arch}" / "bin"
+    if all((target / name).exists() for name in (tool.binary, *tool.companions)):
+        return target
+    go = go or shutil.which("go")
+    if go is None or not (tool.go_module or tool.go_dir):
+        raise ToolError(
+            f"{tool.name} {tool.version} for linux/{arch} is built with Go from its "
+            f"{'module' if tool.go_module else 'source'}: install Go 1.22+ "
+            "(https://go.dev/dl or `apt-get install golang`)"
+            if go is None
+            else f"{tool.name}: only tools built with Go can be built for linux/{arch}"
+        )
+    partial = target.with_name("bin.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    _go_install(tool, go, log, target=partial, arch=arch)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
+
+
+def _go_install(
+    tool: Tool, go: str, log: Log, target: Path | None = None, arch: str | None = None
+) -> Path:
+    """Build the tool into `target` (its cache's bin/ by default); with `arch`, for
+    linux/`arch`, statically (no C toolchain for that architecture is needed)."""
+    target = target or cache_root(tool) / "bin"
     target.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
@@ -408,6 +445,8 @@ def _go_install(tool: Tool, go: str, log: Log) -> Path:
         "GOFLAGS": "-mod=mod -buildvcs=false",
         **{key: tool.expand(value) for key, value in tool.go_env.items()},
     }
+    if arch:
+        env.update(GOOS="linux", GOARCH=arch, CGO_ENABLED="0")
     ldflags = tool.expand(tool.go_ldflags)
     if tool.go_dir:
         source = paths.REPO_ROOT / tool.go_dir
@@ -421,18 +460,31 @@ def _go_install(tool: Tool, go: str, log: Log) -> Path:
             command = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", output, "."]
         _run(command, tool, cwd=source, env=env)
     elif tool.go_build_in_module:
-        _go_build_in_module(tool, go, env, ldflags, log)
+        _go_build_in_module(tool, go, env, ldflags, log, output=target / tool.binary)
     else:
         module = f"{tool.go_module}@{tool.go_version or tool.version}"
         log(f"{tool.name} {tool.version}: go install {module} (first time only)")
-        _run([go, "install", "-trimpath", "-ldflags", ldflags, module], tool, env=env)
+        with tempfile.TemporaryDirectory(prefix="brokkr-gopath-") as gopath:
+            if arch:
+                # `go install` refuses GOBIN for another architecture; it writes to
+                # $GOPATH/bin/linux_<arch>/ instead, so GOPATH is a scratch directory
+                # (and the module cache stays where it is).
+                modcache = _go_output([go, "env", "-json", "GOMODCACHE"], tool, env, "GOMODCACHE")
+                env.pop("GOBIN")
+                env.update(GOPATH=gopath, GOMODCACHE=modcache)
+            _run([go, "install", "-trimpath", "-ldflags", ldflags, module], tool, env=env)
+            if arch:
+                for built in (Path(gopath) / "bin" / f"linux_{arch}").iterdir():
+                    shutil.move(built, target / built.name)
         built = target / Path(tool.go_module or "").name
         if built.name != tool.binary and built.exists():
             built.rename(target / tool.binary)
     return target / tool.binary
 
 
-def _go_build_in_module(tool: Tool, go: str, env: dict[str, str], ldflags: str, log: Log) -> None:
+def _go_build_in_module(
+    tool: Tool, go: str, env: dict[str, str], ldflags: str, log: Log, *, output: Path
+) -> None:
     """`go build` the module's main package inside a scratch copy of the module.
 
     Replaces by local path point at nested modules (e.g. `./api`), which the module
@@ -452,8 +504,7 @@ def _go_build_in_module(tool: Tool, go: str, env: dict[str, str], ldflags: str, 
     edits += [f"-replace={old}={new}" for old, new in tool.go_replace.items()]
     if edits:
         _run([go, "mod", "edit", *edits], tool, cwd=scratch, env=env)
-    output = str(cache_root(tool) / "bin" / tool.binary)
-    build = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", output, "."]
+    build = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(output), "."]
     _run(build, tool, cwd=scratch, env=env)
     shutil.rmtree(scratch)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from brokkr_dev.base.commands import run as run_command
 from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.base.system import sbin_program
-from brokkr_dev.containers import userns
+from brokkr_dev.containers import foreignarch, userns
 
 MODULE = "brokkr_dev.containers.nodeimage.assemble"
 FILES = Path(__file__).parent / "files"
@@ -57,6 +57,8 @@ class NodeAssembly:
     texts: dict[str, str]  # path in the image -> generated content (configs, manifests)
     work: Path  # created here for the tree, and removed before the assembly ends
     output: Path  # the image tarball, with numeric owners
+    arch: str  # the node's architecture (Go name); another one than the host's runs in QEMU
+    host_arch: str
 
     def save(self, path: Path) -> Path:
         path.write_text(json.dumps(asdict(self), default=str, indent=2))
@@ -73,6 +75,8 @@ class NodeAssembly:
             texts=dict(data["texts"]),
             work=Path(data["work"]),
             output=Path(data["output"]),
+            arch=data["arch"],
+            host_arch=data["host_arch"],
         )
 
 
@@ -95,7 +99,8 @@ def assemble(plan: NodeAssembly) -> None:
         rootfs.mkdir(mode=0o755)
         extract(plan.rootfs_tar, rootfs)
         install_node_files(rootfs, plan)
-        containerd_spec(rootfs)
+        with foreignarch.emulator_in(rootfs, plan.arch, plan.host_arch):
+            containerd_spec(rootfs)
         systemd_units(rootfs)
         (rootfs / "etc/kubernetes/manifests").mkdir(parents=True, exist_ok=True)
         pack(rootfs, plan.output)

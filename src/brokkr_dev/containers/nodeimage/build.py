@@ -27,7 +27,7 @@ from pathlib import Path
 from brokkr_dev.base import toolchain
 from brokkr_dev.base.errors import AutomationError
 from brokkr_dev.base.log import Log
-from brokkr_dev.containers import baseimages, userns
+from brokkr_dev.containers import baseimages, foreignarch, loadarchive, userns
 from brokkr_dev.containers.engine import Engine, EngineError
 from brokkr_dev.containers.nodeimage import assemble, kube_versions, published, recipe
 from brokkr_dev.containers.nodeimage.kube_versions import NodeKubernetes
@@ -40,6 +40,13 @@ OUR_BUILD_FILES = (
     *sorted(FILES.iterdir()),
 )
 PULL_TIMEOUT = 300.0
+STANDARD_PATH = assemble.STANDARD_PATH
+# The node's own Kubernetes binaries, and how each prints its version.
+VERSION_COMMANDS = {
+    "/usr/bin/kubelet": ("--version",),
+    "/usr/bin/kubectl": ("version", "--client"),
+    "/usr/lib/brokkr/kubeadm": ("version", "--output=short"),
+}
 
 
 class NodeImageError(AutomationError):
@@ -176,6 +183,28 @@ def our_node_image(
     return tag
 
 
+def checked_node_image(
+    engine: Engine, arch: str, kubernetes: NodeKubernetes | None = None, log: Log = print
+) -> str:
+    """Our node image for `arch` (built once: for another architecture than this
+    machine's, its tools are cross-built), with its binaries and config checked by the
+    build; then, when QEMU can run `arch` here, each Kubernetes binary runs once in it."""
+    tag = our_node_image(engine, log, arch, kubernetes=kubernetes)
+    if arch == toolchain.host_platform()[1]:
+        return tag
+    entry = foreignarch.BINFMT / f"qemu-{foreignarch.QEMU_NAMES.get(arch, arch)}"
+    if not entry.exists():
+        log(f"node image: {tag} not run here (no QEMU for {arch}: {entry} is missing)")
+        return tag
+    for binary, arguments in VERSION_COMMANDS.items():
+        version = engine.docker(
+            "run", "--rm", "--platform", f"linux/{arch}", "--entrypoint", binary, tag, *arguments,
+            timeout=300,
+        )  # fmt: skip
+        log(f"node image: {binary} in QEMU ({arch}): {version.strip().splitlines()[0]}")
+    return tag
+
+
 def saved_name(versions: dict[str, str], arch: str, key: str) -> str:
     """node-v1.37.2-amd64-<key>.tar: the saved image, named by its Kubernetes release."""
     return f"node-{versions[recipe.KUBERNETES]}-{arch}-{key}.tar"
@@ -226,32 +255,50 @@ def build(
     into the engine as `tag`."""
     # Before anything is built: mmdebstrap and the assembly both need it.
     userns.ensure_available("building the kind node image")
-    binaries = _tool_binaries(node, log)
+    binaries = _tool_binaries(node, log, arch)
     node_tar = _rootfs(recipe.node_rootfs(arch), log)
     tools_tar = _rootfs(recipe.tools_rootfs(arch), log)
     with tempfile.TemporaryDirectory(prefix="brokkr-kind-node-", dir=recipe.cache_dir()) as tmp:
         work = Path(tmp)
         images = recipe.component_images(versions)
-        stamp = _timed(log, "component images")
-        _component_images(
-            engine, images=images, binaries=binaries, tools_tar=tools_tar, work=work, log=log
+        plan = node_assembly(
+            node_tar,
+            kind_dir,
+            binaries=binaries,
+            versions=versions,
+            images=images,
+            work=work,
+            arch=arch,
         )
+        stamp = _timed(log, "component images")
+        component_archive(images, binaries, tools_tar, arch, plan.images_tar)
         stamp()
         stamp = _timed(log, "node root filesystem")
-        plan = node_assembly(
-            node_tar, kind_dir, binaries=binaries, versions=versions, images=images, work=work
-        )
-        engine.docker(
-            "save", "--output", str(plan.images_tar), *(i.name for i in images), timeout=1800
-        )
         try:
             assemble.run(plan.save(work / "assembly.json"))
         finally:
             userns.remove_tree(plan.work)  # left behind only if the assembly was killed
         stamp()
-        stamp = _timed(log, "docker import of the node image")
-        _import(engine, plan.output, tag, key)
+        stamp = _timed(log, f"check that every binary is {arch}")
+        check_binaries(plan.output, arch)
         stamp()
+        stamp = _timed(log, "docker load of the node image")
+        _load(engine, plan.output, tag, key, arch)
+        stamp()
+
+
+def check_binaries(tarball: Path, arch: str) -> None:
+    """Every ELF file in the node's tarball and in the component images saved inside
+    it is built for `arch`: a tool built for the host by mistake fails here, not when a
+    node of that architecture first runs it."""
+    wrong = foreignarch.wrong_binaries(tarball, arch)
+    if wrong:
+        listed = "\n  ".join(wrong[:20]) + ("\n  ..." if len(wrong) > 20 else "")
+        raise NodeImageError(
+            f"the {arch} node image would hold {len(wrong)} binaries of another "
+            f"architecture:\n  {listed}\nRebuild those tools for {arch} "
+            "(`toolchain.cross_build`), or remove them from the recipe."
+        )
 
 
 def node_assembly(
@@ -262,6 +309,7 @@ def node_assembly(
     versions: dict[str, str],
     images: list[recipe.ComponentImage],
     work: Path,
+    arch: str,
 ) -> assemble.NodeAssembly:
     """What assemble.py does for this image; its paths are below `work`."""
     kind_files = node_files(kind_dir)
@@ -273,6 +321,8 @@ def node_assembly(
         texts=node_texts(kind_files, versions, images),
         work=work / "assembly",
         output=work / "node.tar",
+        arch=arch,
+        host_arch=toolchain.host_platform()[1],
     )
 
 
@@ -302,22 +352,21 @@ def _timed(log: Log, what: str) -> Callable[[], None]:
     return lambda: log(f"node image: {what} took {time.monotonic() - started:.0f} s")
 
 
-def _tool_binaries(node: toolchain.Tool, log: Log) -> dict[str, Path]:
-    """name -> built binary for the node's Kubernetes and every other pinned tool the
-    node needs (built once)."""
+def _tool_binaries(node: toolchain.Tool, log: Log, arch: str) -> dict[str, Path]:
+    """name -> built binary, for `arch`, of the node's Kubernetes and every other pinned
+    tool the node needs (built once)."""
     manifest = toolchain.load_manifest()
     found: dict[str, Path] = {}
-    for tool in (node, *(manifest[name] for name in recipe.PINNED_TOOLS)):
+    for tool in (node, *(manifest[name] for name in recipe.IMAGE_TOOLS)):
         name = tool.name
         started = time.monotonic()
         try:
-            link = toolchain.ensure(tool, log=log)
+            directory = toolchain.cross_build(tool, arch, log=log)
         except toolchain.ToolError as exc:
             raise NodeImageError(str(exc)) from exc
         elapsed = time.monotonic() - started
         if elapsed > 5:
-            log(f"node image: {name} {tool.version} took {elapsed:.0f} s")
-        directory = link.resolve().parent
+            log(f"node image: {name} {tool.version} for {arch} took {elapsed:.0f} s")
         for binary in (tool.binary, *tool.companions):
             found[binary] = directory / binary
     return found
@@ -334,56 +383,57 @@ def _rootfs(image: baseimages.BaseImage, log: Log) -> Path:
     return tarball
 
 
-def _component_images(
-    engine: Engine,
-    *,
+def component_archive(
     images: list[recipe.ComponentImage],
     binaries: dict[str, Path],
     tools_tar: Path,
-    work: Path,
-    log: Log,
+    arch: str,
+    output: Path,
 ) -> None:
-    """Every image on the small network-tools base, each with its binary added."""
-    base = recipe.TOOLS_IMAGE
-    engine.docker(
-        "import",
-        "--change",
-        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        str(tools_tar),
-        base,
-        timeout=900,
-    )
+    """The images the node imports at boot, as one archive for `ctr images import`:
+    each is the small network-tools root filesystem plus a layer with its binary (the
+    base layer is stored once), and each config names `arch`."""
+    layers = output.parent / "layers"
+    layers.mkdir(exist_ok=True)
+    env = (f"PATH={STANDARD_PATH}",)
+    archived = []
     for image in images:
         if not image.binary:
+            archived.append(loadarchive.ArchiveImage(image.name, (tools_tar,), env))
             continue
-        context = work / "context" / image.binary
-        context.mkdir(parents=True)
-        shutil.copy2(binaries[image.binary], context / image.binary)
-        (context / "Dockerfile").write_text(
-            f"FROM {base}\n"
-            f"COPY {image.binary} /usr/local/bin/{image.binary}\n"
-            f'ENTRYPOINT ["/usr/local/bin/{image.binary}"]\n'
+        inside = f"usr/local/bin/{image.binary}"
+        layer = loadarchive.binary_layer(
+            binaries[image.binary], inside, layers / f"{image.binary}.tar"
         )
-        output = subprocess.run(
-            ["docker", "build", "--quiet", "--tag", image.name, str(context)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **engine.env, "DOCKER_BUILDKIT": "0"},
-            check=False,
+        archived.append(
+            loadarchive.ArchiveImage(image.name, (tools_tar, layer), env, (f"/{inside}",))
         )
-        if output.returncode != 0:
-            raise NodeImageError(f"building {image.name} failed: {output.stderr.strip()[-1500:]}")
-    log(f"node image: {len(images)} component images on {base}")
+    loadarchive.write(output, archived, arch)
 
 
-def _import(engine: Engine, tarball: Path, tag: str, key: str) -> None:
-    """Only a whole tarball is imported (it is written to a file, never piped), so a
-    failed assembly cannot leave a truncated image under the tag."""
-    changes = (
-        # (docker import takes no STOPSIGNAL; kind removes nodes with a kill anyway)
-        "ENV container=docker",
-        'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]',
-        f"LABEL {recipe.KEY_LABEL}={key}",
+def _load(engine: Engine, tarball: Path, tag: str, key: str, arch: str) -> None:
+    """The node tarball as one layer of an image whose config names `arch`, loaded
+    into the engine as `tag`. The archive is written to a file before the engine
+    reads it, so a failed assembly cannot leave a truncated image under the tag; the
+    loaded image's platform is checked."""
+    archive = tarball.with_name("node-image.tar")
+    loadarchive.write(
+        archive,
+        [
+            loadarchive.ArchiveImage(
+                tag=tag,
+                layers=(tarball,),
+                # (no STOPSIGNAL: kind removes nodes with a kill anyway)
+                env=("container=docker",),
+                entrypoint=("/usr/local/bin/entrypoint", "/sbin/init"),
+                labels={recipe.KEY_LABEL: key},
+            )
+        ],
+        arch,
     )
-    arguments = [a for change in changes for a in ("--change", change)]
-    engine.docker("import", *arguments, str(tarball), tag, timeout=1800)
+    tarball.unlink()  # the archive holds it now; the disk need not hold it twice
+    engine.docker("load", "--input", str(archive), timeout=1800)
+    platform = f"linux/{arch}"
+    found = engine.docker("image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", tag)
+    if found.strip() != platform:
+        raise NodeImageError(f"{tag} was loaded as {found.strip()}, not {platform}")

@@ -62,7 +62,7 @@ class ComponentImage:
     """One image imported into the node's containerd at boot."""
 
     name: str  # the reference kubeadm or our manifests ask for
-    binary: str  # its entrypoint, a binary of one of PINNED_TOOLS ("" for the base)
+    binary: str  # its entrypoint, a binary of one of IMAGE_TOOLS ("" for the base)
 
 
 TOOLS_IMAGE = "brokkr.local/node-tools:1"
@@ -105,15 +105,11 @@ def coredns_image_tag(pins: dict[str, str]) -> str:
     return pins["coredns"]
 
 
-# The other tools.toml entries the node is made of, the same for every Kubernetes minor.
-PINNED_TOOLS = (
-    "etcd",
-    "coredns",
-    "pause",
-    "kube-router",
-    "local-path-provisioner",
-    "kind",
-)
+# The other tools.toml entries the node is made of, the same for every Kubernetes minor:
+# the binaries of the component images, and kind (its node files; its binary runs on
+# the machine that creates the cluster, so it is not built for the node).
+IMAGE_TOOLS = ("etcd", "coredns", "pause", "kube-router", "local-path-provisioner")
+PINNED_TOOLS = (*IMAGE_TOOLS, "kind")
 
 
 def node_rootfs(arch: str) -> BaseImage:
