@@ -88,6 +88,11 @@ def _is_tar(head: bytes) -> bool:
     return head[TAR_MAGIC_OFFSET:].startswith(b"ustar")
 
 
+def binfmt_entry(arch: str) -> Path:
+    """QEMU's binfmt_misc entry for `arch` (it exists once qemu-user-static registered it)."""
+    return BINFMT / f"qemu-{QEMU_NAMES.get(arch, arch)}"
+
+
 @contextlib.contextmanager
 def emulator_in(rootfs: Path, arch: str, host_arch: str) -> Iterator[None]:
     """Let a chroot into `rootfs` run `arch` binaries on a `host_arch` machine.
@@ -99,7 +104,7 @@ def emulator_in(rootfs: Path, arch: str, host_arch: str) -> Iterator[None]:
     if arch == host_arch:
         yield
         return
-    entry = BINFMT / f"qemu-{QEMU_NAMES.get(arch, arch)}"
+    entry = binfmt_entry(arch)
     fix = f"sudo apt-get install qemu-user-static (its binfmt_misc entry {entry.name})"
     try:
         lines = entry.read_text().splitlines()

@@ -192,7 +192,7 @@ def checked_node_image(
     tag = our_node_image(engine, log, arch, kubernetes=kubernetes)
     if arch == toolchain.host_platform()[1]:
         return tag
-    entry = foreignarch.BINFMT / f"qemu-{foreignarch.QEMU_NAMES.get(arch, arch)}"
+    entry = foreignarch.binfmt_entry(arch)
     if not entry.exists():
         log(f"node image: {tag} not run here (no QEMU for {arch}: {entry} is missing)")
         return tag
