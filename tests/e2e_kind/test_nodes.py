@@ -94,8 +94,16 @@ class Installed:
     forward: PortForward
 
     def reconnect(self) -> None:
+        """Forward to a Ready broker pod that is not terminating.
+
+        `kubectl port-forward service/...` picks its pod once and may pick the
+        oldest Ready one, which after a drain can be the evicted pod still in its
+        grace period: the forward then dies with it a few seconds later.
+        """
         self.forward.stop()
-        self.forward = PortForward(self.cluster, NAMESPACE, BROKER, 3000)
+        (pod, *_) = wait_ready(self.cluster, BROKERS, 2, "two Ready broker pods to forward to")
+        name = pod["metadata"]["name"]
+        self.forward = PortForward(self.cluster, NAMESPACE, name, 3000, kind="pod")
         self.admin.api = self.forward.url + "/api/v1"
 
 
