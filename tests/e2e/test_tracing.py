@@ -19,7 +19,7 @@ from brokkr_dev.local.broker_admin import BrokerAdmin
 from brokkr_dev.local.services import LocalAgent, LocalBroker, merged
 from tests.e2e.test_agent import Setup, stack_v1
 from tests.fixtures.agent import broker_for_agents
-from tests.fixtures.otlp import Receiver, Span
+from tests.fixtures.otlp import Receiver, reconcile_with_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.k8s, pytest.mark.slow]
 
@@ -48,37 +48,6 @@ def traced_broker(
     yield broker
     broker.stop()
     postgres_server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def descendants(spans: list[Span], root: Span) -> list[Span]:
-    """Every span below `root` in its trace, across services."""
-    children: dict[str, list[Span]] = {}
-    for span in spans:
-        children.setdefault(span.parent_id, []).append(span)
-    found, todo = [], [root.span_id]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child.span_id)
-    return found
-
-
-def reconcile_with_database(spans: list[Span]) -> dict[str, Span] | None:
-    """An agent reconcile whose trace holds a Kubernetes apply, a broker request and,
-    below that request, a PostgreSQL statement; None while that is not (yet) received."""
-    for root in (s for s in spans if s.service == "brokkr-agent" and s.name == "reconcile"):
-        below = descendants(spans, root)
-        kube = [s for s in below if s.name == "kubernetes PATCH" and s.kind == "client"]
-        requests = [s for s in below if s.service == "brokkr-broker" and s.kind == "server"]
-        for request in requests:
-            database = [
-                s
-                for s in descendants(spans, request)
-                if s.attributes.get("db.system.name") == "postgresql"
-            ]
-            if kube and database:
-                return {"reconcile": root, "kube": kube[0], "request": request, "db": database[0]}
-    return None
 
 
 def test_a_reconcile_is_traced_through_the_broker_down_to_postgresql(

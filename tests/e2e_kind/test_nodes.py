@@ -263,12 +263,7 @@ def configmaps(prefix: str, count: int) -> str:
 
 
 def stack_for(installed: Installed, name: str) -> str:
-    admin = installed.admin
-    generator = admin.generator(f"{name}-{secrets.token_hex(3)}")
-    stack = admin.stack(f"{name}-{secrets.token_hex(3)}", generator)
-    admin.register(generator, installed.agent_id)
-    admin.target(installed.agent_id, stack)
-    return stack
+    return installed.admin.targeted_stack(f"{name}-{secrets.token_hex(3)}", installed.agent_id)
 
 
 def reported(installed: Installed, deployment_object: str) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ and the statements it runs are client spans inside that span.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -25,10 +26,10 @@ from brokkr.common.telemetry import TelemetrySettings
 from brokkr_dev.base.localnet import free_port
 from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.local.broker_admin import BrokerAdmin
-from brokkr_dev.local.services import LocalAgent
+from brokkr_dev.local.services import LocalAgent, LocalBroker
 from tests.fixtures.agent import broker_for_agents
-from tests.fixtures.collector import running_collector
-from tests.fixtures.otlp import Receiver
+from tests.fixtures.collector import debug_spans, running_collector
+from tests.fixtures.otlp import Receiver, Span
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 # Export within a fifth of a second instead of the SDK's 5 s batches.
@@ -54,6 +55,22 @@ def endpoint(request: pytest.FixtureRequest, receiver: Receiver, tmp_path: Path)
         yield collector.endpoint
 
 
+def list_agents_in_the_callers_trace(broker: LocalBroker) -> str:
+    """GET /api/v1/agents as the admin, with a traceparent: span CALLER_SPAN of TRACE_ID.
+    Returns the admin PAK it used."""
+    pak = broker.admin_pak()
+    response = requests.get(
+        f"{broker.url}/api/v1/agents",
+        headers={
+            "Authorization": f"Bearer {pak}",
+            "traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01",
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return pak
+
+
 @pytest.mark.postgres
 def test_a_request_span_continues_the_callers_trace_and_holds_its_statements(
     database_url: str, receiver: Receiver, tmp_path: Path
@@ -62,16 +79,7 @@ def test_a_request_span_continues_the_callers_trace_and_holds_its_statements(
     broker = broker_for_agents(database_url, tmp_path, extra=tracing, env=FAST_EXPORT)
     broker.start()
     try:
-        pak = broker.admin_pak()
-        response = requests.get(
-            f"{broker.url}/api/v1/agents",
-            headers={
-                "Authorization": f"Bearer {pak}",
-                "traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01",
-            },
-            timeout=10,
-        )
-        assert response.status_code == 200, response.text
+        pak = list_agents_in_the_callers_trace(broker)
 
         def request_with_statements() -> Any:
             spans = [s for s in receiver.spans() if s.trace_id == TRACE_ID]
@@ -182,6 +190,39 @@ def test_an_agent_reconcile_is_one_trace_through_the_broker_down_to_postgresql(
     assert kube and kube[0].attributes["url.path"] == "/version"
     # The probe's Kubernetes call started no trace of its own.
     assert all(s.parent_id for s in spans if s.name.startswith("kubernetes "))
+
+
+def scalar_attributes(span: Span) -> Span:
+    """The span with only the attribute values the debug output can be read back to."""
+    kept = {k: v for k, v in span.attributes.items() if isinstance(v, (str, int, float, bool))}
+    return dataclasses.replace(span, attributes=kept)
+
+
+@pytest.mark.postgres
+def test_the_collectors_debug_output_reads_back_as_the_spans_it_forwarded(
+    database_url: str, receiver: Receiver, tmp_path: Path
+):
+    """The kind test reads spans from the collector pod's log (`debug_spans`): here
+    the same collector both prints and forwards them, and the two agree field for
+    field, ids, kinds, start times and attributes."""
+    with running_collector(receiver.endpoint, tmp_path, debug=True) as collector:
+        tracing = {"telemetry": {"endpoint": collector.endpoint}}
+        broker = broker_for_agents(database_url, tmp_path, extra=tracing, env=FAST_EXPORT)
+        broker.start()
+        try:
+            list_agents_in_the_callers_trace(broker)
+        finally:
+            broker.stop()
+
+        def both() -> tuple[dict[str, Span], dict[str, Span]] | None:
+            sent = {s.span_id: scalar_attributes(s) for s in receiver.spans()}
+            printed = {s.span_id: s for s in debug_spans(collector.log.read_text())}
+            statements = [s for s in sent.values() if s.trace_id == TRACE_ID and s.kind == "client"]
+            return (sent, printed) if statements and sent.keys() <= printed.keys() else None
+
+        sent, printed = poll(both, 30, "the request's spans forwarded and printed")
+    assert {key: printed[key] for key in sent} == sent
+    assert any(s.attributes.get("db.system.name") == "postgresql" for s in printed.values())
 
 
 def test_tracing_off_imports_no_opentelemetry():

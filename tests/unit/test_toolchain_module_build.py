@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,6 +203,48 @@ def test_a_tool_is_cross_built_beside_its_build_for_this_machine(
     log: list[str] = []
     assert toolchain.cross_build(tool, OTHER, log=log.append, go=GO) == built
     assert log == []
+
+
+RESOLVER = {
+    "go.mod": "module example.test/resolver\n\ngo 1.21\n",
+    # Package net links the C library's resolver whenever cgo is on.
+    "main.go": 'package main\n\nimport (\n\t"fmt"\n\t"net"\n)\n\n'
+    'func main() { fmt.Println(net.ParseIP("127.0.0.1")) }\n',
+}
+
+
+@pytest.mark.parametrize("way", ["go install", "go_dir"])
+def test_a_static_build_for_this_machine_needs_no_c_library(proxy: Path, tmp_path: Path, way: str):
+    """For an image without a C library (the collector's on kind): a build of its own
+    beside `ensure`'s, that names no program interpreter and runs here."""
+    publish(proxy, "example.test/resolver", "v1.0.0", RESOLVER)
+    source = tmp_path / "resolver-dir"
+    source.mkdir()
+    for name, text in RESOLVER.items():
+        (source / name).write_text(text)
+    plain = {"version": "v1.0.0", "version_args": (), "go_ldflags": "-s -w"}
+    tool = (
+        Tool(name="resolver", binary="resolver", go_module="example.test/resolver", **plain)
+        if way == "go install"
+        else Tool(name="resolver", binary="resolver", go_dir=str(source), **plain)
+    )
+    built = toolchain.cross_build(tool, HOST, log=lambda _: None, go=GO, static=True)
+    assert built == toolchain.cache_root(tool) / f"linux-{HOST}" / "bin"
+    assert sorted(p.name for p in built.iterdir()) == ["resolver"]
+    assert not foreignarch.needs_interpreter(built / "resolver")
+    printed = subprocess.run([built / "resolver"], capture_output=True, text=True, check=True)
+    assert printed.stdout == "127.0.0.1\n"
+    # The usual build stays where `ensure` keeps it.
+    link = toolchain.ensure(tool, bin_dir=tmp_path / "bin", log=lambda _: None, go=GO)
+    assert link.resolve().parent == toolchain.cache_root(tool) / "bin"
+
+
+def test_needs_interpreter_tells_a_dynamic_executable_from_a_static_one(tmp_path: Path):
+    assert foreignarch.needs_interpreter(Path(sys.executable).resolve())
+    text = tmp_path / "script"
+    text.write_text("#!/bin/sh\n")
+    with pytest.raises(foreignarch.ForeignArchError, match="not a 64-bit ELF file"):
+        foreignarch.needs_interpreter(text)
 
 
 def test_a_tool_without_a_go_build_cannot_be_cross_built(

@@ -405,12 +405,16 @@ def cross_build(
     log: Log = print,
     go: str | None = None,
     bin_dir: Path = paths.BIN_DIR,
+    *,
+    static: bool = False,
 ) -> Path:
     """The directory of the tool's binaries built for linux/`arch`, built once with Go
     into its own cache directory. For this machine's architecture that is `ensure`'s
-    build (linked into `bin_dir`); for another one (the arm64 node image on an amd64 machine) nothing probes the
+    build (linked into `bin_dir`), unless `static` asks for a build that needs no C
+    library (for an image without one); for another architecture (the arm64 node
+    image on an amd64 machine) the build is always static, and nothing probes the
     version: this machine may not run the binaries."""
-    if arch == host_platform()[1]:
+    if arch == host_platform()[1] and not static:
         return ensure(tool, bin_dir=bin_dir, log=log, go=go).resolve().parent
     target = cache_root(tool) / f"linux-{arch}" / "bin"
     if all((target / name).exists() for name in (tool.binary, *tool.companions)):
@@ -467,14 +471,18 @@ def _go_install(
         with tempfile.TemporaryDirectory(prefix="brokkr-gopath-") as gopath:
             if arch:
                 # `go install` refuses GOBIN for another architecture; it writes to
-                # $GOPATH/bin/linux_<arch>/ instead, so GOPATH is a scratch directory
-                # (and the module cache stays where it is).
+                # $GOPATH/bin/linux_<arch>/ instead (to $GOPATH/bin/ for this
+                # machine's), so GOPATH is a scratch directory (and the module cache
+                # stays where it is).
                 modcache = _go_output([go, "env", "-json", "GOMODCACHE"], tool, env, "GOMODCACHE")
                 env.pop("GOBIN")
                 env.update(GOPATH=gopath, GOMODCACHE=modcache)
             _run([go, "install", "-trimpath", "-ldflags", ldflags, module], tool, env=env)
             if arch:
-                for built in (Path(gopath) / "bin" / f"linux_{arch}").iterdir():
+                installed = Path(gopath) / "bin"
+                if arch != host_platform()[1]:
+                    installed /= f"linux_{arch}"
+                for built in installed.iterdir():
                     shutil.move(built, target / built.name)
         built = target / Path(tool.go_module or "").name
         if built.name != tool.binary and built.exists():

@@ -24,6 +24,7 @@ ELF_MACHINES = {"amd64": 62, "arm64": 183}
 # QEMU's (and binfmt_misc's) names of those architectures.
 QEMU_NAMES = {"amd64": "x86_64", "arm64": "aarch64"}
 ELF_MAGIC = b"\x7fELF"
+PT_INTERP = 3  # the program header of a dynamically linked executable
 GZIP_MAGIC = b"\x1f\x8b"
 TAR_MAGIC_OFFSET = 257  # "ustar" in a POSIX tar header
 HEAD = TAR_MAGIC_OFFSET + 8
@@ -39,6 +40,23 @@ def elf_machine(head: bytes) -> int | None:
     if len(head) < 20 or not head.startswith(ELF_MAGIC):
         return None
     return int.from_bytes(head[18:20], "big" if head[5] == 2 else "little")
+
+
+def needs_interpreter(binary: Path) -> bool:
+    """Whether a 64-bit ELF executable names a program interpreter (PT_INTERP), i.e.
+    is linked dynamically and needs a C library in the image that runs it."""
+    data = binary.read_bytes()
+    if elf_machine(data[:20]) is None or data[4] != 2:  # EI_CLASS 2: 64-bit
+        raise ForeignArchError(f"{binary} is not a 64-bit ELF file")
+    order: typing.Literal["little", "big"] = "big" if data[5] == 2 else "little"
+    offset = int.from_bytes(data[32:40], order)  # e_phoff
+    size = int.from_bytes(data[54:56], order)  # e_phentsize
+    count = int.from_bytes(data[56:58], order)  # e_phnum
+    kinds = (
+        int.from_bytes(data[at : at + 4], order)
+        for at in range(offset, offset + size * count, size)
+    )
+    return PT_INTERP in kinds
 
 
 def architecture_of(machine: int) -> str:

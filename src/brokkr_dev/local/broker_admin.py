@@ -65,6 +65,15 @@ class BrokerAdmin:
             "POST", f"/agents/{agent_id}/targets", {"agent_id": agent_id, "stack_id": stack_id}
         )
 
+    def targeted_stack(self, name: str, agent_id: str) -> str:
+        """A stack `name` from a generator of the same name that the agent is
+        registered with, targeted at the agent: what it posts is the agent's to apply."""
+        generator = self.generator(name)
+        stack = self.stack(name, generator)
+        self.register(generator, agent_id)
+        self.target(agent_id, stack)
+        return stack
+
     def untarget(self, agent_id: str, stack_id: str) -> None:
         self.call("DELETE", f"/agents/{agent_id}/targets/{stack_id}")
 
