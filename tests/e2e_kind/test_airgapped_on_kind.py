@@ -22,11 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from brokkr_dev.base.localnet import free_port
 from brokkr_dev.clusters import e2e_kind
 from brokkr_dev.containers.podman import podman
-from brokkr_dev.release.registry import Registry
 from tests.docs.guiderun import GUIDES, guide_env, run_guide
 from tests.e2e_kind.conftest import (
     BROKER_CHART,
@@ -43,6 +43,8 @@ from tests.fixtures.release import BuiltImages, use_real_charts
 pytestmark = pytest.mark.kind
 
 VERSION = "1.0.0"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 
 
 @pytest.fixture
@@ -109,6 +111,17 @@ def copy_postgresql(kind_images: KindImages, mirror: LocalRegistry) -> None:
     assert done.returncode == 0, f"podman push to the mirror failed: {done.stderr[-2000:]}"
 
 
+def tag_digest(registry: LocalRegistry, repository: str, tag: str) -> str:
+    """The digest `tag` names (the multi-platform index), over plain HTTP."""
+    answer = requests.head(
+        f"http://{registry.host}/v2/{repository}/manifests/{tag}",
+        headers={"Accept": f"{OCI_INDEX}, {DOCKER_LIST}"},
+        timeout=10,
+    )
+    answer.raise_for_status()
+    return answer.headers["Docker-Content-Digest"]
+
+
 def test_air_gapped_guide_installs_from_the_mirror_and_every_image_is_pulled_from_it(
     cluster: Cluster,
     kind_images: KindImages,
@@ -135,7 +148,7 @@ def test_air_gapped_guide_installs_from_the_mirror_and_every_image_is_pulled_fro
         assert set(pulled) >= {"broker", "postgresql"}, pulled
         elsewhere = {n: i for n, i in pulled.items() if not i.startswith(f"{node_mirror.host}/")}
         assert not elsewhere, f"images not pulled from the mirror {node_mirror.host}: {elsewhere}"
-        mirrored = Registry(node_mirror.host).digest("colliery-io/brokkr-broker", VERSION)
+        mirrored = tag_digest(node_mirror, "colliery-io/brokkr-broker", VERSION)
         assert pulled["broker"] == f"{node_mirror.host}/colliery-io/brokkr-broker@{mirrored}"
         e2e_kind.record("air_gapped_guide_s", seconds)
     finally:
