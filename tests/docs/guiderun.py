@@ -17,6 +17,7 @@ GUIDES = paths.REPO_ROOT / "docs" / "operators"
 # why the others' are marked `on=local` (docs/operators/README.md). A guide with a
 # block for kind must be listed here (tests/unit/test_docexec.py checks).
 ON_KIND_OWN_INSTALL = ("quick-start.md", "raw-manifests.md")  # they install both charts
+ON_KIND_OWN_TEST = ("air-gapped.md",)  # with a release and a mirror: test_airgapped_on_kind.py
 ON_KIND_SHARED_INSTALL = (  # against the install of the kind session's tests
     "external-broker.md",
     "gitops.md",

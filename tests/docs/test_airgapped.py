@@ -9,17 +9,15 @@ installs from it into the local cluster.
 from __future__ import annotations
 
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from brokkr_dev.base import paths
 from brokkr_dev.release.registry import Registry
 from tests.docs.guiderun import GUIDES, guide_env, run_guide
 from tests.fixtures.registry import LocalRegistry, running_registry
-from tests.fixtures.release import run
+from tests.fixtures.release import use_real_charts
 
 pytestmark = [pytest.mark.release, pytest.mark.k8s, pytest.mark.charts, pytest.mark.slow]
 
@@ -32,10 +30,7 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
 @pytest.fixture
 def released(brokkr_repo, do_release) -> None:
     """Version 1.0.0 of the real charts (and stand-in images), signed, in oci_registry."""
-    shutil.rmtree(brokkr_repo / "charts")
-    shutil.copytree(paths.REPO_ROOT / "charts", brokkr_repo / "charts")
-    run("git", "add", "-A", cwd=brokkr_repo)
-    run("git", "commit", "-qm", "feat: the real charts", cwd=brokkr_repo)
+    use_real_charts(brokkr_repo)
     assert do_release("v1.0.0") is not None
 
 

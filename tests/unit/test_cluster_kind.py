@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
-from brokkr_dev.clusters import ClusterError, KindProvider
+from brokkr_dev.clusters import ClusterError, KindProvider, noderegistries
 from brokkr_dev.clusters.kind import kind_config, ready_workload
 from brokkr_dev.containers.nodeimage import build, kube_versions, published, recipe
 from brokkr_dev.containers.nodeimage.kube_versions import NodeVersionError
@@ -36,6 +37,14 @@ def test_kind_config_patches_kubelet_etcd_and_coredns() -> None:
     } in patches
     published = yaml.safe_load(kind_config(None))
     assert len(published["kubeadmConfigPatches"]) == 1
+
+
+def test_every_cluster_tells_containerd_to_read_per_registry_hosts_files() -> None:
+    """Without it a node cannot pull from a plain-HTTP mirror (test_airgapped_on_kind)."""
+    for config in (kind_config("3.6.16-0", "v1.14.2", workers=1), kind_config(None)):
+        (patch,) = yaml.safe_load(config)["containerdConfigPatches"]
+        registry = tomllib.loads(patch)["plugins"]["io.containerd.grpc.v1.cri"]["registry"]
+        assert registry == {"config_path": noderegistries.HOSTS_DIR}
 
 
 def test_workers_are_nodes_of_their_own_and_refused_below_zero() -> None:

@@ -70,3 +70,10 @@ def test_cosign_is_installed_when_an_upgrade_test_is_selected():
 def test_helm4_is_installed_when_the_helm4_test_is_selected():
     helm4 = "tests/e2e_kind/test_helm4.py::test_helm4_installs_upgrades_and_uninstalls_both_charts"
     assert tools_for([helm4]) == ["helm4"]
+
+
+def test_the_air_gapped_guide_gets_cosign_and_syft_once_beside_an_upgrade_test():
+    airgap = "tests/e2e_kind/test_airgapped_on_kind.py::test_air_gapped_guide_installs"
+    upgrade = "tests/e2e_kind/test_upgrade.py::test_upgrade_from_the_previous_release"
+    assert tools_for([airgap]) == ["cosign", "syft"]
+    assert tools_for([upgrade, airgap]) == ["cosign", "syft"]

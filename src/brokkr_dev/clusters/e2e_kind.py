@@ -161,17 +161,25 @@ def selected_tests(extra: Sequence[str] = ()) -> list[str]:
 UPGRADE_TESTS = "test_upgrade.py"
 UPGRADE_TOOLS = ("cosign",)
 HELM4_TESTS, HELM4_TOOLS = "test_helm4.py", ("helm4",)
+# The air-gapped guide's test releases signed images with SBOMs, and copies with cosign.
+AIRGAP_TESTS, AIRGAP_TOOLS = "test_airgapped_on_kind.py", ("cosign", "syft")
 
 
 def tools_for(tests: Sequence[str]) -> list[str]:
     """Pinned tools the selected tests need before they start: Flux's two controllers
     (a long cold build) only when a Flux test is selected, cosign when an upgrade test
-    is, helm4 for the Helm 4 test (each job of the workflow starts from an empty bin/)."""
+    is, helm4 for the Helm 4 test, cosign and syft for the air-gapped guide's (each job
+    of the workflow starts from an empty bin/)."""
     needed: list[str] = []
-    by_file = ((FLUX_TESTS, FLUX_TOOLS), (UPGRADE_TESTS, UPGRADE_TOOLS), (HELM4_TESTS, HELM4_TOOLS))
+    by_file = (
+        (FLUX_TESTS, FLUX_TOOLS),
+        (UPGRADE_TESTS, UPGRADE_TOOLS),
+        (HELM4_TESTS, HELM4_TOOLS),
+        (AIRGAP_TESTS, AIRGAP_TOOLS),
+    )
     for file, tools in by_file:
         if any(file in test for test in tests):
-            needed += tools
+            needed += [tool for tool in tools if tool not in needed]
     return needed
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from brokkr_dev.base import toolchain
 from brokkr_dev.base.log import Log
-from brokkr_dev.clusters import podnetwork
+from brokkr_dev.clusters import noderegistries, podnetwork
 from brokkr_dev.clusters.api import ClusterClient, wait_for
 from brokkr_dev.clusters.common import (
     ClusterError,
@@ -64,6 +64,8 @@ def kind_config(etcd_tag: str | None, coredns_tag: str | None = None, workers: i
         "nodes:\n  - role: control-plane\n"
         + "  - role: worker\n" * workers
         + f"kubeadmConfigPatches:\n{body}"
+        + "containerdConfigPatches:\n  - |\n"
+        + "".join(f"    {line}\n" for line in noderegistries.CONTAINERD_PATCH.splitlines())
     )
 
 
@@ -197,12 +199,7 @@ class KindProvider:
 
             wait_for(registered, START_TIMEOUT, f"{wanted} nodes registered with a pod range")
             nodes = podnetwork.nodes_of(client.get("/api/v1/nodes")["items"])
-
-            def run(node: str, *command: str, input_text: str | None = None) -> str:
-                flags = ("-i",) if input_text is not None else ()
-                return self.engine.docker("exec", *flags, node, *command, input_text=input_text)
-
-            podnetwork.wire(nodes, run)
+            podnetwork.wire(nodes, self.node_run)
             for pod in podnetwork.stale_pods(client.get("/api/v1/pods")["items"], nodes):
                 meta = pod["metadata"]
                 client.request(
@@ -214,6 +211,36 @@ class KindProvider:
             )
         finally:
             client.close()
+
+    def node_run(self, node: str, *command: str, input_text: str | None = None) -> str:
+        """Run a command in a node's container (`input_text` on its stdin)."""
+        flags = ("-i",) if input_text is not None else ()
+        return self.engine.docker("exec", *flags, node, *command, input_text=input_text)
+
+    def node_names(self) -> list[str]:
+        """The node containers' names (kind's node names)."""
+        return self._kind("get", "nodes", "--name", self.kind_name).split()
+
+    def gateway(self) -> str:
+        """The IPv4 address the nodes reach this machine at (their network's gateway)."""
+        node = self.node_names()[0]
+        networks = self.engine.docker(
+            "inspect", "--format", "{{json .NetworkSettings.Networks}}", node
+        )
+        try:
+            return noderegistries.gateway_ipv4(networks)
+        except ValueError as exc:
+            raise ClusterError(str(exc)) from exc
+
+    def trust_registry(self, host: str) -> None:
+        """Let the nodes pull from the plain-HTTP registry at `host` (HOST:PORT)."""
+        try:
+            noderegistries.trust(self.node_names(), host, self.node_run)
+        except ValueError as exc:
+            raise ClusterError(str(exc)) from exc
+
+    def forget_registry(self, host: str) -> None:
+        noderegistries.forget(self.node_names(), host, self.node_run)
 
     def check_minor(self, server_version: str | None) -> None:
         """Refuse to reuse a running cluster of another Kubernetes minor than asked for."""
