@@ -8,7 +8,8 @@ to a second, empty registry, the mirror, verifies signatures and SBOMs there off
 and installs the broker chart from it. The mirror listens where the nodes reach this
 machine, and their containerd trusts it over plain HTTP, as a site's nodes trust its
 mirror (brokkr_dev.clusters.noderegistries). PostgreSQL's image is copied in by the
-test, as the guide tells a reader to copy the official one.
+test, as the guide tells a reader to copy the official one. What the node pulls are
+relabelled copies of the session's images (tests.fixtures.release.relabelled says why).
 
 Every pod must be Ready, each with its image pulled from the mirror: the images the
 session loaded into the node carry other names, and nothing else answers.
@@ -38,7 +39,7 @@ from tests.e2e_kind.conftest import (
 )
 from tests.fixtures.kind import KindCluster
 from tests.fixtures.registry import LocalRegistry
-from tests.fixtures.release import BuiltImages, use_real_charts
+from tests.fixtures.release import BuiltImages, relabelled, use_real_charts
 
 pytestmark = pytest.mark.kind
 
@@ -93,21 +94,20 @@ def released(
 
 
 def copy_postgresql(kind_images: KindImages, mirror: LocalRegistry) -> None:
-    """The session's PostgreSQL stand-in, at the path the chart asks the mirror for."""
+    """The session's PostgreSQL stand-in (a relabelled copy: see `relabelled`), at the
+    path the chart asks the mirror for."""
     path = chart_default_image(BROKER_CHART, "postgresql", "image").split("/", 1)[1]
-    done = subprocess.run(
-        podman(
-            "push",
-            "--quiet",
-            "--tls-verify=false",
-            kind_images.postgresql.reference,
-            f"docker://{mirror.host}/{path}",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    copy = relabelled(kind_images.postgresql.reference, f"localhost/airgap-postgresql:{VERSION}")
+    try:
+        done = subprocess.run(
+            podman("push", "--quiet", "--tls-verify=false", copy, f"docker://{mirror.host}/{path}"),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    finally:
+        subprocess.run(podman("rmi", copy), capture_output=True, check=False)
     assert done.returncode == 0, f"podman push to the mirror failed: {done.stderr[-2000:]}"
 
 
