@@ -9,8 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from brokkr_dev.base.errors import AutomationError
+
+# A kept-alive connection that the broker, or a port-forward in front of it, closed
+# while it was idle fails the next request sent on it, before any answer. Idempotent
+# calls (GET, PUT, DELETE) are sent once more on a new connection; a POST never is.
+STALE_CONNECTION = Retry(total=1, connect=1, read=1, status=0, other=0, redirect=0)
 
 
 class BrokerCallError(AutomationError):
@@ -28,6 +35,8 @@ class BrokerAdmin:
         self.api = url + "/api/v1"
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {pak}"
+        for scheme in ("http://", "https://"):
+            self.session.mount(scheme, HTTPAdapter(max_retries=STALE_CONNECTION))
 
     def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
         response = self.session.request(
