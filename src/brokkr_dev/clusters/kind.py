@@ -240,6 +240,7 @@ class KindProvider:
             raise ClusterError(str(exc)) from exc
 
     def forget_registry(self, host: str) -> None:
+        """Undo `trust_registry` (the nodes keep what they pulled)."""
         noderegistries.forget(self.node_names(), host, self.node_run)
 
     def check_minor(self, server_version: str | None) -> None:
