@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from brokkr_dev.base import toolchain
 from brokkr_dev.release.registry import Registry
 from tests.docs.guiderun import GUIDES, guide_env, run_guide
 from tests.fixtures.registry import LocalRegistry, running_registry
@@ -34,7 +35,13 @@ def released(brokkr_repo, do_release) -> None:
     assert do_release("v1.0.0") is not None
 
 
-@pytest.mark.usefixtures("released")
+@pytest.fixture(scope="session")
+def oras() -> Path:
+    """The pinned oras in bin/ (the guide copies with it)."""
+    return toolchain.ensure(toolchain.load_manifest()["oras"], log=lambda _m: None)
+
+
+@pytest.mark.usefixtures("released", "oras")
 def test_air_gapped_guide_installs_from_the_mirror_only(
     oci_registry, mirror, cosign_keys, k8s_cluster, tmp_path: Path
 ):
@@ -47,6 +54,7 @@ def test_air_gapped_guide_installs_from_the_mirror_only(
         "COSIGN_PUBLIC_KEY": str(cosign_keys.with_name("cosign.pub")),
         "MIRROR_PASSWORD": secrets.token_hex(8),
         "BROKKR_NAMESPACE": namespace,
+        "ORAS_FLAGS": "--from-plain-http --to-plain-http",  # both local registries
     }
     # The source stays up while the guide runs (the copy needs it); afterwards the
     # mirror alone must hold what the cluster references.

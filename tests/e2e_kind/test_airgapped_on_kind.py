@@ -18,16 +18,15 @@ session loaded into the node carry other names, and nothing else answers.
 from __future__ import annotations
 
 import secrets
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from brokkr_dev.base.localnet import free_port
 from brokkr_dev.clusters import e2e_kind
 from brokkr_dev.containers.podman import podman
+from brokkr_dev.release.registry import Registry
 from tests.docs.guiderun import GUIDES, guide_env, run_guide
 from tests.e2e_kind.conftest import (
     BROKER_CHART,
@@ -39,13 +38,11 @@ from tests.e2e_kind.conftest import (
 )
 from tests.fixtures.kind import KindCluster
 from tests.fixtures.registry import LocalRegistry
-from tests.fixtures.release import BuiltImages, relabelled, use_real_charts
+from tests.fixtures.release import BuiltImages, relabelled, run, use_real_charts
 
 pytestmark = pytest.mark.kind
 
 VERSION = "1.0.0"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 
 
 @pytest.fixture
@@ -99,27 +96,11 @@ def copy_postgresql(kind_images: KindImages, mirror: LocalRegistry) -> None:
     path = chart_default_image(BROKER_CHART, "postgresql", "image").split("/", 1)[1]
     copy = relabelled(kind_images.postgresql.reference, f"localhost/airgap-postgresql:{VERSION}")
     try:
-        done = subprocess.run(
-            podman("push", "--quiet", "--tls-verify=false", copy, f"docker://{mirror.host}/{path}"),
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
+        run(
+            *podman("push", "--quiet", "--tls-verify=false", copy, f"docker://{mirror.host}/{path}")
         )
     finally:
-        subprocess.run(podman("rmi", copy), capture_output=True, check=False)
-    assert done.returncode == 0, f"podman push to the mirror failed: {done.stderr[-2000:]}"
-
-
-def tag_digest(registry: LocalRegistry, repository: str, tag: str) -> str:
-    """The digest `tag` names (the multi-platform index), over plain HTTP."""
-    answer = requests.head(
-        f"http://{registry.host}/v2/{repository}/manifests/{tag}",
-        headers={"Accept": f"{OCI_INDEX}, {DOCKER_LIST}"},
-        timeout=10,
-    )
-    answer.raise_for_status()
-    return answer.headers["Docker-Content-Digest"]
+        run(*podman("rmi", copy))
 
 
 def test_air_gapped_guide_installs_from_the_mirror_and_every_image_is_pulled_from_it(
@@ -135,6 +116,7 @@ def test_air_gapped_guide_installs_from_the_mirror_and_every_image_is_pulled_fro
         **released,
         "MIRROR_REGISTRY": node_mirror.host,
         "MIRROR_URL": f"http://{node_mirror.host}",
+        "ORAS_FLAGS": "--from-plain-http --to-plain-http",  # both registries are plain HTTP
         "MIRROR_PASSWORD": secrets.token_hex(8),
         "BROKKR_NAMESPACE": namespace,
     }
@@ -148,7 +130,9 @@ def test_air_gapped_guide_installs_from_the_mirror_and_every_image_is_pulled_fro
         assert set(pulled) >= {"broker", "postgresql"}, pulled
         elsewhere = {n: i for n, i in pulled.items() if not i.startswith(f"{node_mirror.host}/")}
         assert not elsewhere, f"images not pulled from the mirror {node_mirror.host}: {elsewhere}"
-        mirrored = tag_digest(node_mirror, "colliery-io/brokkr-broker", VERSION)
+        mirrored = Registry(node_mirror.host, plain_http=True).digest(
+            "colliery-io/brokkr-broker", VERSION
+        )
         assert pulled["broker"] == f"{node_mirror.host}/colliery-io/brokkr-broker@{mirrored}"
         e2e_kind.record("air_gapped_guide_s", seconds)
     finally:

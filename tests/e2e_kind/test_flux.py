@@ -8,15 +8,19 @@ Their CRDs come from the same modules.
 
 The objects are the GitOps guide's Flux example (docs/operators/gitops.md) for the
 broker, read from the guide; the test points them at a local registry (plain http,
-`insecure`), drops the cosign `verify` (nothing is signed here) and gives the release
-the kind images and the bundled PostgreSQL:
+`insecure`), has the cosign `verify` check a throw-away public key instead of the
+release workflow's keyless identity, and gives the release the kind images and the
+bundled PostgreSQL. Each published chart is signed as the release signs it (cosign v3,
+a Sigstore bundle referring to the chart's digest, `release/signing.py`):
 
 1. the OCIRepository asks for chart version A before it is published: the source
    reports the pull failure and the HelmRelease stays not Ready (the check can fail);
-2. A is published (`helm push`): the HelmRelease becomes Ready with A installed and
-   the broker pods Ready on the kind-loaded images;
-3. B is published and the OCIRepository's tag changed to it: Flux upgrades the
-   release to B (helm history: install, then upgrade), pods Ready again.
+2. A is published (`helm push`) and signed: the HelmRelease becomes Ready with A
+   installed and the broker pods Ready on the kind-loaded images;
+3. B is published, signed, and the OCIRepository's tag changed to it: Flux upgrades
+   the release to B (helm history: install, then upgrade), pods Ready again;
+4. C is published unsigned and the tag changed to it: the source reports that no
+   signature matched, and B stays the artifact and the installed release.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import copy
 import datetime
 import functools
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -36,11 +41,14 @@ import requests
 import yaml
 
 from brokkr_dev.base import paths, toolchain
+from brokkr_dev.base.commands import run
 from brokkr_dev.base.localnet import free_port
 from brokkr_dev.base.localnet import wait_for as poll
 from brokkr_dev.base.process import stop_child
 from brokkr_dev.clusters import e2e_kind
 from brokkr_dev.clusters.api import crd_established
+from brokkr_dev.release.registry import Registry
+from brokkr_dev.release.signing import Signer
 from tests.e2e_kind.conftest import (
     BROKER_CHART,
     READY_TIMEOUT,
@@ -61,8 +69,11 @@ GUIDE = paths.REPO_ROOT / "docs" / "operators" / "gitops.md"
 SOURCE_API = "/apis/source.toolkit.fluxcd.io/v1"
 HELM_API = "/apis/helm.toolkit.fluxcd.io/v2"
 SOURCES = f"{SOURCE_API}/namespaces/{NAMESPACE}/ocirepositories"
-# The chart published twice under versions of its own (never a real release's).
-VERSION_A, VERSION_B = "0.0.1-flux.1", "0.0.1-flux.2"
+# The chart published under versions of its own (never a real release's); C unsigned.
+VERSION_A, VERSION_B, VERSION_C = "0.0.1-flux.1", "0.0.1-flux.2", "0.0.1-flux.3"
+CHART_REPOSITORY = "charts/brokkr-broker"
+# The Secret with the public key that the OCIRepository's `verify` checks against.
+COSIGN_SECRET = "cosign-pub"
 START_TIMEOUT = 60
 
 
@@ -92,7 +103,9 @@ def local_objects(
     source, release = copy.deepcopy(guide_source), copy.deepcopy(guide_release)
     for found in (source, release):
         found["metadata"]["namespace"] = NAMESPACE
-    del source["spec"]["verify"]  # nothing in the local registry is signed
+    # The guide trusts the release workflow's keyless identity; the charts here are
+    # signed with a throw-away key, so Flux checks them against its public key.
+    source["spec"]["verify"] = {"provider": "cosign", "secretRef": {"name": COSIGN_SECRET}}
     source["spec"].update(
         url=f"oci://{registry}/charts/brokkr-broker", insecure=True, ref={"tag": tag}
     )
@@ -144,18 +157,22 @@ class Flux:
     registry: LocalRegistry
     work: Path
     controllers: list[Controller]
+    signer: Signer
 
-    def publish(self, version: str) -> None:
-        """The working tree's broker chart, as `version`, pushed to the local registry."""
+    def publish(self, version: str, *, signed: bool = True) -> None:
+        """The working tree's broker chart, as `version`, pushed to the local registry
+        and (unless told otherwise) signed by its digest as a release signs it."""
         target = self.work / version
         self.cluster.helm("package", BROKER_CHART, "--version", version, "--destination", target)
         (package,) = target.glob("*.tgz")
         pushed = self.cluster.helm(
             "push", package, f"oci://{self.registry.host}/charts", "--plain-http"
         )
-        assert (
-            f"{self.registry.host}/charts/brokkr-broker:{version}" in pushed.stdout + pushed.stderr
-        )
+        assert f"{self.registry.host}/{CHART_REPOSITORY}:{version}" in pushed.stdout + pushed.stderr
+        if signed:
+            digest = Registry(self.registry.host).digest(CHART_REPOSITORY, version)
+            assert digest is not None, f"{CHART_REPOSITORY}:{version} is not in the registry"
+            self.signer.sign(self.registry.host, CHART_REPOSITORY, digest)
 
     def logs(self) -> str:
         return "\n".join(f"--- {c.log.name}\n{c.tail()}" for c in self.controllers)
@@ -172,9 +189,12 @@ def crd_files() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def flux(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flux]:
-    """CRDs, the namespace, both controllers Ready and an empty local registry."""
+    """CRDs, the namespace with the public key's Secret, both controllers Ready, an empty
+    local registry and a throw-away cosign key to sign with."""
     work = tmp_path_factory.mktemp("flux")
     manifest = toolchain.load_manifest()
+    cosign = toolchain.ensure(manifest["cosign"], log=print)
+    run([cosign, "generate-key-pair"], cwd=work, env={**os.environ, "COSIGN_PASSWORD": ""})
     started = time.monotonic()
     binaries = {
         name: toolchain.ensure(manifest[name], log=print)
@@ -188,8 +208,17 @@ def flux(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         name = yaml.safe_load(crd.read_text())["metadata"]["name"]
         poll(functools.partial(crd_established, cluster.api, name), 60, f"CRD {name} Established")
     restricted_namespace(cluster, NAMESPACE)
+    cluster.api.create(
+        f"/api/v1/namespaces/{NAMESPACE}/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": COSIGN_SECRET},
+            "stringData": {"cosign.pub": (work / "cosign.pub").read_text()},
+        },
+    )
     registry = LocalRegistry(tmp_path_factory.mktemp("flux-registry"))
-    state = Flux(cluster, registry, work, [])
+    state = Flux(cluster, registry, work, [], Signer(str(cosign), key=str(work / "cosign.key")))
     storage = free_port()
     (work / "artifacts").mkdir()  # source-controller refuses a storage path that is missing
     try:
@@ -357,6 +386,27 @@ def test_flux_installs_the_broker_chart_from_oci_then_upgrades_it(
         (2, f"brokkr-broker-{versions[0]}", "deployed"),
     ], history
     assert history[1]["description"] == "Upgrade complete", history
+
+    # 4. C is published unsigned and the tag moved to it: verification fails, B stays.
+    flux.publish(VERSION_C, signed=False)
+    cluster.api.patch(f"{SOURCES}/brokkr-broker", {"spec": {"ref": {"tag": VERSION_C}}})
+
+    def refused_now() -> dict[str, Any] | None:
+        # A failed reconcile leaves the object's observedGeneration behind; the
+        # condition's own says it is about the new tag.
+        found = cluster.api.get(f"{SOURCES}/brokkr-broker")
+        verified = condition(found, "SourceVerified")
+        about_c = verified.get("observedGeneration") == found["metadata"]["generation"]
+        return found if about_c and verified.get("status") == "False" else None
+
+    refused = wait(flux, refused_now, f"the OCIRepository to refuse the unsigned {VERSION_C}")
+    verified = condition(refused, "SourceVerified")
+    assert "no matching signatures" in verified["message"], verified
+    assert refused["status"]["artifact"]["revision"].startswith(f"{VERSION_B}@"), refused["status"]
+    still = yaml.safe_load(
+        cluster.helm("history", "brokkr", "--namespace", NAMESPACE, "--output", "yaml").stdout
+    )
+    assert [h["chart"] for h in still] == [h["chart"] for h in history], still
 
 
 def test_the_guides_flux_objects_pass_a_server_side_dry_run(flux: Flux):

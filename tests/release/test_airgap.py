@@ -17,11 +17,11 @@ import pytest
 
 from brokkr_dev.base import paths
 from brokkr_dev.base.archives import extract_all
-from brokkr_dev.release import airgap
-from brokkr_dev.release.attestations import attestation_tag
+from brokkr_dev.release import airgap, attestations
+from brokkr_dev.release.attestations import attestation_tag, signature_tag
 from brokkr_dev.release.pipeline import Outcome
 from brokkr_dev.release.registry import Registry
-from brokkr_dev.release.signing import signature_tag
+from brokkr_dev.release.verify import BUNDLE_ATTESTATIONS
 from tests.docs.guiderun import guide_env
 from tests.fixtures.release import run
 
@@ -107,6 +107,13 @@ def test_each_platform_has_a_bundle_of_what_was_published_and_the_guide_installs
             assert layout.images == (digest,)
             assert layout.signatures == registry.digest(repo, signature_tag(digest))
             assert layout.attestations == registry.digest(repo, attestation_tag(digest))
+            # cosign v3: the published bundles, as blobs of the layout
+            published = attestations.bundles(registry, repo, digest)
+            assert {m for m, _ in layout.bundles} == {b.manifest for b in published}
+            assert {t for _, t in layout.bundles} == {
+                attestations.SIGNATURE,
+                *BUNDLE_ATTESTATIONS,
+            }, layout.bundles
             assert airgap.layout_problems(layout_dir, digest) == []
             blobs = layout_dir / "blobs" / "sha256"
             manifest = json.loads((blobs / digest.split(":")[1]).read_bytes())
@@ -175,6 +182,10 @@ def test_each_platform_has_a_bundle_of_what_was_published_and_the_guide_installs
         assert private.digest(repo, "1.0.0") == digest
         for tag in (signature_tag(digest), attestation_tag(digest)):
             assert private.digest(repo, tag) == registry.digest(f"brokkr/{image}", tag)
+        loaded = {b.manifest for b in attestations.bundles(private, repo, digest)}
+        published = attestations.bundles(registry, f"brokkr/{image}", digest)
+        assert loaded == {b.manifest for b in published}
+        assert attestations.is_signed(private, repo, digest)
     broker = outcome.platforms["brokkr-broker"]["linux/amd64"]
     rendered = done.stdout.replace('"', "")
     assert f"image: {private_registry.host}/colliery-io/brokkr-broker@{broker}" in rendered

@@ -10,7 +10,8 @@ import pytest
 import requests
 
 from brokkr_dev.base.errors import AutomationError
-from brokkr_dev.release import ReleaseError
+from brokkr_dev.release import ReleaseError, attestations
+from brokkr_dev.release.attestations import SPDX
 from brokkr_dev.release.plan import Options
 from brokkr_dev.release.registry import Registry
 from brokkr_dev.release.run import chart_patch, prepare, release_chart
@@ -102,9 +103,8 @@ def test_manifest_list_has_both_platforms_and_signatures_verify(
     }
     assert platforms == {"linux/amd64", "linux/arm64"}
     # an SBOM attestation for each platform image
-    tags = registry.tags("brokkr/brokkr-broker")
     for digest in outcome.platforms["brokkr-broker"].values():
-        assert digest.replace(":", "-") + ".att" in tags
+        assert SPDX in attestations.predicate_types(registry, "brokkr/brokkr-broker", digest)
     public = cosign_keys.with_suffix(".pub")
     refs = [f"{oci_registry.host}/brokkr/brokkr-broker@{outcome.images['brokkr-broker']}"]
     refs.append(f"{oci_registry.host}/brokkr/charts/brokkr-agent@{outcome.charts['brokkr-agent']}")
@@ -268,18 +268,22 @@ def test_crash_after_signing_resumes_without_signing_twice(do_release, oci_regis
     registry = Registry(oci_registry.host)
     digest = registry.digest("brokkr/brokkr-agent", "v1.0.0")
     assert digest is not None
-    signature = digest.replace(":", "-") + ".sig"
-    # cosign adds a layer to the .sig manifest for every signature: its digest shows re-signing
-    signed_once = registry.digest("brokkr/brokkr-agent", signature)
-    assert signed_once is not None
+
+    def signatures() -> list[str]:
+        # cosign v3 adds one referrer manifest (a bundle) per signature: re-signing shows
+        found = attestations.bundles(registry, "brokkr/brokkr-agent", digest)
+        return [b.manifest for b in found if b.predicate_type == attestations.SIGNATURE]
+
+    signed_once = signatures()
+    assert len(signed_once) == 1
     log: list[str] = []
     outcome = do_release("v1.0.0", log=log, sbom=False)
     assert outcome is not None
-    assert registry.digest("brokkr/brokkr-agent", signature) == signed_once
+    assert signatures() == signed_once
     assert any("already signed" in line for line in log)
     notes = outcome.notes_path.read_text()
     assert f"`{oci_registry.host}/brokkr/brokkr-agent:v1.0.0` `{digest}`" in notes
-    assert "cosign verify --key" in notes
+    assert "cosign verify-attestation --type https://sigstore.dev/cosign/sign/v1 --key" in notes
 
 
 def test_prepare_then_ci_publishes_the_tagged_commit(do_release, oci_registry, brokkr_repo):

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from brokkr_dev.base import green, paths
-from brokkr_dev.release import ReleaseError
+from brokkr_dev.release import ReleaseError, attestations
 from brokkr_dev.release.registry import Registry
 from tests.fixtures.http import GITHUB_TOKEN
 from tests.fixtures.release import run
@@ -157,14 +157,12 @@ def test_release_attaches_assets_and_notifies(
     for platform, digest in outcome.platforms["brokkr-agent"].items():
         sbom = json.loads(assets[f"brokkr-agent-1.0.0-{platform.replace('/', '-')}.spdx.json"])
         assert sbom["spdxVersion"].startswith("SPDX-")
-        att = registry.manifest("brokkr/brokkr-agent", digest.replace(":", "-") + ".att")
-        (layer,) = [  # one attestation layer per predicate type; cosign names it
-            x
-            for x in json.loads(att.body)["layers"]
-            if x["annotations"]["predicateType"] == "https://spdx.dev/Document"
+        (bundle,) = [  # one bundle (referrer) per predicate type; cosign v3 names it
+            b
+            for b in attestations.bundles(registry, "brokkr/brokkr-agent", digest)
+            if b.predicate_type == "https://spdx.dev/Document"
         ]
-        envelope = json.loads(registry.blob("brokkr/brokkr-agent", layer["digest"]))
-        statement = json.loads(base64.b64decode(envelope["payload"]))
+        statement = json.loads(base64.b64decode(json.loads(bundle.envelope)["payload"]))
         assert statement["subject"][0]["digest"]["sha256"] == digest.split(":")[1]
         assert statement["predicate"] == sbom
 

@@ -290,21 +290,30 @@ def test_verify_passes_on_the_release_and_fails_on_each_tamper(
     } <= failed
     registry.put_manifest(chart_repo, "1.0.0", original)
 
-    # 3. a missing attestation: the agent's arm64 image loses its .att manifest
+    # 3. missing attestations: the agent's arm64 image loses its attestation bundles
+    # (cosign v3 referrers; the fallback index still lists them)
     agent = "brokkr/brokkr-agent"
     arm64 = outcome.platforms["brokkr-agent"]["linux/arm64"]
-    att_tag = attestations.attestation_tag(arm64)
-    saved = registry.manifest(agent, att_tag)
-    assert saved is not None
-    deleted = requests.delete(f"http://{host}/v2/{agent}/manifests/{saved.digest}", timeout=10)
-    assert deleted.status_code == 202, deleted.text
+    bundle_manifests = [
+        registry.manifest(agent, bundle.manifest)
+        for bundle in attestations.bundles(registry, agent, arm64)
+        if bundle.predicate_type != attestations.SIGNATURE
+    ]
+    assert len(bundle_manifests) == 4  # provenance, SPDX, CycloneDX, VEX
+    for manifest in bundle_manifests:
+        assert manifest is not None
+        url = f"http://{host}/v2/{agent}/manifests/{manifest.digest}"
+        deleted = requests.delete(url, timeout=10)
+        assert deleted.status_code == 202, deleted.text
     failed = failed_rows(request, cosign)
     assert {
         ("provenance", "brokkr-agent linux/arm64"),
         ("sbom spdx", "brokkr-agent linux/arm64"),
         ("sbom cyclonedx", "brokkr-agent linux/arm64"),
     } <= failed
-    registry.put_manifest(agent, att_tag, saved)
+    for manifest in bundle_manifests:
+        assert manifest is not None
+        registry.put_manifest(agent, manifest.digest, manifest)
 
     # 4. a changed asset file: its checksum no longer matches
     manifest = assets / "brokkr-broker-install.yaml"

@@ -58,6 +58,7 @@ def test_flux_controllers_are_built_only_when_a_flux_test_is_selected():
     assert tools_for([flux, "tests/e2e_kind/test_rollout.py::test_x"]) == [
         "source-controller",
         "helm-controller",
+        "cosign",  # the Flux test signs the charts it publishes
     ]
 
 
@@ -72,8 +73,8 @@ def test_helm4_is_installed_when_the_helm4_test_is_selected():
     assert tools_for([helm4]) == ["helm4"]
 
 
-def test_the_air_gapped_guide_gets_cosign_and_syft_once_beside_an_upgrade_test():
+def test_the_air_gapped_guide_gets_cosign_syft_and_oras_once_beside_an_upgrade_test():
     airgap = "tests/e2e_kind/test_airgapped_on_kind.py::test_air_gapped_guide_installs"
     upgrade = "tests/e2e_kind/test_upgrade.py::test_upgrade_from_the_previous_release"
-    assert tools_for([airgap]) == ["cosign", "syft"]
-    assert tools_for([upgrade, airgap]) == ["cosign", "syft"]
+    assert tools_for([airgap]) == ["cosign", "syft", "oras"]
+    assert tools_for([upgrade, airgap]) == ["cosign", "syft", "oras"]

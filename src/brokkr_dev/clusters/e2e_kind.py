@@ -142,7 +142,7 @@ def pytest_command(extra: Sequence[str] = ()) -> list[str]:
 
 
 FLUX_TESTS = "test_flux.py"
-FLUX_TOOLS = ("source-controller", "helm-controller")
+FLUX_TOOLS = ("source-controller", "helm-controller", "cosign")  # the test signs charts
 
 
 def selected_tests(extra: Sequence[str] = ()) -> list[str]:
@@ -161,15 +161,16 @@ def selected_tests(extra: Sequence[str] = ()) -> list[str]:
 UPGRADE_TESTS = "test_upgrade.py"
 UPGRADE_TOOLS = ("cosign",)
 HELM4_TESTS, HELM4_TOOLS = "test_helm4.py", ("helm4",)
-# The air-gapped guide's test releases signed images with SBOMs, and copies with cosign.
-AIRGAP_TESTS, AIRGAP_TOOLS = "test_airgapped_on_kind.py", ("cosign", "syft")
+# The air-gapped guide's test releases signed images with SBOMs, copies them with oras
+# and verifies them with cosign.
+AIRGAP_TESTS, AIRGAP_TOOLS = "test_airgapped_on_kind.py", ("cosign", "syft", "oras")
 
 
 def tools_for(tests: Sequence[str]) -> list[str]:
     """Pinned tools the selected tests need before they start: Flux's two controllers
-    (a long cold build) only when a Flux test is selected, cosign when an upgrade test
-    is, helm4 for the Helm 4 test, cosign and syft for the air-gapped guide's (each job
-    of the workflow starts from an empty bin/)."""
+    (a long cold build) and cosign only when a Flux test is selected, cosign when an
+    upgrade test is, helm4 for the Helm 4 test, cosign, syft and oras for the air-gapped
+    guide's (each job of the workflow starts from an empty bin/)."""
     needed: list[str] = []
     by_file = (
         (FLUX_TESTS, FLUX_TOOLS),

@@ -18,7 +18,9 @@ _TAG_INVALID = re.compile(r"[^a-z0-9_.-]+")
 MAX_TAG = 128
 # Shapes of tags that releases, signing and other commits' builds write, each with
 # any `-suffix` (a prerelease, or a per-architecture `-amd64`): `latest`, `v1`,
-# `v1.2`, `v1.2.3`, `1.2.3`, `sha-<7 hex>` and cosign's `sha256-<hex>.sig/.att`.
+# `v1.2`, `v1.2.3`, `1.2.3`, `sha-<7 hex>`, cosign v2's `sha256-<hex>.sig/.att` and the
+# OCI referrers fallback tag `sha256-<hex>` (cosign v3's signatures on registries
+# without the referrers API).
 RESERVED = re.compile(r"^(latest|v?\d+(\.\d+){0,2}|sha-[0-9a-f]{7}|sha256)(-.*)?$")
 RESERVED_PREFIX = "branch-"
 

@@ -7,7 +7,12 @@ without internet needs, built from what the release published.
   published chart archives, the same bytes as the release assets;
 - `images/brokkr-<image>/`: one OCI image layout per image with that
   architecture's platform image (its published digest), its cosign signature and
-  its attestations (provenance, SPDX and CycloneDX SBOMs, VEX);
+  its attestations (provenance, SPDX and CycloneDX SBOMs, VEX). cosign v3 keeps
+  these as Sigstore bundles: each referrer manifest (its `subject` the image) and
+  bundle is a blob of the layout that index.json does not list, which is where
+  `cosign save` leaves them and where `cosign verify --local-image` and `cosign
+  load` look for them. Layouts of releases signed by cosign v2 list a `.sig` and
+  an `.att` manifest in index.json instead;
 - `manifests/brokkr-<chart>-install.yaml`: the raw manifests (release/manifests.py),
   each image pinned by the digest of this architecture's platform image;
 - `SHA256SUMS`: the SHA-256 of every other file, `sha256sum --check` format.
@@ -39,6 +44,7 @@ from pathlib import Path
 
 from brokkr_dev.base.commands import run
 from brokkr_dev.release import ReleaseError
+from brokkr_dev.release.attestations import BUNDLE_MEDIA_TYPE, BUNDLE_PREDICATE, SIGNATURE
 from brokkr_dev.release.provenance import sha256_file
 from brokkr_dev.release.registry import is_loopback
 from brokkr_dev.release.version import Version
@@ -83,11 +89,43 @@ def manifest_path(file_name: str) -> str:
 
 @dataclass(frozen=True)
 class Layout:
-    """What a layout written by `cosign save` holds: manifest digests by kind."""
+    """What a layout written by `cosign save` holds: manifest digests by kind, and
+    the referrer manifests of Sigstore bundles about its image (cosign v3) with the
+    predicate type each claims."""
 
     images: tuple[str, ...]
     signatures: str | None
     attestations: str | None
+    bundles: tuple[tuple[str, str], ...] = ()  # (referrer manifest digest, predicate type)
+
+    @property
+    def signed(self) -> bool:
+        return self.signatures is not None or any(t == SIGNATURE for _, t in self.bundles)
+
+    @property
+    def attested(self) -> bool:
+        return self.attestations is not None or any(t != SIGNATURE for _, t in self.bundles)
+
+
+def layout_bundles(directory: Path, image: str) -> tuple[tuple[str, str], ...]:
+    """(digest, predicate type) of each blob that is a referrer manifest of `image`
+    holding a Sigstore bundle, sorted by digest."""
+    found = []
+    blobs = directory / "blobs" / "sha256"
+    for path in sorted(blobs.iterdir()) if blobs.is_dir() else []:
+        if path.stat().st_size > 1 << 20:
+            continue  # a layer, not a referrer manifest
+        try:
+            body = json.loads(path.read_bytes())
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if not isinstance(body, dict) or (body.get("subject") or {}).get("digest") != image:
+            continue
+        layers = body.get("layers") or []
+        if any(str(x.get("mediaType", "")).startswith(BUNDLE_MEDIA_TYPE) for x in layers):
+            claimed = (body.get("annotations") or {}).get(BUNDLE_PREDICATE, "")
+            found.append((f"sha256:{path.name}", str(claimed)))
+    return tuple(found)
 
 
 def read_layout(directory: Path) -> Layout:
@@ -102,10 +140,12 @@ def read_layout(directory: Path) -> Layout:
         return [e["digest"] for e in entries if (e.get("annotations") or {}).get(KIND) == name]
 
     signatures, attestations = kind(SIGNATURES_KIND), kind(ATTESTATIONS_KIND)
+    images = tuple(kind(IMAGE_KIND))
     return Layout(
-        tuple(kind(IMAGE_KIND)),
+        images,
         signatures[0] if signatures else None,
         attestations[0] if attestations else None,
+        layout_bundles(directory, images[0]) if len(images) == 1 else (),
     )
 
 
@@ -131,6 +171,7 @@ def layout_problems(directory: Path, image: str) -> list[str]:
         if sha256_file(path) != path.name:
             problems.append(f"blob {path.name[:12]} does not match its digest")
     manifests = [d for d in (*layout.images, layout.signatures, layout.attestations) if d]
+    manifests += [digest for digest, _ in layout.bundles]
     for digest in manifests:
         path = _blob(directory, digest)
         if not path.is_file():
@@ -250,7 +291,7 @@ def build(
             target.write_bytes(data)
         for image in images:
             layout = save(cosign, image.reference, root / image_directory(image.name))
-            if signed and not (layout.signatures and layout.attestations):
+            if signed and not (layout.signed and layout.attested):
                 raise ReleaseError(
                     f"air-gap bundle: {image.reference} has no cosign signature or no "
                     "attestations in the registry; re-run the release (the sign, "

@@ -1,10 +1,21 @@
-"""The attestations attached to an artifact digest, read straight from the registry.
+"""The signatures and attestations attached to an artifact digest, read straight
+from the registry, in both of cosign's layouts:
 
-cosign (v2 layout) stores every attestation of a digest as one DSSE envelope layer
-of the manifest tagged `sha256-<hex>.att`. These reads are NOT verification (cosign
-verify-attestation is): the pipeline uses them to know what is attached already,
-so a resumed run adds only what is missing, and to read back published documents
-(the SBOMs and the VEX attached to a release).
+- cosign v3 (the bundle format, what releases sign with now): every signature and
+  every attestation is its own Sigstore bundle, one layer of an OCI 1.1 referrer
+  manifest whose `subject` is the digest and whose annotation
+  `dev.sigstore.bundle.predicateType` names what it holds; a signature is an
+  in-toto statement of type `https://sigstore.dev/cosign/sign/v1`. Registries
+  without the referrers API list them in the index tagged `sha256-<hex>`
+  (registry.referrers);
+- cosign v2 (releases signed before the switch): the signatures in the manifest
+  tagged `sha256-<hex>.sig`, every attestation a DSSE envelope layer of the
+  manifest tagged `sha256-<hex>.att`.
+
+These reads are NOT verification (cosign verify and verify-attestation are): the
+pipeline uses them to know what is attached already, so a resumed run adds only
+what is missing, and to read back published documents (the SBOMs and the VEX
+attached to a release).
 """
 
 from __future__ import annotations
@@ -12,11 +23,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import dataclass
 
 from brokkr_dev.release import ReleaseError
 from brokkr_dev.release.registry import Registry
 
 DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
+# cosign v3: a Sigstore bundle per referrer manifest (application/vnd.dev.sigstore.bundle.v0.3+json)
+BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle"
+BUNDLE_PREDICATE = "dev.sigstore.bundle.predicateType"
+# what `cosign sign` of v3 signs: an in-toto statement of this type about the digest
+SIGNATURE = "https://sigstore.dev/cosign/sign/v1"
 SPDX = "https://spdx.dev/Document"
 CYCLONEDX = "https://cyclonedx.org/bom"
 OPENVEX = "https://openvex.dev/ns"
@@ -25,7 +42,7 @@ COSIGN_TYPES = {SPDX: "spdxjson", CYCLONEDX: "cyclonedx", OPENVEX: "openvex"}
 
 
 def attestation_tag(digest: str) -> str:
-    """Where cosign stores the attestations of a digest: tag `sha256-<hex>.att`."""
+    """Where cosign v2 stored the attestations of a digest: tag `sha256-<hex>.att`."""
     return digest.replace(":", "-") + ".att"
 
 
@@ -45,8 +62,55 @@ def decode(envelope: bytes | str) -> dict:
     return statement
 
 
-def statements(registry: Registry, repo: str, digest: str) -> list[dict]:
-    """Every in-toto statement attached to repo@digest (empty when none)."""
+def _checked_blob(registry: Registry, repo: str, digest: str) -> bytes:
+    data = registry.blob(repo, digest)
+    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        raise ReleaseError(f"attestation blob {repo}@{digest} does not match its digest")
+    return data
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """One Sigstore bundle referring to a digest: its referrer manifest, the predicate
+    type it claims and the DSSE envelope inside (JSON, signatures unchecked)."""
+
+    manifest: str
+    predicate_type: str
+    envelope: bytes
+
+
+def bundle_envelope(data: bytes) -> bytes:
+    """The DSSE envelope (JSON) inside a Sigstore bundle (JSON)."""
+    try:
+        envelope = json.loads(data)["dsseEnvelope"]
+    except (ValueError, KeyError, TypeError):
+        raise ReleaseError("not a Sigstore bundle holding a DSSE envelope") from None
+    return json.dumps(envelope).encode()
+
+
+def bundles(registry: Registry, repo: str, digest: str) -> list[Bundle]:
+    """The Sigstore bundles (cosign v3) whose referrer manifests name repo@digest."""
+    found = []
+    for descriptor in registry.referrers(repo, digest):
+        if not str(descriptor.get("artifactType", BUNDLE_MEDIA_TYPE)).startswith(BUNDLE_MEDIA_TYPE):
+            continue  # another tool's referrer
+        manifest = registry.manifest(repo, descriptor["digest"])
+        if manifest is None:
+            continue  # listed in a stale fallback index
+        body = json.loads(manifest.body)
+        if (body.get("subject") or {}).get("digest") != digest:
+            continue
+        claimed = (body.get("annotations") or {}).get(BUNDLE_PREDICATE, "")
+        for layer in body.get("layers") or []:
+            if str(layer.get("mediaType", "")).startswith(BUNDLE_MEDIA_TYPE):
+                envelope = bundle_envelope(_checked_blob(registry, repo, layer["digest"]))
+                kind = str(decode(envelope).get("predicateType") or claimed)
+                found.append(Bundle(manifest.digest, kind, envelope))
+    return found
+
+
+def legacy_statements(registry: Registry, repo: str, digest: str) -> list[dict]:
+    """The in-toto statements in cosign v2's `sha256-<hex>.att` manifest (empty when none)."""
     manifest = registry.manifest(repo, attestation_tag(digest))
     if manifest is None:
         return []
@@ -54,13 +118,28 @@ def statements(registry: Registry, repo: str, digest: str) -> list[dict]:
     for layer in json.loads(manifest.body).get("layers") or []:
         if layer.get("mediaType") != DSSE_LAYER:
             continue
-        data = registry.blob(repo, layer["digest"])
-        if "sha256:" + hashlib.sha256(data).hexdigest() != layer["digest"]:
-            raise ReleaseError(
-                f"attestation blob {repo}@{layer['digest']} does not match its digest"
-            )
-        found.append(decode(data))
+        found.append(decode(_checked_blob(registry, repo, layer["digest"])))
     return found
+
+
+def statements(registry: Registry, repo: str, digest: str) -> list[dict]:
+    """Every in-toto statement attested to repo@digest, in either layout (empty when
+    none); v3 signatures (statements of type SIGNATURE) are not attestations."""
+    found = [decode(b.envelope) for b in bundles(registry, repo, digest)]
+    found = [s for s in found if s.get("predicateType") != SIGNATURE]
+    return found + legacy_statements(registry, repo, digest)
+
+
+def signature_tag(digest: str) -> str:
+    """Where cosign v2 stored the signature of a digest: tag `sha256-<hex>.sig`."""
+    return digest.replace(":", "-") + ".sig"
+
+
+def is_signed(registry: Registry, repo: str, digest: str) -> bool:
+    """Whether repo@digest carries a cosign signature, in either layout (unverified)."""
+    if any(b.predicate_type == SIGNATURE for b in bundles(registry, repo, digest)):
+        return True
+    return signature_tag(digest) in registry.tags(repo)
 
 
 def predicate_types(registry: Registry, repo: str, digest: str) -> set[str]:

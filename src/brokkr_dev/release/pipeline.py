@@ -29,7 +29,7 @@ from brokkr_dev.release.github import Asset, GitHub
 from brokkr_dev.release.plan import ChartPlan, ImagePlan, Options, Plan
 from brokkr_dev.release.provenance import Builder, DescribesInputs, Material
 from brokkr_dev.release.registry import Registry, is_loopback
-from brokkr_dev.release.signing import Signer, signature_tag
+from brokkr_dev.release.signing import Signer
 from brokkr_dev.release.stamp import stamp_all
 from brokkr_dev.release.tags import Action, release_tags
 from brokkr_dev.release.version import parse_released, previous_release
@@ -340,7 +340,7 @@ class Pipeline:
             return
         host = self.options.host
         for repo, digest in self._signables():
-            if signature_tag(digest) in self.registry.tags(repo):
+            if attestations.is_signed(self.registry, repo, digest):
                 self.log(f"sign: {host}/{repo}@{digest} already signed")
             else:
                 self.signer.sign(host, repo, digest)

@@ -3,7 +3,9 @@
 Enough for releases: list tags, read a manifest and its digest, write a manifest
 under another tag (moving a floating tag costs no blob upload, because the manifest
 bytes, and so the digest, are identical). Loopback registries are spoken to over
-plain HTTP; every other one over HTTPS, with the Bearer token flow that ghcr.io uses.
+plain HTTP; every other one over HTTPS, with the Bearer token flow that ghcr.io uses,
+unless the caller says the registry speaks plain HTTP (a test mirror on a private
+address).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     )
 )
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 TIMEOUT = 30
 HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
 _LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
@@ -38,6 +41,11 @@ class Manifest:
     body: bytes
     media_type: str
     digest: str
+
+
+def referrers_tag(digest: str) -> str:
+    """The OCI 1.1 referrers fallback tag of a digest: `sha256-<hex>`."""
+    return digest.replace(":", "-", 1)
 
 
 def split_reference(ref: str) -> tuple[str, str]:
@@ -64,9 +72,13 @@ class Registry:
         username: str | None = None,
         password: str | None = None,
         session: requests.Session | None = None,
+        plain_http: bool | None = None,
     ) -> None:
         self.host = host
-        scheme = "http" if is_loopback(host) else "https"
+        # None: decided by the address; a registry anywhere else is HTTPS unless told.
+        if plain_http is None:
+            plain_http = is_loopback(host)
+        scheme = "http" if plain_http else "https"
         self.base = f"{scheme}://{host}/v2"
         self._auth = (username, password) if username and password else None
         self._session = session or requests.Session()
@@ -166,6 +178,31 @@ class Registry:
         found = self.manifest(repo, reference)
         return found.digest if found else None
 
+    def referrers(self, repo: str, digest: str) -> list[dict]:
+        """The descriptors of the manifests whose `subject` is repo@digest (OCI 1.1).
+
+        From the referrers API where the registry has one; otherwise from the index
+        under the fallback tag `sha256-<hex>`, which clients (cosign v3 through
+        go-containerregistry) keep up to date on registries without it, such as
+        Distribution 2.x. Empty when nothing refers to the digest.
+        """
+        response = self._request("GET", repo, f"referrers/{digest}", headers={"Accept": OCI_INDEX})
+        content_type = response.headers.get("Content-Type", "").split(";")[0]
+        if response.status_code == 200 and content_type == OCI_INDEX:
+            index = response.content
+        else:
+            found = self.manifest(repo, referrers_tag(digest))
+            if found is None:
+                return []
+            index = found.body
+        try:
+            manifests = json.loads(index).get("manifests") or []
+        except (ValueError, AttributeError):
+            raise ReleaseError(
+                f"{self.host}/{repo}: referrers of {digest} are not an index"
+            ) from None
+        return [m for m in manifests if isinstance(m, dict) and "digest" in m]
+
     def put_manifest(self, repo: str, tag: str, manifest: Manifest) -> str:
         """Store the manifest under a tag (creating or moving it); returns the digest."""
         response = self._request(
@@ -227,3 +264,6 @@ class UnreachableRegistry(Registry):
 
     def manifest(self, repo: str, reference: str) -> Manifest | None:
         return None
+
+    def referrers(self, repo: str, digest: str) -> list[dict]:
+        return []

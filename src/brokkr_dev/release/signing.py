@@ -1,8 +1,15 @@
 """Supply chain: cosign signatures and attestations (by digest), and syft SBOMs.
 
+cosign v3 signs in the Sigstore bundle format: each signature and attestation is a
+bundle stored as an OCI 1.1 referrer of the digest (release/attestations.py).
+
 With a key (local tests, air-gapped use) signatures stay out of the public
-transparency log; without one, cosign signs keyless with the GitHub Actions OIDC
-identity and records the signature in Rekor, which is how users verify it.
+transparency log: cosign v3 takes that as a signing config that names no service
+(no Rekor, no timestamp authority), and a trusted root that names none either, so
+that it does not ask Sigstore's TUF repository for one (KEYED_SIGNING_CONFIG,
+KEYED_TRUSTED_ROOT). Without a key, cosign signs keyless with the GitHub Actions
+OIDC identity, using the public instance's signing config from TUF, and records the
+signature in Rekor, which is how users verify it.
 """
 
 from __future__ import annotations
@@ -14,17 +21,60 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from brokkr_dev.base.commands import run
-from brokkr_dev.release import ReleaseError
-from brokkr_dev.release.attestations import CYCLONEDX, SPDX, attestation_tag, cosign_type, decode
+from brokkr_dev.release import ReleaseError, attestations
+from brokkr_dev.release.attestations import (
+    CYCLONEDX,
+    SIGNATURE,
+    SPDX,
+    cosign_type,
+    decode,
+)
 from brokkr_dev.release.registry import Registry, is_loopback
 
 OIDC_ISSUER = "https://token.actions.githubusercontent.com"
 TIMEOUT = 600
+# cosign v3's offline signing with a key: no transparency log, no timestamp authority
+# (`cosign signing-config create` with no service writes the same), and an empty
+# trusted root so that cosign does not fetch one from TUF.
+KEYED_SIGNING_CONFIG = {
+    "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
+    "rekorTlogConfig": {},
+    "tsaConfig": {},
+}
+KEYED_TRUSTED_ROOT = {"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}
+# What `cosign verify --output json` reports as a signature's type: a v3 bundle's
+# statement type, and the payload type of v2's simple signing (older releases).
+SIGNATURE_TYPES = frozenset({SIGNATURE, "cosign container image signature"})
 
 
-def signature_tag(digest: str) -> str:
-    """Where cosign stores the signature of a digest: tag `sha256-<hex>.sig`."""
-    return digest.replace(":", "-") + ".sig"
+def signed_entries(output: str) -> list[dict]:
+    """The entries of `cosign verify --output json` that are signatures.
+
+    cosign v3 reports every verified bundle about the digest, attestations included
+    (`critical.type` is then the predicate type): an image with only an SBOM passes
+    `cosign verify`. A signature is an entry of a signature type."""
+    found = []
+    for raw in output.splitlines():
+        line = raw.strip()
+        if not line.startswith("["):
+            continue
+        try:
+            entries = json.loads(line)
+        except ValueError:
+            continue
+        for entry in entries if isinstance(entries, list) else []:
+            kind = ((entry or {}).get("critical") or {}).get("type")
+            if kind in SIGNATURE_TYPES:
+                found.append(entry)
+    return found
+
+
+def keyed_material(directory: Path) -> list[str]:
+    """The flags of cosign v3's offline keyed signing, their files written to directory."""
+    config, root = directory / "signing-config.json", directory / "trusted-root.json"
+    config.write_text(json.dumps(KEYED_SIGNING_CONFIG))
+    root.write_text(json.dumps(KEYED_TRUSTED_ROOT))
+    return ["--signing-config", str(config), "--trusted-root", str(root)]
 
 
 @dataclass(frozen=True)
@@ -47,16 +97,24 @@ class Signer:
         environment.setdefault("COSIGN_PASSWORD", "")
         return run(args, env=environment, timeout=TIMEOUT, hint=f"{what}: re-run to resume").stdout
 
-    def _key_flags(self) -> list[str]:
+    def _key_flags(self, workdir: Path) -> list[str]:
         # Keyed signatures stay out of the public log; keyless ones must be in it.
-        return ["--key", self.key, "--tlog-upload=false"] if self.key else []
+        return ["--key", self.key, *keyed_material(workdir)] if self.key else []
 
     def sign(self, host: str, repo: str, digest: str) -> None:
         ref = f"{host}/{repo}@{digest}"
-        self._run(
-            [self.cosign, "sign", "--yes", *self._key_flags(), *self._flags(host), ref],
-            f"cosign sign {ref}",
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            self._run(
+                [
+                    self.cosign,
+                    "sign",
+                    "--yes",
+                    *self._key_flags(Path(tmp)),
+                    *self._flags(host),
+                    ref,
+                ],
+                f"cosign sign {ref}",
+            )
 
     def _verify_flags(self, workdir: Path) -> list[str]:
         if self.key:
@@ -75,12 +133,23 @@ class Signer:
         ]
 
     def verify(self, host: str, repo: str, digest: str) -> None:
+        """A signature of repo@digest verifies (an attestation alone does not count)."""
         ref = f"{host}/{repo}@{digest}"
         with tempfile.TemporaryDirectory() as tmp:
-            self._run(
-                [self.cosign, "verify", *self._verify_flags(Path(tmp)), *self._flags(host), ref],
+            out = self._run(
+                [
+                    self.cosign,
+                    "verify",
+                    "--output",
+                    "json",
+                    *self._verify_flags(Path(tmp)),
+                    *self._flags(host),
+                    ref,
+                ],
                 f"cosign verify {ref}",
             )
+        if not signed_entries(out):
+            raise ReleaseError(f"cosign verify {ref}: only attestations verify, no signature")
 
     def sbom(self, host: str, repo: str, digest: str, workdir: Path) -> dict[str, Path]:
         """SPDX and CycloneDX JSON SBOMs of one platform image (one syft scan of the
@@ -113,21 +182,22 @@ class Signer:
     ) -> None:
         """Sign a predicate of that type for repo@digest and attach it (cosign attest)."""
         ref = f"{host}/{repo}@{digest}"
-        self._run(
-            [
-                self.cosign,
-                "attest",
-                "--yes",
-                "--type",
-                cosign_type(predicate_type),
-                "--predicate",
-                str(predicate),
-                *self._key_flags(),
-                *self._flags(host),
-                ref,
-            ],
-            f"cosign attest {ref}",
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            self._run(
+                [
+                    self.cosign,
+                    "attest",
+                    "--yes",
+                    "--type",
+                    cosign_type(predicate_type),
+                    "--predicate",
+                    str(predicate),
+                    *self._key_flags(Path(tmp)),
+                    *self._flags(host),
+                    ref,
+                ],
+                f"cosign attest {ref}",
+            )
 
     def verify_attestation(
         self, host: str, repo: str, digest: str, predicate_type: str = SPDX
@@ -166,8 +236,8 @@ def verified_statements(output: str) -> list[dict]:
 
 
 def is_signed(registry: Registry, repo: str, digest: str) -> bool:
-    return signature_tag(digest) in registry.tags(repo)
+    return attestations.is_signed(registry, repo, digest)
 
 
 def is_attested(registry: Registry, repo: str, digest: str) -> bool:
-    return attestation_tag(digest) in registry.tags(repo)
+    return bool(attestations.statements(registry, repo, digest))

@@ -56,13 +56,16 @@ from brokkr_dev.release.assets import (
 from brokkr_dev.release.attestations import (
     CYCLONEDX,
     OPENVEX,
+    SIGNATURE,
     SPDX,
     attestation_tag,
+    bundles,
     cosign_type,
+    signature_tag,
 )
 from brokkr_dev.release.plan import DEFAULT_REGISTRY, IMAGE_NAMES
 from brokkr_dev.release.registry import Registry, is_loopback, split_reference
-from brokkr_dev.release.signing import OIDC_ISSUER, signature_tag, verified_statements
+from brokkr_dev.release.signing import OIDC_ISSUER, signed_entries, verified_statements
 from brokkr_dev.release.stamp import CHART_NAMES
 from brokkr_dev.release.tags import release_tags
 from brokkr_dev.release.version import Version, parse, parse_released
@@ -228,16 +231,26 @@ class Cosign:
         return done.stdout
 
     def verify(self, ref: str) -> None:
-        self._run(["verify", "--output", "json"], ref)
+        """A signature verifies: cosign v3 also passes an image that carries only
+        attestations, so the verified entries must include a signature."""
+        if not signed_entries(self._run(["verify", "--output", "json"], ref)):
+            raise ReleaseError("no signature verifies (only attestations)")
 
     def statements(self, ref: str, predicate_type: str) -> list[dict]:
         return verified_statements(
             self._run(["verify-attestation", "--type", cosign_type(predicate_type)], ref)
         )
 
-    def verify_local(self, layout: Path) -> None:
-        """The signature inside an OCI layout written by `cosign save` (offline)."""
-        self._run(["verify", "--output", "json", "--local-image"], str(layout))
+    def verify_local(self, layout: Path, bundled: bool = True) -> None:
+        """The signature inside an OCI layout written by `cosign save` (offline).
+
+        With Sigstore bundles (cosign v3) `cosign verify --local-image` reports no
+        statement types, and would pass on attestations alone: the signature is
+        checked as the attestation of its own type instead."""
+        if bundled:
+            self._run(["verify-attestation", "--type", SIGNATURE, "--local-image"], str(layout))
+        else:
+            self._run(["verify", "--output", "json", "--local-image"], str(layout))
 
     def statements_local(self, layout: Path, predicate_type: str) -> list[dict]:
         kind = cosign_type(predicate_type)
@@ -634,6 +647,9 @@ class Verifier:
         problems = airgap.layout_problems(layout_dir, digest)
         if not problems:
             layout, repo = airgap.read_layout(layout_dir), f"{self.prefix}/{image}"
+            published = {b.manifest for b in bundles(self.registry, repo, digest)}
+            if {d for d, _ in layout.bundles} != published:
+                problems.append("its signature and attestation bundles are not the published ones")
             if layout.signatures != self.registry.digest(repo, signature_tag(digest)):
                 problems.append("its signature is not the published one")
             if layout.attestations != self.registry.digest(repo, attestation_tag(digest)):
@@ -643,7 +659,7 @@ class Verifier:
         if problems:
             return
         try:
-            self.cosign.verify_local(layout_dir)
+            self.cosign.verify_local(layout_dir, bundled=bool(layout.bundles))
         except ReleaseError as exc:
             self.add("bundle signature", subject, False, str(exc))
         else:

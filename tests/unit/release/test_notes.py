@@ -43,7 +43,8 @@ def test_render_sections_in_order_with_artifacts_and_verify_commands():
     assert f"- `ghcr.io/o/brokkr-broker:v1.1.0` `sha256:{'a' * 64}`" in text
     assert "helm install brokkr-broker oci://ghcr.io/o/charts/brokkr-broker --version 1.1.0" in text
     assert (
-        f"cosign verify --certificate-identity https://github.com/colliery-io/brokkr/.github/workflows/release.yml@refs/tags/v1.1.0 --certificate-oidc-issuer https://token.actions.githubusercontent.com ghcr.io/o/brokkr-broker@sha256:{'a' * 64}"
+        "cosign verify-attestation --type https://sigstore.dev/cosign/sign/v1 "
+        f"--certificate-identity https://github.com/colliery-io/brokkr/.github/workflows/release.yml@refs/tags/v1.1.0 --certificate-oidc-issuer https://token.actions.githubusercontent.com ghcr.io/o/brokkr-broker@sha256:{'a' * 64}"
         in text
     )
     assert f"ghcr.io/o/charts/brokkr-broker@sha256:{'b' * 64}" in text
@@ -60,4 +61,8 @@ def test_render_with_key_and_prerelease():
     assert "This is a prerelease" in text
     assert "Changes since the first commit" in text
     assert "No changes besides the version stamp." in text
-    assert f"cosign verify --key cosign.pub 127.0.0.1:5000/b/brokkr-agent@sha256:{'c' * 64}" in text
+    assert (
+        "cosign verify-attestation --type https://sigstore.dev/cosign/sign/v1 "
+        "--key cosign.pub --insecure-ignore-tlog=true "
+        f"127.0.0.1:5000/b/brokkr-agent@sha256:{'c' * 64}"
+    ) in text

@@ -7,33 +7,26 @@ import base64
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from brokkr_dev.release import ReleaseError
 from brokkr_dev.release.registry import Registry
+from tests.fixtures.http import QuietHandler, Recorder
 
 USER, PASSWORD = "maintainer", "test-password-not-a-secret"
 TOKEN = "issued-token"
 
 
-class Server(ThreadingHTTPServer):
+class Server(Recorder):
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
+        super().__init__(Handler)
         self.token_requests: list[dict] = []
 
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.server_address[1]}"
 
-
-class Handler(BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     server: Server
-
-    def log_message(self, *args: object) -> None:
-        pass
 
     def _send(self, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
@@ -91,3 +84,18 @@ def test_wrong_credentials_are_a_clear_error(server):
     registry = Registry(server.host, USER, "wrong")
     with pytest.raises(ReleaseError, match=r"token request failed \(401\)"):
         registry.tags("org/brokkr-broker")
+
+
+@pytest.mark.parametrize(
+    ("host", "plain_http", "base"),
+    [
+        ("127.0.0.1:5000", None, "http://127.0.0.1:5000/v2"),
+        ("localhost:5000", None, "http://localhost:5000/v2"),
+        ("ghcr.io", None, "https://ghcr.io/v2"),
+        ("172.18.0.1:5000", None, "https://172.18.0.1:5000/v2"),  # private is not trusted
+        ("172.18.0.1:5000", True, "http://172.18.0.1:5000/v2"),  # a test mirror, told
+        ("127.0.0.1:5000", False, "https://127.0.0.1:5000/v2"),
+    ],
+)
+def test_plain_http_only_for_loopback_unless_the_caller_says(host, plain_http, base):
+    assert Registry(host, plain_http=plain_http).base == base
