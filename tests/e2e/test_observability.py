@@ -24,6 +24,7 @@ docs/observability.md).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import signal
@@ -61,6 +62,7 @@ POOL_AND_BURN_ALERTS = (
     "BrokkrLatencyBudgetBurnFast",
     "BrokkrLatencyBudgetBurnSlow",
 )
+BURN_RATIOS = ("brokkr:http_error_ratio:rate1h", "brokkr:http_slow_ratio:rate1h")
 SILENT_AGENT_ALERTS = ("BrokkrAgentPollStale", "BrokkrAgentHeartbeatMissing")
 
 # A ConfigMap whose data key the API server refuses (keys are [-._a-zA-Z0-9]+): the
@@ -122,6 +124,12 @@ def settle_quiet(server: prometheus.Prometheus, names: Iterable[str], timeout: f
     names = list(names)
     settle(lambda: not firing(server, names), timeout)
     assert firing(server, names) == []
+
+
+def has_number(server: prometheus.Prometheus, expr: str) -> bool:
+    """Whether an instant query gives one value that is a number (not NaN)."""
+    result = server.query(expr)
+    return len(result) == 1 and not math.isnan(float(result[0]["value"][1]))
 
 
 def value(server: prometheus.Prometheus, expr: str) -> float:
@@ -194,6 +202,9 @@ def test_prometheus_sees_every_queried_metric_and_every_alert_fires(tmp_path: Pa
         settle(lambda: not without_data(server, "brokkr-agents"), 60)
         assert without_data(server, "brokkr-agents") == []
         # Healthy: no alert fires, and the burn-rate ratios are evaluated (0 errors).
+        # A ratio is 0/0 (NaN) until a scrape after the first has seen /api/ requests
+        # counted, so wait for a number before judging it.
+        settle(lambda: all(has_number(server, r) for r in BURN_RATIOS), 60)
         assert server.firing_now() == {}
         assert value(server, "brokkr:http_error_ratio:rate1h") == 0
         assert value(server, "brokkr:http_slow_ratio:rate1h") < 0.06
