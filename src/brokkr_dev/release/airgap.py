@@ -44,7 +44,7 @@ from pathlib import Path
 
 from brokkr_dev.base.commands import run
 from brokkr_dev.release import ReleaseError
-from brokkr_dev.release.attestations import BUNDLE_MEDIA_TYPE, BUNDLE_PREDICATE, SIGNATURE
+from brokkr_dev.release.attestations import SIGNATURE, bundle_layers
 from brokkr_dev.release.provenance import sha256_file
 from brokkr_dev.release.registry import is_loopback
 from brokkr_dev.release.version import Version
@@ -119,12 +119,9 @@ def layout_bundles(directory: Path, image: str) -> tuple[tuple[str, str], ...]:
             body = json.loads(path.read_bytes())
         except (ValueError, UnicodeDecodeError):
             continue
-        if not isinstance(body, dict) or (body.get("subject") or {}).get("digest") != image:
-            continue
-        layers = body.get("layers") or []
-        if any(str(x.get("mediaType", "")).startswith(BUNDLE_MEDIA_TYPE) for x in layers):
-            claimed = (body.get("annotations") or {}).get(BUNDLE_PREDICATE, "")
-            found.append((f"sha256:{path.name}", str(claimed)))
+        claimed, layers = bundle_layers(body, image)
+        if layers:
+            found.append((f"sha256:{path.name}", claimed))
     return tuple(found)
 
 

@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 
 from brokkr_dev.release import ReleaseError
-from brokkr_dev.release.registry import Registry
+from brokkr_dev.release.registry import Registry, referrers_tag
 
 DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
 # cosign v3: a Sigstore bundle per referrer manifest (application/vnd.dev.sigstore.bundle.v0.3+json)
@@ -43,7 +43,7 @@ COSIGN_TYPES = {SPDX: "spdxjson", CYCLONEDX: "cyclonedx", OPENVEX: "openvex"}
 
 def attestation_tag(digest: str) -> str:
     """Where cosign v2 stored the attestations of a digest: tag `sha256-<hex>.att`."""
-    return digest.replace(":", "-") + ".att"
+    return referrers_tag(digest) + ".att"
 
 
 def cosign_type(predicate_type: str) -> str:
@@ -88,6 +88,21 @@ def bundle_envelope(data: bytes) -> bytes:
     return json.dumps(envelope).encode()
 
 
+def bundle_layers(body: object, subject: str) -> tuple[str, list[dict]]:
+    """What a referrer manifest (parsed JSON) of `subject` holds as Sigstore bundles:
+    the predicate type its annotation claims, and its bundle layers (none when it
+    refers to another digest or holds no bundle). Read from a registry or a layout."""
+    if not isinstance(body, dict) or (body.get("subject") or {}).get("digest") != subject:
+        return "", []
+    claimed = str((body.get("annotations") or {}).get(BUNDLE_PREDICATE, ""))
+    layers = [
+        layer
+        for layer in body.get("layers") or []
+        if str(layer.get("mediaType", "")).startswith(BUNDLE_MEDIA_TYPE)
+    ]
+    return claimed, layers
+
+
 def bundles(registry: Registry, repo: str, digest: str) -> list[Bundle]:
     """The Sigstore bundles (cosign v3) whose referrer manifests name repo@digest."""
     found = []
@@ -97,15 +112,11 @@ def bundles(registry: Registry, repo: str, digest: str) -> list[Bundle]:
         manifest = registry.manifest(repo, descriptor["digest"])
         if manifest is None:
             continue  # listed in a stale fallback index
-        body = json.loads(manifest.body)
-        if (body.get("subject") or {}).get("digest") != digest:
-            continue
-        claimed = (body.get("annotations") or {}).get(BUNDLE_PREDICATE, "")
-        for layer in body.get("layers") or []:
-            if str(layer.get("mediaType", "")).startswith(BUNDLE_MEDIA_TYPE):
-                envelope = bundle_envelope(_checked_blob(registry, repo, layer["digest"]))
-                kind = str(decode(envelope).get("predicateType") or claimed)
-                found.append(Bundle(manifest.digest, kind, envelope))
+        claimed, layers = bundle_layers(json.loads(manifest.body), digest)
+        for layer in layers:
+            envelope = bundle_envelope(_checked_blob(registry, repo, layer["digest"]))
+            kind = str(decode(envelope).get("predicateType") or claimed)
+            found.append(Bundle(manifest.digest, kind, envelope))
     return found
 
 
@@ -132,7 +143,7 @@ def statements(registry: Registry, repo: str, digest: str) -> list[dict]:
 
 def signature_tag(digest: str) -> str:
     """Where cosign v2 stored the signature of a digest: tag `sha256-<hex>.sig`."""
-    return digest.replace(":", "-") + ".sig"
+    return referrers_tag(digest) + ".sig"
 
 
 def is_signed(registry: Registry, repo: str, digest: str) -> bool:

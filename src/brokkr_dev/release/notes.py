@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from brokkr_dev.release.attestations import SIGNATURE
 from brokkr_dev.release.version import Version
 
 # type(scope)!: subject
@@ -60,11 +61,6 @@ def group(commits: list[tuple[str, str]]) -> dict[str, list[str]]:
     return grouped
 
 
-# The type of a cosign v3 signature statement. `cosign verify` of v3 also passes on an
-# attestation alone, so the notes ask for the signature by its type.
-SIGNATURE_TYPE = "https://sigstore.dev/cosign/sign/v1"
-
-
 def verify_commands(item: Published, cosign_key: str | None, identity: str) -> list[str]:
     """Commands a user runs to check an artifact's signature (and SBOM for images)."""
     ref = item.reference.removeprefix("oci://").rsplit(":", 1)[0] + "@" + item.digest
@@ -77,8 +73,10 @@ def verify_commands(item: Published, cosign_key: str | None, identity: str) -> l
             f"--certificate-identity {identity} "
             "--certificate-oidc-issuer https://token.actions.githubusercontent.com"
         )
+    # `cosign verify` of v3 also passes on an attestation alone: ask for the signature
+    # by its statement type.
     commands = [
-        f"cosign verify-attestation --type {SIGNATURE_TYPE} {who} {ref}",
+        f"cosign verify-attestation --type {SIGNATURE} {who} {ref}",
         f"cosign verify-attestation --type https://slsa.dev/provenance/v1 {who} {ref}",
     ]
     if item.kind == "image":

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from brokkr_dev.base.commands import run
-from brokkr_dev.release import ReleaseError, attestations
+from brokkr_dev.release import ReleaseError
 from brokkr_dev.release.attestations import (
     CYCLONEDX,
     SIGNATURE,
@@ -29,7 +29,7 @@ from brokkr_dev.release.attestations import (
     cosign_type,
     decode,
 )
-from brokkr_dev.release.registry import Registry, is_loopback
+from brokkr_dev.release.registry import is_loopback
 
 OIDC_ISSUER = "https://token.actions.githubusercontent.com"
 TIMEOUT = 600
@@ -233,11 +233,3 @@ def verified_statements(output: str) -> list[dict]:
                 continue
             found.append(decode(line))
     return found
-
-
-def is_signed(registry: Registry, repo: str, digest: str) -> bool:
-    return attestations.is_signed(registry, repo, digest)
-
-
-def is_attested(registry: Registry, repo: str, digest: str) -> bool:
-    return bool(attestations.statements(registry, repo, digest))
